@@ -1,0 +1,75 @@
+/**
+ * Every error Kiln returns carries one of these codes. They reach the HTTP client, the SDK, the CLI
+ * and the dashboard unchanged, so they are part of the public contract: add codes, never rename them.
+ * docs/errors.md explains each one.
+ */
+export const ErrorCode = {
+  // request / auth
+  VALIDATION_FAILED: 'VALIDATION_FAILED',
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
+  FORBIDDEN: 'FORBIDDEN',
+  NOT_FOUND: 'NOT_FOUND',
+  CONFLICT: 'CONFLICT',
+  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  UNKNOWN_TARGET: 'UNKNOWN_TARGET',
+  INTERNAL: 'INTERNAL',
+  SERVICE_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
+
+  // .pt2 validation (the TypeScript reader, before torch sees anything)
+  PT2_NOT_ZIP: 'PT2_NOT_ZIP',
+  PT2_TRUNCATED: 'PT2_TRUNCATED',
+  PT2_BAD_ENTRY_NAME: 'PT2_BAD_ENTRY_NAME',
+  PT2_TOO_MANY_ENTRIES: 'PT2_TOO_MANY_ENTRIES',
+  PT2_ENTRY_TOO_LARGE: 'PT2_ENTRY_TOO_LARGE',
+  PT2_COMPRESSED_ENTRY: 'PT2_COMPRESSED_ENTRY',
+  PT2_MISSING_ENTRY: 'PT2_MISSING_ENTRY',
+  PT2_BAD_ARCHIVE_FORMAT: 'PT2_BAD_ARCHIVE_FORMAT',
+  PT2_UNSUPPORTED_ARCHIVE_VERSION: 'PT2_UNSUPPORTED_ARCHIVE_VERSION',
+  PT2_UNSUPPORTED_SCHEMA: 'PT2_UNSUPPORTED_SCHEMA',
+  PT2_MALFORMED_PROGRAM: 'PT2_MALFORMED_PROGRAM',
+  PT2_PICKLED_DATA: 'PT2_PICKLED_DATA',
+  PT2_CUSTOM_OBJECT: 'PT2_CUSTOM_OBJECT',
+  PT2_BAD_SHAPE_EXPR: 'PT2_BAD_SHAPE_EXPR',
+  PT2_UNKNOWN_OP_NAMESPACE: 'PT2_UNKNOWN_OP_NAMESPACE',
+  PT2_GUARDS_CODE: 'PT2_GUARDS_CODE',
+  PT2_MULTIPLE_MODELS: 'PT2_MULTIPLE_MODELS',
+
+  // builds (compile driver and worker)
+  UNSUPPORTED_OP: 'UNSUPPORTED_OP',
+  INVALID_MODEL: 'INVALID_MODEL',
+  COMPILE_FAILED: 'COMPILE_FAILED',
+  ISA_CHECK_FAILED: 'ISA_CHECK_FAILED',
+  NUMERIC_MISMATCH: 'NUMERIC_MISMATCH',
+  LOAD_FAILED: 'LOAD_FAILED',
+  COMPILE_TIMEOUT: 'COMPILE_TIMEOUT',
+  COMPILE_OOM: 'COMPILE_OOM',
+  DRIVER_CRASHED: 'DRIVER_CRASHED',
+  NO_WORKER: 'NO_WORKER',
+  CANCELLED: 'CANCELLED',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Build failures that will fail the same way on every retry: Temporal must not retry them. */
+export const NON_RETRYABLE_BUILD_ERRORS: readonly ErrorCode[] = [
+  ErrorCode.UNSUPPORTED_OP,
+  ErrorCode.INVALID_MODEL,
+  ErrorCode.COMPILE_FAILED,
+  ErrorCode.ISA_CHECK_FAILED,
+  ErrorCode.NUMERIC_MISMATCH,
+  ErrorCode.LOAD_FAILED,
+  ErrorCode.COMPILE_OOM,
+  ErrorCode.COMPILE_TIMEOUT,
+];
+
+/** A domain error with a stable code; the API maps it to HTTP in one exception filter. */
+export class KilnError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = 'KilnError';
+  }
+}

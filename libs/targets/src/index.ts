@@ -1,0 +1,2 @@
+export * from './catalog.js';
+export * from './x86-levels.js';
