@@ -12,6 +12,8 @@
  */
 export const MANIFEST_VERSION = 1;
 
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
 export type ArtifactPartRole = 'code' | 'weights';
 
 export interface ArtifactPart {
@@ -42,7 +44,7 @@ export interface ArtifactToolchain {
   python: string;
   cxx: { path: string; version: string };
   cudaRuntime: string | null;
-  inductorConfigs: Record<string, unknown>;
+  inductorConfigs: Record<string, JsonValue>;
 }
 
 export interface IsaCheckResult {
@@ -94,7 +96,7 @@ export interface ArtifactManifest {
     compileSeconds: number;
     host: { cpuModel: string; x86Level: number | null; gpuName: string | null; driverVersion: string | null };
     /** What the sandbox enforced for this compile (network off, memory limit, uid, ...). */
-    sandbox: Record<string, unknown>;
+    sandbox: Record<string, JsonValue>;
     finishedAt: string;
   };
 }

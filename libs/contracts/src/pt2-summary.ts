@@ -1,8 +1,25 @@
 /** What the TypeScript .pt2 reader extracts from an upload, before anything touches torch. */
 export type DType =
-  | 'uint8' | 'int8' | 'int16' | 'int32' | 'int64' | 'float16' | 'float32' | 'float64'
-  | 'complex32' | 'complex64' | 'complex128' | 'bool' | 'bfloat16'
-  | 'float8_e4m3fn' | 'float8_e5m2' | 'float8_e4m3fnuz' | 'float8_e5m2fnuz' | 'uint16' | 'uint32' | 'uint64'
+  | 'uint8'
+  | 'int8'
+  | 'int16'
+  | 'int32'
+  | 'int64'
+  | 'float16'
+  | 'float32'
+  | 'float64'
+  | 'complex32'
+  | 'complex64'
+  | 'complex128'
+  | 'bool'
+  | 'bfloat16'
+  | 'float8_e4m3fn'
+  | 'float8_e5m2'
+  | 'float8_e4m3fnuz'
+  | 'float8_e5m2fnuz'
+  | 'uint16'
+  | 'uint32'
+  | 'uint64'
   | 'unknown';
 
 /** One dimension of a tensor: a fixed size, or a symbolic size with the range export recorded. */

@@ -23,5 +23,10 @@ export function x86LevelFromFlags(flags: Iterable<string>): 1 | 2 | 3 | 4 {
 /** Flags of the first processor in a /proc/cpuinfo text. */
 export function parseCpuinfoFlags(cpuinfo: string): string[] {
   const line = cpuinfo.split('\n').find((l) => /^flags\s*:/.test(l));
-  return line ? line.replace(/^flags\s*:\s*/, '').trim().split(/\s+/) : [];
+  return line
+    ? line
+        .replace(/^flags\s*:\s*/, '')
+        .trim()
+        .split(/\s+/)
+    : [];
 }

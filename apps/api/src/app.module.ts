@@ -1,0 +1,16 @@
+import { Module } from '@nestjs/common';
+import { CoreModule } from '@kiln/core';
+import { ArtifactsModule } from './artifacts/artifacts.module.js';
+import { AuthModule } from './auth/auth.module.js';
+import { CompilationsModule } from './compilations/compilations.module.js';
+import { HealthController } from './health/health.controller.js';
+import { ModelsModule } from './models/models.module.js';
+import { TargetsController } from './targets/targets.controller.js';
+import { TenantsModule } from './tenants/tenants.module.js';
+import { VersionsModule } from './versions/versions.module.js';
+
+@Module({
+  imports: [CoreModule, AuthModule, TenantsModule, ModelsModule, VersionsModule, CompilationsModule, ArtifactsModule],
+  controllers: [HealthController, TargetsController],
+})
+export class AppModule {}

@@ -1,0 +1,53 @@
+import { timingSafeEqual } from 'node:crypto';
+import { type CanActivate, type ExecutionContext, Injectable } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { Request } from 'express';
+import { ErrorCode, KilnError } from '@kiln/contracts';
+import { KilnConfig } from '@kiln/config';
+import { ADMIN_ROUTE, type AuthContext, DEVICE_ALLOWED, PUBLIC_ROUTE } from './auth-context.js';
+import { ApiKeysService } from './api-keys.service.js';
+
+/**
+ * Global guard: every route needs a tenant API key (`Authorization: Bearer <key>` or `X-Api-Key`), except
+ * @Public routes and @AdminOnly routes (operator token). Device tokens only pass @DeviceAllowed routes.
+ */
+@Injectable()
+export class ApiKeyGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly apiKeys: ApiKeysService,
+    private readonly config: KilnConfig,
+  ) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const flag = (key: string): boolean =>
+      this.reflector.getAllAndOverride<boolean>(key, [context.getHandler(), context.getClass()]) === true;
+    if (flag(PUBLIC_ROUTE)) return true;
+    const req = context.switchToHttp().getRequest<Request & { auth?: AuthContext }>();
+    const presented = presentedKey(req);
+    if (!presented) throw new KilnError(ErrorCode.UNAUTHENTICATED, 'Missing API key (Authorization: Bearer <key>).');
+
+    if (flag(ADMIN_ROUTE)) {
+      const a = Buffer.from(presented);
+      const b = Buffer.from(this.config.KILN_ADMIN_TOKEN);
+      if (a.length !== b.length || !timingSafeEqual(a, b)) {
+        throw new KilnError(ErrorCode.UNAUTHENTICATED, 'Invalid admin token.');
+      }
+      return true;
+    }
+    const auth = await this.apiKeys.authenticate(presented);
+    if (!auth) throw new KilnError(ErrorCode.UNAUTHENTICATED, 'Invalid or revoked API key.');
+    if (auth.kind === 'device' && !flag(DEVICE_ALLOWED)) {
+      throw new KilnError(ErrorCode.FORBIDDEN, 'Device tokens can only resolve and download artifacts.');
+    }
+    req.auth = auth;
+    return true;
+  }
+}
+
+function presentedKey(req: Request): string | null {
+  const header = req.headers.authorization;
+  if (header?.startsWith('Bearer ')) return header.slice('Bearer '.length).trim();
+  const apiKey = req.headers['x-api-key'];
+  return typeof apiKey === 'string' ? apiKey.trim() : null;
+}

@@ -1,0 +1,45 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { Injectable } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { IsNull, Repository } from 'typeorm';
+import { ApiKeyEntity, type ApiKeyKind } from '@kiln/database';
+import type { AuthContext } from './auth-context.js';
+
+const KEY_PREFIX: Record<ApiKeyKind, string> = { api: 'kiln', device: 'kdev' };
+
+/**
+ * API keys look like `kiln_<id>_<secret>` (device tokens `kdev_...`). Only the id part is stored in
+ * clear (to find the row); the whole key is stored as a sha256 hash. Keys are 256-bit random, so a fast
+ * hash is enough: there is nothing to brute-force.
+ */
+@Injectable()
+export class ApiKeysService {
+  constructor(@InjectRepository(ApiKeyEntity) private readonly keys: Repository<ApiKeyEntity>) {}
+
+  async create(tenantId: string, kind: ApiKeyKind, name: string): Promise<{ key: string; entity: ApiKeyEntity }> {
+    const id = randomBytes(6).toString('hex');
+    const secret = randomBytes(32).toString('base64url');
+    const prefix = `${KEY_PREFIX[kind]}_${id}`;
+    const key = `${prefix}_${secret}`;
+    const entity = await this.keys.save(
+      this.keys.create({ tenantId, kind, name, prefix, keyHash: hashKey(key), revokedAt: null }),
+    );
+    return { key, entity };
+  }
+
+  /** The caller of a presented key, or null when the key is unknown, malformed or revoked. */
+  async authenticate(presented: string): Promise<AuthContext | null> {
+    const match = /^(kiln|kdev)_([0-9a-f]{12})_[A-Za-z0-9_-]{20,100}$/.exec(presented);
+    if (!match) return null;
+    const row = await this.keys.findOne({ where: { prefix: `${match[1]}_${match[2]}`, revokedAt: IsNull() } });
+    if (!row) return null;
+    const a = Buffer.from(row.keyHash, 'hex');
+    const b = Buffer.from(hashKey(presented), 'hex');
+    if (a.length !== b.length || !timingSafeEqual(a, b)) return null;
+    return { tenantId: row.tenantId, keyId: row.id, kind: row.kind };
+  }
+}
+
+function hashKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}

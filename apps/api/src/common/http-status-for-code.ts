@@ -1,0 +1,58 @@
+import { HttpStatus } from '@nestjs/common';
+import { ErrorCode } from '@kiln/contracts';
+
+/** One table from error code to HTTP status. Bad input is always a 4xx; only Kiln's own faults are 5xx. */
+export function httpStatusFor(code: ErrorCode): HttpStatus {
+  switch (code) {
+    case ErrorCode.VALIDATION_FAILED:
+    case ErrorCode.UNKNOWN_TARGET:
+      return HttpStatus.BAD_REQUEST;
+    case ErrorCode.UNAUTHENTICATED:
+      return HttpStatus.UNAUTHORIZED;
+    case ErrorCode.FORBIDDEN:
+      return HttpStatus.FORBIDDEN;
+    case ErrorCode.NOT_FOUND:
+      return HttpStatus.NOT_FOUND;
+    case ErrorCode.CONFLICT:
+      return HttpStatus.CONFLICT;
+    case ErrorCode.PAYLOAD_TOO_LARGE:
+      return HttpStatus.PAYLOAD_TOO_LARGE;
+    case ErrorCode.UNSUPPORTED_MEDIA_TYPE:
+      return HttpStatus.UNSUPPORTED_MEDIA_TYPE;
+    case ErrorCode.SERVICE_UNAVAILABLE:
+      return HttpStatus.SERVICE_UNAVAILABLE;
+    case ErrorCode.INTERNAL:
+      return HttpStatus.INTERNAL_SERVER_ERROR;
+    case ErrorCode.PT2_NOT_ZIP:
+    case ErrorCode.PT2_TRUNCATED:
+    case ErrorCode.PT2_BAD_ENTRY_NAME:
+    case ErrorCode.PT2_TOO_MANY_ENTRIES:
+    case ErrorCode.PT2_ENTRY_TOO_LARGE:
+    case ErrorCode.PT2_COMPRESSED_ENTRY:
+    case ErrorCode.PT2_MISSING_ENTRY:
+    case ErrorCode.PT2_BAD_ARCHIVE_FORMAT:
+    case ErrorCode.PT2_UNSUPPORTED_ARCHIVE_VERSION:
+    case ErrorCode.PT2_UNSUPPORTED_SCHEMA:
+    case ErrorCode.PT2_MALFORMED_PROGRAM:
+    case ErrorCode.PT2_PICKLED_DATA:
+    case ErrorCode.PT2_CUSTOM_OBJECT:
+    case ErrorCode.PT2_BAD_SHAPE_EXPR:
+    case ErrorCode.PT2_UNKNOWN_OP_NAMESPACE:
+    case ErrorCode.PT2_GUARDS_CODE:
+    case ErrorCode.PT2_MULTIPLE_MODELS:
+      return HttpStatus.UNPROCESSABLE_ENTITY;
+    // Build outcomes are reported inside a compilation, never as the status of a request.
+    case ErrorCode.UNSUPPORTED_OP:
+    case ErrorCode.INVALID_MODEL:
+    case ErrorCode.COMPILE_FAILED:
+    case ErrorCode.ISA_CHECK_FAILED:
+    case ErrorCode.NUMERIC_MISMATCH:
+    case ErrorCode.LOAD_FAILED:
+    case ErrorCode.COMPILE_TIMEOUT:
+    case ErrorCode.COMPILE_OOM:
+    case ErrorCode.DRIVER_CRASHED:
+    case ErrorCode.NO_WORKER:
+    case ErrorCode.CANCELLED:
+      return HttpStatus.CONFLICT;
+  }
+}

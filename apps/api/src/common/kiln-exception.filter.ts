@@ -1,0 +1,65 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
+import type { Response } from 'express';
+import { ErrorCode, KilnError } from '@kiln/contracts';
+import { httpStatusFor } from './http-status-for-code.js';
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details?: Record<string, unknown> };
+}
+
+const CODE_FOR_HTTP_STATUS: Partial<Record<number, ErrorCode>> = {
+  [HttpStatus.BAD_REQUEST]: ErrorCode.VALIDATION_FAILED,
+  [HttpStatus.UNAUTHORIZED]: ErrorCode.UNAUTHENTICATED,
+  [HttpStatus.FORBIDDEN]: ErrorCode.FORBIDDEN,
+  [HttpStatus.NOT_FOUND]: ErrorCode.NOT_FOUND,
+  [HttpStatus.CONFLICT]: ErrorCode.CONFLICT,
+  [HttpStatus.PAYLOAD_TOO_LARGE]: ErrorCode.PAYLOAD_TOO_LARGE,
+  [HttpStatus.UNSUPPORTED_MEDIA_TYPE]: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+};
+
+/** Every error leaves the API as `{ error: { code, message, details? } }` with the code's HTTP status. */
+@Catch()
+export class KilnExceptionFilter implements ExceptionFilter {
+  private readonly logger = new Logger('Errors');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const res = host.switchToHttp().getResponse<Response>();
+    const { status, body } = this.toResponse(exception);
+    if (status >= 500)
+      this.logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : exception);
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    res.status(status).json(body);
+  }
+
+  private toResponse(exception: unknown): { status: number; body: ErrorBody } {
+    if (exception instanceof KilnError) {
+      return {
+        status: httpStatusFor(exception.code),
+        body: { error: { code: exception.code, message: exception.message, details: exception.details } },
+      };
+    }
+    if (exception instanceof HttpException) {
+      const status = exception.getStatus();
+      const response = exception.getResponse();
+      const message =
+        typeof response === 'object' && response !== null && 'message' in response
+          ? String((response as { message: unknown }).message)
+          : exception.message;
+      const code = CODE_FOR_HTTP_STATUS[status] ?? (status >= 500 ? ErrorCode.INTERNAL : ErrorCode.VALIDATION_FAILED);
+      return { status, body: { error: { code, message } } };
+    }
+    // Malformed JSON bodies and similar parser errors carry a status but are not HttpExceptions.
+    const maybeStatus = (exception as { status?: unknown })?.status;
+    if (typeof maybeStatus === 'number' && maybeStatus >= 400 && maybeStatus < 500) {
+      const code = CODE_FOR_HTTP_STATUS[maybeStatus] ?? ErrorCode.VALIDATION_FAILED;
+      return { status: maybeStatus, body: { error: { code, message: (exception as Error).message } } };
+    }
+    return {
+      status: HttpStatus.INTERNAL_SERVER_ERROR,
+      body: { error: { code: ErrorCode.INTERNAL, message: 'Internal error; it has been logged.' } },
+    };
+  }
+}

@@ -1,0 +1,55 @@
+import { ApiProperty } from '@nestjs/swagger';
+import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsString, Matches } from 'class-validator';
+import type { BuildStatus, CompilationStatus } from '@kiln/contracts';
+
+export class CreateCompilationDto {
+  @ApiProperty({ example: ['linux-x86_64-v3', 'linux-x86_64-v4'], description: 'Target ids from GET /v1/targets' })
+  @IsArray()
+  @ArrayMinSize(1)
+  @ArrayMaxSize(32)
+  @ArrayUnique()
+  @IsString({ each: true })
+  @Matches(/^[a-z0-9][a-z0-9._-]{0,63}$/, { each: true })
+  targets!: string[];
+}
+
+export class BuildArtifactSummaryDto {
+  @ApiProperty() id!: string;
+  @ApiProperty() sizeBytes!: number;
+  @ApiProperty() speedup!: number;
+  @ApiProperty() maxAbsError!: number;
+}
+
+export class BuildResponseDto {
+  @ApiProperty() targetId!: string;
+  @ApiProperty({ enum: ['queued', 'waiting_for_worker', 'running', 'succeeded', 'cached', 'failed', 'cancelled'] })
+  status!: BuildStatus;
+  @ApiProperty({
+    nullable: true,
+    type: String,
+    description: 'Latest compile phase (loading, compiling, verifying, ...)',
+  })
+  phase!: string | null;
+  @ApiProperty() attempt!: number;
+  @ApiProperty({ nullable: true, type: String }) errorCode!: string | null;
+  @ApiProperty({ nullable: true, type: String }) errorMessage!: string | null;
+  @ApiProperty({ nullable: true, type: BuildArtifactSummaryDto }) artifact!: BuildArtifactSummaryDto | null;
+  @ApiProperty({ nullable: true, type: String }) startedAt!: string | null;
+  @ApiProperty({ nullable: true, type: String }) finishedAt!: string | null;
+}
+
+export class CompilationResponseDto {
+  @ApiProperty() id!: string;
+  @ApiProperty() modelVersionId!: string;
+  @ApiProperty({ enum: ['pending', 'running', 'succeeded', 'partial', 'failed', 'cancelled'] })
+  status!: CompilationStatus;
+  @ApiProperty({ type: [String] }) targets!: string[];
+  @ApiProperty({ type: [BuildResponseDto] }) builds!: BuildResponseDto[];
+  @ApiProperty() createdAt!: string;
+  @ApiProperty({ nullable: true, type: String }) finishedAt!: string | null;
+}
+
+export class BuildLogResponseDto {
+  @ApiProperty() targetId!: string;
+  @ApiProperty() log!: string;
+}

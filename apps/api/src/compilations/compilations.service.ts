@@ -1,0 +1,250 @@
+import { randomUUID } from 'node:crypto';
+import { Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
+import { Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { DataSource, In, LessThan, Repository } from 'typeorm';
+import { KilnConfig } from '@kiln/config';
+import {
+  type BuildStatus,
+  type CompilationStatus,
+  ErrorCode,
+  KilnError,
+  TERMINAL_BUILD_STATUSES,
+} from '@kiln/contracts';
+import { ArtifactEntity, BuildEntity, CompilationEntity } from '@kiln/database';
+import { cacheKey, findTarget, taskQueueFor, TARGETS } from '@kiln/targets';
+import {
+  COMPILE_MODEL_WORKFLOW,
+  type CompileModelInput,
+  compileWorkflowId,
+  ORCHESTRATOR_TASK_QUEUE,
+} from '@kiln/temporal';
+import { VersionsService } from '../versions/versions.service.js';
+import type { BuildResponseDto, CompilationResponseDto } from './compilations.dto.js';
+
+const TERMINAL_COMPILATION: CompilationStatus[] = ['succeeded', 'partial', 'failed', 'cancelled'];
+
+export function toCompilationResponse(c: CompilationEntity, builds: BuildEntity[]): CompilationResponseDto {
+  const order = new Map(c.targets.map((t, i) => [t, i]));
+  return {
+    id: c.id,
+    modelVersionId: c.modelVersionId,
+    status: c.status,
+    targets: c.targets,
+    createdAt: c.createdAt.toISOString(),
+    finishedAt: c.finishedAt?.toISOString() ?? null,
+    builds: [...builds]
+      .sort((a, b) => (order.get(a.targetId) ?? 0) - (order.get(b.targetId) ?? 0))
+      .map(toBuildResponse),
+  };
+}
+
+function toBuildResponse(b: BuildEntity): BuildResponseDto {
+  const a = b.artifact;
+  return {
+    targetId: b.targetId,
+    status: b.status,
+    phase: b.phase,
+    attempt: b.attempt,
+    errorCode: b.errorCode,
+    errorMessage: b.errorMessage,
+    artifact: a
+      ? {
+          id: a.id,
+          sizeBytes: a.sizeBytes,
+          speedup: a.manifest.timing.speedup,
+          maxAbsError: a.manifest.verification.maxAbsError,
+        }
+      : null,
+    startedAt: b.startedAt?.toISOString() ?? null,
+    finishedAt: b.finishedAt?.toISOString() ?? null,
+  };
+}
+
+@Injectable()
+export class CompilationsService implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly logger = new Logger(CompilationsService.name);
+  private reconcileTimer?: NodeJS.Timeout;
+
+  constructor(
+    @InjectRepository(CompilationEntity) private readonly compilations: Repository<CompilationEntity>,
+    @InjectRepository(BuildEntity) private readonly builds: Repository<BuildEntity>,
+    @InjectRepository(ArtifactEntity) private readonly artifacts: Repository<ArtifactEntity>,
+    @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly versions: VersionsService,
+    private readonly temporal: Client,
+    private readonly config: KilnConfig,
+  ) {}
+
+  /**
+   * Plans one build per target. Targets whose artifact already exists (same tenant, model content and
+   * recipe) are answered from the cache at once and never reach a worker; the rest go to one CompileModel
+   * workflow. The rows are written first and the workflow is started by id, so a crash in between is
+   * repaired by the reconciler and a double start is a no-op.
+   */
+  async create(
+    tenantId: string,
+    versionId: string,
+    targetIds: string[],
+    idempotencyKey: string | null,
+  ): Promise<{ compilation: CompilationResponseDto; created: boolean }> {
+    if (idempotencyKey) {
+      const existing = await this.compilations.findOne({ where: { tenantId, idempotencyKey } });
+      if (existing) return { compilation: await this.get(tenantId, existing.id), created: false };
+    }
+    const version = await this.versions.require(tenantId, versionId);
+    const unknown = targetIds.filter((t) => !findTarget(t));
+    if (unknown.length > 0) {
+      throw new KilnError(
+        ErrorCode.UNKNOWN_TARGET,
+        `Unknown target(s): ${unknown.join(', ')}. Known: ${TARGETS.map((t) => t.id).join(', ')}.`,
+        { unknown, known: TARGETS.map((t) => t.id) },
+      );
+    }
+
+    const compilationId = randomUUID();
+    const planned = await Promise.all(
+      targetIds.map(async (targetId) => {
+        const recipe = findTarget(targetId)!.recipe;
+        const key = cacheKey({ tenantId, modelContentHash: version.contentHash, recipe });
+        const cached = await this.artifacts.findOne({ where: { tenantId, cacheKey: key } });
+        return { targetId, cacheKey: key, cached };
+      }),
+    );
+    const now = new Date();
+    const allCached = planned.every((p) => p.cached);
+    try {
+      await this.dataSource.transaction(async (tx) => {
+        await tx.getRepository(CompilationEntity).insert({
+          id: compilationId,
+          tenantId,
+          modelVersionId: version.id,
+          targets: targetIds,
+          status: allCached ? 'succeeded' : 'pending',
+          workflowId: compileWorkflowId(compilationId),
+          idempotencyKey,
+          finishedAt: allCached ? now : null,
+        });
+        await tx.getRepository(BuildEntity).insert(
+          planned.map((p) => ({
+            tenantId,
+            compilationId,
+            targetId: p.targetId,
+            cacheKey: p.cacheKey,
+            status: (p.cached ? 'cached' : 'queued') as BuildStatus,
+            phase: p.cached ? 'done' : null,
+            artifactId: p.cached?.id ?? null,
+            finishedAt: p.cached ? now : null,
+          })),
+        );
+      });
+    } catch (err) {
+      // Two concurrent requests with the same idempotency key: the loser returns the winner's compilation.
+      if (idempotencyKey && (err as { driverError?: { code?: string } }).driverError?.code === '23505') {
+        const existing = await this.compilations.findOneOrFail({ where: { tenantId, idempotencyKey } });
+        return { compilation: await this.get(tenantId, existing.id), created: false };
+      }
+      throw err;
+    }
+    if (!allCached) await this.startWorkflow(compilationId);
+    return { compilation: await this.get(tenantId, compilationId), created: true };
+  }
+
+  async get(tenantId: string, compilationId: string): Promise<CompilationResponseDto> {
+    const compilation = await this.require(tenantId, compilationId);
+    const builds = await this.builds.find({ where: { compilationId }, relations: { artifact: true } });
+    return toCompilationResponse(compilation, builds);
+  }
+
+  async list(tenantId: string, versionId?: string): Promise<CompilationResponseDto[]> {
+    const rows = await this.compilations.find({
+      where: { tenantId, ...(versionId ? { modelVersionId: versionId } : {}) },
+      order: { createdAt: 'DESC' },
+      take: 100,
+    });
+    const builds = rows.length
+      ? await this.builds.find({ where: { compilationId: In(rows.map((r) => r.id)) }, relations: { artifact: true } })
+      : [];
+    return rows.map((c) =>
+      toCompilationResponse(
+        c,
+        builds.filter((b) => b.compilationId === c.id),
+      ),
+    );
+  }
+
+  async log(tenantId: string, compilationId: string, targetId: string): Promise<{ targetId: string; log: string }> {
+    await this.require(tenantId, compilationId);
+    const build = await this.builds.findOne({ where: { compilationId, targetId } });
+    if (!build) throw new KilnError(ErrorCode.NOT_FOUND, `This compilation has no build for ${targetId}.`);
+    return { targetId, log: build.log };
+  }
+
+  async cancel(tenantId: string, compilationId: string): Promise<CompilationResponseDto> {
+    const compilation = await this.require(tenantId, compilationId);
+    if (TERMINAL_COMPILATION.includes(compilation.status)) {
+      throw new KilnError(ErrorCode.CONFLICT, `The compilation already ended (${compilation.status}).`);
+    }
+    await this.temporal.workflow.getHandle(compilation.workflowId).cancel();
+    return this.get(tenantId, compilationId);
+  }
+
+  private async require(tenantId: string, compilationId: string): Promise<CompilationEntity> {
+    const compilation = await this.compilations.findOne({ where: { id: compilationId, tenantId } });
+    if (!compilation) throw new KilnError(ErrorCode.NOT_FOUND, 'No such compilation.');
+    return compilation;
+  }
+
+  /** Starts (or finds already started) the workflow of a pending compilation; pending stays on failure. */
+  private async startWorkflow(compilationId: string): Promise<void> {
+    const compilation = await this.compilations.findOneByOrFail({ id: compilationId });
+    const builds = await this.builds.find({ where: { compilationId } });
+    const pending = builds.filter((b) => !TERMINAL_BUILD_STATUSES.includes(b.status));
+    const input: CompileModelInput = {
+      compilationId,
+      tenantId: compilation.tenantId,
+      modelVersionId: compilation.modelVersionId,
+      builds: pending.map((b) => ({
+        buildId: b.id,
+        targetId: b.targetId,
+        taskQueue: taskQueueFor(b.targetId),
+        cacheKey: b.cacheKey,
+      })),
+      waitForWorkerSeconds: this.config.KILN_BUILD_WAIT_FOR_WORKER_S,
+      buildTimeoutSeconds: this.config.KILN_BUILD_TIMEOUT_S,
+    };
+    try {
+      await this.temporal.workflow.start(COMPILE_MODEL_WORKFLOW, {
+        workflowId: compilation.workflowId,
+        taskQueue: ORCHESTRATOR_TASK_QUEUE,
+        args: [input],
+      });
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
+        this.logger.warn(`Could not start ${compilation.workflowId} yet (will retry): ${String(err)}`);
+        return;
+      }
+    }
+    await this.compilations.update({ id: compilationId, status: 'pending' }, { status: 'running' });
+  }
+
+  /** Starts workflows of compilations that were recorded but whose start failed (Temporal down, crash). */
+  async reconcilePending(): Promise<void> {
+    const stale = await this.compilations.find({
+      where: { status: 'pending', createdAt: LessThan(new Date(Date.now() - 5_000)) },
+      take: 50,
+    });
+    for (const c of stale) await this.startWorkflow(c.id);
+  }
+
+  onApplicationBootstrap(): void {
+    this.reconcileTimer = setInterval(() => {
+      this.reconcilePending().catch((err: unknown) => this.logger.warn(`Reconcile failed: ${String(err)}`));
+    }, 15_000);
+    this.reconcileTimer.unref();
+  }
+
+  onModuleDestroy(): void {
+    clearInterval(this.reconcileTimer);
+  }
+}

@@ -1,0 +1,29 @@
+import { Body, Controller, Get, HttpCode, Post } from '@nestjs/common';
+import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { Auth, type AuthContext } from '../auth/auth-context.js';
+import { UuidParam } from '../common/uuid-param.js';
+import { CreateModelDto, ModelResponseDto } from './models.dto.js';
+import { ModelsService } from './models.service.js';
+
+@ApiTags('models')
+@ApiBearerAuth()
+@Controller('v1/models')
+export class ModelsController {
+  constructor(private readonly models: ModelsService) {}
+
+  @Post()
+  @HttpCode(201)
+  create(@Auth() auth: AuthContext, @Body() dto: CreateModelDto): Promise<ModelResponseDto> {
+    return this.models.create(auth.tenantId, dto);
+  }
+
+  @Get()
+  list(@Auth() auth: AuthContext): Promise<ModelResponseDto[]> {
+    return this.models.list(auth.tenantId);
+  }
+
+  @Get(':modelId')
+  get(@Auth() auth: AuthContext, @UuidParam('modelId') modelId: string): Promise<ModelResponseDto> {
+    return this.models.get(auth.tenantId, modelId);
+  }
+}

@@ -1,0 +1,38 @@
+import { Controller, Get } from '@nestjs/common';
+import { ApiBearerAuth, ApiProperty, ApiTags } from '@nestjs/swagger';
+import { Client } from '@temporalio/client';
+import { TARGETS, taskQueueFor, type TargetRequirement } from '@kiln/targets';
+import { queuesWithPollers } from '@kiln/temporal';
+
+export class TargetResponseDto {
+  @ApiProperty() id!: string;
+  @ApiProperty() title!: string;
+  @ApiProperty() description!: string;
+  @ApiProperty({ type: 'object', additionalProperties: true }) requires!: TargetRequirement;
+  @ApiProperty() recipeVersion!: number;
+  @ApiProperty({ description: 'A build worker for this target polled its queue recently' }) workerOnline!: boolean;
+}
+
+@ApiTags('targets')
+@ApiBearerAuth()
+@Controller('v1/targets')
+export class TargetsController {
+  constructor(private readonly temporal: Client) {}
+
+  /** The target catalog, and which targets a build worker is serving right now. */
+  @Get()
+  async list(): Promise<TargetResponseDto[]> {
+    const online = await queuesWithPollers(
+      this.temporal,
+      TARGETS.map((t) => taskQueueFor(t.id)),
+    ).catch(() => new Set<string>());
+    return TARGETS.map((t) => ({
+      id: t.id,
+      title: t.title,
+      description: t.description,
+      requires: t.requires,
+      recipeVersion: t.recipe.recipeVersion,
+      workerOnline: online.has(taskQueueFor(t.id)),
+    }));
+  }
+}

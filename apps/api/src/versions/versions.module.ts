@@ -1,0 +1,14 @@
+import { Module } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { ModelEntity, ModelVersionEntity } from '@kiln/database';
+import { ModelsModule } from '../models/models.module.js';
+import { VersionsController } from './versions.controller.js';
+import { VersionsService } from './versions.service.js';
+
+@Module({
+  imports: [TypeOrmModule.forFeature([ModelEntity, ModelVersionEntity]), ModelsModule],
+  controllers: [VersionsController],
+  providers: [VersionsService],
+  exports: [VersionsService],
+})
+export class VersionsModule {}

@@ -1,0 +1,176 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Injectable, Logger } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { Repository } from 'typeorm';
+import { KilnConfig } from '@kiln/config';
+import { type ArtifactManifest, ErrorCode } from '@kiln/contracts';
+import { ArtifactEntity, BuildEntity, ModelVersionEntity } from '@kiln/database';
+import { ObjectStorage, objectKeys } from '@kiln/storage';
+import { findTarget, recipeHash } from '@kiln/targets';
+import type { BuildActivities, BuildTargetInput, BuildTargetResult } from '@kiln/temporal';
+import { runCompileDriver } from '../build-runner/driver-runner.js';
+import { HostService } from '../host/host.service.js';
+
+const HEARTBEAT_EVERY_MS = 5_000;
+const LOG_TAIL_CHARS = 64 * 1024;
+
+/**
+ * The build of one target, on a worker that can build and run it. Idempotent under retries: a cache hit
+ * returns the existing artifact, parts are content-addressed (a re-upload writes the same key), and the
+ * artifact row is unique per cache key, so a worker killed at any point and retried never yields a
+ * second artifact.
+ */
+@Injectable()
+export class BuildActivitiesService implements BuildActivities {
+  private readonly logger = new Logger(BuildActivitiesService.name);
+
+  constructor(
+    @InjectRepository(BuildEntity) private readonly builds: Repository<BuildEntity>,
+    @InjectRepository(ArtifactEntity) private readonly artifacts: Repository<ArtifactEntity>,
+    @InjectRepository(ModelVersionEntity) private readonly versions: Repository<ModelVersionEntity>,
+    private readonly storage: ObjectStorage,
+    private readonly host: HostService,
+    private readonly config: KilnConfig,
+  ) {}
+
+  async buildTarget(input: BuildTargetInput): Promise<BuildTargetResult> {
+    const ctx = Context.current();
+    const attempt = ctx.info.attempt;
+    const target = findTarget(input.targetId);
+    if (!target) throw ApplicationFailure.nonRetryable(`Unknown target ${input.targetId}`, ErrorCode.INTERNAL);
+
+    const cached = await this.artifacts.findOne({ where: { tenantId: input.tenantId, cacheKey: input.cacheKey } });
+    if (cached) {
+      await this.finishBuild(input.buildId, cached.id, 'cached', '');
+      return { artifactId: cached.id, cached: true };
+    }
+
+    await this.builds.update(
+      { id: input.buildId },
+      { status: 'running', attempt, phase: 'downloading', startedAt: new Date(), errorCode: null, errorMessage: null },
+    );
+    let phase = 'downloading';
+    const heartbeat = setInterval(() => ctx.heartbeat({ phase }), HEARTBEAT_EVERY_MS);
+    ctx.heartbeat({ phase });
+    const downloadDir = path.join(this.config.workDir, 'downloads');
+    const modelPath = path.join(downloadDir, `${input.buildId}-${attempt}.pt2`);
+    try {
+      const version = await this.versions.findOneByOrFail({ id: input.modelVersionId, tenantId: input.tenantId });
+      await mkdir(downloadDir, { recursive: true });
+      await pipeline(await this.storage.getStream(version.objectKey), createWriteStream(modelPath));
+
+      let lastPhaseWrite = 0;
+      const outcome = await runCompileDriver({
+        pythonPath: this.config.resolvePath(this.config.KILN_PYTHON),
+        modelPath,
+        workRoot: path.join(this.config.workDir, 'jobs'),
+        timeoutMs: this.config.KILN_BUILD_TIMEOUT_S * 1000,
+        memoryBytes: this.config.KILN_BUILD_MEMORY_MB * 1024 * 1024,
+        signal: ctx.cancellationSignal,
+        job: {
+          targetId: target.id,
+          recipe: target.recipe,
+          recipeHash: recipeHash(target.recipe),
+          modelContentHash: version.contentHash,
+          cacheKey: input.cacheKey,
+          requires: target.requires,
+          host: this.host.hostInfo(),
+          timing: { warmup: 3, runs: 20 },
+          seed: 0,
+        },
+        onProgress: (p) => {
+          phase = p.phase;
+          ctx.heartbeat(p);
+          // Phases change a handful of times per build; still, never write more than once a second.
+          if (Date.now() - lastPhaseWrite > 1000) {
+            lastPhaseWrite = Date.now();
+            void this.builds.update({ id: input.buildId }, { phase: p.phase }).catch(() => undefined);
+          }
+        },
+      });
+      try {
+        if (!outcome.ok) {
+          await this.builds.update(
+            { id: input.buildId },
+            { log: tail(outcome.log), errorMessage: `Attempt ${attempt}: ${outcome.code}: ${outcome.message}` },
+          );
+          if (outcome.code === ErrorCode.CANCELLED || ctx.cancellationSignal.aborted) await ctx.cancelled;
+          throw ApplicationFailure.create({
+            type: outcome.code,
+            message: outcome.message,
+            nonRetryable: !outcome.retryable,
+            details: [outcome.details ?? {}],
+          });
+        }
+        phase = 'uploading';
+        await this.builds.update({ id: input.buildId }, { phase });
+        const artifactId = await this.storeArtifact(input, outcome.manifest, outcome.partsDir);
+        await this.finishBuild(input.buildId, artifactId, 'succeeded', outcome.log);
+        return { artifactId, cached: false };
+      } finally {
+        await outcome.cleanup();
+      }
+    } finally {
+      clearInterval(heartbeat);
+      await rm(modelPath, { force: true });
+    }
+  }
+
+  /** Uploads parts (skipping ones already stored), then the manifest, then records the artifact once. */
+  private async storeArtifact(input: BuildTargetInput, manifest: ArtifactManifest, partsDir: string): Promise<string> {
+    for (const part of manifest.parts) {
+      const key = objectKeys.blob(input.tenantId, part.sha256);
+      if ((await this.storage.size(key)) === part.size) continue;
+      await this.storage.putFile(key, path.join(partsDir, part.sha256));
+    }
+    const manifestKey = objectKeys.manifest(input.tenantId, input.cacheKey);
+    await this.storage.putJson(manifestKey, manifest);
+    // ON CONFLICT DO NOTHING on (tenant_id, cache_key): a retried or concurrent build adds no second row.
+    await this.artifacts.query(
+      `INSERT INTO artifacts (tenant_id, cache_key, model_content_hash, target_id, recipe_hash, manifest_key, manifest, size_bytes)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id, cache_key) DO NOTHING`,
+      [
+        input.tenantId,
+        input.cacheKey,
+        manifest.modelContentHash,
+        manifest.target,
+        manifest.recipeHash,
+        manifestKey,
+        JSON.stringify(manifest),
+        manifest.parts.reduce((sum, p) => sum + p.size, 0),
+      ],
+    );
+    const row = await this.artifacts.findOneByOrFail({ tenantId: input.tenantId, cacheKey: input.cacheKey });
+    return row.id;
+  }
+
+  private async finishBuild(
+    buildId: string,
+    artifactId: string,
+    status: 'succeeded' | 'cached',
+    log: string,
+  ): Promise<void> {
+    await this.builds.update(
+      { id: buildId },
+      {
+        status,
+        artifactId,
+        phase: 'done',
+        errorCode: null,
+        errorMessage: null,
+        log: tail(log),
+        finishedAt: new Date(),
+      },
+    );
+    this.logger.log(`build ${buildId} ${status} (artifact ${artifactId})`);
+  }
+}
+
+function tail(log: string): string {
+  return log.length > LOG_TAIL_CHARS ? log.slice(-LOG_TAIL_CHARS) : log;
+}

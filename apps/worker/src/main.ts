@@ -1,0 +1,12 @@
+import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { TemporalWorkersService } from './temporal-workers.service.js';
+import { WorkerModule } from './worker.module.js';
+
+// A Nest application context (no HTTP port): Temporal workers plus the services their activities use.
+const app = await NestFactory.createApplicationContext(WorkerModule);
+app.enableShutdownHooks();
+const { queues } = await app.get(TemporalWorkersService).start();
+// scripts/stack.sh waits for this exact line.
+new Logger('Kiln').log(`worker ready, polling: ${queues.join(', ')}`);

@@ -1,0 +1,78 @@
+import { Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { KilnConfig } from '@kiln/config';
+import { taskQueueFor } from '@kiln/targets';
+import { ORCHESTRATOR_TASK_QUEUE, WORKFLOWS_PATH } from '@kiln/temporal';
+import { BuildActivitiesService } from './activities/build.activities.js';
+import { OrchestratorActivitiesService } from './activities/orchestrator.activities.js';
+import { HostService } from './host/host.service.js';
+
+/**
+ * Runs this process's Temporal workers: the orchestrator (CompileModel workflows and their bookkeeping)
+ * and one build worker per target queue this host can serve. Shutdown drains them, then closes the
+ * connection: an in-flight build either finishes or is retried elsewhere after its heartbeat stops.
+ */
+@Injectable()
+export class TemporalWorkersService implements OnApplicationShutdown {
+  private readonly logger = new Logger(TemporalWorkersService.name);
+  private connection?: NativeConnection;
+  private workers: Worker[] = [];
+  private running?: Promise<unknown>;
+
+  constructor(
+    private readonly config: KilnConfig,
+    private readonly host: HostService,
+    private readonly orchestrator: OrchestratorActivitiesService,
+    private readonly builder: BuildActivitiesService,
+  ) {}
+
+  async start(): Promise<{ queues: string[] }> {
+    this.connection = await NativeConnection.connect({ address: this.config.TEMPORAL_ADDRESS });
+    const common = { connection: this.connection, namespace: this.config.TEMPORAL_NAMESPACE };
+    const roles = this.config.KILN_WORKER_ROLES;
+
+    if (roles.includes('orchestrator')) {
+      const o = this.orchestrator;
+      this.workers.push(
+        await Worker.create({
+          ...common,
+          taskQueue: ORCHESTRATOR_TASK_QUEUE,
+          workflowsPath: WORKFLOWS_PATH,
+          activities: {
+            findQueuesWithoutWorkers: (queues: string[]) => o.findQueuesWithoutWorkers(queues),
+            updateBuild: (u: Parameters<typeof o.updateBuild>[0]) => o.updateBuild(u),
+            finishCompilation: (i: Parameters<typeof o.finishCompilation>[0]) => o.finishCompilation(i),
+          },
+        }),
+      );
+    }
+    if (roles.includes('build')) {
+      await this.host.init();
+      for (const targetId of this.host.servedTargets()) {
+        this.workers.push(
+          await Worker.create({
+            ...common,
+            taskQueue: taskQueueFor(targetId),
+            activities: {
+              buildTarget: (i: Parameters<BuildActivitiesService['buildTarget']>[0]) => this.builder.buildTarget(i),
+            },
+            maxConcurrentActivityTaskExecutions: this.config.KILN_WORKER_BUILD_CONCURRENCY,
+            // Builds are long; let a shutdown wait for a running compile a while before giving it up.
+            shutdownGraceTime: '30 seconds',
+          }),
+        );
+      }
+    }
+    this.running = Promise.all(this.workers.map((w) => w.run())).catch((err: unknown) => {
+      this.logger.error(`A Temporal worker stopped: ${String(err)}`);
+      process.exitCode = 1;
+    });
+    return { queues: this.workers.map((w) => w.options.taskQueue) };
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    for (const w of this.workers) if (w.getState() === 'RUNNING') w.shutdown();
+    await this.running;
+    await this.connection?.close();
+  }
+}

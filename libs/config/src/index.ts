@@ -1,0 +1,1 @@
+export * from './kiln-config.js';

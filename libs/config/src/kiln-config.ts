@@ -1,0 +1,96 @@
+import path from 'node:path';
+import { plainToInstance, Transform } from 'class-transformer';
+import {
+  IsBoolean,
+  IsIn,
+  IsInt,
+  IsNotEmpty,
+  IsOptional,
+  IsString,
+  IsUrl,
+  Max,
+  Min,
+  validateSync,
+} from 'class-validator';
+import { KilnError, ErrorCode } from '@kiln/contracts';
+
+const toInt = ({ value }: { value: unknown }): unknown =>
+  value === undefined || value === '' ? undefined : Number(value);
+const toBool = ({ value }: { value: unknown }): unknown =>
+  value === undefined || value === '' ? undefined : value === true || value === 'true' || value === '1';
+const toList = ({ value }: { value: unknown }): unknown =>
+  typeof value === 'string'
+    ? value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : value;
+
+/**
+ * The one place Kiln reads its environment. Every field has a local default, so `npm start` works with
+ * zero configuration; .env.example documents each variable. Apps get it through Nest's ConfigModule
+ * (`validate: validateKilnConfig`) and inject it as `KilnConfig`.
+ */
+export class KilnConfig {
+  @IsString() KILN_HOME = '.kiln';
+
+  @IsString() @IsNotEmpty() DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/kiln';
+  /** Local default: apply pending migrations at start. Production runs them as a release step. */
+  @Transform(toBool) @IsBoolean() KILN_DB_MIGRATE_ON_START = true;
+
+  @IsString() TEMPORAL_ADDRESS = '127.0.0.1:7233';
+  @IsString() TEMPORAL_NAMESPACE = 'default';
+
+  @IsUrl({ require_tld: false, require_protocol: true }) S3_ENDPOINT = 'http://127.0.0.1:8333';
+  @IsString() S3_REGION = 'us-east-1';
+  @IsString() S3_BUCKET = 'kiln';
+  @IsString() S3_ACCESS_KEY_ID = 'kiln';
+  @IsString() S3_SECRET_ACCESS_KEY = 'kiln-local-secret';
+  @Transform(toBool) @IsBoolean() S3_FORCE_PATH_STYLE = true;
+  /** Lifetime of presigned download URLs. */
+  @Transform(toInt) @IsInt() @Min(30) @Max(7 * 24 * 3600) KILN_PRESIGN_TTL_S = 900;
+
+  @Transform(toInt) @IsInt() @Min(1) @Max(65535) KILN_API_PORT = 3000;
+  @IsString() @IsNotEmpty() KILN_ADMIN_TOKEN = 'kiln-local-admin';
+  /** Largest .pt2 the API accepts. */
+  @Transform(toInt) @IsInt() @Min(1) KILN_MAX_UPLOAD_BYTES = 16 * 1024 ** 3;
+
+  @IsString() KILN_PYTHON = '.kiln/venv/bin/python';
+  @Transform(toInt) @IsInt() @Min(10) KILN_BUILD_TIMEOUT_S = 1800;
+  @Transform(toInt) @IsInt() @Min(256) KILN_BUILD_MEMORY_MB = 8192;
+  /** How long a build waits for a worker of its target before it fails with NO_WORKER. */
+  @Transform(toInt) @IsInt() @Min(5) KILN_BUILD_WAIT_FOR_WORKER_S = 1800;
+  @Transform(toList) @IsOptional() @IsString({ each: true }) KILN_WORKER_TARGETS: string[] = [];
+  /** What this worker process does: `orchestrator` (workflows + bookkeeping), `build` (compiles), or both. */
+  @Transform(toList) @IsIn(['orchestrator', 'build'], { each: true }) KILN_WORKER_ROLES: string[] = [
+    'orchestrator',
+    'build',
+  ];
+  /** Builds one worker runs at once per target queue. */
+  @Transform(toInt) @IsInt() @Min(1) KILN_WORKER_BUILD_CONCURRENCY = 1;
+
+  /** Absolute path of a path setting, relative to the process's working directory (the repo root locally). */
+  resolvePath(p: string): string {
+    return path.resolve(p);
+  }
+  get workDir(): string {
+    return path.resolve(this.KILN_HOME, 'work');
+  }
+}
+
+export function validateKilnConfig(env: Record<string, unknown>): KilnConfig {
+  const known = Object.keys(new KilnConfig());
+  const picked = Object.fromEntries(Object.entries(env).filter(([k, v]) => known.includes(k) && v !== ''));
+  const config = plainToInstance(KilnConfig, picked, { exposeDefaultValues: true });
+  const errors = validateSync(config, { skipMissingProperties: false });
+  if (errors.length > 0) {
+    const details = errors.map((e) => `${e.property}: ${Object.values(e.constraints ?? {}).join(', ')}`);
+    throw new KilnError(ErrorCode.VALIDATION_FAILED, `Invalid configuration: ${details.join('; ')}`, { details });
+  }
+  return config;
+}
+
+/** For scripts and tests outside Nest: the validated config of this process's environment. */
+export function loadKilnConfig(env: NodeJS.ProcessEnv = process.env): KilnConfig {
+  return validateKilnConfig(env);
+}

@@ -1,0 +1,20 @@
+import { ApiKeyEntity } from './api-key.entity.js';
+import { ArtifactEntity } from './artifact.entity.js';
+import { BuildEntity } from './build.entity.js';
+import { CompilationEntity } from './compilation.entity.js';
+import { ModelVersionEntity } from './model-version.entity.js';
+import { ModelEntity } from './model.entity.js';
+import { TenantEntity } from './tenant.entity.js';
+
+export { ApiKeyEntity, ArtifactEntity, BuildEntity, CompilationEntity, ModelEntity, ModelVersionEntity, TenantEntity };
+export type { ApiKeyKind } from './api-key.entity.js';
+
+export const ENTITIES = [
+  TenantEntity,
+  ApiKeyEntity,
+  ModelEntity,
+  ModelVersionEntity,
+  CompilationEntity,
+  BuildEntity,
+  ArtifactEntity,
+];

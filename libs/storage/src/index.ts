@@ -1,0 +1,2 @@
+export * from './object-keys.js';
+export * from './object-storage.js';

@@ -1,0 +1,12 @@
+/**
+ * Where everything lives in the bucket. Every key starts with the tenant id, so one tenant's objects can
+ * never be addressed through another tenant's records, and a tenant can be exported or erased by prefix.
+ */
+export const objectKeys = {
+  /** An uploaded .pt2, keyed by the version id chosen before the upload started. */
+  modelVersion: (tenantId: string, versionId: string): string => `tenants/${tenantId}/versions/${versionId}.pt2`,
+  /** A content-addressed artifact part (code package or weights blob): stored once per tenant. */
+  blob: (tenantId: string, sha256: string): string => `tenants/${tenantId}/blobs/sha256/${sha256}`,
+  /** The manifest of the artifact with this cache key. */
+  manifest: (tenantId: string, cacheKey: string): string => `tenants/${tenantId}/manifests/${cacheKey}.json`,
+};

@@ -1,0 +1,259 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  NotFound,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { ErrorCode, KilnError } from '@kiln/contracts';
+
+export interface ObjectStorageConfig {
+  endpoint: string;
+  region: string;
+  bucket: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  forcePathStyle: boolean;
+}
+
+export interface StoredObject {
+  key: string;
+  size: number;
+  sha256: string;
+}
+
+/** Part size for streamed multipart uploads: memory stays at about partSize × queueSize. */
+const PART_SIZE = 8 * 1024 * 1024;
+const QUEUE_SIZE = 2;
+
+/** Counts and hashes bytes as they stream past, and stops the stream once it exceeds a limit. */
+class MeteredStream extends Transform {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  constructor(private readonly maxBytes: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.maxBytes) {
+      done(new KilnError(ErrorCode.PAYLOAD_TOO_LARGE, `Upload exceeds the limit of ${this.maxBytes} bytes.`));
+      return;
+    }
+    this.hash.update(chunk);
+    done(null, chunk);
+  }
+}
+
+/**
+ * Kiln's object store: S3 through AWS SDK v3, or any S3-compatible server (SeaweedFS locally).
+ * Uploads stream (never buffered whole), reads can be ranged, downloads go through presigned URLs.
+ */
+export class ObjectStorage {
+  readonly client: S3Client;
+  readonly bucket: string;
+
+  constructor(config: ObjectStorageConfig) {
+    this.bucket = config.bucket;
+    this.client = new S3Client({
+      endpoint: config.endpoint,
+      region: config.region,
+      forcePathStyle: config.forcePathStyle,
+      credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
+      // The SDK otherwise signs a CRC32 of the EMPTY body into presigned PUT URLs (BadDigest on upload).
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+  }
+
+  async ensureBucket(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (err) {
+      if (!isNotFound(err)) throw mapS3Error(err, `bucket ${this.bucket}`);
+      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
+    }
+  }
+
+  /** Streams `body` to `key` as a multipart upload, hashing it on the way; aborts cleanly on error. */
+  async putStream(
+    key: string,
+    body: Readable,
+    opts: { maxBytes?: number; contentType?: string; signal?: AbortSignal } = {},
+  ): Promise<StoredObject> {
+    const meter = new MeteredStream(opts.maxBytes ?? Number.MAX_SAFE_INTEGER);
+    const pass = new PassThrough();
+    const upload = new Upload({
+      client: this.client,
+      params: {
+        Bucket: this.bucket,
+        Key: key,
+        Body: pass,
+        ContentType: opts.contentType ?? 'application/octet-stream',
+      },
+      partSize: PART_SIZE,
+      queueSize: QUEUE_SIZE,
+      leavePartsOnError: false,
+    });
+    const onAbort = (): void => void upload.abort().catch(() => undefined);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const piping = pipeline(body, meter, pass);
+      // If the source fails, abort the upload so no multipart upload is left behind.
+      piping.catch(() => void upload.abort().catch(() => undefined));
+      await Promise.all([piping, upload.done()]);
+    } catch (err) {
+      if (err instanceof KilnError) throw err;
+      throw mapS3Error(err, key);
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+    }
+    return { key, size: meter.bytes, sha256: meter.hash.digest('hex') };
+  }
+
+  async putFile(key: string, path: string, contentType?: string): Promise<StoredObject> {
+    const { size } = await stat(path);
+    if (size < PART_SIZE) {
+      const hash = createHash('sha256');
+      await pipeline(createReadStream(path), hash);
+      const sha256 = hash.digest('hex');
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: createReadStream(path),
+          ContentLength: size,
+          ContentType: contentType ?? 'application/octet-stream',
+        }),
+      );
+      return { key, size, sha256 };
+    }
+    return this.putStream(key, createReadStream(path), { contentType });
+  }
+
+  async putJson(key: string, value: unknown): Promise<void> {
+    await this.client.send(
+      new PutObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        Body: JSON.stringify(value, null, 2),
+        ContentType: 'application/json',
+      }),
+    );
+  }
+
+  async getJson<T>(key: string): Promise<T> {
+    const body = await this.getStream(key);
+    const chunks: Buffer[] = [];
+    for await (const chunk of body) chunks.push(chunk as Buffer);
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as T;
+  }
+
+  /** Size of an object, or null when it does not exist. */
+  async size(key: string): Promise<number | null> {
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return head.ContentLength ?? 0;
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw mapS3Error(err, key);
+    }
+  }
+
+  /** Every key under a prefix, following continuation tokens. */
+  async listKeys(prefix: string): Promise<string[]> {
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
+      );
+      for (const o of page.Contents ?? []) if (o.Key) keys.push(o.Key);
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return keys;
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+  }
+
+  async getStream(key: string, range?: { offset: number; length: number }): Promise<Readable> {
+    try {
+      const res = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Range: range ? `bytes=${range.offset}-${range.offset + range.length - 1}` : undefined,
+        }),
+      );
+      return res.Body as Readable;
+    } catch (err) {
+      throw mapS3Error(err, key);
+    }
+  }
+
+  /** Random access to an object through ranged GETs (what the .pt2 reader validates uploads with). */
+  byteSource(key: string, size: number): S3ByteSource {
+    return new S3ByteSource(this, key, size);
+  }
+
+  async presignGet(
+    key: string,
+    expiresInS: number,
+    downloadName?: string,
+  ): Promise<{ url: string; expiresAt: string }> {
+    const url = await getSignedUrl(
+      this.client,
+      new GetObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        ResponseContentDisposition: downloadName ? `attachment; filename="${downloadName}"` : undefined,
+      }),
+      { expiresIn: expiresInS },
+    );
+    return { url, expiresAt: new Date(Date.now() + expiresInS * 1000).toISOString() };
+  }
+}
+
+/** A ranged-GET view of one object; reads are sequential and large in practice (see @kiln/pt2). */
+export class S3ByteSource {
+  constructor(
+    private readonly storage: ObjectStorage,
+    private readonly key: string,
+    readonly size: number,
+  ) {}
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    if (length <= 0) return Buffer.alloc(0);
+    const end = Math.min(this.size, offset + length);
+    const body = await this.storage.getStream(this.key, { offset, length: end - offset });
+    const chunks: Buffer[] = [];
+    for await (const chunk of body) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return (
+    err instanceof NotFound ||
+    (err instanceof S3ServiceException && (err.$metadata.httpStatusCode === 404 || err.name === 'NoSuchKey'))
+  );
+}
+
+function mapS3Error(err: unknown, what: string): KilnError {
+  if (isNotFound(err)) return new KilnError(ErrorCode.NOT_FOUND, `Object not found: ${what}`);
+  const message = err instanceof Error ? err.message : String(err);
+  return new KilnError(ErrorCode.SERVICE_UNAVAILABLE, `Object storage failed on ${what}: ${message}`);
+}

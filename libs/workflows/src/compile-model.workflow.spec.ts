@@ -1,0 +1,199 @@
+// The CompileModel workflow against a real Temporal dev server (scripts/stack.sh starts one), with fake
+// activities on task queues unique to this test: fan-out, per-target outcomes, retry policy, cancellation
+// and the progress query. Ends by replaying a recorded history to prove the workflow is deterministic.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { loadKilnConfig } from '@kiln/config';
+import type { BuildStatus, CompilationStatus } from '@kiln/contracts';
+import {
+  COMPILE_MODEL_WORKFLOW,
+  type BuildTargetInput,
+  type BuildUpdate,
+  type CompileModelInput,
+  type CompileModelResult,
+  PROGRESS_QUERY,
+  WORKFLOWS_PATH,
+} from '@kiln/temporal';
+
+const config = loadKilnConfig();
+const run = randomUUID().slice(0, 8);
+const queues = {
+  orchestrator: `test-orchestrator-${run}`,
+  ok: `test-build-ok-${run}`,
+  unsupported: `test-build-unsupported-${run}`,
+  flaky: `test-build-flaky-${run}`,
+  slow: `test-build-slow-${run}`,
+  nobody: `test-build-nobody-${run}`,
+};
+
+const updates: BuildUpdate[] = [];
+const attempts = new Map<string, number>();
+let slowCancelled = false;
+
+const buildTarget = async (input: BuildTargetInput): Promise<{ artifactId: string; cached: boolean }> => {
+  const ctx = Context.current();
+  attempts.set(input.targetId, ctx.info.attempt);
+  switch (input.targetId) {
+    case 'ok':
+      return { artifactId: `artifact-${input.buildId}`, cached: false };
+    case 'unsupported':
+      throw ApplicationFailure.nonRetryable('aten.frobnicate has no lowering', 'UNSUPPORTED_OP');
+    case 'flaky':
+      if (ctx.info.attempt < 2) throw ApplicationFailure.retryable('driver crashed', 'DRIVER_CRASHED');
+      return { artifactId: `artifact-${input.buildId}`, cached: false };
+    case 'slow':
+      // Heartbeats carry the cancellation to the activity, like the real compile activity.
+      for (;;) {
+        ctx.heartbeat();
+        try {
+          await ctx.sleep(200);
+        } catch (err) {
+          slowCancelled = true;
+          throw err;
+        }
+      }
+    default:
+      throw new Error(`unexpected target ${input.targetId}`);
+  }
+};
+
+const orchestratorActivities = {
+  findQueuesWithoutWorkers: async (taskQueues: string[]) => taskQueues.filter((q) => q === queues.nobody),
+  updateBuild: async (update: BuildUpdate) => {
+    updates.push(update);
+  },
+  finishCompilation: async (input: { compilationId: string; cancelled: boolean }): Promise<CompilationStatus> =>
+    input.cancelled ? 'cancelled' : 'partial',
+};
+
+let nativeConnection: NativeConnection;
+let connection: Connection;
+let client: Client;
+const workers: Worker[] = [];
+const running: Promise<void>[] = [];
+
+function input(builds: { targetId: string; queue: string }[], waitForWorkerSeconds = 60): CompileModelInput {
+  return {
+    compilationId: randomUUID(),
+    tenantId: randomUUID(),
+    modelVersionId: randomUUID(),
+    builds: builds.map((b) => ({ buildId: randomUUID(), targetId: b.targetId, taskQueue: b.queue, cacheKey: 'k' })),
+    waitForWorkerSeconds,
+    buildTimeoutSeconds: 60,
+    orchestratorTaskQueue: queues.orchestrator,
+  };
+}
+
+before(async () => {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const common = { connection: nativeConnection, namespace: config.TEMPORAL_NAMESPACE };
+  workers.push(
+    await Worker.create({
+      ...common,
+      taskQueue: queues.orchestrator,
+      workflowsPath: WORKFLOWS_PATH,
+      activities: orchestratorActivities,
+    }),
+  );
+  for (const q of [queues.ok, queues.unsupported, queues.flaky, queues.slow]) {
+    workers.push(await Worker.create({ ...common, taskQueue: q, activities: { buildTarget } }));
+  }
+  running.push(...workers.map((w) => w.run()));
+});
+
+after(async () => {
+  for (const w of workers) w.shutdown();
+  await Promise.all(running);
+  await nativeConnection.close();
+  await connection.close();
+});
+
+describe('CompileModel workflow', () => {
+  test('fans out per target; one failure does not stop the others; only transient errors retry', async () => {
+    const args = input([
+      { targetId: 'ok', queue: queues.ok },
+      { targetId: 'unsupported', queue: queues.unsupported },
+      { targetId: 'flaky', queue: queues.flaky },
+    ]);
+    const handle = await client.workflow.start(COMPILE_MODEL_WORKFLOW, {
+      taskQueue: queues.orchestrator,
+      workflowId: `compile-${args.compilationId}`,
+      args: [args],
+    });
+    const result = (await handle.result()) as CompileModelResult;
+    const byTarget = Object.fromEntries(result.builds.map((b) => [b.targetId, b]));
+    assert.equal(byTarget.ok!.status, 'succeeded');
+    assert.equal(byTarget.flaky!.status, 'succeeded');
+    assert.equal(byTarget.unsupported!.status, 'failed');
+    assert.equal(byTarget.unsupported!.errorCode, 'UNSUPPORTED_OP');
+    assert.equal(attempts.get('unsupported'), 1, 'a deterministic failure is not retried');
+    assert.equal(attempts.get('flaky'), 2, 'a transient failure is retried');
+    const failedUpdate = updates.find((u) => u.buildId === args.builds[1]!.buildId);
+    assert.deepEqual(
+      { status: failedUpdate?.status, code: failedUpdate?.errorCode },
+      { status: 'failed', code: 'UNSUPPORTED_OP' },
+    );
+
+    // Starting the same compilation again is harmless: the workflow id is the business id.
+    await assert.rejects(
+      client.workflow.start(COMPILE_MODEL_WORKFLOW, {
+        taskQueue: queues.orchestrator,
+        workflowId: `compile-${args.compilationId}`,
+        args: [args],
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+      }),
+      /already started|AlreadyStarted/i,
+    );
+
+    // Replaying the recorded history with the current workflow code must not hit non-determinism.
+    const history = await handle.fetchHistory();
+    await Worker.runReplayHistory({ workflowsPath: WORKFLOWS_PATH }, history, handle.workflowId);
+  });
+
+  test('a target without workers shows waiting_for_worker, then fails with NO_WORKER', async () => {
+    const args = input([{ targetId: 'nobody', queue: queues.nobody }], 2);
+    const handle = await client.workflow.start(COMPILE_MODEL_WORKFLOW, {
+      taskQueue: queues.orchestrator,
+      workflowId: `compile-${args.compilationId}`,
+      args: [args],
+    });
+    const result = (await handle.result()) as CompileModelResult;
+    const statuses = updates.filter((u) => u.buildId === args.builds[0]!.buildId).map((u) => u.status);
+    assert.deepEqual(statuses, ['waiting_for_worker', 'failed']);
+    assert.equal(result.builds[0]!.errorCode, 'NO_WORKER');
+  });
+
+  test('cancel stops running builds and reports cancelled; progress is queryable while it runs', async () => {
+    const args = input([
+      { targetId: 'slow', queue: queues.slow },
+      { targetId: 'ok', queue: queues.ok },
+    ]);
+    const handle = await client.workflow.start(COMPILE_MODEL_WORKFLOW, {
+      taskQueue: queues.orchestrator,
+      workflowId: `compile-${args.compilationId}`,
+      args: [args],
+    });
+    let progress: { targetId: string; status: BuildStatus }[] = [];
+    for (let i = 0; i < 100; i++) {
+      progress = await handle.query(PROGRESS_QUERY);
+      if (progress.find((p) => p.targetId === 'ok')?.status === 'succeeded') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(progress.find((p) => p.targetId === 'slow')?.status, 'running');
+    await handle.cancel();
+    const result = await handle.result().catch((err: unknown) => err);
+    assert.ok(!(result instanceof WorkflowFailedError), `workflow should end normally, got ${String(result)}`);
+    const r = result as CompileModelResult;
+    assert.equal(r.status, 'cancelled');
+    assert.equal(r.builds.find((b) => b.targetId === 'slow')?.status, 'cancelled');
+    assert.equal(r.builds.find((b) => b.targetId === 'ok')?.status, 'succeeded');
+    assert.ok(slowCancelled, 'the running activity received the cancellation');
+  });
+});

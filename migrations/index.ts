@@ -1,0 +1,4 @@
+// Every migration, in order. Never edit one that has landed: add a new one.
+import { InitialSchema1764151200000 } from './1764151200000-InitialSchema.js';
+
+export const MIGRATIONS = [InitialSchema1764151200000];

@@ -1,0 +1,259 @@
+// The compile pipeline end to end on the real stack: PostgreSQL, Temporal, SeaweedFS, a real build worker
+// and the real AOTInductor compiler. Uploads fixture models, compiles them for the three x86 targets in
+// parallel, and checks what landed in S3 and PostgreSQL, with the real numbers of each artifact.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import type { INestApplication } from '@nestjs/common';
+import request from 'supertest';
+import type { ArtifactManifest, Pt2Summary } from '@kiln/contracts';
+import { objectKeys } from '@kiln/storage';
+import { findTarget } from '@kiln/targets';
+import {
+  type CompilationBody,
+  createTenant,
+  fixture,
+  startApi,
+  storage,
+  type TestTenant,
+  uploadModel,
+  waitForCompilation,
+  WorkerProcess,
+  X86_TARGETS,
+} from './support/kiln-harness.js';
+
+let app: INestApplication;
+let tenant: TestTenant;
+const worker = new WorkerProcess();
+const s3 = storage();
+
+interface ArtifactBody {
+  id: string;
+  targetId: string;
+  cacheKey: string;
+  sizeBytes: number;
+  parts: ArtifactManifest['parts'];
+}
+
+before(async () => {
+  app = await startApi();
+  tenant = await createTenant(app, 'pipeline');
+  await worker.start();
+});
+
+after(async () => {
+  await worker.stop();
+  await app?.close();
+  s3.client.destroy();
+});
+
+describe('bad uploads are refused with a code, and nothing is stored', () => {
+  const cases: { name: string; body: () => Promise<Buffer>; code: string; contentType?: string; status?: number }[] = [
+    { name: 'not a zip', body: async () => Buffer.from('definitely not a zip archive'), code: 'PT2_NOT_ZIP' },
+    { name: 'truncated', body: async () => (await fixture('mlp.pt2')).subarray(0, 50_000), code: 'PT2_TRUNCATED' },
+    { name: 'empty', body: async () => Buffer.alloc(0), code: 'PT2_NOT_ZIP' },
+    {
+      name: 'wrong content type',
+      body: async () => fixture('mlp.pt2'),
+      code: 'UNSUPPORTED_MEDIA_TYPE',
+      contentType: 'text/plain',
+      status: 415,
+    },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      const model = await request(app.getHttpServer())
+        .post('/v1/models')
+        .set(tenant.auth)
+        .send({ name: `bad-${c.code.toLowerCase()}-${Math.random().toString(36).slice(2, 8)}` })
+        .expect(201);
+      const modelId = (model.body as { id: string }).id;
+      const res = await request(app.getHttpServer())
+        .post(`/v1/models/${modelId}/versions`)
+        .set(tenant.auth)
+        .set('Content-Type', c.contentType ?? 'application/octet-stream')
+        .send(await c.body());
+      assert.equal(res.status, c.status ?? 422, JSON.stringify(res.body));
+      assert.equal((res.body as { error: { code: string } }).error.code, c.code);
+      const versions = await request(app.getHttpServer())
+        .get(`/v1/models/${modelId}/versions`)
+        .set(tenant.auth)
+        .expect(200);
+      assert.deepEqual(versions.body, []);
+    });
+  }
+
+  test('no object of a refused upload is left in S3', async () => {
+    assert.deepEqual(await s3.listKeys(`tenants/${tenant.id}/versions/`), []);
+  });
+});
+
+describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', () => {
+  const uploads: Record<string, { versionId: string; summary: Pt2Summary }> = {};
+  const compilations: Record<string, CompilationBody> = {};
+
+  test('uploads are validated and summarised before anything touches torch', async () => {
+    for (const name of ['mlp', 'cnn']) {
+      const { versionId, body } = await uploadModel(app, tenant, `${name}-model`, await fixture(`${name}.pt2`));
+      uploads[name] = { versionId, summary: body.summary as Pt2Summary };
+    }
+    const mlp = uploads.mlp!.summary;
+    assert.equal(mlp.userInputs.length, 1);
+    assert.equal(mlp.userInputs[0]!.dtype, 'float32');
+    const batch = mlp.userInputs[0]!.shape[0]!;
+    assert.equal(batch.kind, 'dynamic');
+    assert.deepEqual(batch.kind === 'dynamic' && [batch.min, batch.max], [1, 256]);
+    assert.deepEqual(mlp.userInputs[0]!.shape[1], { kind: 'static', size: 64 });
+    assert.equal(mlp.opHistogram['aten.linear.default'], 3);
+    // 64*256+256 + 256*256+256 + 256*10+10 parameters, float32.
+    assert.equal(mlp.parameters.elements, 84_746);
+    assert.equal(mlp.parameters.bytes, 84_746 * 4);
+    const cnn = uploads.cnn!.summary;
+    assert.equal(cnn.opHistogram['aten.conv2d.default'], 6);
+    assert.equal(cnn.userInputs[0]!.shape.length, 4);
+  });
+
+  test('one compilation per model fans out to three targets and every build succeeds', async () => {
+    for (const name of ['mlp', 'cnn']) {
+      const res = await request(app.getHttpServer())
+        .post(`/v1/versions/${uploads[name]!.versionId}/compilations`)
+        .set(tenant.auth)
+        .send({ targets: X86_TARGETS })
+        .expect(201);
+      const created = res.body as CompilationBody;
+      assert.deepEqual(
+        created.builds.map((b) => b.targetId),
+        X86_TARGETS,
+      );
+      compilations[name] = created;
+    }
+    for (const name of ['mlp', 'cnn']) {
+      const done = await waitForCompilation(app, tenant, compilations[name]!.id);
+      assert.equal(done.status, 'succeeded', JSON.stringify(done, null, 2));
+      for (const b of done.builds) {
+        assert.equal(b.status, 'succeeded', `${name}/${b.targetId}: ${b.errorCode} ${b.errorMessage}`);
+        assert.ok(b.artifact?.id);
+      }
+      compilations[name] = done;
+    }
+  });
+
+  test('each artifact is verified, timed, ISA-checked and stored in S3 with its manifest', async () => {
+    for (const name of ['mlp', 'cnn']) {
+      const res = await request(app.getHttpServer())
+        .get(`/v1/versions/${uploads[name]!.versionId}/artifacts`)
+        .set(tenant.auth)
+        .expect(200);
+      const artifacts = res.body as ArtifactBody[];
+      assert.deepEqual(artifacts.map((a) => a.targetId).sort(), [...X86_TARGETS].sort());
+      for (const a of artifacts) {
+        const recipe = findTarget(a.targetId)!.recipe;
+        const manifest = await s3.getJson<ArtifactManifest>(objectKeys.manifest(tenant.id, a.cacheKey));
+        const where = `${name}/${a.targetId}`;
+        assert.equal(manifest.target, a.targetId);
+        assert.equal(manifest.cacheKey, a.cacheKey);
+        assert.equal(manifest.verification.passed, true, where);
+        assert.equal(manifest.verification.freshProcess, true, where);
+        assert.ok(manifest.verification.maxAbsError <= recipe.tolerance.atol * 10, `${where} error`);
+        assert.ok(manifest.verification.inputShapes.length >= 1);
+        assert.ok(manifest.timing.eagerMs > 0 && manifest.timing.compiledMs > 0, `${where} timings`);
+        assert.ok(manifest.timing.speedup > 0);
+        assert.equal(manifest.isaCheck.passed, true, where);
+        for (const reg of recipe.forbiddenRegisters)
+          assert.equal(manifest.isaCheck.counts[reg] ?? 0, 0, `${where} ${reg}`);
+        assert.equal(manifest.requires.x86Level, findTarget(a.targetId)!.requires.x86Level);
+        assert.match(manifest.requires.glibc ?? '', /^\d+\.\d+/);
+        assert.equal(manifest.requires.torch, '2.13.0+cpu');
+        assert.match(manifest.toolchain.cxx.version, /\d+\.\d+/);
+        assert.deepEqual(manifest.parts.map((p) => p.role).sort(), ['code', 'weights']);
+        for (const part of manifest.parts) {
+          assert.equal(await s3.size(objectKeys.blob(tenant.id, part.sha256)), part.size, `${where} ${part.role}`);
+        }
+      }
+      // v3 code really is AVX2 code (ymm registers), v4 code really uses AVX-512 (zmm) on this CNN/MLP.
+      const byTarget = Object.fromEntries(
+        await Promise.all(
+          artifacts.map(
+            async (a) =>
+              [a.targetId, await s3.getJson<ArtifactManifest>(objectKeys.manifest(tenant.id, a.cacheKey))] as const,
+          ),
+        ),
+      );
+      assert.ok((byTarget['linux-x86_64-v3']!.isaCheck.counts.ymm ?? 0) > 0, `${name} v3 uses ymm`);
+    }
+  });
+
+  test('downloads go through presigned URLs, and the bytes match the recorded sha256', async () => {
+    const list = await request(app.getHttpServer())
+      .get(`/v1/versions/${uploads.mlp!.versionId}/artifacts`)
+      .set(tenant.auth)
+      .expect(200);
+    const artifact = (list.body as ArtifactBody[])[0]!;
+    const dl = await request(app.getHttpServer())
+      .get(`/v1/artifacts/${artifact.id}/download`)
+      .set(tenant.auth)
+      .expect(200);
+    const body = dl.body as { parts: { sha256: string; url: string; size: number }[]; manifestUrl: string };
+    for (const part of body.parts) {
+      const res = await fetch(part.url);
+      assert.equal(res.status, 200);
+      const bytes = Buffer.from(await res.arrayBuffer());
+      assert.equal(bytes.length, part.size);
+      assert.equal(createHash('sha256').update(bytes).digest('hex'), part.sha256);
+    }
+    const tampered = body.parts[0]!.url.replace(/X-Amz-Signature=[0-9a-f]{4}/, 'X-Amz-Signature=0000');
+    assert.equal((await fetch(tampered)).status, 403);
+  });
+
+  test('an identical resubmit is answered from the cache at once, also for a re-upload of the same content', async () => {
+    const again = await request(app.getHttpServer())
+      .post(`/v1/versions/${uploads.mlp!.versionId}/compilations`)
+      .set(tenant.auth)
+      .send({ targets: X86_TARGETS })
+      .expect(201);
+    const body = again.body as CompilationBody;
+    assert.equal(body.status, 'succeeded');
+    assert.deepEqual(
+      body.builds.map((b) => b.status),
+      ['cached', 'cached', 'cached'],
+    );
+    const first = compilations.mlp!.builds.map((b) => b.artifact?.id);
+    assert.deepEqual(
+      body.builds.map((b) => b.artifact?.id),
+      first,
+    );
+
+    // A new upload of the same file is a new version with the same content hash: same artifacts.
+    const models = await request(app.getHttpServer()).get('/v1/models').set(tenant.auth).expect(200);
+    const mlpModel = (models.body as { id: string; name: string }[]).find((m) => m.name === 'mlp-model')!;
+    const v2 = await request(app.getHttpServer())
+      .post(`/v1/models/${mlpModel.id}/versions`)
+      .set(tenant.auth)
+      .set('Content-Type', 'application/octet-stream')
+      .send(await fixture('mlp.pt2'))
+      .expect(201);
+    assert.equal((v2.body as { number: number }).number, 2);
+    const v2compile = await request(app.getHttpServer())
+      .post(`/v1/versions/${(v2.body as { id: string }).id}/compilations`)
+      .set(tenant.auth)
+      .send({ targets: ['linux-x86_64-v3'] })
+      .expect(201);
+    assert.equal((v2compile.body as CompilationBody).builds[0]!.status, 'cached');
+  });
+
+  test('exactly one artifact row and one stored copy of each part per target', async () => {
+    const keys = await s3.listKeys(`tenants/${tenant.id}/`);
+    const manifests = keys.filter((k) => k.includes('/manifests/'));
+    assert.equal(manifests.length, 6, 'two models x three targets');
+    const parts = new Set<string>();
+    for (const name of ['mlp', 'cnn']) {
+      const res = await request(app.getHttpServer())
+        .get(`/v1/versions/${uploads[name]!.versionId}/artifacts`)
+        .set(tenant.auth)
+        .expect(200);
+      for (const a of res.body as ArtifactBody[]) for (const p of a.parts) parts.add(p.sha256);
+    }
+    const blobs = keys.filter((k) => k.includes('/blobs/'));
+    assert.equal(blobs.length, parts.size, 'each distinct part stored once');
+  });
+});
