@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Kiln's main job on local defaults (README: `npm start`). On a fresh clone: installs what is missing,
 # starts the stack (PostgreSQL, Temporal, SeaweedFS, the API and a build worker), exports the sample
 # model in plain torch, and runs the demo: upload, compile for every x86 target this machine can build,

