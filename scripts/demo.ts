@@ -9,7 +9,11 @@ const config = loadKilnConfig();
 const api = `http://127.0.0.1:${config.KILN_API_PORT}`;
 const credentialsFile = path.resolve(config.KILN_HOME, 'demo-credentials.json');
 
-async function call<T>(method: string, url: string, init: { key?: string; json?: unknown; body?: Buffer } = {}): Promise<T> {
+async function call<T>(
+  method: string,
+  url: string,
+  init: { key?: string; json?: unknown; body?: Buffer } = {},
+): Promise<T> {
   const headers: Record<string, string> = {};
   if (init.key) headers.Authorization = `Bearer ${init.key}`;
   if (init.json !== undefined) headers['Content-Type'] = 'application/json';
@@ -40,7 +44,9 @@ async function demoKey(): Promise<string> {
       json: { name: 'demo' },
     });
     await mkdir(path.dirname(credentialsFile), { recursive: true });
-    await writeFile(credentialsFile, JSON.stringify({ tenantId: tenant.id, key: tenant.apiKey.key }, null, 2), { mode: 0o600 });
+    await writeFile(credentialsFile, JSON.stringify({ tenantId: tenant.id, key: tenant.apiKey.key }, null, 2), {
+      mode: 0o600,
+    });
     console.log(`created the demo tenant; its API key is in ${credentialsFile}`);
     return tenant.apiKey.key;
   }
@@ -63,7 +69,10 @@ async function main(): Promise<void> {
   const models = await call<{ id: string; name: string }[]>('GET', '/v1/models', { key });
   const model =
     models.find((m) => m.name === 'demo-mlp') ??
-    (await call<{ id: string }>('POST', '/v1/models', { key, json: { name: 'demo-mlp', description: 'MLP, dynamic batch' } }));
+    (await call<{ id: string }>('POST', '/v1/models', {
+      key,
+      json: { name: 'demo-mlp', description: 'MLP, dynamic batch' },
+    }));
   const bytes = await readFile(file);
   const version = await call<{ id: string; number: number; contentHash: string; summary: Record<string, unknown> }>(
     'POST',
@@ -71,16 +80,30 @@ async function main(): Promise<void> {
     { key, body: bytes },
   );
   const summary = version.summary as {
-    userInputs: { name: string; dtype: string; shape: ({ kind: 'static'; size: number } | { kind: 'dynamic'; expr: string; min: number | null; max: number | null })[] }[];
+    userInputs: {
+      name: string;
+      dtype: string;
+      shape: (
+        { kind: 'static'; size: number } | { kind: 'dynamic'; expr: string; min: number | null; max: number | null }
+      )[];
+    }[];
     parameters: { elements: number; bytes: number };
     opHistogram: Record<string, number>;
   };
   console.log(`\nuploaded ${path.basename(file)} (${bytes.length} bytes) as demo-mlp v${version.number}`);
   for (const input of summary.userInputs) {
-    const dims = input.shape.map((d) => (d.kind === 'static' ? String(d.size) : `${d.expr}∈[${d.min ?? '?'}, ${d.max ?? '∞'}]`));
+    const dims = input.shape.map((d) =>
+      d.kind === 'static' ? String(d.size) : `${d.expr}∈[${d.min ?? '?'}, ${d.max ?? '∞'}]`,
+    );
     console.log(`  input ${input.name}: ${input.dtype}[${dims.join(', ')}]`);
   }
-  console.log(`  ${summary.parameters.elements} parameters (${summary.parameters.bytes} bytes); ops: ${Object.entries(summary.opHistogram).map(([op, n]) => `${op}×${n}`).join(', ')}`);
+  console.log(
+    `  ${summary.parameters.elements} parameters (${summary.parameters.bytes} bytes); ops: ${Object.entries(
+      summary.opHistogram,
+    )
+      .map(([op, n]) => `${op}×${n}`)
+      .join(', ')}`,
+  );
 
   const targets = await call<{ id: string; workerOnline: boolean }[]>('GET', '/v1/targets', { key });
   const local = targets.filter((t) => t.workerOnline).map((t) => t.id);
@@ -123,7 +146,9 @@ async function main(): Promise<void> {
     );
   }
   if (compilation.status !== 'succeeded') process.exitCode = 1;
-  console.log(`\nAPI: ${api} (OpenAPI: ${api}/docs) · Temporal UI: http://127.0.0.1:${process.env.TEMPORAL_UI_PORT ?? 8233} · stop: npm stop`);
+  console.log(
+    `\nAPI: ${api} (OpenAPI: ${api}/docs) · Temporal UI: http://127.0.0.1:${process.env.TEMPORAL_UI_PORT ?? 8233} · stop: npm stop`,
+  );
 }
 
 await main();

@@ -41,11 +41,35 @@ check_node() {
   version_ge "$NODE_VERSION" "$MIN_NODE" || die "Node.js $NODE_VERSION is too old: Kiln needs >= $MIN_NODE."
 }
 
+# The compile driver runs sandboxed as `nobody` (apps/worker/src/build-runner), so the interpreter the
+# venv is built on, and its standard library, must be readable by nobody. A pyenv Python under /root
+# (mode 0700) is not: as nobody it silently picks up another stdlib and cannot start subprocesses.
+sandbox_can_use_python() {
+  local py=$1 real stdlib
+  ((EUID == 0)) || return 0
+  command -v setpriv >/dev/null 2>&1 || return 0
+  real=$(readlink -f "$(command -v "$py")") || return 1
+  stdlib=$("$py" -c 'import sysconfig; print(sysconfig.get_path("stdlib"))' 2>/dev/null) || return 1
+  setpriv --reuid=nobody --regid=nogroup --clear-groups -- test -x "$real" -a -r "$stdlib/os.py"
+}
+
 check_python() {
-  PYTHON_BIN=$(command -v python3 2>/dev/null) || die "python3 is not installed: Kiln needs Python >= $MIN_PYTHON."
-  PYTHON_VERSION=$("$PYTHON_BIN" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])') ||
-    die "$PYTHON_BIN does not run."
-  version_ge "$PYTHON_VERSION" "$MIN_PYTHON" || die "Python $PYTHON_VERSION ($PYTHON_BIN) is too old: Kiln needs >= $MIN_PYTHON."
+  local candidate version
+  PYTHON_BIN=''
+  for candidate in ${KILN_BASE_PYTHON:-} python3 /usr/bin/python3.11 /usr/bin/python3 /usr/local/bin/python3; do
+    command -v "$candidate" >/dev/null 2>&1 || continue
+    version=$("$candidate" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null) || continue
+    version_ge "$version" "$MIN_PYTHON" || continue
+    if ! sandbox_can_use_python "$candidate"; then
+      note "python: skipping $candidate ($version): the sandboxed compile runs as nobody, who cannot read it"
+      continue
+    fi
+    PYTHON_BIN=$(command -v "$candidate")
+    PYTHON_VERSION=$version
+    break
+  done
+  [[ -n $PYTHON_BIN ]] ||
+    die "no Python >= $MIN_PYTHON that the sandbox user 'nobody' can run was found (set KILN_BASE_PYTHON, or install Debian's python3.11 + python3.11-venv)."
 }
 
 # --- Node dependencies ---------------------------------------------------------------------------
@@ -96,6 +120,9 @@ setup_python() {
   if [[ -x $KILN_VENV/bin/python ]] && ! "$KILN_VENV/bin/python" -c '' 2>/dev/null; then
     # Typically the base interpreter the venv points at was removed or upgraded.
     warn "venv: $KILN_VENV is broken (its python does not run); recreating it"
+    rm -rf "$KILN_VENV"
+  elif [[ -x $KILN_VENV/bin/python ]] && ! sandbox_can_use_python "$KILN_VENV/bin/python"; then
+    warn "venv: $KILN_VENV is built on a Python the sandbox user cannot read; recreating it on $PYTHON_BIN"
     rm -rf "$KILN_VENV"
   fi
   if [[ ! -x $KILN_VENV/bin/python ]]; then

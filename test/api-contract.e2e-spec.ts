@@ -7,6 +7,7 @@ import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { loadKilnConfig } from '@kiln/config';
 import {
+  api,
   type CompilationBody,
   createTenant,
   fixture,
@@ -40,7 +41,7 @@ after(async () => {
   await app?.close();
 });
 
-const http = (): ReturnType<typeof request> => request(app.getHttpServer());
+const http = (): ReturnType<typeof request> => api(app);
 const errorCode = (res: request.Response): string => (res.body as { error: { code: string } }).error.code;
 
 describe('auth and tenancy', () => {
@@ -138,12 +139,12 @@ describe('compilations', () => {
     const id = (first.body as CompilationBody).id;
     assert.equal((again.body as CompilationBody).id, id);
 
-    await waitForCompilation(app, alice, id, (c) => c.builds[0]!.status === 'running', 5 * 60_000);
+    await waitForCompilation(app, alice, id, (c) => c.builds[0].status === 'running', 5 * 60_000);
     await http().post(`/v1/compilations/${id}/cancel`).set(alice.auth).expect(202);
     const done = await waitForCompilation(app, alice, id, undefined, 2 * 60_000);
     assert.equal(done.status, 'cancelled');
-    assert.equal(done.builds[0]!.status, 'cancelled');
-    assert.equal(done.builds[0]!.artifact, null);
+    assert.equal(done.builds[0].status, 'cancelled');
+    assert.equal(done.builds[0].artifact, null);
     const artifacts = await http().get(`/v1/versions/${aliceVersion}/artifacts`).set(alice.auth).expect(200);
     assert.deepEqual(artifacts.body, []);
     const cancelAgain = await http().post(`/v1/compilations/${id}/cancel`).set(alice.auth).expect(409);
@@ -157,11 +158,11 @@ describe('compilations', () => {
       .send({ targets: ['linux-x86_64-v4'] })
       .expect(201);
     const id = (res.body as CompilationBody).id;
-    const waiting = await waitForCompilation(app, alice, id, (c) => c.builds[0]!.status !== 'queued', 60_000);
-    assert.ok(['waiting_for_worker', 'failed'].includes(waiting.builds[0]!.status));
+    const waiting = await waitForCompilation(app, alice, id, (c) => c.builds[0].status !== 'queued', 60_000);
+    assert.ok(['waiting_for_worker', 'failed'].includes(waiting.builds[0].status));
     const done = await waitForCompilation(app, alice, id, undefined, 2 * 60_000);
     assert.equal(done.status, 'failed');
-    assert.equal(done.builds[0]!.errorCode, 'NO_WORKER');
+    assert.equal(done.builds[0].errorCode, 'NO_WORKER');
     const targets = await http().get('/v1/targets').set(alice.auth).expect(200);
     const online = Object.fromEntries(
       (targets.body as { id: string; workerOnline: boolean }[]).map((t) => [t.id, t.workerOnline]),

@@ -5,11 +5,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { INestApplication } from '@nestjs/common';
-import request from 'supertest';
 import type { ArtifactManifest, Pt2Summary } from '@kiln/contracts';
 import { objectKeys } from '@kiln/storage';
 import { findTarget } from '@kiln/targets';
 import {
+  api,
   type CompilationBody,
   createTenant,
   fixture,
@@ -62,23 +62,20 @@ describe('bad uploads are refused with a code, and nothing is stored', () => {
   ];
   for (const c of cases) {
     test(c.name, async () => {
-      const model = await request(app.getHttpServer())
+      const model = await api(app)
         .post('/v1/models')
         .set(tenant.auth)
         .send({ name: `bad-${c.code.toLowerCase()}-${Math.random().toString(36).slice(2, 8)}` })
         .expect(201);
       const modelId = (model.body as { id: string }).id;
-      const res = await request(app.getHttpServer())
+      const res = await api(app)
         .post(`/v1/models/${modelId}/versions`)
         .set(tenant.auth)
         .set('Content-Type', c.contentType ?? 'application/octet-stream')
         .send(await c.body());
       assert.equal(res.status, c.status ?? 422, JSON.stringify(res.body));
       assert.equal((res.body as { error: { code: string } }).error.code, c.code);
-      const versions = await request(app.getHttpServer())
-        .get(`/v1/models/${modelId}/versions`)
-        .set(tenant.auth)
-        .expect(200);
+      const versions = await api(app).get(`/v1/models/${modelId}/versions`).set(tenant.auth).expect(200);
       assert.deepEqual(versions.body, []);
     });
   }
@@ -97,26 +94,26 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', 
       const { versionId, body } = await uploadModel(app, tenant, `${name}-model`, await fixture(`${name}.pt2`));
       uploads[name] = { versionId, summary: body.summary as Pt2Summary };
     }
-    const mlp = uploads.mlp!.summary;
+    const mlp = uploads.mlp.summary;
     assert.equal(mlp.userInputs.length, 1);
-    assert.equal(mlp.userInputs[0]!.dtype, 'float32');
-    const batch = mlp.userInputs[0]!.shape[0]!;
+    assert.equal(mlp.userInputs[0].dtype, 'float32');
+    const batch = mlp.userInputs[0].shape[0];
     assert.equal(batch.kind, 'dynamic');
     assert.deepEqual(batch.kind === 'dynamic' && [batch.min, batch.max], [1, 256]);
-    assert.deepEqual(mlp.userInputs[0]!.shape[1], { kind: 'static', size: 64 });
+    assert.deepEqual(mlp.userInputs[0].shape[1], { kind: 'static', size: 64 });
     assert.equal(mlp.opHistogram['aten.linear.default'], 3);
     // 64*256+256 + 256*256+256 + 256*10+10 parameters, float32.
     assert.equal(mlp.parameters.elements, 84_746);
     assert.equal(mlp.parameters.bytes, 84_746 * 4);
-    const cnn = uploads.cnn!.summary;
+    const cnn = uploads.cnn.summary;
     assert.equal(cnn.opHistogram['aten.conv2d.default'], 6);
-    assert.equal(cnn.userInputs[0]!.shape.length, 4);
+    assert.equal(cnn.userInputs[0].shape.length, 4);
   });
 
   test('one compilation per model fans out to three targets and every build succeeds', async () => {
     for (const name of ['mlp', 'cnn']) {
-      const res = await request(app.getHttpServer())
-        .post(`/v1/versions/${uploads[name]!.versionId}/compilations`)
+      const res = await api(app)
+        .post(`/v1/versions/${uploads[name].versionId}/compilations`)
         .set(tenant.auth)
         .send({ targets: X86_TARGETS })
         .expect(201);
@@ -128,7 +125,7 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', 
       compilations[name] = created;
     }
     for (const name of ['mlp', 'cnn']) {
-      const done = await waitForCompilation(app, tenant, compilations[name]!.id);
+      const done = await waitForCompilation(app, tenant, compilations[name].id);
       assert.equal(done.status, 'succeeded', JSON.stringify(done, null, 2));
       for (const b of done.builds) {
         assert.equal(b.status, 'succeeded', `${name}/${b.targetId}: ${b.errorCode} ${b.errorMessage}`);
@@ -140,10 +137,7 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', 
 
   test('each artifact is verified, timed, ISA-checked and stored in S3 with its manifest', async () => {
     for (const name of ['mlp', 'cnn']) {
-      const res = await request(app.getHttpServer())
-        .get(`/v1/versions/${uploads[name]!.versionId}/artifacts`)
-        .set(tenant.auth)
-        .expect(200);
+      const res = await api(app).get(`/v1/versions/${uploads[name].versionId}/artifacts`).set(tenant.auth).expect(200);
       const artifacts = res.body as ArtifactBody[];
       assert.deepEqual(artifacts.map((a) => a.targetId).sort(), [...X86_TARGETS].sort());
       for (const a of artifacts) {
@@ -179,20 +173,14 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', 
           ),
         ),
       );
-      assert.ok((byTarget['linux-x86_64-v3']!.isaCheck.counts.ymm ?? 0) > 0, `${name} v3 uses ymm`);
+      assert.ok((byTarget['linux-x86_64-v3'].isaCheck.counts.ymm ?? 0) > 0, `${name} v3 uses ymm`);
     }
   });
 
   test('downloads go through presigned URLs, and the bytes match the recorded sha256', async () => {
-    const list = await request(app.getHttpServer())
-      .get(`/v1/versions/${uploads.mlp!.versionId}/artifacts`)
-      .set(tenant.auth)
-      .expect(200);
-    const artifact = (list.body as ArtifactBody[])[0]!;
-    const dl = await request(app.getHttpServer())
-      .get(`/v1/artifacts/${artifact.id}/download`)
-      .set(tenant.auth)
-      .expect(200);
+    const list = await api(app).get(`/v1/versions/${uploads.mlp.versionId}/artifacts`).set(tenant.auth).expect(200);
+    const artifact = (list.body as ArtifactBody[])[0];
+    const dl = await api(app).get(`/v1/artifacts/${artifact.id}/download`).set(tenant.auth).expect(200);
     const body = dl.body as { parts: { sha256: string; url: string; size: number }[]; manifestUrl: string };
     for (const part of body.parts) {
       const res = await fetch(part.url);
@@ -201,13 +189,13 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', 
       assert.equal(bytes.length, part.size);
       assert.equal(createHash('sha256').update(bytes).digest('hex'), part.sha256);
     }
-    const tampered = body.parts[0]!.url.replace(/X-Amz-Signature=[0-9a-f]{4}/, 'X-Amz-Signature=0000');
+    const tampered = body.parts[0].url.replace(/X-Amz-Signature=[0-9a-f]{4}/, 'X-Amz-Signature=0000');
     assert.equal((await fetch(tampered)).status, 403);
   });
 
   test('an identical resubmit is answered from the cache at once, also for a re-upload of the same content', async () => {
-    const again = await request(app.getHttpServer())
-      .post(`/v1/versions/${uploads.mlp!.versionId}/compilations`)
+    const again = await api(app)
+      .post(`/v1/versions/${uploads.mlp.versionId}/compilations`)
       .set(tenant.auth)
       .send({ targets: X86_TARGETS })
       .expect(201);
@@ -217,28 +205,28 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', 
       body.builds.map((b) => b.status),
       ['cached', 'cached', 'cached'],
     );
-    const first = compilations.mlp!.builds.map((b) => b.artifact?.id);
+    const first = compilations.mlp.builds.map((b) => b.artifact?.id);
     assert.deepEqual(
       body.builds.map((b) => b.artifact?.id),
       first,
     );
 
     // A new upload of the same file is a new version with the same content hash: same artifacts.
-    const models = await request(app.getHttpServer()).get('/v1/models').set(tenant.auth).expect(200);
+    const models = await api(app).get('/v1/models').set(tenant.auth).expect(200);
     const mlpModel = (models.body as { id: string; name: string }[]).find((m) => m.name === 'mlp-model')!;
-    const v2 = await request(app.getHttpServer())
+    const v2 = await api(app)
       .post(`/v1/models/${mlpModel.id}/versions`)
       .set(tenant.auth)
       .set('Content-Type', 'application/octet-stream')
       .send(await fixture('mlp.pt2'))
       .expect(201);
     assert.equal((v2.body as { number: number }).number, 2);
-    const v2compile = await request(app.getHttpServer())
+    const v2compile = await api(app)
       .post(`/v1/versions/${(v2.body as { id: string }).id}/compilations`)
       .set(tenant.auth)
       .send({ targets: ['linux-x86_64-v3'] })
       .expect(201);
-    assert.equal((v2compile.body as CompilationBody).builds[0]!.status, 'cached');
+    assert.equal((v2compile.body as CompilationBody).builds[0].status, 'cached');
   });
 
   test('exactly one artifact row and one stored copy of each part per target', async () => {
@@ -247,10 +235,7 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', 
     assert.equal(manifests.length, 6, 'two models x three targets');
     const parts = new Set<string>();
     for (const name of ['mlp', 'cnn']) {
-      const res = await request(app.getHttpServer())
-        .get(`/v1/versions/${uploads[name]!.versionId}/artifacts`)
-        .set(tenant.auth)
-        .expect(200);
+      const res = await api(app).get(`/v1/versions/${uploads[name].versionId}/artifacts`).set(tenant.auth).expect(200);
       for (const a of res.body as ArtifactBody[]) for (const p of a.parts) parts.add(p.sha256);
     }
     const blobs = keys.filter((k) => k.includes('/blobs/'));

@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { INestApplication } from '@nestjs/common';
-import request from 'supertest';
 import {
+  api,
   type CompilationBody,
   createTenant,
   fixture,
@@ -36,7 +36,7 @@ after(async () => {
 
 test('a worker killed mid-compile: the build is retried, finishes, and yields exactly one artifact', async () => {
   const { versionId } = await uploadModel(app, tenant, 'crash-cnn', await fixture('cnn.pt2'));
-  const created = await request(app.getHttpServer())
+  const created = await api(app)
     .post(`/v1/versions/${versionId}/compilations`)
     .set(tenant.auth)
     .send({ targets: ['linux-x86_64-v3'] })
@@ -47,26 +47,23 @@ test('a worker killed mid-compile: the build is retried, finishes, and yields ex
     app,
     tenant,
     id,
-    (c) => c.builds[0]!.status === 'running' && c.builds[0]!.phase === 'compiling',
+    (c) => c.builds[0].status === 'running' && c.builds[0].phase === 'compiling',
     5 * 60_000,
   );
-  assert.equal(compiling.builds[0]!.attempt, 1);
+  assert.equal(compiling.builds[0].attempt, 1);
   worker.kill9();
   await worker.start();
 
   const done = await waitForCompilation(app, tenant, id);
-  const build = done.builds[0]!;
+  const build = done.builds[0];
   assert.equal(done.status, 'succeeded', JSON.stringify(done, null, 2));
   assert.ok(build.attempt >= 2, `the build was retried (attempt ${build.attempt})`);
 
-  const artifacts = await request(app.getHttpServer())
-    .get(`/v1/versions/${versionId}/artifacts`)
-    .set(tenant.auth)
-    .expect(200);
+  const artifacts = await api(app).get(`/v1/versions/${versionId}/artifacts`).set(tenant.auth).expect(200);
   const list = artifacts.body as { id: string; parts: { sha256: string }[] }[];
   assert.equal(list.length, 1, 'exactly one artifact for the target');
-  assert.equal(list[0]!.id, build.artifact!.id);
+  assert.equal(list[0].id, build.artifact!.id);
   const keys = await s3.listKeys(`tenants/${tenant.id}/`);
   assert.equal(keys.filter((k) => k.includes('/manifests/')).length, 1);
-  assert.equal(keys.filter((k) => k.includes('/blobs/')).length, list[0]!.parts.length);
+  assert.equal(keys.filter((k) => k.includes('/blobs/')).length, list[0].parts.length);
 });

@@ -1,6 +1,7 @@
 // Test harness for end-to-end tests against the real stack: the API runs in this process (Nest + supertest),
 // build workers run as child processes (so a test can kill -9 one), each test file makes its own tenant.
 import { type ChildProcess, spawn } from 'node:child_process';
+import type { Server } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,6 +16,11 @@ import { setupApp } from '../../apps/api/src/setup-app.js';
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
 export const FIXTURES_DIR = process.env.KILN_FIXTURES_DIR ?? path.join(REPO_ROOT, '.kiln', 'fixtures');
 export const X86_TARGETS = ['linux-x86_64-v2', 'linux-x86_64-v3', 'linux-x86_64-v4'];
+
+/** supertest against the in-process API. */
+export function api(app: INestApplication): ReturnType<typeof request> {
+  return request(app.getHttpServer() as Server);
+}
 
 export async function fixture(name: string): Promise<Buffer> {
   return readFile(path.join(FIXTURES_DIR, name));
@@ -48,7 +54,7 @@ export interface TestTenant {
 }
 
 export async function createTenant(app: INestApplication, name = 'e2e'): Promise<TestTenant> {
-  const res = await request(app.getHttpServer())
+  const res = await api(app)
     .post('/v1/admin/tenants')
     .set('Authorization', `Bearer ${loadKilnConfig().KILN_ADMIN_TOKEN}`)
     .send({ name: `${name}-${Date.now()}` })
@@ -127,10 +133,7 @@ export async function waitForCompilation(
   const deadline = Date.now() + timeoutMs;
   let last: CompilationBody | undefined;
   for (;;) {
-    const res = await request(app.getHttpServer())
-      .get(`/v1/compilations/${compilationId}`)
-      .set(tenant.auth)
-      .expect(200);
+    const res = await api(app).get(`/v1/compilations/${compilationId}`).set(tenant.auth).expect(200);
     last = res.body as CompilationBody;
     if (done(last)) return last;
     if (Date.now() > deadline) throw new Error(`compilation not done in time: ${JSON.stringify(last, null, 2)}`);
@@ -144,9 +147,9 @@ export async function uploadModel(
   name: string,
   file: Buffer,
 ): Promise<{ modelId: string; versionId: string; body: Record<string, unknown> }> {
-  const model = await request(app.getHttpServer()).post('/v1/models').set(tenant.auth).send({ name }).expect(201);
+  const model = await api(app).post('/v1/models').set(tenant.auth).send({ name }).expect(201);
   const modelId = (model.body as { id: string }).id;
-  const version = await request(app.getHttpServer())
+  const version = await api(app)
     .post(`/v1/models/${modelId}/versions?filename=${name}.pt2`)
     .set(tenant.auth)
     .set('Content-Type', 'application/octet-stream')

@@ -129,13 +129,13 @@ describe('CompileModel workflow', () => {
     });
     const result = (await handle.result()) as CompileModelResult;
     const byTarget = Object.fromEntries(result.builds.map((b) => [b.targetId, b]));
-    assert.equal(byTarget.ok!.status, 'succeeded');
-    assert.equal(byTarget.flaky!.status, 'succeeded');
-    assert.equal(byTarget.unsupported!.status, 'failed');
-    assert.equal(byTarget.unsupported!.errorCode, 'UNSUPPORTED_OP');
+    assert.equal(byTarget.ok.status, 'succeeded');
+    assert.equal(byTarget.flaky.status, 'succeeded');
+    assert.equal(byTarget.unsupported.status, 'failed');
+    assert.equal(byTarget.unsupported.errorCode, 'UNSUPPORTED_OP');
     assert.equal(attempts.get('unsupported'), 1, 'a deterministic failure is not retried');
     assert.equal(attempts.get('flaky'), 2, 'a transient failure is retried');
-    const failedUpdate = updates.find((u) => u.buildId === args.builds[1]!.buildId);
+    const failedUpdate = updates.find((u) => u.buildId === args.builds[1].buildId);
     assert.deepEqual(
       { status: failedUpdate?.status, code: failedUpdate?.errorCode },
       { status: 'failed', code: 'UNSUPPORTED_OP' },
@@ -165,9 +165,9 @@ describe('CompileModel workflow', () => {
       args: [args],
     });
     const result = (await handle.result()) as CompileModelResult;
-    const statuses = updates.filter((u) => u.buildId === args.builds[0]!.buildId).map((u) => u.status);
+    const statuses = updates.filter((u) => u.buildId === args.builds[0].buildId).map((u) => u.status);
     assert.deepEqual(statuses, ['waiting_for_worker', 'failed']);
-    assert.equal(result.builds[0]!.errorCode, 'NO_WORKER');
+    assert.equal(result.builds[0].errorCode, 'NO_WORKER');
   });
 
   test('cancel stops running builds and reports cancelled; progress is queryable while it runs', async () => {
@@ -182,13 +182,13 @@ describe('CompileModel workflow', () => {
     });
     let progress: { targetId: string; status: BuildStatus }[] = [];
     for (let i = 0; i < 100; i++) {
-      progress = await handle.query(PROGRESS_QUERY);
+      progress = await handle.query<{ targetId: string; status: BuildStatus }[]>(PROGRESS_QUERY);
       if (progress.find((p) => p.targetId === 'ok')?.status === 'succeeded') break;
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.equal(progress.find((p) => p.targetId === 'slow')?.status, 'running');
     await handle.cancel();
-    const result = await handle.result().catch((err: unknown) => err);
+    const result: unknown = await handle.result().catch((err: unknown) => err);
     assert.ok(!(result instanceof WorkflowFailedError), `workflow should end normally, got ${String(result)}`);
     const r = result as CompileModelResult;
     assert.equal(r.status, 'cancelled');

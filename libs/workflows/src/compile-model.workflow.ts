@@ -140,6 +140,8 @@ export function describeBuildFailure(err: unknown): { code: ErrorCode; message: 
         return { code: ErrorCode.COMPILE_TIMEOUT, message: 'The build ran past its time limit.' };
       case 'HEARTBEAT':
         return { code: ErrorCode.DRIVER_CRASHED, message: 'The build worker stopped responding, on every attempt.' };
+      case undefined:
+        break;
     }
   }
   const message = cause instanceof Error ? cause.message : String(cause);

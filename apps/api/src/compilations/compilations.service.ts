@@ -4,13 +4,7 @@ import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { DataSource, In, LessThan, Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
-import {
-  type BuildStatus,
-  type CompilationStatus,
-  ErrorCode,
-  KilnError,
-  TERMINAL_BUILD_STATUSES,
-} from '@kiln/contracts';
+import { type CompilationStatus, ErrorCode, KilnError, TERMINAL_BUILD_STATUSES } from '@kiln/contracts';
 import { ArtifactEntity, BuildEntity, CompilationEntity } from '@kiln/database';
 import { cacheKey, findTarget, taskQueueFor, TARGETS } from '@kiln/targets';
 import {
@@ -131,7 +125,7 @@ export class CompilationsService implements OnApplicationBootstrap, OnModuleDest
             compilationId,
             targetId: p.targetId,
             cacheKey: p.cacheKey,
-            status: (p.cached ? 'cached' : 'queued') as BuildStatus,
+            status: p.cached ? 'cached' : 'queued',
             phase: p.cached ? 'done' : null,
             artifactId: p.cached?.id ?? null,
             finishedAt: p.cached ? now : null,

@@ -49,7 +49,7 @@ export class VersionsService {
     meta: { contentType: string | undefined; contentLength: number | null; filename: string },
   ): Promise<ModelVersionResponseDto> {
     await this.models.require(tenantId, modelId);
-    const mediaType = (meta.contentType ?? '').split(';')[0]!.trim().toLowerCase();
+    const mediaType = (meta.contentType ?? '').split(';')[0].trim().toLowerCase();
     if (!ACCEPTED_CONTENT_TYPES.includes(mediaType)) {
       throw new KilnError(
         ErrorCode.UNSUPPORTED_MEDIA_TYPE,

@@ -1,0 +1,495 @@
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { chmod, copyFile, link, lstat, mkdir, mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { type ArtifactManifest, ErrorCode, MANIFEST_VERSION } from '@kiln/contracts';
+import type { CompileRecipe, TargetRequirement } from '@kiln/targets';
+import {
+  planSandbox,
+  probeSandboxCapabilities,
+  runSandboxed,
+  type RunSandboxedOptions,
+  type SandboxApplied,
+  type SandboxCapabilities,
+  type SandboxResult,
+} from './sandbox.js';
+
+/**
+ * Runs the Python compile driver (`python -m kiln_driver build …`) for one job inside the sandbox and turns
+ * whatever happened into a typed outcome: a verified manifest with its parts on disk, or an error code the
+ * activity hands to Temporal (retryable or not).
+ *
+ * Job folder (`workRoot/job-XXXXXX`, owned by the worker, 0755):
+ *   job.json    the job, including the sandbox that is applied (the manifest records it)
+ *   model.pt2   the model, hard-linked when it is world-readable, else copied (read-only)
+ *   tmp/ cache/ home/ out/   the only folders the sandboxed driver may write (owned by the sandbox user)
+ * The driver writes `out/manifest.json` + `out/parts/<sha256>` on success, `out/error.json` on failure.
+ * Everything in out/ was written by untrusted code: it is read without following symlinks, size-capped,
+ * and every part is re-hashed before anyone uploads it.
+ */
+
+/** Codes the driver may report: the contract's, plus TOOLCHAIN_MISMATCH (the driver's, not yet in contracts). */
+export type DriverErrorCode = ErrorCode | 'TOOLCHAIN_MISMATCH';
+const DRIVER_ERROR_CODES = new Set<string>([...Object.values(ErrorCode), 'TOOLCHAIN_MISMATCH']);
+
+export interface DriverJob {
+  targetId: string;
+  recipe: CompileRecipe;
+  recipeHash: string;
+  modelContentHash: string;
+  cacheKey: string;
+  requires: TargetRequirement;
+  host: { cpuModel: string; x86Level: number | null; gpuName: string | null; driverVersion: string | null };
+  /** What the sandbox enforces for this build; filled by runCompileDriver. */
+  sandbox: Record<string, unknown>;
+  timing: { warmup: number; runs: number };
+  seed: number;
+}
+
+export type DriverPhase = 'loading' | 'compiling' | 'isa_check' | 'packaging' | 'verifying' | 'timing' | 'done';
+
+export interface DriverProgress {
+  phase: DriverPhase | (string & {});
+  message: string;
+  elapsedS: number;
+}
+
+export interface RunCompileDriverOptions {
+  pythonPath: string;
+  driverModule?: 'kiln_driver';
+  modelPath: string;
+  /** The job; its `sandbox` field is filled here from what the sandbox will enforce. */
+  job: Omit<DriverJob, 'sandbox'> & { sandbox?: Record<string, unknown> };
+  /** Parent of the job folders. Created 0711 when missing: the sandbox user may pass through, not list. */
+  workRoot: string;
+  timeoutMs: number;
+  memoryBytes: number;
+  signal?: AbortSignal;
+  onProgress?: (p: DriverProgress) => void;
+  /** Every line the driver writes to stderr (its readable log), as it comes. */
+  onLogLine?: (line: string) => void;
+  /** Extra environment for the driver (PYTHONPATH when it is not installed in the venv, thread settings, …). */
+  env?: Record<string, string>;
+  killGraceMs?: number;
+  pidsLimit?: number;
+  cpus?: number;
+  /** Sandbox capabilities to use instead of probing this host. */
+  capabilities?: SandboxCapabilities;
+}
+
+interface OutcomeBase {
+  /** The build log: the driver's stderr (tail) and a closing line saying how it ended. */
+  log: string;
+  jobDir: string;
+  /** What the sandbox enforced, null when the driver never started. */
+  sandbox: SandboxApplied | null;
+  durationMs: number;
+  /** Removes the job folder; call it once the parts are uploaded (idempotent). */
+  cleanup: () => Promise<void>;
+}
+
+export interface DriverSuccess extends OutcomeBase {
+  ok: true;
+  manifest: ArtifactManifest;
+  /** Folder holding each part as `<sha256>` (verified: size and hash match the manifest). */
+  partsDir: string;
+}
+
+export interface DriverFailure extends OutcomeBase {
+  ok: false;
+  code: DriverErrorCode;
+  message: string;
+  details?: Record<string, unknown>;
+  retryable: boolean;
+}
+
+export type DriverOutcome = DriverSuccess | DriverFailure;
+
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+const MAX_ERROR_JSON_BYTES = 1024 * 1024;
+const MAX_MESSAGE_CHARS = 4000;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<DriverOutcome> {
+  const started = Date.now();
+  let jobDir = '';
+  const cleanup = async (): Promise<void> => {
+    if (jobDir) await rm(jobDir, { recursive: true, force: true });
+  };
+  const base = (log: string, sandbox: SandboxApplied | null): OutcomeBase => ({
+    log,
+    jobDir,
+    sandbox,
+    durationMs: Date.now() - started,
+    cleanup,
+  });
+
+  let sandboxOpts: RunSandboxedOptions;
+  let outDir: string;
+  try {
+    const workRoot = path.resolve(opts.workRoot);
+    await mkdir(workRoot, { recursive: true, mode: 0o711 });
+    jobDir = await mkdtemp(path.join(workRoot, 'job-'));
+    await chmod(jobDir, 0o755);
+    const dirs = { tmp: 'tmp', cache: 'cache', home: 'home', out: 'out' };
+    for (const sub of Object.values(dirs)) await mkdir(path.join(jobDir, sub), { mode: 0o700 });
+    outDir = path.join(jobDir, 'out');
+    const modelPath = path.join(jobDir, 'model.pt2');
+    await placeModel(opts.modelPath, modelPath);
+    const jobPath = path.join(jobDir, 'job.json');
+
+    const caps = opts.capabilities ?? (await probeSandboxCapabilities());
+    sandboxOpts = {
+      argv: [
+        opts.pythonPath,
+        '-m',
+        opts.driverModule ?? 'kiln_driver',
+        'build',
+        '--model',
+        modelPath,
+        '--job',
+        jobPath,
+        '--out',
+        outDir,
+      ],
+      cwd: jobDir,
+      jobDir,
+      env: {
+        TMPDIR: path.join(jobDir, 'tmp'),
+        HOME: path.join(jobDir, 'home'),
+        TORCHINDUCTOR_CACHE_DIR: path.join(jobDir, 'cache'),
+        PYTHONNOUSERSITE: '1',
+        // -m must not import modules from the job folder (cwd) before the installed driver.
+        PYTHONSAFEPATH: '1',
+        PYTHONDONTWRITEBYTECODE: '1',
+        PYTHONUNBUFFERED: '1',
+        ...opts.env,
+      },
+      timeoutMs: opts.timeoutMs,
+      memoryBytes: opts.memoryBytes,
+      signal: opts.signal,
+      killGraceMs: opts.killGraceMs,
+      pidsLimit: opts.pidsLimit,
+      cpus: opts.cpus,
+      writablePaths: Object.values(dirs).map((d) => path.join(jobDir, d)),
+      // Other jobs' folders (other tenants' models) are invisible inside the sandbox.
+      hidePaths: [workRoot],
+      // CUDA reserves huge virtual ranges: a per-process address-space limit would break every GPU build.
+      allowRlimitAs: opts.job.recipe.device !== 'cuda',
+      capabilities: caps,
+    };
+    const planned = await planSandbox(sandboxOpts, caps);
+    const job: DriverJob = { ...opts.job, sandbox: planned };
+    await writeFile(jobPath, `${JSON.stringify(job, null, 2)}\n`, { mode: 0o644 });
+  } catch (err) {
+    return {
+      ok: false,
+      code: ErrorCode.DRIVER_CRASHED,
+      message: `could not prepare the build: ${(err as Error).message}`,
+      retryable: true,
+      ...base(`[kiln] could not prepare the build: ${(err as Error).message}\n`, null),
+    };
+  }
+
+  const strayStdout: string[] = [];
+  let result: SandboxResult;
+  try {
+    result = await runSandboxed({
+      ...sandboxOpts,
+      onStdoutLine: (line) => {
+        const progress = parseProgress(line);
+        if (progress) opts.onProgress?.(progress);
+        else if (line.trim() && strayStdout.length < 200) strayStdout.push(line);
+      },
+      onStderrLine: opts.onLogLine,
+    });
+  } catch (err) {
+    return {
+      ok: false,
+      code: ErrorCode.DRIVER_CRASHED,
+      message: `could not start the sandbox: ${(err as Error).message}`,
+      retryable: true,
+      ...base(`[kiln] could not start the sandbox: ${(err as Error).message}\n`, null),
+    };
+  }
+
+  const outcome = await classify(result, opts, outDir);
+  const log = buildLog(result, strayStdout, outcome);
+  if (outcome.ok) {
+    // The worker, not the driver, is the authority on what the sandbox enforced.
+    outcome.manifest.build = { ...outcome.manifest.build, sandbox: result.applied };
+    return { ok: true, manifest: outcome.manifest, partsDir: outcome.partsDir, ...base(log, result.applied) };
+  }
+  return {
+    ok: false,
+    code: outcome.code,
+    message: outcome.message,
+    ...(outcome.details ? { details: outcome.details } : {}),
+    retryable: outcome.retryable,
+    ...base(log, result.applied),
+  };
+}
+
+/** A JSON progress line of the driver, or null for anything else. */
+export function parseProgress(line: string): DriverProgress | null {
+  if (!line.startsWith('{')) return null;
+  try {
+    const obj = JSON.parse(line) as Record<string, unknown>;
+    if (obj.event !== 'phase' || typeof obj.phase !== 'string') return null;
+    return {
+      phase: obj.phase,
+      message: typeof obj.message === 'string' ? obj.message : '',
+      elapsedS: typeof obj.elapsedS === 'number' ? obj.elapsedS : 0,
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** Hard link when the sandbox user can read the original anyway, else a read-only copy (never chown the caller's file). */
+async function placeModel(source: string, dest: string): Promise<void> {
+  const st = await stat(source);
+  if (!st.isFile()) throw new Error(`${source} is not a regular file`);
+  if (st.mode & 0o004) {
+    try {
+      await link(source, dest);
+      return;
+    } catch {
+      // another file system (EXDEV) or no hard links: copy
+    }
+  }
+  await copyFile(source, dest);
+  await chmod(dest, 0o444);
+}
+
+type Classified =
+  | { ok: true; manifest: ArtifactManifest; partsDir: string }
+  | { ok: false; code: DriverErrorCode; message: string; details?: Record<string, unknown>; retryable: boolean };
+
+async function classify(result: SandboxResult, opts: RunCompileDriverOptions, outDir: string): Promise<Classified> {
+  if (result.cancelled)
+    return { ok: false, code: ErrorCode.CANCELLED, message: 'the build was cancelled', retryable: true };
+  if (result.timedOut) {
+    return {
+      ok: false,
+      code: ErrorCode.COMPILE_TIMEOUT,
+      message: `the compile did not finish within ${formatSeconds(opts.timeoutMs)}`,
+      details: { timeoutMs: opts.timeoutMs },
+      retryable: false,
+    };
+  }
+  if (result.exitCode === 0) {
+    try {
+      const manifest = await readManifest(outDir, opts.job);
+      return { ok: true, manifest, partsDir: path.join(outDir, 'parts') };
+    } catch (err) {
+      return {
+        ok: false,
+        code: ErrorCode.DRIVER_CRASHED,
+        message: `the driver exited successfully but its output is unusable: ${(err as Error).message}`,
+        retryable: true,
+      };
+    }
+  }
+  if (result.oomKilled) {
+    return {
+      ok: false,
+      code: ErrorCode.COMPILE_OOM,
+      message: `the compile exceeded its memory limit of ${formatBytes(opts.memoryBytes)}`,
+      details: { memoryBytes: opts.memoryBytes, peakBytes: result.memoryPeakBytes },
+      retryable: false,
+    };
+  }
+
+  let reported: { code: DriverErrorCode; message: string; details: Record<string, unknown> } | null = null;
+  let unreadable: string | null = null;
+  try {
+    reported = await readErrorJson(outDir);
+  } catch (err) {
+    unreadable = (err as Error).message;
+  }
+  // Exit code 3 is the driver's "deterministic failure, do not retry".
+  if (result.exitCode === 3 && reported) return { ok: false, ...reported, retryable: false };
+  if (reported) return { ok: false, ...reported, retryable: true };
+
+  const how = result.signal ? `was killed by ${result.signal}` : `exited with code ${result.exitCode}`;
+  const last = lastLines(result.stderrTail, 1);
+  return {
+    ok: false,
+    code: ErrorCode.DRIVER_CRASHED,
+    message: `the compile driver ${how}${last ? `: ${last}` : ''}`.slice(0, MAX_MESSAGE_CHARS),
+    details: {
+      exitCode: result.exitCode,
+      signal: result.signal,
+      ...(unreadable ? { errorJson: unreadable } : {}),
+    },
+    retryable: true,
+  };
+}
+
+/**
+ * Reads a file written by the sandboxed driver: never through a symlink (it could point at any file the
+ * worker may read), only a regular file, at most `maxBytes`. Null when it does not exist.
+ */
+async function readUntrustedFile(file: string, maxBytes: number): Promise<Buffer | null> {
+  let handle;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    if (code === 'ELOOP') throw new Error(`${path.basename(file)} is a symlink`);
+    throw err;
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new Error(`${path.basename(file)} is not a regular file`);
+    if (st.size > maxBytes) throw new Error(`${path.basename(file)} is larger than ${maxBytes} bytes`);
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function readErrorJson(
+  outDir: string,
+): Promise<{ code: DriverErrorCode; message: string; details: Record<string, unknown> } | null> {
+  const raw = await readUntrustedFile(path.join(outDir, 'error.json'), MAX_ERROR_JSON_BYTES);
+  if (!raw) return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw new Error('error.json is not JSON');
+  }
+  if (!isObject(parsed) || typeof parsed.code !== 'string') throw new Error('error.json has no code');
+  const details = isObject(parsed.details) ? parsed.details : {};
+  const message = (typeof parsed.message === 'string' ? parsed.message : parsed.code).slice(0, MAX_MESSAGE_CHARS);
+  if (!DRIVER_ERROR_CODES.has(parsed.code)) {
+    return {
+      code: ErrorCode.DRIVER_CRASHED,
+      message: `the driver reported an unknown error code ${parsed.code.slice(0, 100)}: ${message}`,
+      details: { ...details, driverCode: parsed.code.slice(0, 100) },
+    };
+  }
+  return { code: parsed.code as DriverErrorCode, message, details };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The manifest, checked far enough that the caller can upload it: it is about this job, and every part it
+ * lists is a regular file in out/parts named by its sha256, with that size and that hash (re-computed).
+ */
+async function readManifest(outDir: string, job: RunCompileDriverOptions['job']): Promise<ArtifactManifest> {
+  const raw = await readUntrustedFile(path.join(outDir, 'manifest.json'), MAX_MANIFEST_BYTES);
+  if (!raw) throw new Error('no out/manifest.json');
+  let m: unknown;
+  try {
+    m = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw new Error('manifest.json is not JSON');
+  }
+  if (!isObject(m)) throw new Error('manifest.json is not an object');
+  if (m.manifestVersion !== MANIFEST_VERSION) throw new Error(`manifestVersion is ${String(m.manifestVersion)}`);
+  const expect: [string, unknown][] = [
+    ['target', job.targetId],
+    ['recipeHash', job.recipeHash],
+    ['modelContentHash', job.modelContentHash],
+    ['cacheKey', job.cacheKey],
+  ];
+  for (const [key, value] of expect) {
+    if (m[key] !== value)
+      throw new Error(`manifest ${key} is ${JSON.stringify(m[key])}, the job says ${JSON.stringify(value)}`);
+  }
+  for (const key of ['requires', 'toolchain', 'isaCheck', 'verification', 'timing', 'build']) {
+    if (!isObject(m[key])) throw new Error(`manifest.${key} is missing`);
+  }
+  const parts = m.parts;
+  if (!Array.isArray(parts) || parts.length === 0) throw new Error('manifest lists no parts');
+  if (parts.filter((p) => isObject(p) && p.role === 'code').length !== 1) {
+    throw new Error('manifest must list exactly one code part');
+  }
+
+  const partsDir = path.join(outDir, 'parts');
+  const dirStat = await lstat(partsDir).catch(() => null);
+  if (!dirStat?.isDirectory()) throw new Error('out/parts is not a directory');
+  for (const part of parts as unknown[]) {
+    if (!isObject(part)) throw new Error('a part is not an object');
+    const { role, sha256, size, entry } = part;
+    if (role !== 'code' && role !== 'weights') throw new Error(`part role ${JSON.stringify(role)}`);
+    if (typeof sha256 !== 'string' || !SHA256_HEX.test(sha256))
+      throw new Error(`part sha256 ${JSON.stringify(sha256)}`);
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
+      throw new Error(`part ${sha256}: bad size`);
+    if (role === 'weights' && typeof entry !== 'string') throw new Error(`weights part ${sha256} has no entry`);
+    const actual = await hashUntrustedFile(path.join(partsDir, sha256));
+    if (actual.size !== size) throw new Error(`part ${sha256}: ${actual.size} bytes on disk, manifest says ${size}`);
+    if (actual.sha256 !== sha256) throw new Error(`part ${sha256}: content hashes to ${actual.sha256}`);
+  }
+  return m as unknown as ArtifactManifest;
+}
+
+async function hashUntrustedFile(file: string): Promise<{ sha256: string; size: number }> {
+  let handle;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new Error(`part ${path.basename(file)} is missing`);
+    if (code === 'ELOOP') throw new Error(`part ${path.basename(file)} is a symlink`);
+    throw err;
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new Error(`part ${path.basename(file)} is not a regular file`);
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of handle.createReadStream({ autoClose: false, highWaterMark: 1 << 20 })) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+    return { sha256: hash.digest('hex'), size };
+  } finally {
+    await handle.close();
+  }
+}
+
+function buildLog(result: SandboxResult, strayStdout: string[], outcome: Classified): string {
+  const a = result.applied;
+  const how = result.timedOut
+    ? `timed out after ${formatSeconds(a.timeoutMs)}`
+    : result.cancelled
+      ? 'was cancelled'
+      : result.signal
+        ? `was killed by ${result.signal}${result.oomKilled ? ' (memory limit)' : ''}`
+        : `exited with code ${result.exitCode}`;
+  const memory =
+    a.memoryLimit === 'none'
+      ? 'no memory limit'
+      : `memory ${formatBytes(a.memoryBytes ?? 0)} (${a.memoryLimit})` +
+        (result.memoryPeakBytes !== null ? `, peak ${formatBytes(result.memoryPeakBytes)}` : '');
+  const lines = [
+    result.stderrTail.replace(/\n?$/, '\n'),
+    ...(strayStdout.length ? [`[kiln] other output on stdout:\n${strayStdout.join('\n').slice(-8192)}\n`] : []),
+    `[kiln] the driver ${how} after ${formatSeconds(result.durationMs)}; ` +
+      `sandbox: network ${a.network}, user ${a.user}, ${memory}\n`,
+    outcome.ok ? '' : `[kiln] ${outcome.code}: ${outcome.message}\n`,
+  ];
+  return lines.join('');
+}
+
+function lastLines(text: string, n: number): string {
+  return text.trim().split('\n').slice(-n).join('\n').trim();
+}
+
+function formatSeconds(ms: number): string {
+  return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(1)} GiB`;
+  return `${Math.round(bytes / (1 << 20))} MiB`;
+}

@@ -1,0 +1,284 @@
+/* eslint-disable @typescript-eslint/no-floating-promises -- node:test runs the promises describe()/it() return itself */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { TARGETS, type TargetDefinition } from '@kiln/targets';
+import {
+  buildableTargets,
+  type CommandResult,
+  type CommandRunner,
+  type HostProbe,
+  type SandboxedPythonCheck,
+  parseCpuinfo,
+  parseLddVersion,
+  parseNvidiaSmiCsv,
+  parseToolVersion,
+  probeHost,
+} from './host-probe.js';
+
+// Probe outputs recorded on real machines (fixtures/): this dev machine's /proc/cpuinfo (AVX-512 Xeon),
+// g++/getconf/ldd of Debian 12, nvidia-smi of the H100 GPU machine; plus an i7-8650U laptop (AVX2, no
+// AVX-512), an SSE4.2-only Westmere Xeon X5670 and a Graviton2 (aarch64) written after real ones.
+const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
+const fixture = (name: string): string => readFileSync(path.join(FIXTURES, name), 'utf8');
+const cpuinfo = (name: string): string => path.join(FIXTURES, 'cpuinfo', name);
+
+const ok = (stdout: string): CommandResult => ({ code: 0, stdout, stderr: '', error: null });
+
+interface FakeHost {
+  torch?: CommandResult;
+  nvidiaSmi?: CommandResult | null;
+  compilers?: Record<string, string>;
+  sandboxCheck?: (pythonPath: string) => Promise<SandboxedPythonCheck>;
+}
+
+/** Answers each probe command from the recorded outputs; records what was asked. */
+function fakeHost(host: FakeHost = {}): {
+  run: CommandRunner;
+  findExecutable: (name: string) => Promise<string | null>;
+  calls: string[];
+} {
+  const calls: string[] = [];
+  const executables: Record<string, string> = { ...(host.compilers ?? { 'g++': '/usr/bin/g++' }) };
+  if (host.nvidiaSmi) executables['nvidia-smi'] = '/usr/bin/nvidia-smi';
+  const run: CommandRunner = async (file, args, options) => {
+    calls.push([path.basename(file), ...args].join(' '));
+    assert.deepEqual(Object.keys(options.env).sort(), ['LANG', 'PATH'], 'probe commands get a minimal env');
+    const name = path.basename(file);
+    if (name === 'python') return host.torch ?? ok(fixture('commands/python-torch-2.13-cpu.txt'));
+    if (name === 'getconf') return ok(fixture('commands/getconf-glibc-debian12.txt'));
+    if (name === 'ldd') return ok(fixture('commands/ldd-version-debian12.txt'));
+    if (name === 'nvidia-smi' && host.nvidiaSmi) return host.nvidiaSmi;
+    if (args[0] === '--version' && Object.values(executables).includes(file)) {
+      return ok(fixture('commands/gxx-version-debian12.txt'));
+    }
+    return { code: null, stdout: '', stderr: '', error: 'ENOENT' };
+  };
+  return { run, findExecutable: async (name) => executables[name] ?? null, calls };
+}
+
+async function probe(cpu: string, host: FakeHost = {}, nodeArch = 'x64'): Promise<HostProbe> {
+  const fake = fakeHost(host);
+  return probeHost({
+    pythonPath: '/srv/kiln/venv/bin/python',
+    cpuinfoPath: cpuinfo(cpu),
+    run: fake.run,
+    findExecutable: fake.findExecutable,
+    nodeArch,
+    platform: 'linux',
+    sandboxCheck: host.sandboxCheck ?? false,
+  });
+}
+
+const ids = (decisions: { targetId: string }[]): string[] => decisions.map((d) => d.targetId);
+
+describe('probeHost (recorded outputs)', () => {
+  it('reads the AVX-512 Xeon of this dev machine: x86-64-v4, torch, g++, glibc, no GPU', async () => {
+    const p = await probe('xeon-avx512.txt');
+    assert.equal(p.os, 'linux');
+    assert.equal(p.arch, 'x86_64');
+    assert.equal(p.cpuModel, 'Intel(R) Xeon(R) Processor');
+    assert.equal(p.x86Level, 4);
+    assert.equal(p.logicalCpus, 2);
+    assert.ok(p.cpuFlags.includes('avx512f'));
+    assert.equal(p.toolchain.python, '3.11.7');
+    assert.equal(p.toolchain.torch, '2.13.0+cpu');
+    assert.deepEqual(p.toolchain.compilers['g++'], {
+      path: '/usr/bin/g++',
+      versionLine: 'g++ (Debian 12.2.0-14+deb12u1) 12.2.0',
+      version: '12.2.0',
+    });
+    assert.equal(p.toolchain.glibc, '2.36');
+    assert.deepEqual(p.gpus, []);
+    assert.deepEqual(p.problems, []);
+  });
+
+  it('reads an i7-8650U laptop as x86-64-v3 and a Westmere Xeon as v2', async () => {
+    const laptop = await probe('i7-8650u-avx2.txt');
+    assert.equal(laptop.cpuModel, 'Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz');
+    assert.equal(laptop.x86Level, 3);
+    assert.equal(laptop.logicalCpus, 8);
+    const old = await probe('xeon-x5670-sse42.txt');
+    assert.equal(old.cpuModel, 'Intel(R) Xeon(R) CPU X5670 @ 2.93GHz');
+    assert.equal(old.x86Level, 2);
+  });
+
+  it('reads GPUs from nvidia-smi (recorded on the H100 machine)', async () => {
+    const p = await probe('xeon-avx512.txt', { nvidiaSmi: ok(fixture('commands/nvidia-smi-h100.csv')) });
+    assert.deepEqual(p.gpus, [
+      { name: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0', driverVersion: '580.159.04' },
+    ]);
+  });
+
+  it('reports what it could not find out instead of failing', async () => {
+    const p = await probe('xeon-avx512.txt', {
+      torch: { code: 1, stdout: '3.11.2\n', stderr: fixture('commands/python-no-torch-stderr.txt'), error: null },
+      nvidiaSmi: { code: 9, stdout: fixture('commands/nvidia-smi-no-driver.txt'), stderr: '', error: null },
+      compilers: {},
+    });
+    assert.equal(p.toolchain.python, '3.11.2');
+    assert.equal(p.toolchain.torch, null);
+    assert.equal(p.toolchain.compilers['g++'].path, null);
+    assert.deepEqual(p.gpus, []);
+    assert.equal(p.problems.length, 3);
+    assert.match(p.problems.join('\n'), /No module named 'torch'/);
+    assert.match(p.problems.join('\n'), /nvidia-smi failed: NVIDIA-SMI has failed/);
+    assert.match(p.problems.join('\n'), /C\+\+ compiler g\+\+ is not on the sandbox PATH/);
+  });
+
+  it('has no x86 level on an aarch64 host', async () => {
+    const p = await probe('graviton2-aarch64.txt', {}, 'arm64');
+    assert.equal(p.arch, 'aarch64');
+    assert.equal(p.x86Level, null);
+    assert.equal(p.cpuModel, 'ARM implementer 0x41 part 0xd0c');
+    assert.ok(p.cpuFlags.includes('asimd'));
+  });
+});
+
+describe('buildableTargets', () => {
+  it('an AVX-512 host with the recipe’s torch and g++ builds every x86 target', async () => {
+    const { buildable, rejected } = buildableTargets(await probe('xeon-avx512.txt'), TARGETS);
+    assert.deepEqual(ids(buildable), ['linux-x86_64-v2', 'linux-x86_64-v3', 'linux-x86_64-v4']);
+    assert.deepEqual(rejected, []);
+    assert.match(buildable[2].reason, /x86-64-v4 ≥ v4.*torch 2\.13\.0\+cpu.*g\+\+ 12\.2\.0 at \/usr\/bin\/g\+\+/);
+  });
+
+  it('an AVX2 laptop cannot build v4: it could compile it but not run it to verify', async () => {
+    const { buildable, rejected } = buildableTargets(await probe('i7-8650u-avx2.txt'), TARGETS);
+    assert.deepEqual(ids(buildable), ['linux-x86_64-v2', 'linux-x86_64-v3']);
+    assert.deepEqual(ids(rejected), ['linux-x86_64-v4']);
+    assert.match(rejected[0].reason, /x86-64-v3, below v4/);
+  });
+
+  it('an SSE4.2-only box builds v2 only', async () => {
+    const { buildable, rejected } = buildableTargets(await probe('xeon-x5670-sse42.txt'), TARGETS);
+    assert.deepEqual(ids(buildable), ['linux-x86_64-v2']);
+    assert.deepEqual(ids(rejected), ['linux-x86_64-v3', 'linux-x86_64-v4']);
+  });
+
+  it('a host with another torch build serves nothing, and says why', async () => {
+    const p = await probe('xeon-avx512.txt', { torch: ok(fixture('commands/python-torch-2.12-cpu.txt')) });
+    const { buildable, rejected } = buildableTargets(p, TARGETS);
+    assert.deepEqual(buildable, []);
+    assert.equal(rejected.length, 3);
+    for (const r of rejected)
+      assert.match(r.reason, /host torch 2\.12\.1\+cpu differs from the recipe's 2\.13\.0\+cpu/);
+  });
+
+  it('a host without torch or compiler serves nothing', async () => {
+    const p = await probe('xeon-avx512.txt', {
+      torch: { code: 1, stdout: '3.11.2\n', stderr: 'ModuleNotFoundError', error: null },
+      compilers: {},
+    });
+    const { buildable, rejected } = buildableTargets(p, TARGETS);
+    assert.deepEqual(buildable, []);
+    assert.match(rejected[0].reason, /torch is not importable.*; C\+\+ compiler g\+\+ not found/);
+  });
+
+  it('a Python the sandbox user cannot run serves nothing (e.g. a venv on a pyenv under /root)', async () => {
+    const p = await probe('xeon-avx512.txt', {
+      sandboxCheck: async () => ({
+        ok: false,
+        python: '3.11.2',
+        torch: null,
+        problem: "PermissionError: [Errno 13] Permission denied: '/srv/kiln/venv/bin/python'",
+      }),
+    });
+    assert.match(
+      p.problems.join('\n'),
+      /the sandboxed driver cannot use \/srv\/kiln\/venv\/bin\/python: PermissionError/,
+    );
+    const { buildable, rejected } = buildableTargets(p, TARGETS);
+    assert.deepEqual(buildable, []);
+    assert.match(rejected[0].reason, /sandboxed driver cannot use the worker's Python: PermissionError/);
+  });
+
+  it('an aarch64 host serves no x86 target', async () => {
+    const { buildable, rejected } = buildableTargets(await probe('graviton2-aarch64.txt', {}, 'arm64'), TARGETS);
+    assert.deepEqual(buildable, []);
+    assert.match(rejected[0].reason, /host is linux\/aarch64, target needs linux\/x86_64/);
+  });
+
+  it('honours restrictTo, and reports ids the catalog does not know', async () => {
+    const { buildable, rejected } = buildableTargets(await probe('xeon-avx512.txt'), TARGETS, [
+      'linux-x86_64-v3',
+      'linux-x86_64-v9',
+    ]);
+    assert.deepEqual(ids(buildable), ['linux-x86_64-v3']);
+    assert.deepEqual(
+      rejected.map((r) => [r.targetId, r.reason]),
+      [
+        ['linux-x86_64-v2', 'not in this worker’s target list (KILN_WORKER_TARGETS)'],
+        ['linux-x86_64-v4', 'not in this worker’s target list (KILN_WORKER_TARGETS)'],
+        ['linux-x86_64-v9', 'unknown target id (not in the catalog)'],
+      ],
+    );
+    // An empty list means "no restriction".
+    assert.equal(buildableTargets(await probe('xeon-avx512.txt'), TARGETS, []).buildable.length, 3);
+  });
+
+  it('a GPU target needs a GPU of exactly its compute capability', async () => {
+    const cpu = TARGETS[2];
+    const sm90: TargetDefinition = {
+      ...cpu,
+      id: 'linux-x86_64-cuda-sm90',
+      requires: { ...cpu.requires, x86Level: null, computeCapability: '9.0' },
+      recipe: { ...cpu.recipe, targetId: 'linux-x86_64-cuda-sm90', device: 'cuda' },
+    };
+    const sm80: TargetDefinition = {
+      ...sm90,
+      id: 'linux-x86_64-cuda-sm80',
+      requires: { ...sm90.requires, computeCapability: '8.0' },
+    };
+    const h100 = await probe('xeon-avx512.txt', { nvidiaSmi: ok(fixture('commands/nvidia-smi-h100.csv')) });
+    const { buildable, rejected } = buildableTargets(h100, [sm90, sm80]);
+    assert.deepEqual(ids(buildable), ['linux-x86_64-cuda-sm90']);
+    assert.match(buildable[0].reason, /GPU NVIDIA H100 80GB HBM3 \(compute capability 9\.0\)/);
+    assert.deepEqual(ids(rejected), ['linux-x86_64-cuda-sm80']);
+    assert.match(rejected[0].reason, /needs a GPU of compute capability 8\.0, host has NVIDIA H100 80GB HBM3 \(9\.0\)/);
+
+    const noGpu = buildableTargets(await probe('xeon-avx512.txt'), [sm90]);
+    assert.match(noGpu.rejected[0].reason, /host has no GPU/);
+  });
+});
+
+describe('probe output parsers', () => {
+  it('parse tool versions', () => {
+    assert.equal(parseToolVersion('g++ (Debian 12.2.0-14+deb12u1) 12.2.0'), '12.2.0');
+    assert.equal(parseToolVersion('g++ (GCC) 11.4.1 20231218 (Red Hat 11.4.1-3)'), '11.4.1');
+    assert.equal(parseToolVersion('Ubuntu clang version 18.1.3 (1ubuntu1)'), '18.1.3');
+    assert.equal(parseToolVersion('no version here'), null);
+    assert.equal(parseLddVersion(fixture('commands/ldd-version-debian12.txt')), '2.36');
+    assert.equal(parseLddVersion('musl libc (x86_64)\nVersion 1.2.4'), null);
+  });
+
+  it('parse nvidia-smi CSV with several GPUs', () => {
+    assert.deepEqual(parseNvidiaSmiCsv('NVIDIA A100-SXM4-80GB, 8.0, 550.54.15\nNVIDIA L4, 8.9, 550.54.15\n\n'), [
+      { name: 'NVIDIA A100-SXM4-80GB', computeCapability: '8.0', driverVersion: '550.54.15' },
+      { name: 'NVIDIA L4', computeCapability: '8.9', driverVersion: '550.54.15' },
+    ]);
+    assert.deepEqual(parseNvidiaSmiCsv(fixture('commands/nvidia-smi-no-driver.txt')), []);
+  });
+
+  it('parse cpuinfo without a model name', () => {
+    assert.deepEqual(parseCpuinfo(''), { model: 'unknown', flags: [], processors: 0 });
+  });
+});
+
+describe('probeHost (this machine, real commands)', () => {
+  it('probes the live host, inside the sandbox too, with the system Python (no torch there)', async () => {
+    const p = await probeHost({ pythonPath: '/usr/bin/python3', torchTimeoutMs: 20_000 });
+    assert.equal(p.toolchain.sandboxed?.ok, false);
+    assert.match(p.toolchain.sandboxed?.python ?? '', /^3\.\d+/);
+    assert.match(p.toolchain.sandboxed?.problem ?? '', /No module named 'torch'/);
+    assert.equal(p.os, 'linux');
+    assert.ok(p.cpuModel.length > 0);
+    assert.ok(p.logicalCpus >= 1);
+    if (p.arch === 'x86_64') assert.ok(p.x86Level !== null && p.x86Level >= 1);
+    assert.match(p.toolchain.python ?? '', /^3\.\d+/);
+    if (p.toolchain.compilers['g++'].path) assert.match(p.toolchain.compilers['g++'].version ?? '', /^\d+\.\d+/);
+    assert.match(p.toolchain.glibc ?? '', /^2\.\d+$/);
+  });
+});

@@ -1,0 +1,436 @@
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseCpuinfoFlags, TARGETS, type TargetDefinition, x86LevelFromFlags } from '@kiln/targets';
+import { findExecutable, runSandboxed, SANDBOX_PATH } from './sandbox.js';
+
+/**
+ * What a build worker finds out about its host before it polls any queue: CPU (→ x86-64 level), arch,
+ * the toolchain the sandboxed driver will use (torch of the worker's Python, C++ compilers on the
+ * sandbox's PATH, glibc) and GPUs. `buildableTargets` turns that into the target queues this host
+ * can serve: it must be able to BUILD and also RUN each artifact, since every artifact is loaded and
+ * checked on its build host before it is published.
+ */
+export interface GpuInfo {
+  name: string;
+  /** "9.0", as nvidia-smi prints it. */
+  computeCapability: string;
+  driverVersion: string;
+}
+
+export interface CompilerInfo {
+  /** Absolute path the sandbox's PATH resolves the recipe's compiler name to; null when absent. */
+  path: string | null;
+  /** First line of `<cxx> --version`. */
+  versionLine: string | null;
+  /** Dotted version parsed from that line ("12.2.0"). */
+  version: string | null;
+}
+
+export interface HostProbe {
+  /** Node's platform name ("linux"). */
+  os: string;
+  /** Kernel-style machine name: "x86_64", "aarch64". */
+  arch: string;
+  cpuModel: string;
+  cpuFlags: string[];
+  /** x86-64 micro-architecture level (1–4) of the CPU; null on other architectures. */
+  x86Level: 1 | 2 | 3 | 4 | null;
+  logicalCpus: number;
+  toolchain: {
+    pythonPath: string;
+    /** sys.version of the worker's Python (first word), null when it did not start. */
+    python: string | null;
+    /** torch.__version__ ("2.13.0+cpu"), null when torch cannot be imported. */
+    torch: string | null;
+    /** Keyed by the compiler name a recipe pins (recipe.toolchain.cxx). */
+    compilers: Record<string, CompilerInfo>;
+    /** "2.36"; null when neither getconf nor ldd told. */
+    glibc: string | null;
+    /** The same Python as the sandboxed driver sees it (as nobody, no network); null when not checked. */
+    sandboxed: SandboxedPythonCheck | null;
+  };
+  gpus: GpuInfo[];
+  /** What the probe could not find out, and why (logged by the worker; never fatal by itself). */
+  problems: string[];
+  probedAt: string;
+}
+
+export interface CommandResult {
+  /** Exit code, null when killed (timeout) or when the binary could not be started. */
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** Spawn error or timeout, e.g. "ENOENT" or "timed out after 30000 ms". */
+  error: string | null;
+}
+
+export type CommandRunner = (
+  file: string,
+  args: readonly string[],
+  options: { timeoutMs: number; env: Record<string, string> },
+) => Promise<CommandResult>;
+
+/** Runs a command with a timeout and a small, fixed environment (never the worker's own). */
+export const runCommand: CommandRunner = (file, args, options) =>
+  new Promise((resolve) => {
+    execFile(
+      file,
+      [...args],
+      { timeout: options.timeoutMs, killSignal: 'SIGKILL', env: options.env, maxBuffer: 4 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        if (!error) return resolve({ code: 0, stdout, stderr, error: null });
+        const e = error as NodeJS.ErrnoException & { killed?: boolean; code?: string | number };
+        const code = typeof e.code === 'number' ? e.code : null;
+        const reason = e.killed
+          ? `timed out after ${options.timeoutMs} ms`
+          : typeof e.code === 'string'
+            ? e.code
+            : null;
+        resolve({ code, stdout, stderr, error: reason });
+      },
+    );
+  });
+
+export interface SandboxedPythonCheck {
+  ok: boolean;
+  python: string | null;
+  /** torch.__version__ imported by a subprocess of `sys.executable`, as inductor's compile workers do. */
+  torch: string | null;
+  problem: string | null;
+}
+
+export interface ProbeHostOptions {
+  pythonPath: string;
+  cpuinfoPath?: string;
+  /** Compiler names to look for; default: every `recipe.toolchain.cxx` of the catalog. */
+  compilers?: readonly string[];
+  /** Importing torch takes ~2 s cold; a wedged import must not hang worker start-up. */
+  torchTimeoutMs?: number;
+  /** Injection points for tests (recorded command outputs instead of real commands). */
+  run?: CommandRunner;
+  findExecutable?: (name: string) => Promise<string | null>;
+  /** Node's `process.arch`/`process.platform` values. */
+  nodeArch?: string;
+  /**
+   * Checks the Python from inside the sandbox too (default: `checkSandboxedPython`); false skips it.
+   * A venv whose base interpreter lives where the sandbox user cannot read (e.g. pyenv under /root, 0700)
+   * starts through setpriv but cannot start subprocesses: every build would crash.
+   */
+  sandboxCheck?: false | ((pythonPath: string) => Promise<SandboxedPythonCheck>);
+  platform?: string;
+}
+
+const NODE_ARCH_TO_MACHINE: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64', ia32: 'i686' };
+
+// Python prints its own version first, so a broken torch still tells which interpreter we talked to.
+const TORCH_PROBE = 'import sys; print(sys.version.split()[0], flush=True); import torch; print(torch.__version__)';
+
+export async function probeHost(opts: ProbeHostOptions): Promise<HostProbe> {
+  const run = opts.run ?? runCommand;
+  const which = opts.findExecutable ?? ((name: string) => findExecutable(name, SANDBOX_PATH));
+  const env = { PATH: SANDBOX_PATH, LANG: 'C.UTF-8' };
+  const problems: string[] = [];
+  const platform = opts.platform ?? process.platform;
+
+  let arch = NODE_ARCH_TO_MACHINE[opts.nodeArch ?? process.arch] ?? null;
+  if (!arch) {
+    const uname = await run('uname', ['-m'], { timeoutMs: 5_000, env });
+    arch = uname.stdout.trim() || (opts.nodeArch ?? process.arch);
+  }
+
+  let cpuinfo = '';
+  try {
+    cpuinfo = await readFile(opts.cpuinfoPath ?? '/proc/cpuinfo', 'utf8');
+  } catch (err) {
+    problems.push(`cannot read ${opts.cpuinfoPath ?? '/proc/cpuinfo'}: ${(err as Error).message}`);
+  }
+  const cpu = parseCpuinfo(cpuinfo);
+  const x86Level = arch === 'x86_64' ? x86LevelFromFlags(cpu.flags) : null;
+
+  const compilerNames = [...new Set(opts.compilers ?? TARGETS.map((t) => t.recipe.toolchain.cxx))];
+  const sandboxCheck = opts.sandboxCheck === undefined ? checkSandboxedPython : opts.sandboxCheck;
+  const [torchOut, sandboxed, glibc, gpus, ...compilers] = await Promise.all([
+    run(opts.pythonPath, ['-c', TORCH_PROBE], { timeoutMs: opts.torchTimeoutMs ?? 60_000, env }),
+    sandboxCheck ? sandboxCheck(opts.pythonPath) : null,
+    probeGlibc(run, env),
+    probeGpus(run, which, env, problems),
+    ...compilerNames.map((name) => probeCompiler(name, run, which, env)),
+  ]);
+
+  const [pythonLine, torchLine] = torchOut.stdout.split('\n').map((l) => l.trim());
+  const python = pythonLine || null;
+  const torch = torchOut.code === 0 && torchLine ? torchLine : null;
+  if (!torch) {
+    const why = torchOut.error ?? lastLine(torchOut.stderr) ?? `exit code ${torchOut.code}`;
+    problems.push(`torch is not importable with ${opts.pythonPath}: ${why}`);
+  }
+  if (sandboxed && !sandboxed.ok) {
+    problems.push(`the sandboxed driver cannot use ${opts.pythonPath}: ${sandboxed.problem}`);
+  } else if (sandboxed && python && sandboxed.python !== python) {
+    problems.push(`inside the sandbox ${opts.pythonPath} runs Python ${sandboxed.python}, outside ${python}`);
+  }
+  if (!glibc) problems.push('glibc version unknown (neither getconf GNU_LIBC_VERSION nor ldd --version answered)');
+  const compilerMap: Record<string, CompilerInfo> = {};
+  compilerNames.forEach((name, i) => {
+    compilerMap[name] = compilers[i];
+    if (!compilers[i].path) problems.push(`C++ compiler ${name} is not on the sandbox PATH (${SANDBOX_PATH})`);
+  });
+
+  return {
+    os: platform,
+    arch,
+    cpuModel: cpu.model,
+    cpuFlags: cpu.flags,
+    x86Level,
+    logicalCpus: cpu.processors || os.availableParallelism(),
+    toolchain: { pythonPath: opts.pythonPath, python, torch, compilers: compilerMap, glibc, sandboxed },
+    gpus,
+    problems,
+    probedAt: new Date().toISOString(),
+  };
+}
+
+/** Model name (or, on ARM, implementer/part), flags and processor count of a /proc/cpuinfo text. */
+export function parseCpuinfo(text: string): { model: string; flags: string[]; processors: number } {
+  const field = (name: string): string | undefined => {
+    const re = new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm');
+    return re.exec(text)?.[1]?.trim();
+  };
+  const processors = text.split('\n').filter((l) => /^processor\s*:/.test(l)).length;
+  let model = field('model name')?.replace(/\s+/g, ' ');
+  if (!model) {
+    const implementer = field('CPU implementer');
+    const part = field('CPU part');
+    model = implementer && part ? `ARM implementer ${implementer} part ${part}` : 'unknown';
+  }
+  // x86 kernels print "flags", arm64 kernels "Features".
+  const flags = parseCpuinfoFlags(text);
+  return { model, flags: flags.length ? flags : (field('Features')?.split(/\s+/) ?? []), processors };
+}
+
+async function probeCompiler(
+  name: string,
+  run: CommandRunner,
+  which: (name: string) => Promise<string | null>,
+  env: Record<string, string>,
+): Promise<CompilerInfo> {
+  const found = await which(name);
+  if (!found) return { path: null, versionLine: null, version: null };
+  const out = await run(found, ['--version'], { timeoutMs: 10_000, env });
+  const versionLine = out.code === 0 ? (out.stdout.split('\n')[0]?.trim() ?? null) : null;
+  return { path: found, versionLine, version: versionLine ? parseToolVersion(versionLine) : null };
+}
+
+/** The last dotted version on a `--version` line: "g++ (Debian 12.2.0-14) 12.2.0" → "12.2.0". */
+export function parseToolVersion(line: string): string | null {
+  const all = [...line.matchAll(/(?:^|[\s(])(\d+\.\d+(?:\.\d+)?)(?=$|[\s)])/g)];
+  return all.length ? all[all.length - 1][1] : null;
+}
+
+async function probeGlibc(run: CommandRunner, env: Record<string, string>): Promise<string | null> {
+  const getconf = await run('getconf', ['GNU_LIBC_VERSION'], { timeoutMs: 5_000, env });
+  const fromGetconf = /glibc\s+(\d+\.\d+)/.exec(getconf.stdout)?.[1];
+  if (getconf.code === 0 && fromGetconf) return fromGetconf;
+  const ldd = await run('ldd', ['--version'], { timeoutMs: 5_000, env });
+  return parseLddVersion(ldd.stdout);
+}
+
+/** "ldd (Debian GLIBC 2.36-9+deb12u14) 2.36" → "2.36"; musl's ldd prints no such line → null. */
+export function parseLddVersion(text: string): string | null {
+  const first = text.split('\n')[0] ?? '';
+  if (!/glibc|gnu libc/i.test(first)) return null;
+  return /(\d+\.\d+)\s*$/.exec(first.trim())?.[1] ?? null;
+}
+
+async function probeGpus(
+  run: CommandRunner,
+  which: (name: string) => Promise<string | null>,
+  env: Record<string, string>,
+  problems: string[],
+): Promise<GpuInfo[]> {
+  const smi = await which('nvidia-smi');
+  if (!smi) return [];
+  const out = await run(smi, ['--query-gpu=name,compute_cap,driver_version', '--format=csv,noheader'], {
+    timeoutMs: 20_000,
+    env,
+  });
+  if (out.code !== 0) {
+    problems.push(
+      `nvidia-smi failed: ${out.error ?? lastLine(out.stderr) ?? lastLine(out.stdout) ?? `exit ${out.code}`}`,
+    );
+    return [];
+  }
+  return parseNvidiaSmiCsv(out.stdout);
+}
+
+/** Lines of `name, compute_cap, driver_version` (csv,noheader). GPU names never contain commas. */
+export function parseNvidiaSmiCsv(text: string): GpuInfo[] {
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .map((l) => l.split(',').map((c) => c.trim()))
+    .filter((cols) => cols.length >= 3 && /^\d+\.\d+$/.test(cols[cols.length - 2]))
+    .map((cols) => ({
+      name: cols.slice(0, -2).join(', '),
+      computeCapability: cols[cols.length - 2],
+      driverVersion: cols[cols.length - 1],
+    }));
+}
+
+function lastLine(text: string): string | null {
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  return lines.length ? lines[lines.length - 1] : null;
+}
+
+export interface TargetDecision {
+  targetId: string;
+  reason: string;
+}
+
+/**
+ * Which catalog targets this host can build AND verify (pure). A CPU target needs the same OS/arch, a CPU
+ * at least at the target's x86-64 level (the artifact is run here before it is published), exactly the
+ * recipe's torch build and its C++ compiler. A GPU target needs, on top, a GPU of exactly the target's
+ * compute capability (Triton builds natively for the build GPU). `restrictTo` narrows the result to the
+ * ids an operator configured; ids it names that the catalog lacks are reported as rejected.
+ */
+export function buildableTargets(
+  probe: HostProbe,
+  catalog: readonly TargetDefinition[],
+  restrictTo?: readonly string[],
+): { buildable: TargetDecision[]; rejected: TargetDecision[] } {
+  const buildable: TargetDecision[] = [];
+  const rejected: TargetDecision[] = [];
+  const restrict = restrictTo && restrictTo.length > 0 ? new Set(restrictTo) : null;
+
+  for (const target of catalog) {
+    if (restrict && !restrict.has(target.id)) {
+      rejected.push({ targetId: target.id, reason: 'not in this worker’s target list (KILN_WORKER_TARGETS)' });
+      continue;
+    }
+    const { requires, recipe } = target;
+    const problems: string[] = [];
+    const fits: string[] = [];
+
+    if (probe.os !== requires.os || probe.arch !== requires.arch) {
+      problems.push(`host is ${probe.os}/${probe.arch}, target needs ${requires.os}/${requires.arch}`);
+    } else {
+      fits.push(`${probe.os}/${probe.arch}`);
+    }
+    if (requires.x86Level !== null) {
+      if (probe.x86Level === null || probe.x86Level < requires.x86Level) {
+        problems.push(
+          `CPU ${probe.cpuModel} is x86-64-v${probe.x86Level ?? '?'}, below v${requires.x86Level}: ` +
+            'it could build but not run the artifact to verify it',
+        );
+      } else {
+        fits.push(`CPU x86-64-v${probe.x86Level} ≥ v${requires.x86Level}`);
+      }
+    }
+    if (requires.computeCapability !== null) {
+      const gpu = probe.gpus.find((g) => g.computeCapability === requires.computeCapability);
+      if (!gpu) {
+        const have = probe.gpus.length
+          ? probe.gpus.map((g) => `${g.name} (${g.computeCapability})`).join(', ')
+          : 'no GPU';
+        problems.push(`needs a GPU of compute capability ${requires.computeCapability}, host has ${have}`);
+      } else {
+        fits.push(`GPU ${gpu.name} (compute capability ${gpu.computeCapability})`);
+      }
+    }
+    const torch = probe.toolchain.torch;
+    const sandboxed = probe.toolchain.sandboxed;
+    if (sandboxed && !sandboxed.ok) {
+      problems.push(`the sandboxed driver cannot use the worker's Python: ${sandboxed.problem}`);
+    } else if (sandboxed?.torch && sandboxed.torch !== recipe.toolchain.torch && torch === recipe.toolchain.torch) {
+      problems.push(`inside the sandbox torch is ${sandboxed.torch}, the recipe pins ${recipe.toolchain.torch}`);
+    }
+    if (torch !== recipe.toolchain.torch) {
+      problems.push(
+        torch === null
+          ? `torch is not importable on this host; recipe pins ${recipe.toolchain.torch}`
+          : `host torch ${torch} differs from the recipe's ${recipe.toolchain.torch}`,
+      );
+    } else {
+      fits.push(`torch ${torch}`);
+    }
+    const cxx = probe.toolchain.compilers[recipe.toolchain.cxx];
+    if (!cxx?.path) {
+      problems.push(`C++ compiler ${recipe.toolchain.cxx} not found`);
+    } else {
+      fits.push(`${recipe.toolchain.cxx} ${cxx.version ?? '(version unknown)'} at ${cxx.path}`);
+    }
+
+    if (problems.length) rejected.push({ targetId: target.id, reason: problems.join('; ') });
+    else buildable.push({ targetId: target.id, reason: fits.join(', ') });
+  }
+
+  if (restrict) {
+    const known = new Set(catalog.map((t) => t.id));
+    for (const id of restrict) {
+      if (!known.has(id)) rejected.push({ targetId: id, reason: 'unknown target id (not in the catalog)' });
+    }
+  }
+  return { buildable, rejected };
+}
+
+// Run as the sandboxed driver runs: python starts a subprocess of sys.executable that imports torch (the
+// way inductor's compile workers and the driver's fresh-process verifier start).
+const SANDBOX_PYTHON_PROBE = `
+import json, subprocess, sys
+out = {"python": sys.version.split()[0], "torch": None, "error": None}
+try:
+    r = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True, timeout=120)
+    if r.returncode == 0:
+        out["torch"] = r.stdout.strip()
+    else:
+        out["error"] = (r.stderr.strip().splitlines() or ["exit code %d" % r.returncode])[-1]
+except Exception as e:
+    out["error"] = "%s: %s" % (type(e).__name__, e)
+print(json.dumps(out))
+`;
+
+/** Can the sandbox user (nobody, no network) run `pythonPath` and start torch subprocesses with it? */
+export async function checkSandboxedPython(
+  pythonPath: string,
+  opts: { workRoot?: string; timeoutMs?: number } = {},
+): Promise<SandboxedPythonCheck> {
+  const jobDir = await mkdtemp(path.join(opts.workRoot ?? os.tmpdir(), 'kiln-python-check-'));
+  try {
+    await chmod(jobDir, 0o755);
+    const result = await runSandboxed({
+      argv: [pythonPath, '-c', SANDBOX_PYTHON_PROBE],
+      cwd: jobDir,
+      jobDir,
+      env: { PYTHONNOUSERSITE: '1', PYTHONSAFEPATH: '1', PYTHONDONTWRITEBYTECODE: '1' },
+      timeoutMs: opts.timeoutMs ?? 180_000,
+      memoryBytes: 4 * 1024 * 1024 * 1024,
+      killGraceMs: 1_000,
+    });
+    const line = lastLine(result.stdoutTail);
+    let parsed: { python?: string; torch?: string | null; error?: string | null } = {};
+    try {
+      parsed = line ? (JSON.parse(line) as typeof parsed) : {};
+    } catch {
+      // not our JSON: the interpreter did not even start properly
+    }
+    const python = parsed.python ?? null;
+    const torch = parsed.torch ?? null;
+    const problem = torch
+      ? null
+      : (parsed.error ??
+        `exit ${result.exitCode ?? result.signal}: ${lastLine(result.stderrTail) ?? 'no output'}` +
+          (result.applied.notes.length ? ` (${result.applied.notes.join('; ')})` : ''));
+    return { ok: torch !== null, python, torch, problem };
+  } catch (err) {
+    return { ok: false, python: null, torch: null, problem: (err as Error).message };
+  } finally {
+    await rm(jobDir, { recursive: true, force: true });
+  }
+}
