@@ -1,0 +1,48 @@
+export {
+  describeDeviceX86Level,
+  describeX86Level,
+  deviceX86Level,
+  missingX86Flags,
+  type DeviceX86Level,
+} from './cpu-level.js';
+export {
+  AVX2_LAPTOP_FINGERPRINT,
+  AVX512_SERVER_FINGERPRINT,
+  EXAMPLE_FINGERPRINTS,
+  GRAVITON_FINGERPRINT,
+  H100_BOX_FINGERPRINT,
+  SSE42_BOX_FINGERPRINT,
+} from './example-fingerprints.js';
+export {
+  FINGERPRINT_LIMITS,
+  FINGERPRINT_SCHEMA_VERSION,
+  validateFingerprint,
+  type DeviceFingerprint,
+  type FingerprintArch,
+  type FingerprintGpu,
+  type FingerprintLibc,
+  type FingerprintOs,
+  type FingerprintValidation,
+  type X86Level,
+} from './fingerprint.js';
+export {
+  DEFAULT_SPEEDUP_TOLERANCE,
+  MIN_BUCKET_TOLERANCE,
+  checkCandidate,
+  resolveArtifact,
+  speedupBucket,
+  type Candidate,
+  type CandidateCheck,
+  type RankedArtifact,
+  type Resolution,
+  type ResolveOptions,
+} from './match-artifacts.js';
+export {
+  compareDottedVersions,
+  cudaMajorMinor,
+  normalizeComputeCapability,
+  normalizeDottedVersion,
+  parseDottedVersion,
+  parseTorchVersion,
+  type TorchVersion,
+} from './versions.js';
