@@ -1,4 +1,5 @@
 // Every migration, in order. Never edit one that has landed: add a new one.
 import { InitialSchema1764151200000 } from './1764151200000-InitialSchema.js';
+import { SignaturesAndChannels1764158400000 } from './1764158400000-SignaturesAndChannels.js';
 
-export const MIGRATIONS = [InitialSchema1764151200000];
+export const MIGRATIONS = [InitialSchema1764151200000, SignaturesAndChannels1764158400000];

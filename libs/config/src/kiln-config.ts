@@ -55,6 +55,11 @@ export class KilnConfig {
   /** Largest .pt2 the API accepts. */
   @Transform(toInt) @IsInt() @Min(1) KILN_MAX_UPLOAD_BYTES = 16 * 1024 ** 3;
 
+  /** ed25519 key (PKCS#8 PEM) the build side signs artifact manifests with; the API publishes its public half. */
+  @IsString() KILN_SIGNING_KEY_FILE = '.kiln/keys/artifact-signing-key.pem';
+  /** Local default: create the key on first use. Production provisions it and sets this to false. */
+  @Transform(toBool) @IsBoolean() KILN_SIGNING_KEY_CREATE = true;
+
   @IsString() KILN_PYTHON = '.kiln/venv/bin/python';
   @Transform(toInt) @IsInt() @Min(10) KILN_BUILD_TIMEOUT_S = 1800;
   @Transform(toInt) @IsInt() @Min(256) KILN_BUILD_MEMORY_MB = 8192;

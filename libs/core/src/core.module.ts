@@ -4,6 +4,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { Connection, Client } from '@temporalio/client';
 import { KilnConfig, validateKilnConfig } from '@kiln/config';
 import { kilnDataSourceOptions } from '@kiln/database';
+import { ArtifactSigner } from '@kiln/signing';
 import { ObjectStorage } from '@kiln/storage';
 
 export const TEMPORAL_CONNECTION = Symbol('TEMPORAL_CONNECTION');
@@ -41,6 +42,12 @@ export const TEMPORAL_CONNECTION = Symbol('TEMPORAL_CONNECTION');
       },
     },
     {
+      provide: ArtifactSigner,
+      inject: [KilnConfig],
+      useFactory: (config: KilnConfig) =>
+        ArtifactSigner.fromFile(config.resolvePath(config.KILN_SIGNING_KEY_FILE), config.KILN_SIGNING_KEY_CREATE),
+    },
+    {
       provide: TEMPORAL_CONNECTION,
       inject: [KilnConfig],
       useFactory: (config: KilnConfig) => Connection.connect({ address: config.TEMPORAL_ADDRESS }),
@@ -52,7 +59,7 @@ export const TEMPORAL_CONNECTION = Symbol('TEMPORAL_CONNECTION');
         new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }),
     },
   ],
-  exports: [KilnConfig, ObjectStorage, TEMPORAL_CONNECTION, Client, TypeOrmModule],
+  exports: [KilnConfig, ArtifactSigner, ObjectStorage, TEMPORAL_CONNECTION, Client, TypeOrmModule],
 })
 export class CoreModule implements OnApplicationShutdown {
   constructor(

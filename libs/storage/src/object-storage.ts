@@ -143,13 +143,12 @@ export class ObjectStorage {
   }
 
   async putJson(key: string, value: unknown): Promise<void> {
+    await this.putBytes(key, Buffer.from(JSON.stringify(value, null, 2)), 'application/json');
+  }
+
+  async putBytes(key: string, body: Buffer, contentType = 'application/octet-stream'): Promise<void> {
     await this.client.send(
-      new PutObjectCommand({
-        Bucket: this.bucket,
-        Key: key,
-        Body: JSON.stringify(value, null, 2),
-        ContentType: 'application/json',
-      }),
+      new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }),
     );
   }
 

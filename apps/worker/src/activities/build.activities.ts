@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -10,6 +11,7 @@ import { Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
 import { type ArtifactManifest, ErrorCode } from '@kiln/contracts';
 import { ArtifactEntity, BuildEntity, ModelVersionEntity } from '@kiln/database';
+import { ArtifactSigner } from '@kiln/signing';
 import { ObjectStorage, objectKeys } from '@kiln/storage';
 import { findTarget, recipeHash } from '@kiln/targets';
 import type { BuildActivities, BuildTargetInput, BuildTargetResult } from '@kiln/temporal';
@@ -34,6 +36,7 @@ export class BuildActivitiesService implements BuildActivities {
     @InjectRepository(ArtifactEntity) private readonly artifacts: Repository<ArtifactEntity>,
     @InjectRepository(ModelVersionEntity) private readonly versions: Repository<ModelVersionEntity>,
     private readonly storage: ObjectStorage,
+    private readonly signer: ArtifactSigner,
     private readonly host: HostService,
     private readonly config: KilnConfig,
   ) {}
@@ -121,7 +124,10 @@ export class BuildActivitiesService implements BuildActivities {
     }
   }
 
-  /** Uploads parts (skipping ones already stored), then the manifest, then records the artifact once. */
+  /**
+   * Uploads parts (skipping ones already stored), then the signed manifest, then records the artifact once.
+   * The signature covers the manifest's exact bytes, which list every part's sha256.
+   */
   private async storeArtifact(input: BuildTargetInput, manifest: ArtifactManifest, partsDir: string): Promise<string> {
     for (const part of manifest.parts) {
       const key = objectKeys.blob(input.tenantId, part.sha256);
@@ -129,11 +135,14 @@ export class BuildActivitiesService implements BuildActivities {
       await this.storage.putFile(key, path.join(partsDir, part.sha256));
     }
     const manifestKey = objectKeys.manifest(input.tenantId, input.cacheKey);
-    await this.storage.putJson(manifestKey, manifest);
+    const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2));
+    const { signature, keyId } = this.signer.sign(manifestBytes);
+    await this.storage.putBytes(manifestKey, manifestBytes, 'application/json');
     // ON CONFLICT DO NOTHING on (tenant_id, cache_key): a retried or concurrent build adds no second row.
     await this.artifacts.query(
-      `INSERT INTO artifacts (tenant_id, cache_key, model_content_hash, target_id, recipe_hash, manifest_key, manifest, size_bytes)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id, cache_key) DO NOTHING`,
+      `INSERT INTO artifacts (tenant_id, cache_key, model_content_hash, target_id, recipe_hash, manifest_key, manifest,
+                              size_bytes, manifest_sha256, signature, signing_key_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (tenant_id, cache_key) DO NOTHING`,
       [
         input.tenantId,
         input.cacheKey,
@@ -143,6 +152,9 @@ export class BuildActivitiesService implements BuildActivities {
         manifestKey,
         JSON.stringify(manifest),
         manifest.parts.reduce((sum, p) => sum + p.size, 0),
+        createHash('sha256').update(manifestBytes).digest('hex'),
+        signature,
+        keyId,
       ],
     );
     const row = await this.artifacts.findOneByOrFail({ tenantId: input.tenantId, cacheKey: input.cacheKey });

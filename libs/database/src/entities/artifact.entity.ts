@@ -18,6 +18,11 @@ export class ArtifactEntity {
   @Column({ name: 'recipe_hash', type: 'text' }) recipeHash!: string;
   @Column({ name: 'manifest_key', type: 'text' }) manifestKey!: string;
   @Column({ type: 'jsonb' }) manifest!: ArtifactManifest;
+  /** sha256 of the manifest's exact bytes in S3 (the bytes the signature covers). */
+  @Column({ name: 'manifest_sha256', type: 'text' }) manifestSha256!: string;
+  /** ed25519 signature (base64) of the manifest bytes, by the build side's key `signingKeyId`. */
+  @Column({ type: 'text' }) signature!: string;
+  @Column({ name: 'signing_key_id', type: 'text' }) signingKeyId!: string;
   @Column({ name: 'size_bytes', type: 'bigint', transformer: { to: (v: number) => v, from: (v: string) => Number(v) } })
   sizeBytes!: number;
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;

@@ -1,12 +1,24 @@
 import { ApiKeyEntity } from './api-key.entity.js';
 import { ArtifactEntity } from './artifact.entity.js';
 import { BuildEntity } from './build.entity.js';
+import { ChannelMoveEntity } from './channel-move.entity.js';
+import { ChannelEntity } from './channel.entity.js';
 import { CompilationEntity } from './compilation.entity.js';
 import { ModelVersionEntity } from './model-version.entity.js';
 import { ModelEntity } from './model.entity.js';
 import { TenantEntity } from './tenant.entity.js';
 
-export { ApiKeyEntity, ArtifactEntity, BuildEntity, CompilationEntity, ModelEntity, ModelVersionEntity, TenantEntity };
+export {
+  ApiKeyEntity,
+  ArtifactEntity,
+  BuildEntity,
+  ChannelEntity,
+  ChannelMoveEntity,
+  CompilationEntity,
+  ModelEntity,
+  ModelVersionEntity,
+  TenantEntity,
+};
 export type { ApiKeyKind } from './api-key.entity.js';
 
 export const ENTITIES = [
@@ -17,4 +29,6 @@ export const ENTITIES = [
   CompilationEntity,
   BuildEntity,
   ArtifactEntity,
+  ChannelEntity,
+  ChannelMoveEntity,
 ];

@@ -1,0 +1,31 @@
+import { Body, Controller, Get, HttpCode, Post } from '@nestjs/common';
+import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { ArtifactSigner } from '@kiln/signing';
+import { Auth, type AuthContext, DeviceAllowed, Public } from '../auth/auth-context.js';
+import { ResolutionResponseDto, ResolveRequestDto, SigningKeyDto } from './resolver.dto.js';
+import { ResolverService } from './resolver.service.js';
+
+@ApiTags('resolver')
+@Controller('v1')
+export class ResolverController {
+  constructor(
+    private readonly resolver: ResolverService,
+    private readonly signer: ArtifactSigner,
+  ) {}
+
+  /** The fastest artifact this device can safely run, the portable fallback, and why. */
+  @Post('resolve')
+  @HttpCode(200)
+  @ApiBearerAuth()
+  @DeviceAllowed()
+  resolve(@Auth() auth: AuthContext, @Body() dto: ResolveRequestDto): Promise<ResolutionResponseDto> {
+    return this.resolver.resolve(auth.tenantId, dto);
+  }
+
+  /** The public keys artifact signatures verify against (pin them on devices). */
+  @Get('signing-keys')
+  @Public()
+  signingKeys(): SigningKeyDto[] {
+    return [this.signer.publicKey];
+  }
+}

@@ -1,0 +1,95 @@
+import { ApiProperty } from '@nestjs/swagger';
+import { IsInt, IsNotEmpty, IsObject, IsOptional, IsString, Matches, MaxLength, Min } from 'class-validator';
+import type { DeviceFingerprint } from '@kiln/matching';
+
+export class ResolveRequestDto {
+  @ApiProperty({
+    example: 'resnet-edge@prod',
+    description: 'Model name or id; `name@channel` picks the version a channel points at.',
+  })
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(200)
+  model!: string;
+
+  @ApiProperty({ required: false, description: 'Version number (default: the channel in `model`, else the latest)' })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  version?: number;
+
+  @ApiProperty({ required: false, description: 'Channel name (same as `model@channel`)' })
+  @IsOptional()
+  @IsString()
+  @Matches(/^[a-z0-9][a-z0-9._-]{0,62}$/)
+  channel?: string;
+
+  @ApiProperty({
+    description: 'The device fingerprint (docs/fingerprint.md), schemaVersion 1',
+    type: 'object',
+    additionalProperties: true,
+  })
+  @IsObject()
+  fingerprint!: DeviceFingerprint;
+}
+
+export class ResolvedPartDto {
+  @ApiProperty({ enum: ['code', 'weights'] }) role!: string;
+  @ApiProperty() sha256!: string;
+  @ApiProperty() size!: number;
+  @ApiProperty({ required: false }) entry?: string;
+  @ApiProperty() url!: string;
+}
+
+export class ResolvedArtifactDto {
+  @ApiProperty() id!: string;
+  @ApiProperty() targetId!: string;
+  @ApiProperty({ description: 'sha256 of the manifest bytes (what the signature covers)' }) sha256!: string;
+  @ApiProperty({ description: 'Total bytes of all parts' }) size!: number;
+  @ApiProperty({ description: 'ed25519 signature (base64) of "kiln-artifact-manifest-v1\\n" + manifest bytes' })
+  signature!: string;
+  @ApiProperty() signingKeyId!: string;
+  @ApiProperty() manifestUrl!: string;
+  @ApiProperty({ type: [ResolvedPartDto] }) parts!: ResolvedPartDto[];
+  @ApiProperty() expiresAt!: string;
+  @ApiProperty() speedup!: number;
+  @ApiProperty({ type: [String] }) reasons!: string[];
+}
+
+export class PortableFallbackDto {
+  @ApiProperty({ enum: ['portable'] }) kind!: 'portable';
+  @ApiProperty({ description: 'The uploaded .pt2; load with torch.export.load' }) url!: string;
+  @ApiProperty() sha256!: string;
+  @ApiProperty() size!: number;
+  @ApiProperty() expiresAt!: string;
+  @ApiProperty() reason!: string;
+}
+
+export class RejectedArtifactDto {
+  @ApiProperty() artifactId!: string;
+  @ApiProperty() targetId!: string;
+  @ApiProperty({ type: [String] }) reasons!: string[];
+}
+
+export class RankedArtifactDto {
+  @ApiProperty() artifactId!: string;
+  @ApiProperty() targetId!: string;
+  @ApiProperty() speedup!: number;
+}
+
+export class ResolutionResponseDto {
+  @ApiProperty({ type: 'object', additionalProperties: true }) model!: { id: string; name: string };
+  @ApiProperty({ type: 'object', additionalProperties: true })
+  version!: { id: string; number: number; selectedBy: 'version' | 'channel' | 'latest'; channel: string | null };
+  @ApiProperty({ nullable: true, type: ResolvedArtifactDto }) artifact!: ResolvedArtifactDto | null;
+  @ApiProperty({ type: PortableFallbackDto }) fallback!: PortableFallbackDto;
+  @ApiProperty({ type: [RankedArtifactDto] }) ranked!: RankedArtifactDto[];
+  @ApiProperty({ type: [RejectedArtifactDto] }) rejected!: RejectedArtifactDto[];
+}
+
+export class SigningKeyDto {
+  @ApiProperty() keyId!: string;
+  @ApiProperty({ enum: ['ed25519'] }) algorithm!: string;
+  @ApiProperty({ description: 'Raw 32-byte public key, base64' }) publicKey!: string;
+  @ApiProperty() publicKeyPem!: string;
+}

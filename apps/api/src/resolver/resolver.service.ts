@@ -1,0 +1,134 @@
+import { Injectable } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { Repository } from 'typeorm';
+import { KilnConfig } from '@kiln/config';
+import { ErrorCode, KilnError } from '@kiln/contracts';
+import { ArtifactEntity, ChannelEntity, ModelEntity, ModelVersionEntity } from '@kiln/database';
+import { type Candidate, resolveArtifact, validateFingerprint } from '@kiln/matching';
+import { ObjectStorage, objectKeys } from '@kiln/storage';
+import type { ResolutionResponseDto, ResolveRequestDto } from './resolver.dto.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The resolver: which artifact of a model version a device should run. Matching itself is the pure
+ * @kiln/matching library; this service finds the candidates, keeps unsigned artifacts out, and turns the
+ * answer into short-lived presigned URLs. The portable graph is always part of the answer.
+ */
+@Injectable()
+export class ResolverService {
+  constructor(
+    @InjectRepository(ModelEntity) private readonly models: Repository<ModelEntity>,
+    @InjectRepository(ModelVersionEntity) private readonly versions: Repository<ModelVersionEntity>,
+    @InjectRepository(ChannelEntity) private readonly channels: Repository<ChannelEntity>,
+    @InjectRepository(ArtifactEntity) private readonly artifacts: Repository<ArtifactEntity>,
+    private readonly storage: ObjectStorage,
+    private readonly config: KilnConfig,
+  ) {}
+
+  async resolve(tenantId: string, dto: ResolveRequestDto): Promise<ResolutionResponseDto> {
+    const checked = validateFingerprint(dto.fingerprint);
+    if (!checked.ok) {
+      throw new KilnError(ErrorCode.VALIDATION_FAILED, `Invalid fingerprint: ${checked.errors.join('; ')}`, {
+        problems: checked.errors,
+      });
+    }
+    const { model, version, selectedBy, channel } = await this.findVersion(tenantId, dto);
+
+    const rows = await this.artifacts.find({ where: { tenantId, modelContentHash: version.contentHash } });
+    const signed = rows.filter((a) => a.signature !== '');
+    const unsigned = rows
+      .filter((a) => a.signature === '')
+      .map((a) => ({
+        artifactId: a.id,
+        targetId: a.targetId,
+        reasons: ['not signed (built before artifact signing existed)'],
+      }));
+    const candidates: Candidate[] = signed.map((a) => ({
+      artifactId: a.id,
+      targetId: a.targetId,
+      manifest: a.manifest,
+    }));
+    const resolution = resolveArtifact(checked.value, candidates);
+
+    const ttl = this.config.KILN_PRESIGN_TTL_S;
+    const fallbackUrl = await this.storage.presignGet(version.objectKey, ttl, `${model.name}-v${version.number}.pt2`);
+    const chosen = resolution.chosen ? signed.find((a) => a.id === resolution.chosen!.artifactId)! : null;
+
+    return {
+      model: { id: model.id, name: model.name },
+      version: { id: version.id, number: version.number, selectedBy, channel },
+      artifact:
+        chosen && resolution.chosen
+          ? {
+              id: chosen.id,
+              targetId: chosen.targetId,
+              sha256: chosen.manifestSha256,
+              size: chosen.sizeBytes,
+              signature: chosen.signature,
+              signingKeyId: chosen.signingKeyId,
+              manifestUrl: (await this.storage.presignGet(chosen.manifestKey, ttl)).url,
+              parts: await Promise.all(
+                chosen.manifest.parts.map(async (p) => ({
+                  role: p.role,
+                  sha256: p.sha256,
+                  size: p.size,
+                  ...(p.entry ? { entry: p.entry } : {}),
+                  url: (await this.storage.presignGet(objectKeys.blob(tenantId, p.sha256), ttl)).url,
+                })),
+              ),
+              expiresAt: fallbackUrl.expiresAt,
+              speedup: resolution.chosen.speedup,
+              reasons: resolution.chosen.reasons,
+            }
+          : null,
+      fallback: {
+        kind: 'portable',
+        url: fallbackUrl.url,
+        sha256: version.fileSha256,
+        size: version.sizeBytes,
+        expiresAt: fallbackUrl.expiresAt,
+        reason: resolution.fallback.reason,
+      },
+      ranked: resolution.ranked,
+      rejected: [...resolution.rejected, ...unsigned],
+    };
+  }
+
+  private async findVersion(
+    tenantId: string,
+    dto: ResolveRequestDto,
+  ): Promise<{
+    model: ModelEntity;
+    version: ModelVersionEntity;
+    selectedBy: 'version' | 'channel' | 'latest';
+    channel: string | null;
+  }> {
+    const [ref, refChannel] = dto.model.split('@', 2) as [string, string | undefined];
+    const channel = dto.channel ?? refChannel ?? null;
+    if (channel !== null && dto.version !== undefined) {
+      throw new KilnError(ErrorCode.VALIDATION_FAILED, 'Give a version or a channel, not both.');
+    }
+    const model = await this.models.findOne({
+      where: UUID.test(ref) ? { tenantId, id: ref } : { tenantId, name: ref },
+    });
+    if (!model) throw new KilnError(ErrorCode.NOT_FOUND, `No model "${ref}".`);
+
+    if (dto.version !== undefined) {
+      const version = await this.versions.findOne({ where: { modelId: model.id, number: dto.version } });
+      if (!version) throw new KilnError(ErrorCode.NOT_FOUND, `Model "${model.name}" has no version ${dto.version}.`);
+      return { model, version, selectedBy: 'version', channel: null };
+    }
+    if (channel !== null) {
+      const row = await this.channels.findOne({
+        where: { modelId: model.id, name: channel },
+        relations: { version: true },
+      });
+      if (!row?.version) throw new KilnError(ErrorCode.NOT_FOUND, `Model "${model.name}" has no channel "${channel}".`);
+      return { model, version: row.version, selectedBy: 'channel', channel };
+    }
+    const latest = await this.versions.findOne({ where: { modelId: model.id }, order: { number: 'DESC' } });
+    if (!latest) throw new KilnError(ErrorCode.NOT_FOUND, `Model "${model.name}" has no versions yet.`);
+    return { model, version: latest, selectedBy: 'latest', channel: null };
+  }
+}
