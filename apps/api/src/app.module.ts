@@ -12,7 +12,17 @@ import { TenantsModule } from './tenants/tenants.module.js';
 import { VersionsModule } from './versions/versions.module.js';
 
 @Module({
-  imports: [CoreModule, AuthModule, TenantsModule, ModelsModule, VersionsModule, CompilationsModule, ArtifactsModule],
+  imports: [
+    CoreModule,
+    AuthModule,
+    TenantsModule,
+    ModelsModule,
+    VersionsModule,
+    CompilationsModule,
+    ArtifactsModule,
+    ChannelsModule,
+    ResolverModule,
+  ],
   controllers: [HealthController, TargetsController],
 })
 export class AppModule {}

@@ -37,8 +37,8 @@ test('migrations create exactly the schema the entities describe, and revert cle
     'entities and migrations disagree: write a migration',
   );
   for (let i = 0; i < applied.length; i++) await ds.undoLastMigration();
-  const tables = (await ds.query(
+  const tables = await ds.query<unknown[]>(
     `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> 'migrations'`,
-  )) as unknown[];
+  );
   assert.deepEqual(tables, []);
 });
