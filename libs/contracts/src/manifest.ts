@@ -55,6 +55,29 @@ export interface IsaCheckResult {
   counts: Record<string, number>;
 }
 
+/** A dynamic dim whose accepted range in the compiled artifact is narrower than the program declares. */
+export interface NarrowedDim {
+  /** User input index, and dim within it. */
+  input: number;
+  dim: number;
+  symbol: string;
+  /** [min, max] the program declares (null = unbounded). */
+  declared: [number | null, number | null];
+  /** [min, max] the compiled artifact accepts. */
+  accepted: [number | null, number | null];
+  exampleSize: number;
+}
+
+/**
+ * Inductor can specialise dynamic dims around the example size while compiling (e.g. a conv picking a
+ * backend by batch size), so an artifact may accept fewer sizes than the program. Such an artifact is
+ * verified on the sizes it accepts; the device runtime runs the portable graph for the others.
+ */
+export interface InputRanges {
+  narrowed: boolean;
+  dims: NarrowedDim[];
+}
+
 export interface VerificationResult {
   passed: boolean;
   atol: number;
@@ -90,6 +113,7 @@ export interface ArtifactManifest {
   requires: ArtifactRequirements;
   toolchain: ArtifactToolchain;
   isaCheck: IsaCheckResult;
+  inputRanges: InputRanges;
   verification: VerificationResult;
   timing: TimingResult;
   build: {

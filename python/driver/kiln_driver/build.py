@@ -1,0 +1,234 @@
+"""One build job, start to finish: neutralize, check toolchain, load, compile, ISA check, split, verify, manifest."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import shutil
+import tempfile
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .compile import compile_program, load_program, program_on
+from .elf_needs import read_needs
+from .errors import DriverError, ErrorCode
+from .input_checks import accepted_dims, narrowed_dims, narrowed_range_error, set_is_accepted
+from .inputs import input_shapes, materialize, plan_inputs
+from .isa import check_isa
+from .job import Job, load_job
+from .manifest import MANIFEST_VERSION, ArtifactManifest, ArtifactPart, write_json_atomic
+from .neutralize import neutralize_model
+from .package_parts import split_package
+from .progress import Events, log
+from .toolchain import check_toolchain
+from .verify import VerifyRequest, verify_in_fresh_process
+
+MANIFEST_FILE = "manifest.json"
+ERROR_FILE = "error.json"
+PARTS_DIR = "parts"
+
+
+def prepare_environment(work: Path) -> None:
+    """Process-wide settings that must be in place before torch's inductor is imported."""
+    # A private compile cache per job (shared caches can be poisoned); the worker may already give one.
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(work / "inductor-cache"))
+    try:
+        getpass.getuser()
+    except (KeyError, OSError):
+        # A uid without a passwd entry: inductor names cache folders after the user and would crash.
+        os.environ["USER"] = f"uid{os.getuid()}"
+
+
+def clean_outputs(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in (MANIFEST_FILE, ERROR_FILE):
+        (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / PARTS_DIR, ignore_errors=True)
+
+
+def _extract_shared_objects(package: Path, dest: Path) -> list[Path]:
+    dest.mkdir(parents=True, exist_ok=True)
+    found: list[Path] = []
+    with zipfile.ZipFile(package) as z:
+        for i, info in enumerate(z.infolist()):
+            if info.filename.endswith(".so"):
+                target = dest / f"{i}-{Path(info.filename).name}"
+                with z.open(info) as src, target.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                found.append(target)
+    if not found:
+        raise DriverError(ErrorCode.COMPILE_FAILED, "the AOTInductor package contains no shared library")
+    return found
+
+
+def _cuda_runtime() -> str | None:
+    import torch
+
+    return torch.version.cuda
+
+
+def run_build(
+    model: Path, job_path: Path, out_dir: Path, events: Events, work_dir: Path | None = None
+) -> ArtifactManifest:
+    clean_outputs(out_dir)
+    job: Job = load_job(job_path)
+    recipe = job["recipe"]
+    own_work = work_dir is None
+    work = Path(tempfile.mkdtemp(prefix="kiln-build-")) if work_dir is None else work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    prepare_environment(work)
+    log.info(
+        "job: target %s (recipe v%s, %s), cache key %s, model %s (%d bytes), work dir %s",
+        job["targetId"],
+        recipe["recipeVersion"],
+        recipe["device"],
+        job["cacheKey"],
+        model,
+        model.stat().st_size if model.exists() else -1,
+        work,
+    )
+    try:
+        return _build(model, job, out_dir, work, events)
+    except BaseException:
+        shutil.rmtree(out_dir / PARTS_DIR, ignore_errors=True)  # nothing half-stored
+        raise
+    finally:
+        if own_work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events) -> ArtifactManifest:
+    recipe = job["recipe"]
+    events.phase("loading", "checking the archive and the toolchain, loading the program")
+    portable = work / "portable.pt2"
+    report = neutralize_model(model, portable)
+    log.info(
+        "neutralized %d entries: blanked %s%s",
+        report.entries,
+        report.blanked or "nothing",
+        f", dropped precompiled code {report.dropped}" if report.dropped else "",
+    )
+    compiler = check_toolchain(job)
+
+    import torch
+
+    ep = program_on(load_program(portable), recipe["device"])
+    plan = plan_inputs(ep, job["seed"], recipe["device"])
+    log.info("input plan: symbols %s, %d input sets", plan["symbols"], len(plan["sets"]))
+
+    events.phase("compiling", f"AOTInductor compile for {job['targetId']}")
+    example = materialize(plan["sets"][0], plan["seed"], recipe["device"])
+    compiled = compile_program(ep, example, job, compiler, work / "compiled")
+    del ep
+
+    events.phase(
+        "isa_check",
+        f"checking the machine code (forbidden registers: {recipe['forbiddenRegisters'] or 'none'}) "
+        "and its input checks",
+    )
+    shared_objects = _extract_shared_objects(compiled.package, work / "so")
+    isa = check_isa(shared_objects, recipe["forbiddenRegisters"])
+    log.info("ISA check: %s, register counts %s", "passed" if isa["passed"] else "FAILED", isa["counts"])
+    if not isa["passed"]:
+        raise DriverError(
+            ErrorCode.ISA_CHECK_FAILED,
+            f"the compiled code uses forbidden registers {[r for r in isa['forbidden'] if isa['counts'].get(r)]}",
+            dict(isa),
+        )
+    accepted = accepted_dims(compiled.package)
+    narrowed = narrowed_dims(accepted, plan)
+    log.info("the artifact checks input dims %s", [(a["tensorInput"], a["dim"], a["min"], a["max"]) for a in accepted])
+    if narrowed:
+        # The artifact is still right for the sizes it accepts: keep it, verify it on those sizes only, and
+        # record the accepted ranges in the manifest. The device runtime checks every call against them and
+        # runs the portable graph for sizes outside (the artifact itself refuses them: AOTI_RUNTIME_CHECK_INPUTS).
+        for n in narrowed:
+            log.warning(
+                "input %d dim %d (%s): the artifact accepts %s, the program declares %s",
+                n["input"],
+                n["dim"],
+                n["symbol"],
+                n["accepted"],
+                n["declared"],
+            )
+        kept = [s for s in plan["sets"] if set_is_accepted(input_shapes(s), narrowed)]
+        if not kept:
+            raise narrowed_range_error(narrowed, rejected=[])
+        plan = {**plan, "sets": kept}
+    needs = read_needs(shared_objects)
+    log.info("needs glibc %s, glibcxx %s", needs["glibc"], needs["glibcxx"])
+
+    events.phase("packaging", "splitting the package into content-addressed parts")
+    part_files = split_package(compiled.package, out_dir / PARTS_DIR)
+    parts: list[ArtifactPart] = []
+    for p in part_files:
+        part: ArtifactPart = {"role": "code" if p.role == "code" else "weights", "sha256": p.sha256, "size": p.size}
+        if p.entry is not None:
+            part["entry"] = p.entry
+        parts.append(part)
+        log.info("part %s %s %d bytes%s", p.role, p.sha256, p.size, f" -> {p.entry}" if p.entry else "")
+
+    events.phase("verifying", f"loading the artifact in a fresh process, comparing on {len(plan['sets'])} input sets")
+    request: VerifyRequest = {
+        "codePart": str(part_files[0].path),
+        "weightsParts": [{"entry": p.entry, "path": str(p.path)} for p in part_files[1:] if p.entry is not None],
+        "portableModel": str(portable),
+        "inputPlan": plan,
+        "atol": float(recipe["tolerance"]["atol"]),
+        "rtol": float(recipe["tolerance"]["rtol"]),
+        "warmup": job["timing"]["warmup"],
+        "runs": job["timing"]["runs"],
+        "workDir": str(work / "verify"),
+    }
+    verification, timing = verify_in_fresh_process(request, work / "verify-request.json", events)
+
+    requires = job["requires"]
+    manifest: ArtifactManifest = {
+        "manifestVersion": MANIFEST_VERSION,
+        "target": job["targetId"],
+        "recipeHash": job["recipeHash"],
+        "modelContentHash": job["modelContentHash"],
+        "cacheKey": job["cacheKey"],
+        "format": "aoti-package-parts",
+        "parts": parts,
+        "requires": {
+            "os": requires["os"],
+            "arch": requires["arch"],
+            "x86Level": requires.get("x86Level"),
+            "computeCapability": requires.get("computeCapability"),
+            "torch": torch.__version__,
+            "glibc": needs["glibc"],
+            "glibcxx": needs["glibcxx"],
+        },
+        "toolchain": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cxx": {"path": compiler.path, "version": compiler.version},
+            "cudaRuntime": _cuda_runtime(),
+            "inductorConfigs": compiled.inductor_configs,
+        },
+        "isaCheck": isa,
+        "inputRanges": {"narrowed": bool(narrowed), "dims": narrowed},
+        "verification": verification,
+        "timing": timing,
+        "build": {
+            "compileSeconds": round(compiled.seconds, 3),
+            "host": {
+                "cpuModel": job["host"]["cpuModel"],
+                "x86Level": job["host"].get("x86Level"),
+                "gpuName": job["host"].get("gpuName"),
+                "driverVersion": job["host"].get("driverVersion"),
+            },
+            "sandbox": job["sandbox"],
+            "finishedAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        },
+    }
+    write_json_atomic(out_dir / MANIFEST_FILE, manifest)
+    events.phase(
+        "done",
+        f"{job['targetId']}: compiled in {compiled.seconds:.1f} s, max abs error {verification['maxAbsError']:.2g}, "
+        f"{timing['speedup']:.2f}x over eager",
+    )
+    return manifest

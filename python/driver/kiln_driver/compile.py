@@ -1,0 +1,111 @@
+"""Load the neutralized program and compile it with AOTInductor for the recipe."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import DriverError, ErrorCode, classify_compile_error, classify_load_error
+from .inputs import call_args
+from .job import Job
+from .progress import log
+from .toolchain import Compiler
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    package: Path
+    seconds: float
+    inductor_configs: dict[str, Any]  # exactly what was passed, as JSON (tuples become lists)
+
+
+def load_program(path: Path) -> Any:
+    """ExportedProgram from a neutralized `.pt2`.
+
+    Uses torch's archive loader directly: `torch.export.load` hides the real error behind a generic one and
+    then falls back to a legacy format that unpickles whatever it finds.
+    """
+    from torch.export.pt2_archive._package import load_pt2
+
+    try:
+        contents = load_pt2(str(path))
+    except Exception as exc:
+        raise classify_load_error(exc) from exc
+    programs = contents.exported_programs
+    if len(programs) != 1:
+        raise DriverError(
+            ErrorCode.INVALID_MODEL,
+            f"the archive must hold exactly one program, it holds {len(programs)}",
+            {"programs": sorted(programs)[:10]},
+        )
+    return next(iter(programs.values()))
+
+
+def program_on(ep: Any, device: str) -> Any:
+    """The program with its weights on `device`: AOTInductor compiles for wherever the tensors live, and an
+    upload for a GPU target is usually exported on CPU."""
+    import torch
+
+    tensors = [*ep.state_dict.values(), *(c for c in ep.constants.values() if isinstance(c, torch.Tensor))]
+    if all(t.device.type == device for t in tensors):
+        return ep
+    from torch.export.passes import move_to_device_pass
+
+    return move_to_device_pass(ep, device)
+
+
+def inductor_configs_for(job: Job, compiler: Compiler) -> dict[str, Any]:
+    import torch._inductor.config as inductor_config
+
+    recipe = job["recipe"]
+    configs: dict[str, Any] = dict(recipe["inductorConfigs"])
+    unknown = sorted(set(configs) - set(inductor_config.get_config_copy()))
+    if unknown:
+        # The torch build matches the recipe (checked), so the recipe itself is wrong: fails on every worker.
+        raise DriverError(ErrorCode.INTERNAL, f"the recipe sets unknown inductor options {unknown}", {"keys": unknown})
+    if "cpp.cxx" in configs:
+        log.warning("recipe sets cpp.cxx=%r; the toolchain's compiler wins", configs["cpp.cxx"])
+    if "cpp.march" not in configs:
+        # GPU artifacts too: their wrapper .so is host code (AVX-512 seen in an H100 build host's CUDA artifact).
+        log.warning("recipe has no cpp.march: the host code will target the BUILD host's CPU (-march=native)")
+    # The absolute path pins the compiler we checked and record; inductor otherwise takes $CXX.
+    configs["cpp.cxx"] = (compiler.path,)
+    configs["aot_inductor.metadata"] = {
+        "kiln_target": job["targetId"],
+        "kiln_cache_key": job["cacheKey"],
+        "kiln_recipe_hash": job["recipeHash"],
+    }
+    return configs
+
+
+def as_json(configs: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in configs.items()}
+
+
+def compile_program(ep: Any, example_inputs: list[Any], job: Job, compiler: Compiler, out_dir: Path) -> CompileResult:
+    """`example_inputs`: one materialized input set (flat). AOTInductor refuses a program without example
+    inputs, and the uploaded ones were blanked (never unpickled), so ours stand in for them."""
+    import torch
+
+    ep.example_inputs = call_args(ep, example_inputs)
+    configs = inductor_configs_for(job, compiler)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    package_path = out_dir / "model.pt2"
+    log.info("compiling for %s with %s", job["targetId"], as_json(configs))
+    torch.manual_seed(job["seed"])
+    start = time.monotonic()
+    try:
+        produced = torch._inductor.aoti_compile_and_package(
+            ep,
+            package_path=str(package_path),
+            inductor_configs=dict(configs),  # it adds keys of its own to the dict it gets
+        )
+    except Exception as exc:
+        err = classify_compile_error(exc)
+        log.error("compile failed (%s): %s", err.code, err.message)
+        raise err from exc
+    seconds = time.monotonic() - start
+    log.info("compiled in %.1f s -> %s", seconds, produced)
+    return CompileResult(package=Path(produced), seconds=seconds, inductor_configs=as_json(configs))

@@ -1,0 +1,123 @@
+"""The job file the build worker hands the driver (JOB.json), parsed and checked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+from .errors import DriverError, ErrorCode
+
+
+class Toolchain(TypedDict):
+    torch: str
+    cxx: str
+
+
+class Tolerance(TypedDict):
+    atol: float
+    rtol: float
+
+
+class Recipe(TypedDict):
+    targetId: str
+    recipeVersion: int
+    device: Literal["cpu", "cuda"]
+    toolchain: Toolchain
+    inductorConfigs: dict[str, str | int | float | bool]
+    forbiddenRegisters: list[str]
+    tolerance: Tolerance
+
+
+class JobRequires(TypedDict):
+    os: Literal["linux"]
+    arch: Literal["x86_64", "aarch64"]
+    x86Level: int | None
+    computeCapability: str | None
+
+
+class JobHost(TypedDict):
+    cpuModel: str
+    x86Level: int | None
+    gpuName: str | None
+    driverVersion: str | None
+
+
+class JobTiming(TypedDict):
+    warmup: int
+    runs: int
+
+
+class Job(TypedDict):
+    targetId: str
+    recipe: Recipe
+    recipeHash: str
+    modelContentHash: str
+    cacheKey: str
+    requires: JobRequires
+    host: JobHost
+    sandbox: dict[str, Any]
+    timing: JobTiming
+    seed: int
+
+
+def _bad(message: str) -> DriverError:
+    # A malformed job is the worker's bug, and it fails the same way on every retry.
+    return DriverError(ErrorCode.INTERNAL, f"invalid job file: {message}")
+
+
+def _need(obj: Any, key: str, types: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise _bad(f"{where}.{key} is missing")
+    value = obj[key]
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+        raise _bad(f"{where}.{key} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def parse_job(raw: Any) -> Job:
+    _need(raw, "targetId", str, "job")
+    recipe = _need(raw, "recipe", dict, "job")
+    for key in ("recipeHash", "modelContentHash", "cacheKey"):
+        _need(raw, key, str, "job")
+    _need(recipe, "targetId", str, "recipe")
+    _need(recipe, "recipeVersion", int, "recipe")
+    if _need(recipe, "device", str, "recipe") not in ("cpu", "cuda"):
+        raise _bad(f"recipe.device must be 'cpu' or 'cuda', not {recipe['device']!r}")
+    toolchain = _need(recipe, "toolchain", dict, "recipe")
+    _need(toolchain, "torch", str, "recipe.toolchain")
+    if not _need(toolchain, "cxx", str, "recipe.toolchain"):
+        raise _bad("recipe.toolchain.cxx is empty")
+    _need(recipe, "inductorConfigs", dict, "recipe")
+    forbidden = _need(recipe, "forbiddenRegisters", list, "recipe")
+    if not all(isinstance(r, str) for r in forbidden):
+        raise _bad("recipe.forbiddenRegisters must be strings")
+    tolerance = _need(recipe, "tolerance", dict, "recipe")
+    for key in ("atol", "rtol"):
+        if _need(tolerance, key, (int, float), "recipe.tolerance") < 0:
+            raise _bad(f"recipe.tolerance.{key} is negative")
+    if recipe["targetId"] != raw["targetId"]:
+        raise _bad(f"targetId {raw['targetId']!r} differs from recipe.targetId {recipe['targetId']!r}")
+    requires = _need(raw, "requires", dict, "job")
+    _need(requires, "os", str, "requires")
+    _need(requires, "arch", str, "requires")
+    host = _need(raw, "host", dict, "job")
+    _need(host, "cpuModel", str, "host")
+    _need(raw, "sandbox", dict, "job")
+    timing = _need(raw, "timing", dict, "job")
+    if _need(timing, "warmup", int, "timing") < 0 or _need(timing, "runs", int, "timing") < 1:
+        raise _bad("timing.warmup must be >= 0 and timing.runs >= 1")
+    _need(raw, "seed", int, "job")
+    return raw  # type: ignore[no-any-return]
+
+
+def load_job(path: Path) -> Job:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _bad(f"cannot read {path}: {exc}") from exc
+    return parse_job(raw)

@@ -1,0 +1,97 @@
+"""The artifact manifest: a field-for-field mirror of `ArtifactManifest` in libs/contracts/src/manifest.ts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+from .isa import IsaCheckResult
+from .progress import dumps
+from .verify import TimingResult, VerificationResult
+
+MANIFEST_VERSION: Literal[1] = 1
+
+
+class _ArtifactPartRequired(TypedDict):
+    role: Literal["code", "weights"]
+    sha256: str
+    size: int
+
+
+class ArtifactPart(_ArtifactPartRequired, total=False):
+    entry: str  # weights only: where the blob belongs inside the code package
+
+
+class ArtifactRequirements(TypedDict):
+    os: Literal["linux"]
+    arch: Literal["x86_64", "aarch64"]
+    x86Level: int | None
+    computeCapability: str | None
+    torch: str
+    glibc: str | None
+    glibcxx: str | None
+
+
+class CxxInfo(TypedDict):
+    path: str
+    version: str
+
+
+class ArtifactToolchain(TypedDict):
+    torch: str
+    python: str
+    cxx: CxxInfo
+    cudaRuntime: str | None
+    inductorConfigs: dict[str, Any]
+
+
+class BuildHost(TypedDict):
+    cpuModel: str
+    x86Level: int | None
+    gpuName: str | None
+    driverVersion: str | None
+
+
+class BuildInfo(TypedDict):
+    compileSeconds: float
+    host: BuildHost
+    sandbox: dict[str, Any]
+    finishedAt: str
+
+
+class NarrowedDim(TypedDict):
+    input: int
+    dim: int
+    symbol: str
+    declared: list[int | None]
+    accepted: list[int | None]
+    exampleSize: int
+
+
+class InputRanges(TypedDict):
+    narrowed: bool
+    dims: list[NarrowedDim]
+
+
+class ArtifactManifest(TypedDict):
+    manifestVersion: Literal[1]
+    target: str
+    recipeHash: str
+    modelContentHash: str
+    cacheKey: str
+    format: Literal["aoti-package-parts"]
+    parts: list[ArtifactPart]
+    requires: ArtifactRequirements
+    toolchain: ArtifactToolchain
+    isaCheck: IsaCheckResult
+    inputRanges: InputRanges
+    verification: VerificationResult
+    timing: TimingResult
+    build: BuildInfo
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dumps(value) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,107 @@
+"""Is this worker able to build the recipe? Installed torch, the pinned C++ compiler, objdump, the hardware.
+
+A mismatch is TOOLCHAIN_MISMATCH (exit 1): another worker may have the right toolchain, so it is retryable.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DriverError, ErrorCode
+from .job import Job
+from .progress import log
+
+# x86-64 micro-architecture levels by the /proc/cpuinfo flags they add (psABI; lzcnt is "abm" there).
+_X86_LEVEL_FLAGS: dict[int, frozenset[str]] = {
+    2: frozenset({"cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"}),
+    3: frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}),
+    4: frozenset({"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}),
+}
+
+
+@dataclass(frozen=True)
+class Compiler:
+    path: str
+    version: str
+
+
+def _mismatch(message: str, **details: object) -> DriverError:
+    return DriverError(ErrorCode.TOOLCHAIN_MISMATCH, message, dict(details))
+
+
+def x86_level_from_flags(flags: set[str]) -> int:
+    level = 1
+    for lvl in (2, 3, 4):
+        if not _X86_LEVEL_FLAGS[lvl] <= flags:
+            break
+        level = lvl
+    return level
+
+
+def host_x86_level(cpuinfo: Path = Path("/proc/cpuinfo")) -> int | None:
+    if platform.machine() != "x86_64":
+        return None
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags"):
+                return x86_level_from_flags(set(line.split(":", 1)[1].split()))
+    except OSError:
+        return None
+    return None
+
+
+def resolve_compiler(cxx: str) -> Compiler:
+    path = shutil.which(cxx)
+    if path is None:
+        raise _mismatch(f"C++ compiler {cxx!r} is not installed on this worker", cxx=cxx)
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise _mismatch(f"C++ compiler {path} does not run: {exc}", cxx=cxx, path=path) from exc
+    return Compiler(path=path, version=(out.strip().splitlines() or ["unknown"])[0])
+
+
+def check_toolchain(job: Job) -> Compiler:
+    """Checks everything this job needs from the worker; returns the resolved compiler."""
+    import torch
+
+    recipe = job["recipe"]
+    want = recipe["toolchain"]["torch"]
+    if torch.__version__ != want:
+        raise _mismatch(
+            f"the recipe needs torch {want}, this worker has {torch.__version__}", want=want, have=torch.__version__
+        )
+    compiler = resolve_compiler(recipe["toolchain"]["cxx"])
+    if shutil.which("objdump") is None:
+        raise _mismatch("objdump (binutils) is not installed on this worker")
+
+    requires = job["requires"]
+    if requires["arch"] != platform.machine() or requires["os"] != platform.system().lower():
+        raise _mismatch(
+            f"the target is {requires['os']}/{requires['arch']}, "
+            f"this worker is {platform.system()}/{platform.machine()}"
+        )
+    need_level = requires.get("x86Level")
+    if need_level is not None:
+        have_level = host_x86_level()
+        # Verification runs the artifact here: a host below the target level would die with SIGILL.
+        if have_level is None or have_level < need_level:
+            raise _mismatch(
+                f"the target needs x86-64-v{need_level}, this worker's CPU is v{have_level}",
+                want=need_level,
+                have=have_level,
+            )
+    if recipe["device"] == "cuda":
+        if not torch.cuda.is_available():
+            raise _mismatch("the recipe builds for CUDA and this worker has no usable GPU")
+        want_cc = requires.get("computeCapability")
+        major, minor = torch.cuda.get_device_capability()
+        if want_cc is not None and want_cc != f"{major}.{minor}":
+            # Triton compiles for the build GPU: an sm_90a artifact only runs on compute capability 9.0.
+            raise _mismatch(f"the target needs compute capability {want_cc}, this GPU is {major}.{minor}")
+    log.info("toolchain: torch %s, %s (%s)", torch.__version__, compiler.path, compiler.version)
+    return compiler

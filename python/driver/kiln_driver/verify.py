@@ -1,0 +1,345 @@
+"""Verification and timing, in a fresh process.
+
+The parent never loads the compiled `.so`: a crash while loading or running it must not take the driver
+down, and a fresh process is what a device will do. The parent writes a request file and runs
+`python -m kiln_driver verify --request FILE` (same interpreter, same environment, so the same sandbox).
+The child assembles the package from the parts files exactly as a device does, loads it with
+AOTI_RUNTIME_CHECK_INPUTS=1, compares it with the portable graph on every planned input set, times both,
+and writes JSON lines to its stdout: `phase` events (forwarded), `step` markers (where it was if it
+crashes), and finally one `result`.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any, TypedDict
+
+from .compare import compare_outputs, median_ms, sync
+from .errors import DriverError, ErrorCode, short_traceback
+from .input_checks import accepted_dims, is_input_range_error, narrowed_dims, narrowed_range_error
+from .inputs import InputPlan, call_args, input_shapes, materialize
+from .package_parts import assemble_package
+from .progress import Events, log
+
+AOTI_DIR = ["data", "aotinductor"]
+
+
+class WeightsPartRef(TypedDict):
+    entry: str
+    path: str
+
+
+class VerifyRequest(TypedDict):
+    codePart: str
+    weightsParts: list[WeightsPartRef]
+    portableModel: str
+    inputPlan: InputPlan
+    atol: float
+    rtol: float
+    warmup: int
+    runs: int
+    workDir: str
+
+
+class VerificationResult(TypedDict):
+    passed: bool
+    atol: float
+    rtol: float
+    maxAbsError: float
+    maxRelError: float
+    inputShapes: list[list[list[int]]]
+    freshProcess: bool
+    device: str
+
+
+class TimingResult(TypedDict):
+    eagerMs: float
+    compiledMs: float
+    speedup: float
+    runs: int
+    threads: int
+    inputShapes: list[list[int]]
+
+
+# ------------------------------------------------------------------------------------------------- child
+
+
+def aoti_model_name(package: Path) -> str:
+    with zipfile.ZipFile(package) as z:
+        names = {n.split("/")[3] for n in z.namelist() if n.count("/") >= 4 and n.split("/")[1:3] == AOTI_DIR}
+    if len(names) != 1:
+        raise DriverError(
+            ErrorCode.LOAD_FAILED, f"expected one AOTInductor model in the package, found {sorted(names)}"
+        )
+    return names.pop()
+
+
+def load_compiled(package: Path) -> Any:
+    """What `torch._inductor.aoti_load_package` does, minus its CPU ISA comparison.
+
+    That comparison only logs a warning, yet it compiles and dlopens a probe per x86 ISA in fresh Python
+    processes (4-13 s here, and it needs a C++ compiler on the device). Kiln's manifest pins the ISA instead.
+    `load_package` itself falls back to this same direct construction.
+    """
+    import torch
+
+    try:
+        from torch.export.pt2_archive._package import AOTICompiledModel
+
+        loader_cls = torch._C._aoti.AOTIModelPackageLoader
+    except (ImportError, AttributeError):
+        return torch._inductor.aoti_load_package(str(package))
+    return AOTICompiledModel(loader_cls(str(package), aoti_model_name(package), False, 1, -1))
+
+
+def _clone(values: list[Any]) -> list[Any]:
+    import torch
+
+    return [v.clone() if isinstance(v, torch.Tensor) else v for v in values]
+
+
+class _Child:
+    """The verifier process: assemble, load, compare on every input set, time."""
+
+    def __init__(self, events: Events, request: VerifyRequest) -> None:
+        self.events = events
+        self.req = request
+        self.plan = request["inputPlan"]
+        self.device = self.plan["device"]
+        self.ep: Any = None
+
+    def step(self, name: str) -> None:
+        log.info("verifier: %s (%.1f s)", name.replace("_", " "), self.events.elapsed())
+        self.events.emit({"event": "step", "step": name})
+
+    def call(self, fn: Any, flat: list[Any]) -> Any:
+        args, kwargs = call_args(self.ep, flat)
+        return fn(*args, **kwargs)
+
+    def run(self) -> dict[str, Any]:
+        from .compile import load_program, program_on
+
+        work = Path(self.req["workDir"])
+        work.mkdir(parents=True, exist_ok=True)
+        os.environ["AOTI_RUNTIME_CHECK_INPUTS"] = "1"
+
+        self.step("assemble")
+        package = assemble_package(
+            Path(self.req["codePart"]),
+            [(w["entry"], Path(w["path"])) for w in self.req["weightsParts"]],
+            work / "assembled.pt2",
+        )
+        self.step("load_portable")
+        self.ep = program_on(load_program(Path(self.req["portableModel"])), self.device)
+        reference = self.ep.module()
+        self.step("run_portable")
+        sets = self.expected_outputs(reference)
+
+        self.step("load_compiled")
+        try:
+            compiled = load_compiled(package)
+        except Exception as exc:
+            raise DriverError(
+                ErrorCode.LOAD_FAILED,
+                f"the compiled artifact does not load: {type(exc).__name__}: {exc}",
+                {"stage": "load_compiled", "traceback": short_traceback(exc)},
+            ) from exc
+        try:
+            self.step("run_compiled")
+            verification = self.compare(compiled, sets, package)
+            self.events.phase(
+                "timing", f"timing {self.req['warmup']} warmup + {self.req['runs']} runs on inputs {sets[0][2]}"
+            )
+            self.step("timing")
+            timing = self.time(reference, compiled, sets[0][0], sets[0][2])
+        finally:
+            # The loader extracted the package under $TMPDIR; freeing the model removes that folder.
+            del compiled
+            gc.collect()
+        return {"verification": verification, "timing": timing}
+
+    def expected_outputs(self, reference: Any) -> list[tuple[list[Any], Any, list[list[int]]]]:
+        """(inputs, portable graph outputs, input shapes) per planned set the portable graph accepts."""
+        import torch
+
+        sets = []
+        with torch.no_grad():
+            for i, specs in enumerate(self.plan["sets"]):
+                flat = materialize(specs, self.plan["seed"] + i, self.device)
+                try:
+                    expected = self.call(reference, _clone(flat))
+                except Exception as exc:
+                    if i == 0:  # the export-hint sizes must work: the user exported with them
+                        raise DriverError(
+                            ErrorCode.INVALID_MODEL,
+                            f"the portable graph fails on synthesized inputs: {type(exc).__name__}: {exc}",
+                            {"inputShapes": input_shapes(specs), "traceback": short_traceback(exc)},
+                        ) from exc
+                    log.warning("skipping input set %s (the portable graph rejects it): %s", input_shapes(specs), exc)
+                    continue
+                sets.append((flat, expected, input_shapes(specs)))
+        return sets
+
+    def compare(
+        self, compiled: Any, sets: list[tuple[list[Any], Any, list[list[int]]]], package: Path
+    ) -> VerificationResult:
+        import torch
+
+        atol, rtol = self.req["atol"], self.req["rtol"]
+        max_abs = max_rel = 0.0
+        problems: list[str] = []
+        rejected: list[dict[str, Any]] = []
+        with torch.no_grad():
+            for flat, expected, shapes in sets:
+                try:
+                    actual = self.call(compiled, _clone(flat))
+                except Exception as exc:
+                    if is_input_range_error(str(exc)):
+                        log.error("the artifact refuses inputs %s: %s", shapes, str(exc).strip())
+                        rejected.append({"inputShapes": shapes, "error": str(exc).strip()})
+                        continue
+                    raise DriverError(
+                        ErrorCode.LOAD_FAILED,
+                        f"the compiled artifact fails to run: {type(exc).__name__}: {exc}",
+                        {"stage": "run_compiled", "inputShapes": shapes, "traceback": short_traceback(exc)},
+                    ) from exc
+                sync(self.device)
+                cmp = compare_outputs(expected, actual, atol, rtol)
+                max_abs, max_rel = max(max_abs, cmp["maxAbsError"]), max(max_rel, cmp["maxRelError"])
+                problems += [f"inputs {shapes}: {p}" for p in cmp["problems"]]
+        if rejected:
+            raise narrowed_range_error(narrowed_dims(accepted_dims(package), self.plan), rejected)
+        verification: VerificationResult = {
+            "passed": not problems,
+            "atol": atol,
+            "rtol": rtol,
+            "maxAbsError": max_abs,
+            "maxRelError": max_rel,
+            "inputShapes": [shapes for _, _, shapes in sets],
+            "freshProcess": True,
+            "device": self.device,
+        }
+        log.info("verification: passed=%s maxAbsError=%.3g maxRelError=%.3g", not problems, max_abs, max_rel)
+        if problems:
+            for p in problems[:20]:
+                log.error("mismatch: %s", p)
+            raise DriverError(
+                ErrorCode.NUMERIC_MISMATCH,
+                f"the compiled artifact differs from the portable graph beyond atol={atol} rtol={rtol}",
+                {**verification, "problems": problems[:50]},
+            )
+        return verification
+
+    def time(self, reference: Any, compiled: Any, flat: list[Any], shapes: list[list[int]]) -> TimingResult:
+        import torch
+
+        warmup, runs = self.req["warmup"], self.req["runs"]
+        with torch.no_grad():
+            eager_ms = median_ms(lambda: self.call(reference, flat), warmup, runs, self.device)
+            compiled_ms = median_ms(lambda: self.call(compiled, flat), warmup, runs, self.device)
+        timing: TimingResult = {
+            "eagerMs": round(eager_ms, 4),
+            "compiledMs": round(compiled_ms, 4),
+            "speedup": round(eager_ms / compiled_ms, 3) if compiled_ms > 0 else 0.0,
+            "runs": runs,
+            "threads": torch.get_num_threads(),
+            "inputShapes": shapes,
+        }
+        log.info(
+            "timing: eager %.3f ms, compiled %.3f ms (%.2fx, %d threads)",
+            eager_ms,
+            compiled_ms,
+            timing["speedup"],
+            timing["threads"],
+        )
+        return timing
+
+
+def run_child(request_path: Path, events: Events) -> int:
+    """Entry point of `python -m kiln_driver verify`. Exit 0 with a result line, whatever the outcome."""
+    request: VerifyRequest = json.loads(request_path.read_text(encoding="utf-8"))
+    try:
+        result = _Child(events, request).run()
+        events.emit({"event": "result", "ok": True, **result})
+    except DriverError as known:
+        events.emit({"event": "result", "ok": False, "error": known.to_json()})
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
+        log.exception("verifier crashed")
+        crash = DriverError(
+            ErrorCode.DRIVER_CRASHED,
+            f"verifier crashed: {type(exc).__name__}: {exc}",
+            {"traceback": short_traceback(exc)},
+        )
+        events.emit({"event": "result", "ok": False, "error": crash.to_json()})
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ parent
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["AOTI_RUNTIME_CHECK_INPUTS"] = "1"
+    # Make `-m kiln_driver` importable in the child even when the parent runs from a source checkout.
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def verify_in_fresh_process(
+    request: VerifyRequest, request_path: Path, events: Events
+) -> tuple[VerificationResult, TimingResult]:
+    request_path.write_text(json.dumps(request), encoding="utf-8")
+    cmd = [sys.executable, "-m", "kiln_driver", "verify", "--request", str(request_path)]
+    log.info("verifier: %s", " ".join(cmd))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, env=_child_env(), text=True)
+    result: dict[str, Any] | None = None
+    last_step = "start"
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                log.info("verifier: %s", line.rstrip())
+                continue
+            kind = msg.get("event") if isinstance(msg, dict) else None
+            if kind == "phase":
+                events.emit({**msg, "elapsedS": events.elapsed()})
+            elif kind == "step":
+                last_step = str(msg.get("step"))
+            elif kind == "result":
+                result = msg
+        returncode = proc.wait()
+    finally:
+        if proc.poll() is None:  # we are being torn down (cancelled): do not leave the child behind
+            proc.kill()
+            proc.wait()
+
+    if result is None:
+        details: dict[str, Any] = {"stage": last_step, "exitCode": returncode}
+        if returncode < 0:
+            try:
+                details["signal"] = signal.Signals(-returncode).name
+            except ValueError:
+                details["signal"] = f"signal {-returncode}"
+            if -returncode == signal.SIGKILL:  # the OOM killer or the worker: not the artifact's fault
+                raise DriverError(ErrorCode.DRIVER_CRASHED, f"the verifier was killed during {last_step}", details)
+        raise DriverError(
+            ErrorCode.LOAD_FAILED,
+            f"the verifier process died during {last_step} ({details.get('signal', f'exit {returncode}')})",
+            details,
+        )
+    if not result.get("ok"):
+        err = result.get("error") or {}
+        raise DriverError(
+            str(err.get("code", ErrorCode.DRIVER_CRASHED)), str(err.get("message", "")), err.get("details") or {}
+        )
+    return result["verification"], result["timing"]
