@@ -1,0 +1,52 @@
+"""Kiln's device runtime: fingerprint this host, ask the resolver, download, verify and load the artifact.
+
+from kiln_runtime import KilnClient, load, probe_fingerprint
+
+client = KilnClient("http://kiln:3000", token)          # or KILN_API_URL / KILN_DEVICE_TOKEN
+resolution = client.resolve("resnet-edge@prod", fingerprint=probe_fingerprint())
+with load(resolution, client) as model:                   # verified before anything is loaded
+    y = model(x)
+"""
+
+__version__ = "0.1.0"
+
+from .cache import Cache
+from .client import FetchedArtifact, KilnClient, VerifiedManifest
+from .errors import (
+    ApiError,
+    ErrorCode,
+    IncompatibleArtifactError,
+    KilnRuntimeError,
+    LoadError,
+    NetworkError,
+    VerificationError,
+)
+from .loader import LoadedModel, load, verify_artifact
+from .needs import NeedsCheck, check_needs
+from .probe import probe_fingerprint
+from .resolution import PortableFallback, Resolution, ResolvedArtifact, ResolvedPart
+
+__all__ = [
+    "ApiError",
+    "Cache",
+    "ErrorCode",
+    "FetchedArtifact",
+    "IncompatibleArtifactError",
+    "KilnClient",
+    "KilnRuntimeError",
+    "LoadError",
+    "LoadedModel",
+    "NeedsCheck",
+    "NetworkError",
+    "PortableFallback",
+    "Resolution",
+    "ResolvedArtifact",
+    "ResolvedPart",
+    "VerificationError",
+    "VerifiedManifest",
+    "__version__",
+    "check_needs",
+    "load",
+    "probe_fingerprint",
+    "verify_artifact",
+]

@@ -1,0 +1,257 @@
+"""HTTP client of the Kiln API for devices: resolve, signing keys, verified downloads, package assembly.
+
+Nothing here loads a model (loader.py does); everything it returns has been verified: manifests against
+their sha256 and ed25519 signature, parts and portable graphs against their sha256 and size.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .cache import Cache, derived_file
+from .download import ProgressFactory, RetryPolicy, download_blob
+from .errors import ApiError, ErrorCode, KilnRuntimeError, NetworkError, VerificationError
+from .package_parts import assemble_package, check_weights_entry
+from .portable import make_loadable_copy
+from .resolution import PortableFallback, Resolution, ResolvedArtifact, ResolvedPart, parse_resolution
+from .signing import TrustStore, verify_signature
+
+log = logging.getLogger("kiln_runtime")
+DEFAULT_API_URL = "http://127.0.0.1:3000"
+MAX_MANIFEST_BYTES = 4 << 20
+_TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class VerifiedManifest:
+    data: dict[str, Any]
+    raw: bytes
+    sha256: str
+    signing_key_id: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class FetchedArtifact:
+    artifact: ResolvedArtifact
+    manifest: VerifiedManifest
+    package: Path  # the assembled AOTInductor package, loadable with aoti_load_package
+    parts: tuple[tuple[ResolvedPart, Path], ...]
+
+
+class KilnClient:
+    """Talks to one Kiln API as one device. Defaults come from KILN_API_URL, KILN_DEVICE_TOKEN, KILN_CACHE_DIR
+    and KILN_SIGNING_PUBLIC_KEY."""
+
+    def __init__(
+        self,
+        api_url: str | None = None,
+        token: str | None = None,
+        *,
+        cache: Cache | str | Path | None = None,
+        pinned_keys: str | None = None,
+        retry: RetryPolicy | None = None,
+        progress: ProgressFactory | None = None,
+        rehash_cache: bool = True,
+    ) -> None:
+        self.api_url = (api_url or os.environ.get("KILN_API_URL") or DEFAULT_API_URL).rstrip("/")
+        self.token = token if token is not None else os.environ.get("KILN_DEVICE_TOKEN")
+        self.cache = cache if isinstance(cache, Cache) else Cache(cache)
+        self.trust = TrustStore.from_env(self.cache.keys, pinned_keys)
+        self.retry = retry or RetryPolicy()
+        self.progress = progress
+        self.rehash_cache = rehash_cache
+
+    # ------------------------------------------------------------------------------------------- API calls
+
+    def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        url = f"{self.api_url}{path}"
+        headers = {"Accept": "application/json", "User-Agent": f"kiln-runtime/{__version__}"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if auth:
+            if not self.token:
+                raise ApiError(401, "UNAUTHENTICATED", "no device token: set KILN_DEVICE_TOKEN or pass --token")
+            headers["Authorization"] = f"Bearer {self.token}"
+        failures = 0
+        while True:
+            req = urllib.request.Request(url, data=data, headers=headers, method=method)
+            try:
+                with urllib.request.urlopen(req, timeout=self.retry.timeout_s) as resp:
+                    return json.loads(resp.read() or b"null")
+            except urllib.error.HTTPError as exc:
+                payload = exc.read()
+                exc.close()
+                if exc.code in _TRANSIENT_STATUS and failures + 1 < self.retry.attempts:
+                    failures += 1
+                    time.sleep(self.retry.delay(failures))
+                    continue
+                raise _api_error(exc.code, payload) from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+                failures += 1
+                if failures >= self.retry.attempts:
+                    reason = getattr(exc, "reason", exc)
+                    raise NetworkError(
+                        ErrorCode.API_UNREACHABLE,
+                        f"cannot reach the Kiln API at {self.api_url} ({reason}) after {failures} attempts",
+                        {"apiUrl": self.api_url},
+                    ) from exc
+                time.sleep(self.retry.delay(failures))
+            except ValueError as exc:
+                raise KilnRuntimeError(ErrorCode.BAD_RESPONSE, f"{method} {path}: the answer is not JSON") from exc
+
+    def resolve(
+        self, model: str, *, fingerprint: dict[str, Any], version: int | None = None, channel: str | None = None
+    ) -> Resolution:
+        """POST /v1/resolve: which artifact this device should run (`model` may be `name@channel` or an id)."""
+        body: dict[str, Any] = {"model": model, "fingerprint": fingerprint}
+        if version is not None:
+            body["version"] = version
+        if channel is not None:
+            body["channel"] = channel
+        return parse_resolution(self._request("POST", "/v1/resolve", body))
+
+    def signing_keys(self) -> list[dict[str, Any]]:
+        keys = self._request("GET", "/v1/signing-keys", auth=False)
+        if not isinstance(keys, list):
+            raise KilnRuntimeError(ErrorCode.BAD_RESPONSE, "GET /v1/signing-keys did not answer a list")
+        return keys
+
+    # ------------------------------------------------------------------------------------------- downloads
+
+    def _blob(self, url: str, sha256: str, size: int | None, what: str, max_size: int | None = None) -> Path:
+        return download_blob(
+            url,
+            self.cache,
+            sha256=sha256,
+            size=size,
+            what=what,
+            retry=self.retry,
+            progress=self.progress,
+            max_size=max_size,
+            rehash_cached=self.rehash_cache,
+        )
+
+    def fetch_manifest(self, artifact: ResolvedArtifact) -> VerifiedManifest:
+        """The artifact's manifest bytes: sha256 as resolved, signature by a trusted key, well-formed parts."""
+        path = self._blob(
+            artifact.manifest_url, artifact.sha256, None, f"manifest of {artifact.target_id}", MAX_MANIFEST_BYTES
+        )
+        raw = path.read_bytes()
+        public_key = self.trust.key_for(artifact.signing_key_id, self.signing_keys)
+        verify_signature(public_key, raw, artifact.signature, signing_key_id=artifact.signing_key_id)
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise VerificationError(ErrorCode.MANIFEST_INVALID, f"the signed manifest is not JSON: {exc}") from exc
+        check_manifest(data, artifact)
+        return VerifiedManifest(data, raw, artifact.sha256, artifact.signing_key_id, path)
+
+    def fetch_artifact(self, artifact: ResolvedArtifact, manifest: VerifiedManifest | None = None) -> FetchedArtifact:
+        """Verified manifest, every part downloaded and checked against it, and the assembled package."""
+        manifest = manifest or self.fetch_manifest(artifact)
+        parts: list[tuple[ResolvedPart, Path]] = []
+        for part in manifest_parts(manifest.data, artifact):
+            what = f"{artifact.target_id} {part.role} part" + (
+                f" ({part.entry.rsplit('/', 1)[-1]})" if part.entry else ""
+            )
+            parts.append((part, self._blob(part.url, part.sha256, part.size, what)))
+        code = next(path for part, path in parts if part.role == "code")
+        weights = [(part.entry or "", path) for part, path in parts if part.role == "weights"]
+        package = derived_file(
+            self.cache,
+            self.cache.package_path(manifest.sha256),
+            lambda tmp: assemble_package(code, weights, tmp),
+            rehash=self.rehash_cache,
+        )
+        return FetchedArtifact(artifact, manifest, package, tuple(parts))
+
+    def fetch_portable(self, fallback: PortableFallback) -> Path:
+        """The portable graph, sha256-checked, as a loadable copy (pickled sample inputs blanked)."""
+        blob = self._blob(fallback.url, fallback.sha256, fallback.size, "portable graph (.pt2)")
+        return derived_file(
+            self.cache,
+            self.cache.portable_path(fallback.sha256),
+            lambda tmp: make_loadable_copy(blob, tmp),
+            rehash=self.rehash_cache,
+        )
+
+
+def _api_error(status: int, payload: bytes) -> ApiError:
+    code, message, details = f"HTTP_{status}", f"HTTP {status}", None
+    try:
+        err = json.loads(payload)["error"]
+        code = str(err.get("code") or code)
+        message = str(err.get("message") or message)
+        details = err.get("details") if isinstance(err.get("details"), dict) else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        if payload:
+            message = f"HTTP {status}: {payload[:200].decode(errors='replace')}"
+    return ApiError(status, code, message, details)
+
+
+def _invalid(message: str) -> VerificationError:
+    return VerificationError(ErrorCode.MANIFEST_INVALID, f"the signed manifest is unusable: {message}")
+
+
+def check_manifest(data: Any, artifact: ResolvedArtifact) -> None:
+    """The structure the loader relies on, and agreement with what the resolver said about the artifact."""
+    if not isinstance(data, dict):
+        raise _invalid("not a JSON object")
+    if data.get("manifestVersion") != 1:
+        raise _invalid(f"manifestVersion {data.get('manifestVersion')!r} (this runtime reads 1)")
+    if data.get("format") != "aoti-package-parts":
+        raise _invalid(f"format {data.get('format')!r} (this runtime reads aoti-package-parts)")
+    if data.get("target") != artifact.target_id:
+        raise _invalid(f"it is for target {data.get('target')!r}, the resolver said {artifact.target_id!r}")
+    parts = data.get("parts")
+    if not isinstance(parts, list) or not parts:
+        raise _invalid("no parts")
+    codes = 0
+    for i, p in enumerate(parts):
+        if not isinstance(p, dict) or p.get("role") not in ("code", "weights"):
+            raise _invalid(f"parts[{i}] has no role code/weights")
+        if not isinstance(p.get("sha256"), str) or len(p["sha256"]) != 64:
+            raise _invalid(f"parts[{i}].sha256 is not a sha256")
+        if not isinstance(p.get("size"), int) or isinstance(p.get("size"), bool) or p["size"] < 0:
+            raise _invalid(f"parts[{i}].size is not a size")
+        if p["role"] == "code":
+            codes += 1
+        else:
+            try:
+                check_weights_entry(str(p.get("entry")))
+            except ValueError as exc:
+                raise _invalid(f"parts[{i}]: {exc}") from exc
+    if codes != 1:
+        raise _invalid(f"{codes} code parts (expected exactly one)")
+    if not isinstance(data.get("requires"), dict):
+        raise _invalid("no requires section")
+
+
+def manifest_parts(manifest: dict[str, Any], artifact: ResolvedArtifact) -> list[ResolvedPart]:
+    """The SIGNED part list, with download URLs taken from the resolver's (unsigned) list of the same parts."""
+    urls = {(p.role, p.sha256, p.size, p.entry): p.url for p in artifact.parts}
+    out = []
+    for p in manifest["parts"]:
+        key = (p["role"], p["sha256"], p["size"], p.get("entry"))
+        if key not in urls:
+            raise _invalid(f"the resolver gave no download for the signed {p['role']} part {p['sha256'][:12]}")
+        out.append(
+            ResolvedPart(role=p["role"], sha256=p["sha256"], size=p["size"], url=urls[key], entry=p.get("entry"))
+        )
+    if len(artifact.parts) != len(out):
+        raise _invalid(f"the resolver lists {len(artifact.parts)} parts, the signed manifest {len(out)}")
+    return out

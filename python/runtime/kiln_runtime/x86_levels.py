@@ -1,0 +1,78 @@
+"""x86-64 micro-architecture levels from Linux /proc/cpuinfo flag names.
+
+Mirrors libs/targets/src/x86-levels.ts (X86_LEVEL_FLAGS, x86LevelFromFlags) and the device-level rules of
+libs/matching/src/cpu-level.ts: when flags are known they decide; a reported level is only a fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+X86_LEVEL_FLAGS: dict[int, tuple[str, ...]] = {
+    2: ("cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3"),
+    3: ("avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"),
+    4: ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"),
+}
+
+_LEVEL_LABELS = {
+    1: "x86-64 baseline",
+    2: "SSE4.2/SSSE3/POPCNT",
+    3: "AVX2/FMA/BMI",
+    4: "AVX-512 F/BW/CD/DQ/VL",
+}
+
+
+def x86_level_from_flags(flags: Iterable[str]) -> int:
+    """Highest level whose flags (and those of every lower level) are all present; 1 = baseline x86-64."""
+    have = set(flags)
+    level = 1
+    for candidate in (2, 3, 4):
+        if not all(f in have for f in X86_LEVEL_FLAGS[candidate]):
+            break
+        level = candidate
+    return level
+
+
+def missing_x86_flags(flags: Iterable[str], level: int) -> list[str]:
+    """Flags of every level up to `level` that are absent, in the catalog's order."""
+    have = set(flags)
+    return [f for lvl in (2, 3, 4) if lvl <= level for f in X86_LEVEL_FLAGS[lvl] if f not in have]
+
+
+def describe_x86_level(level: int) -> str:
+    label = _LEVEL_LABELS.get(level)
+    return f"x86-64-v{level} ({label})" if label else f"x86-64-v{level} (unknown level)"
+
+
+@dataclass(frozen=True)
+class DeviceX86Level:
+    level: int
+    source: str  # "flags" | "reported" | "baseline"
+    ignored_reported_level: int | None = None
+
+    def describe(self) -> str:
+        if self.source == "flags":
+            if self.ignored_reported_level is None:
+                return f"x86-64-v{self.level} (from its CPU flags)"
+            return (
+                f"x86-64-v{self.level} (from its CPU flags; its reported x86Level "
+                f"{self.ignored_reported_level} was ignored: flags win)"
+            )
+        if self.source == "reported":
+            return f"x86-64-v{self.level} (reported level; no CPU flags sent)"
+        return "x86-64-v1 (assumed: neither CPU flags nor x86Level sent)"
+
+
+def device_x86_level(cpu: dict[str, Any]) -> DeviceX86Level:
+    flags = cpu.get("flags") or []
+    reported = cpu.get("x86Level")
+    if flags:
+        level = x86_level_from_flags(flags)
+        if reported is not None and reported != level:
+            return DeviceX86Level(level, "flags", reported)
+        return DeviceX86Level(level, "flags")
+    if reported is not None:
+        return DeviceX86Level(int(reported), "reported")
+    return DeviceX86Level(1, "baseline")
