@@ -17,6 +17,7 @@ import os
 import tempfile
 import weakref
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ class LoadedModel:
     program: Any = None  # the ExportedProgram, for a portable model
     fallback_error: KilnRuntimeError | None = None  # set when the artifact failed and the portable graph stands in
     _holder: list[Any] = field(default_factory=list, repr=False)
+    # Loads the portable graph on first need: for calls with input sizes the artifact does not accept.
+    _portable_loader: Callable[[], LoadedModel] | None = field(default=None, repr=False)
+    _portable: LoadedModel | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # Dropping the loader removes the folder it extracted to; also at interpreter exit if never closed.
@@ -61,7 +65,27 @@ class LoadedModel:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not self._holder:
             raise LoadError(ErrorCode.RUN_FAILED, "the model was closed")
+        if self._portable_loader is not None and not self.accepts(args):
+            if self._portable is None:
+                log.info("input sizes outside the artifact's accepted range: running the portable graph")
+                self._portable = self._portable_loader()
+            return self._portable(*args, **kwargs)
         return self._holder[0](*args, **kwargs)
+
+    def accepts(self, args: tuple[Any, ...]) -> bool:
+        """Whether the artifact accepts these inputs' sizes. Inductor may specialise dynamic dims while
+        compiling, so an artifact can accept fewer sizes than the program; the manifest's `inputRanges` says
+        which (indices are the program's user inputs, i.e. the positional arguments of a plain forward)."""
+        ranges = (self.manifest or {}).get("inputRanges") or {}
+        for n in ranges.get("dims", []):
+            i, d = n["input"], n["dim"]
+            shape = getattr(args[i], "shape", None) if i < len(args) else None
+            if shape is None or d >= len(shape):
+                continue
+            lo, hi = n["accepted"]
+            if (lo is not None and shape[d] < lo) or (hi is not None and shape[d] > hi):
+                return False
+        return True
 
     @property
     def description(self) -> str:
@@ -69,6 +93,8 @@ class LoadedModel:
 
     def close(self) -> None:
         self._holder.clear()
+        if self._portable is not None:
+            self._portable.close()
         gc.collect()
 
     def __enter__(self) -> LoadedModel:
@@ -208,6 +234,10 @@ def load_artifact(
         needs=needs,
     )
     model._holder.append(compiled)
+    if (model.manifest or {}).get("inputRanges", {}).get("narrowed"):
+        model._portable_loader = lambda: load_portable(
+            resolution, client, why=["input sizes outside the artifact's accepted range"]
+        )
     return model
 
 

@@ -243,3 +243,28 @@ def test_cli_run_fetch_and_exit_codes(
     fake_kiln.resolution = None
     missing = cli(fake_kiln, cache, "fetch", "nope")
     assert missing.returncode == 3 and json.loads(missing.stdout)["error"]["details"]["apiCode"] == "NOT_FOUND"
+
+
+def test_calls_outside_the_accepted_input_range_run_the_portable_graph() -> None:
+    """An artifact whose batch range inductor narrowed to [2, 15] hands other sizes to the portable graph."""
+    from kiln_runtime.loader import LoadedModel
+
+    manifest = {
+        "inputRanges": {
+            "narrowed": True,
+            "dims": [{"input": 0, "dim": 0, "symbol": "s77", "declared": [1, 32], "accepted": [2, 15]}],
+        }
+    }
+    calls: list[str] = []
+    portable = LoadedModel(kind="portable", resolution=None, path=Path("p"), why=[])  # type: ignore[arg-type]
+    portable._holder.append(lambda x: calls.append("portable") or "portable")
+    model = LoadedModel(kind="artifact", resolution=None, path=Path("a"), why=[], manifest=manifest)  # type: ignore[arg-type]
+    model._holder.append(lambda x: calls.append("artifact") or "artifact")
+    model._portable_loader = lambda: portable
+
+    assert model.accepts((torch.zeros(2, 3),)) and model.accepts((torch.zeros(15, 3),))
+    assert not model.accepts((torch.zeros(1, 3),)) and not model.accepts((torch.zeros(16, 3),))
+    assert model(torch.zeros(4, 3)) == "artifact"
+    assert model(torch.zeros(1, 3)) == "portable"
+    assert model(torch.zeros(32, 3)) == "portable"
+    assert calls == ["artifact", "portable", "portable"]
