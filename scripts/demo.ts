@@ -1,5 +1,6 @@
 // The demo `npm start` runs once the stack is up: what a user does on day one, through the public HTTP API.
 //   node --import @swc-node/register/esm-register scripts/demo.ts <model.pt2>
+import { spawnSync } from 'node:child_process';
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -32,24 +33,37 @@ async function call<T>(
   return body as T;
 }
 
-/** The demo tenant's API key, created once with the operator token and kept under KILN_HOME. */
-async function demoKey(): Promise<string> {
+interface DemoCredentials {
+  tenantId: string;
+  key: string;
+  deviceToken: string;
+}
+
+/**
+ * The demo tenant's API key and a device token (resolve + download only), created once with the operator
+ * token and kept under KILN_HOME.
+ */
+async function demoCredentials(): Promise<DemoCredentials> {
   try {
-    const saved = JSON.parse(await readFile(credentialsFile, 'utf8')) as { key: string };
+    const saved = JSON.parse(await readFile(credentialsFile, 'utf8')) as DemoCredentials;
     await call('GET', '/v1/models', { key: saved.key });
-    return saved.key;
+    if (saved.deviceToken) return saved;
   } catch {
-    const tenant = await call<{ id: string; apiKey: { key: string } }>('POST', '/v1/admin/tenants', {
-      key: config.KILN_ADMIN_TOKEN,
-      json: { name: 'demo' },
-    });
-    await mkdir(path.dirname(credentialsFile), { recursive: true });
-    await writeFile(credentialsFile, JSON.stringify({ tenantId: tenant.id, key: tenant.apiKey.key }, null, 2), {
-      mode: 0o600,
-    });
-    console.log(`created the demo tenant; its API key is in ${credentialsFile}`);
-    return tenant.apiKey.key;
+    // first run, or a reset database: create them below
   }
+  const tenant = await call<{ id: string; apiKey: { key: string } }>('POST', '/v1/admin/tenants', {
+    key: config.KILN_ADMIN_TOKEN,
+    json: { name: 'demo' },
+  });
+  const device = await call<{ key: string }>('POST', `/v1/admin/tenants/${tenant.id}/keys`, {
+    key: config.KILN_ADMIN_TOKEN,
+    json: { kind: 'device', name: 'this machine' },
+  });
+  const credentials = { tenantId: tenant.id, key: tenant.apiKey.key, deviceToken: device.key };
+  await mkdir(path.dirname(credentialsFile), { recursive: true });
+  await writeFile(credentialsFile, JSON.stringify(credentials, null, 2), { mode: 0o600 });
+  console.log(`created the demo tenant; its API key and a device token are in ${credentialsFile}`);
+  return credentials;
 }
 
 interface Build {
@@ -64,7 +78,8 @@ interface Build {
 async function main(): Promise<void> {
   const file = process.argv[2];
   if (!file) throw new Error('usage: demo.ts <model.pt2>');
-  const key = await demoKey();
+  const credentials = await demoCredentials();
+  const key = credentials.key;
 
   const models = await call<{ id: string; name: string }[]>('GET', '/v1/models', { key });
   const model =
@@ -145,7 +160,28 @@ async function main(): Promise<void> {
       `${a.targetId.padEnd(18)} ${(a.sizeBytes / 1024).toFixed(0).padStart(6)} KiB  ${a.verification.maxAbsError.toExponential(1).padStart(8)}  ${a.timing.eagerMs.toFixed(3).padStart(9)}  ${a.timing.compiledMs.toFixed(3).padStart(11)}  ${a.timing.speedup.toFixed(2).padStart(6)}x  ${a.isaCheck.counts.zmm ?? 0}/${a.isaCheck.counts.ymm ?? 0}`,
     );
   }
-  if (compilation.status !== 'succeeded') process.exitCode = 1;
+  if (compilation.status !== 'succeeded') {
+    process.exitCode = 1;
+    return;
+  }
+
+  // The fleet side: this machine as a device. The runtime probes the host, asks the resolver, explains the
+  // choice, downloads and verifies (sha256 + ed25519 signature) the parts, loads the artifact, runs it next
+  // to the portable graph on the same inputs and prints the error and the speedup.
+  await call('PUT', `/v1/models/${model.id}/channels/prod`, { key, json: { versionId: version.id } });
+  console.log(`\nmoved channel prod → v${version.number}; now this machine runs demo-mlp@prod as a device:\n`);
+  const device = spawnSync(
+    path.resolve(path.dirname(config.KILN_PYTHON), 'kiln-device'),
+    ['run', 'demo-mlp@prod', '--runs', '50'],
+    {
+      stdio: 'inherit',
+      env: { ...process.env, KILN_API_URL: api, KILN_DEVICE_TOKEN: credentials.deviceToken },
+    },
+  );
+  if (device.status !== 0) {
+    console.error(`kiln-device run failed (exit ${device.status ?? device.signal})`);
+    process.exitCode = 1;
+  }
   console.log(
     `\nAPI: ${api} (OpenAPI: ${api}/docs) · Temporal UI: http://127.0.0.1:${process.env.TEMPORAL_UI_PORT ?? 8233} · stop: npm stop`,
   );

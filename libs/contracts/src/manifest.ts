@@ -16,6 +16,18 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | { [key:
 
 export type ArtifactPartRole = 'code' | 'weights';
 
+/**
+ * The numeric precision an artifact computes in. 'fp32' is the portable graph's own; 'bf16'/'fp16' artifacts are
+ * reduced-precision variants (same interface, different numerics) that the resolver hands out only to devices
+ * that accept them. Manifests written before this field existed are fp32.
+ */
+export type ArtifactPrecision = 'fp32' | 'bf16' | 'fp16';
+
+/** The precision of a stored manifest, which may predate the field. */
+export function manifestPrecision(manifest: { precision?: ArtifactPrecision | null }): ArtifactPrecision {
+  return manifest.precision ?? 'fp32';
+}
+
 export interface ArtifactPart {
   role: ArtifactPartRole;
   sha256: string;
@@ -27,7 +39,11 @@ export interface ArtifactPart {
 export interface ArtifactRequirements {
   os: 'linux';
   arch: 'x86_64' | 'aarch64';
-  /** Minimum x86-64 micro-architecture level (2, 3, 4) for CPU code; null for none. */
+  /**
+   * Minimum x86-64 micro-architecture level (2, 3, 4) the artifact's host code needs; null for none. Derived from
+   * the machine code (`isaCheck.requiredX86Level`), never lower than the target's: GPU artifacts have host code
+   * too (built for the build host's CPU on torch 2.11), so an sm90 artifact usually needs x86-64-v4.
+   */
   x86Level: number | null;
   /** Exact CUDA compute capability (e.g. "9.0") for GPU code; null for CPU artifacts. */
   computeCapability: string | null;
@@ -51,8 +67,20 @@ export interface IsaCheckResult {
   passed: boolean;
   /** Register classes that must not appear in the code (e.g. zmm for an x86-64-v3 build). */
   forbidden: string[];
-  /** How often each register class appears in the disassembly of the `.so`. */
+  /** How often each register class appears in the disassembly of the `.so` (xmm, ymm, zmm, tmm, k). */
   counts: Record<string, number>;
+  /**
+   * Instructions that tell more than register classes: `avx512` (AVX-512-only: opmask registers k1-k7,
+   * xmm/ymm16-31, EVEX-only mnemonics such as vpternlog on ymm), `v3Scalar` (BMI1/BMI2/LZCNT/MOVBE, x86-64-v3
+   * instructions on general registers). Absent in manifests written before it existed.
+   */
+  evidence?: { avx512: number; v3Scalar: number };
+  /**
+   * The x86-64 level the host code needs: the highest of the target's level and what the machine code shows
+   * (zmm, opmask or other AVX-512-only instructions ⇒ 4; ymm or v3 scalar instructions ⇒ 3). Copied to
+   * `requires.x86Level`. Absent in manifests written before it existed.
+   */
+  requiredX86Level?: number | null;
 }
 
 /** A dynamic dim whose accepted range in the compiled artifact is narrower than the program declares. */
@@ -89,17 +117,43 @@ export interface VerificationResult {
   /** True when the artifact was assembled from its parts and loaded in a fresh process. */
   freshProcess: boolean;
   device: string;
+  /**
+   * The precision of the reference it was compared with: always the portable graph in fp32, also for bf16/fp16
+   * artifacts (compared with their precision's tolerance). Absent in manifests written before it existed.
+   */
+  referencePrecision?: 'fp32';
+  /** CUDA only: whether TF32 was allowed in matmuls/convolutions (never: Kiln verifies IEEE fp32). */
+  tf32?: boolean;
 }
 
 export interface TimingResult {
-  /** Median wall time of one call of the portable graph (ExportedProgram.module()). */
+  /**
+   * Best-of-`runs` wall time of one call of the portable graph (ExportedProgram.module()); on CUDA,
+   * synchronized. Calls are interleaved with the compiled artifact's, under the build host's timing lock.
+   */
   eagerMs: number;
-  /** Median wall time of one call of the compiled artifact. */
+  /** Best-of-`runs` wall time of one call of the compiled artifact (same protocol). */
   compiledMs: number;
   speedup: number;
   runs: number;
   threads: number;
   inputShapes: number[][];
+}
+
+export interface BuildGpu {
+  name: string;
+  /** "9.0" */
+  computeCapability: string;
+  /** NVIDIA kernel driver version ("580.159.04"), from /proc/driver/nvidia/version; null when unreadable. */
+  driverVersion: string | null;
+  /** CUDA version the driver supports (cuDriverGetVersion, "13.0"); null when unknown. */
+  cudaDriverVersion: string | null;
+  /** CUDA runtime torch was built with (torch.version.cuda, "13.0"). */
+  cudaRuntime: string | null;
+  /** GPUs visible to the build (1 when the worker pins the job to one GPU with CUDA_VISIBLE_DEVICES). */
+  visibleDevices: number;
+  /** CUDA_VISIBLE_DEVICES as the job saw it; null when unset. */
+  cudaVisibleDevices: string | null;
 }
 
 export interface ArtifactManifest {
@@ -109,6 +163,8 @@ export interface ArtifactManifest {
   modelContentHash: string;
   cacheKey: string;
   format: 'aoti-package-parts';
+  /** What the artifact computes in (the recipe's precision; 'fp32' for all CPU targets). */
+  precision: ArtifactPrecision;
   parts: ArtifactPart[];
   requires: ArtifactRequirements;
   toolchain: ArtifactToolchain;
@@ -119,6 +175,11 @@ export interface ArtifactManifest {
   build: {
     compileSeconds: number;
     host: { cpuModel: string; x86Level: number | null; gpuName: string | null; driverVersion: string | null };
+    /**
+     * The GPU the artifact was built and verified on, as the driver itself saw it (null for CPU builds). The
+     * kernels are compiled for exactly this compute capability. Absent in manifests written before it existed.
+     */
+    gpu?: BuildGpu | null;
     /** What the sandbox enforced for this compile (network off, memory limit, uid, ...). */
     sandbox: Record<string, JsonValue>;
     finishedAt: string;

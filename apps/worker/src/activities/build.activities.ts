@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Injectable, Logger } from '@nestjs/common';
@@ -69,6 +69,7 @@ export class BuildActivitiesService implements BuildActivities {
 
       let lastPhaseWrite = 0;
       const outcome = await runCompileDriver({
+        env: { KILN_TIMING_LOCK: await this.timingLock() },
         pythonPath: this.config.resolvePath(this.config.KILN_PYTHON),
         modelPath,
         workRoot: path.join(this.config.workDir, 'jobs'),
@@ -122,6 +123,18 @@ export class BuildActivitiesService implements BuildActivities {
       clearInterval(heartbeat);
       await rm(modelPath, { force: true });
     }
+  }
+
+  /**
+   * The file builds on this host lock while they time the artifact (kiln_driver's exclusive_timing), so
+   * parallel builds take turns to measure instead of measuring each other. Readable by the sandbox user.
+   */
+  private async timingLock(): Promise<string> {
+    const dir = path.join(this.config.workDir, 'locks');
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    const file = path.join(dir, 'timing.lock');
+    await writeFile(file, '', { flag: 'a', mode: 0o644 });
+    return file;
   }
 
   /**
