@@ -1,0 +1,121 @@
+// Kiln's overhead on top of a plain local AOTInductor compile, measured in one run on one machine:
+//   node --import @swc-node/register/esm-register bench/compile-overhead.ts [model.pt2]
+// 1. baseline: bench/direct_compile.py (interpreter + torch import + load + aoti_compile_and_package, v3 recipe)
+// 2. Kiln, one target: upload + compile through the API, Temporal and a build worker until `succeeded`
+//    (includes what Kiln adds on purpose: sandbox, ISA check, fresh-process verification and timing, upload)
+// 3. an identical resubmit (answered from the cache)
+// 4. Kiln, three targets at once vs one
+// 5. the baseline again, to bracket machine noise. Prints ratios; numbers go to bench/README.md.
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { loadKilnConfig } from '@kiln/config';
+import { findTarget } from '@kiln/targets';
+import {
+  api,
+  createTenant,
+  FIXTURES_DIR,
+  REPO_ROOT,
+  startApi,
+  uploadModel,
+  waitForCompilation,
+  WorkerProcess,
+  X86_TARGETS,
+} from '../test/support/kiln-harness.js';
+
+const run = promisify(execFile);
+const modelPath = process.argv[2] ?? path.join(FIXTURES_DIR, 'mlp.pt2');
+const python = path.resolve(REPO_ROOT, loadKilnConfig().KILN_PYTHON);
+const target = 'linux-x86_64-v3';
+
+async function direct(): Promise<{ wallSeconds: number; compileSeconds: number }> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'kiln-bench-'));
+  try {
+    const recipeFile = path.join(dir, 'recipe.json');
+    await writeFile(recipeFile, JSON.stringify(findTarget(target)!.recipe));
+    // A fresh inductor cache each time, as Kiln's sandboxed jobs have.
+    const env = { ...process.env, TORCHINDUCTOR_CACHE_DIR: path.join(dir, 'cache'), TMPDIR: dir };
+    const { stdout } = await run(
+      python,
+      [path.join(REPO_ROOT, 'bench/direct_compile.py'), modelPath, recipeFile, dir],
+      {
+        env,
+        maxBuffer: 1 << 24,
+      },
+    );
+    return JSON.parse(stdout.trim().split('\n').pop()!) as { wallSeconds: number; compileSeconds: number };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const app = await startApi();
+  const worker = new WorkerProcess();
+  await worker.start();
+  const file = await readFile(modelPath);
+  const seconds = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
+
+  const kilnCompile = async (targets: string[]): Promise<{ wall: number; artifacts: number }> => {
+    // A fresh tenant: the cache is per tenant, so this really compiles.
+    const tenant = await createTenant(app, 'bench');
+    const t0 = process.hrtime.bigint();
+    const { versionId } = await uploadModel(app, tenant, 'bench-model', file);
+    const res = await api(app)
+      .post(`/v1/versions/${versionId}/compilations`)
+      .set(tenant.auth)
+      .send({ targets })
+      .expect(201);
+    const id = (res.body as { id: string }).id;
+    const done = await waitForCompilation(app, tenant, id);
+    const wall = seconds(t0);
+    if (done.status !== 'succeeded') throw new Error(`compilation ${done.status}: ${JSON.stringify(done.builds)}`);
+    const artifacts = await api(app).get(`/v1/versions/${versionId}/artifacts`).set(tenant.auth).expect(200);
+    const t1 = process.hrtime.bigint();
+    const again = await api(app)
+      .post(`/v1/versions/${versionId}/compilations`)
+      .set(tenant.auth)
+      .send({ targets })
+      .expect(201);
+    const resubmit = seconds(t1);
+    if ((again.body as { status: string }).status !== 'succeeded') throw new Error('resubmit was not a cache hit');
+    resubmitSeconds.push(resubmit);
+    return {
+      wall,
+      artifacts: (artifacts.body as unknown[]).length,
+    };
+  };
+  const resubmitSeconds: number[] = [];
+
+  try {
+    console.log(
+      `model ${modelPath}, target ${target}; machine: ${(await readFile('/proc/cpuinfo', 'utf8')).match(/model name\s*:\s*(.*)/)?.[1]}`,
+    );
+    const base1 = await direct();
+    console.log(
+      `baseline direct compile #1: wall ${base1.wallSeconds.toFixed(1)} s (aoti_compile_and_package ${base1.compileSeconds.toFixed(1)} s)`,
+    );
+    const one = await kilnCompile([target]);
+    console.log(`Kiln, one target:             wall ${one.wall.toFixed(1)} s (upload → verified artifact stored)`);
+    const three = await kilnCompile(X86_TARGETS);
+    console.log(`Kiln, three targets:          wall ${three.wall.toFixed(1)} s`);
+    const base2 = await direct();
+    console.log(
+      `baseline direct compile #2: wall ${base2.wallSeconds.toFixed(1)} s (aoti_compile_and_package ${base2.compileSeconds.toFixed(1)} s)`,
+    );
+    const baseline = (base1.wallSeconds + base2.wallSeconds) / 2;
+    console.log('\nratios (same machine, same run):');
+    console.log(`  Kiln one target / direct compile:   ${(one.wall / baseline).toFixed(2)}`);
+    console.log(`  Kiln three targets / one target:    ${(three.wall / one.wall).toFixed(2)}`);
+    console.log(
+      `  identical resubmit:                 ${(Math.max(...resubmitSeconds) * 1000).toFixed(0)} ms (worst of ${resubmitSeconds.length})`,
+    );
+  } finally {
+    await worker.stop();
+    await app.close();
+  }
+}
+
+await main();
