@@ -1,5 +1,6 @@
 // @ts-check
 import js from '@eslint/js';
+import reactHooks from 'eslint-plugin-react-hooks';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -44,6 +45,35 @@ export default tseslint.config(
             },
           ],
         },
+      ],
+    },
+  },
+  {
+    // The dashboard (apps/web): React in the browser. The classic hook rules (the React Compiler's
+    // stricter ones are not used: the dashboard does not run the compiler), and no Node built-ins.
+    files: ['apps/web/src/**/*.{ts,tsx}'],
+    ignores: ['**/*.spec.ts'],
+    plugins: { 'react-hooks': reactHooks },
+    rules: {
+      'react-hooks/rules-of-hooks': 'error',
+      'react-hooks/exhaustive-deps': 'error',
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['node:*'], message: 'Browser code: no Node built-ins.' },
+            {
+              group: ['@kiln/*', '!@kiln/contracts', '!@kiln/matching', '!@kiln/targets'],
+              message: 'Only the pure libs are browser-safe.',
+            },
+          ],
+          paths: [{ name: '@kiln/targets', message: 'Use the browser-safe subpath @kiln/targets/x86-levels.' }],
+        },
+      ],
+      'no-restricted-globals': [
+        'error',
+        { name: 'process', message: 'Browser code: no process.' },
+        { name: 'Buffer', message: 'Browser code: no Buffer.' },
       ],
     },
   },

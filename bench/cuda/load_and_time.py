@@ -21,7 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-DEVICE = os.environ.get("KILN_BENCH_DEVICE", "cuda")  # "cpu" to try this script without a GPU
+DEVICE = os.environ.get(
+    "KILN_BENCH_DEVICE", "cuda"
+)  # "cpu" to try this script without a GPU
 
 
 def _sync() -> None:
@@ -31,7 +33,9 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def time_ms(fns: list[Callable[[], Any]], warmup: int = 20, runs: int = 200) -> list[dict[str, float]]:
+def time_ms(
+    fns: list[Callable[[], Any]], warmup: int = 20, runs: int = 200
+) -> list[dict[str, float]]:
     for _ in range(warmup):
         for fn in fns:
             fn()
@@ -43,7 +47,10 @@ def time_ms(fns: list[Callable[[], Any]], warmup: int = 20, runs: int = 200) -> 
             fn()
             _sync()
             samples[i].append((time.perf_counter() - start) * 1000.0)
-    return [{"median": round(statistics.median(s), 4), "best": round(min(s), 4)} for s in samples]
+    return [
+        {"median": round(statistics.median(s), 4), "best": round(min(s), 4)}
+        for s in samples
+    ]
 
 
 def main() -> None:
@@ -53,7 +60,13 @@ def main() -> None:
     from kiln_driver.compare import compare_outputs, ieee_fp32
     from kiln_driver.compile import load_program, program_on
     from kiln_driver.input_checks import set_is_accepted
-    from kiln_driver.inputs import call_args, input_shapes, materialize, plan_inputs, set_bytes
+    from kiln_driver.inputs import (
+        call_args,
+        input_shapes,
+        materialize,
+        plan_inputs,
+        set_bytes,
+    )
     from kiln_driver.package_parts import assemble_package
     from kiln_driver.verify import load_compiled
 
@@ -72,23 +85,45 @@ def main() -> None:
         m = json.loads(Path(art["manifest"]).read_text())
         parts = Path(art["parts"])
         code = next(p for p in m["parts"] if p["role"] == "code")
-        weights = [(p["entry"], parts / p["sha256"]) for p in m["parts"] if p["role"] == "weights"]
-        package = assemble_package(parts / code["sha256"], weights, Path(art["work"]) / "assembled.pt2")
+        weights = [
+            (p["entry"], parts / p["sha256"])
+            for p in m["parts"]
+            if p["role"] == "weights"
+        ]
+        package = assemble_package(
+            parts / code["sha256"], weights, Path(art["work"]) / "assembled.pt2"
+        )
         started = time.perf_counter()
         compiled = load_compiled(package)
         load_s = time.perf_counter() - started
-        sets = [s for s in plan["sets"] if set_is_accepted(input_shapes(s), m["inputRanges"]["dims"])]
+        sets = [
+            s
+            for s in plan["sets"]
+            if set_is_accepted(input_shapes(s), m["inputRanges"]["dims"])
+        ]
         atol, rtol = m["verification"]["atol"], m["verification"]["rtol"]
         checks, timings = [], []
         with torch.no_grad():
             for i, specs in enumerate(sets):
                 flat = materialize(specs, 100 + i, DEVICE)
                 c = compare_outputs(call(ref, flat), call(compiled, flat), atol, rtol)
-                checks.append({"shapes": input_shapes(specs), "maxAbsError": c["maxAbsError"], "passed": c["passed"]})
-            for label, specs in (("export size", sets[0]), ("largest", max(sets, key=set_bytes))):
+                checks.append(
+                    {
+                        "shapes": input_shapes(specs),
+                        "maxAbsError": c["maxAbsError"],
+                        "passed": c["passed"],
+                    }
+                )
+            for label, specs in (
+                ("export size", sets[0]),
+                ("largest", max(sets, key=set_bytes)),
+            ):
                 flat = materialize(specs, 7, DEVICE)
                 eager, fast = time_ms(
-                    [lambda flat=flat: call(ref, flat), lambda flat=flat, fn=compiled: call(fn, flat)]
+                    [
+                        lambda flat=flat: call(ref, flat),
+                        lambda flat=flat, fn=compiled: call(fn, flat),
+                    ]
                 )
                 timings.append(
                     {
@@ -111,8 +146,14 @@ def main() -> None:
             runtime_s = time.perf_counter() - started
             flat = materialize(sets[0], 5, DEVICE)
             with torch.no_grad():
-                same = compare_outputs(call(compiled, flat), call(other, flat), 0.0, 0.0)["passed"]
-            runtime = {"loaded": True, "loadSeconds": round(runtime_s, 3), "sameOutputsAsDriverLoader": same}
+                same = compare_outputs(
+                    call(compiled, flat), call(other, flat), 0.0, 0.0
+                )["passed"]
+            runtime = {
+                "loaded": True,
+                "loadSeconds": round(runtime_s, 3),
+                "sameOutputsAsDriverLoader": same,
+            }
             del other
         except Exception as exc:  # noqa: BLE001 - optional: the runtime is someone else's work in progress
             runtime = {"loaded": False, "error": f"{type(exc).__name__}: {exc}"[:500]}

@@ -9,6 +9,7 @@ import { ModelsModule } from './models/models.module.js';
 import { ResolverModule } from './resolver/resolver.module.js';
 import { TargetsController } from './targets/targets.controller.js';
 import { TenantsModule } from './tenants/tenants.module.js';
+import { UploadsModule } from './uploads/uploads.module.js';
 import { VersionsModule } from './versions/versions.module.js';
 
 @Module({
@@ -22,6 +23,7 @@ import { VersionsModule } from './versions/versions.module.js';
     ArtifactsModule,
     ChannelsModule,
     ResolverModule,
+    UploadsModule,
   ],
   controllers: [HealthController, TargetsController],
 })

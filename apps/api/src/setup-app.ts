@@ -1,7 +1,9 @@
 import type { INestApplication } from '@nestjs/common';
 import { DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
 import { KilnExceptionFilter } from './common/kiln-exception.filter.js';
+import { serveDashboard } from './dashboard/serve-dashboard.js';
 import { kilnValidationPipe } from './common/validation.js';
+import { ResolveFastPath } from './resolver/resolve-fast-path.js';
 
 /** Everything main.ts and the tests must configure identically on the Nest application. */
 export function setupApp(app: INestApplication): OpenAPIObject {
@@ -21,5 +23,8 @@ export function setupApp(app: INestApplication): OpenAPIObject {
       .build(),
   );
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'openapi.json' });
+  // The dashboard (apps/web) at `/`; it never shadows /v1/*, /docs or /openapi.json.
+  serveDashboard(app);
+  ResolveFastPath.install(app);
   return document;
 }

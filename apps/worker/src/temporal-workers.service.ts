@@ -1,7 +1,6 @@
 import { Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { KilnConfig } from '@kiln/config';
-import { taskQueueFor } from '@kiln/targets';
 import { ORCHESTRATOR_TASK_QUEUE, WORKFLOWS_PATH } from '@kiln/temporal';
 import { BuildActivitiesService } from './activities/build.activities.js';
 import { OrchestratorActivitiesService } from './activities/orchestrator.activities.js';
@@ -48,15 +47,17 @@ export class TemporalWorkersService implements OnApplicationShutdown {
     }
     if (roles.includes('build')) {
       await this.host.init();
-      for (const targetId of this.host.servedTargets()) {
+      // CPU queues: KILN_WORKER_BUILD_CONCURRENCY builds at once. CUDA queues: one build per GPU of the target's
+      // compute capability, each pinned to its GPU (a host without such a GPU serves no CUDA queue at all).
+      for (const queue of this.host.servedQueues()) {
         this.workers.push(
           await Worker.create({
             ...common,
-            taskQueue: taskQueueFor(targetId),
+            taskQueue: queue.taskQueue,
             activities: {
               buildTarget: (i: Parameters<BuildActivitiesService['buildTarget']>[0]) => this.builder.buildTarget(i),
             },
-            maxConcurrentActivityTaskExecutions: this.config.KILN_WORKER_BUILD_CONCURRENCY,
+            maxConcurrentActivityTaskExecutions: queue.concurrency,
             // Builds are long; let a shutdown wait for a running compile a while before giving it up.
             shutdownGraceTime: '30 seconds',
           }),

@@ -54,6 +54,14 @@ export class KilnConfig {
   @IsString() @IsNotEmpty() KILN_ADMIN_TOKEN = 'kiln-local-admin';
   /** Largest .pt2 the API accepts. */
   @Transform(toInt) @IsInt() @Min(1) KILN_MAX_UPLOAD_BYTES = 16 * 1024 ** 3;
+  /** Presigned multipart uploads: how long an unfinished upload may take before the sweep aborts it. */
+  @Transform(toInt) @IsInt() @Min(60) KILN_UPLOAD_TTL_S = 24 * 3600;
+  /** Lifetime of a presigned UploadPart URL (clients ask for fresh ones as they go). */
+  @Transform(toInt) @IsInt() @Min(30) @Max(7 * 24 * 3600) KILN_UPLOAD_PART_URL_TTL_S = 900;
+  /** Part size when the client does not ask for one (grown so that no upload needs more than 10 000 parts). */
+  @Transform(toInt) @IsInt() @Min(5 * 1024 ** 2) @Max(5 * 1024 ** 3) KILN_UPLOAD_PART_SIZE_BYTES = 32 * 1024 ** 2;
+  /** How often the API aborts expired multipart uploads (S3 keeps their parts, and bills them, until then). */
+  @Transform(toInt) @IsInt() @Min(1) KILN_UPLOAD_SWEEP_INTERVAL_S = 300;
 
   /** ed25519 key (PKCS#8 PEM) the build side signs artifact manifests with; the API publishes its public half. */
   @IsString() KILN_SIGNING_KEY_FILE = '.kiln/keys/artifact-signing-key.pem';

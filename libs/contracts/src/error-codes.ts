@@ -16,6 +16,14 @@ export const ErrorCode = {
   INTERNAL: 'INTERNAL',
   SERVICE_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
 
+  // presigned multipart uploads (POST /v1/models/:id/uploads ...)
+  UPLOAD_NOT_FOUND: 'UPLOAD_NOT_FOUND',
+  UPLOAD_EXPIRED: 'UPLOAD_EXPIRED',
+  UPLOAD_ABORTED: 'UPLOAD_ABORTED',
+  UPLOAD_INCOMPLETE: 'UPLOAD_INCOMPLETE',
+  UPLOAD_COMPLETING: 'UPLOAD_COMPLETING',
+  UPLOAD_CHECKSUM_MISMATCH: 'UPLOAD_CHECKSUM_MISMATCH',
+
   // .pt2 validation (the TypeScript reader, before torch sees anything)
   PT2_NOT_ZIP: 'PT2_NOT_ZIP',
   PT2_TRUNCATED: 'PT2_TRUNCATED',
@@ -46,6 +54,9 @@ export const ErrorCode = {
   COMPILE_OOM: 'COMPILE_OOM',
   DRIVER_CRASHED: 'DRIVER_CRASHED',
   TOOLCHAIN_MISMATCH: 'TOOLCHAIN_MISMATCH',
+  /** A reduced-precision target (e.g. bf16) cannot be built for this model: converting the program failed. */
+  PRECISION_UNSUPPORTED: 'PRECISION_UNSUPPORTED',
+  INPUT_RANGE_NARROWED: 'INPUT_RANGE_NARROWED',
   NO_WORKER: 'NO_WORKER',
   CANCELLED: 'CANCELLED',
 } as const;
@@ -61,6 +72,8 @@ export const NON_RETRYABLE_BUILD_ERRORS: readonly ErrorCode[] = [
   ErrorCode.LOAD_FAILED,
   ErrorCode.COMPILE_OOM,
   ErrorCode.COMPILE_TIMEOUT,
+  ErrorCode.PRECISION_UNSUPPORTED,
+  ErrorCode.INPUT_RANGE_NARROWED,
 ];
 
 /** A domain error with a stable code; the API maps it to HTTP in one exception filter. */

@@ -26,6 +26,8 @@ export {
   type X86Level,
 } from './fingerprint.js';
 export {
+  ARTIFACT_PRECISIONS,
+  DEFAULT_ACCEPT_PRECISIONS,
   DEFAULT_SPEEDUP_TOLERANCE,
   MIN_BUCKET_TOLERANCE,
   checkCandidate,

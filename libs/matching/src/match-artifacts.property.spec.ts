@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { ArtifactRequirements } from '@kiln/contracts';
+import type { ArtifactPrecision, ArtifactRequirements } from '@kiln/contracts';
 import { X86_LEVEL_FLAGS } from '@kiln/targets/x86-levels';
 import { validateFingerprint, type DeviceFingerprint } from './fingerprint.js';
 import { resolveArtifact, type Candidate, type Resolution } from './match-artifacts.js';
@@ -380,6 +380,42 @@ describe('resolveArtifact: properties', () => {
         const before = resolveArtifact(fp, cands).ranked;
         const after = idsOf(resolveArtifact(better, cands).ranked);
         for (const id of idsOf(before)) assert.ok(after.includes(id), `${id} lost`);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('(i) never hands out a reduced-precision artifact the request did not accept; accepting more never loses one', () => {
+    const precision = fc.constantFrom<ArtifactPrecision | undefined>(undefined, 'fp32', 'bf16', 'fp16');
+    const accept = fc.subarray<ArtifactPrecision>(['fp32', 'bf16', 'fp16']);
+    fc.assert(
+      fc.property(scenario, fc.array(precision, { minLength: 8, maxLength: 8 }), accept, ([fp, cands], ps, acc) => {
+        const unique = cands.map((c, i) => ({ ...c, artifactId: `${c.artifactId}-${i}` }));
+        const withPrecision = unique.map((c, i) => ({
+          ...c,
+          manifest: { ...c.manifest, precision: ps[i % ps.length] },
+        }));
+        const r = resolveArtifact(fp, withPrecision, { acceptPrecisions: acc });
+        const allowed = new Set<string>(['fp32', ...acc]);
+        for (const ranked of r.ranked) {
+          const c = withPrecision.find((x) => x.artifactId === ranked.artifactId);
+          assert.ok(c && allowed.has(c.manifest.precision ?? 'fp32'));
+        }
+        // Without the precision rule, every ranked artifact would also be ranked; with everything accepted,
+        // the answer is exactly the one for fp32-only candidates.
+        const all = resolveArtifact(fp, withPrecision, { acceptPrecisions: ['fp32', 'bf16', 'fp16'] });
+        const plain = resolveArtifact(fp, unique);
+        assert.deepEqual(idsOf(all.ranked), idsOf(plain.ranked));
+        for (const id of idsOf(r.ranked)) assert.ok(idsOf(all.ranked).includes(id));
+        for (const rej of r.rejected) {
+          const c = withPrecision.find((x) => x.artifactId === rej.artifactId);
+          const p = c?.manifest.precision ?? 'fp32';
+          if (!allowed.has(p))
+            assert.ok(
+              rej.reasons.some((x) => x.includes('acceptPrecisions')),
+              rej.reasons.join('; '),
+            );
+        }
       }),
       { numRuns: RUNS },
     );

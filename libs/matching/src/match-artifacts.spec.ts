@@ -329,3 +329,23 @@ describe('speedupBucket', () => {
     assert.ok(Number.isFinite(speedupBucket(1e-300, 1e-9)));
   });
 });
+
+describe('resolveArtifact: precision', () => {
+  const fp32 = makeCandidate({ artifactId: 'a-fp32', requires: { x86Level: 3 }, speedup: 1.5 });
+  const fp16 = makeCandidate({ artifactId: 'a-fp16', requires: { x86Level: 3 }, speedup: 3, precision: 'fp16' });
+
+  it('keeps reduced precision out unless accepted, whatever its speed', () => {
+    assert.equal(resolveArtifact(AVX2_LAPTOP_FINGERPRINT, [fp32, fp16]).chosen?.artifactId, 'a-fp32');
+    assert.match(rejectedReasons(resolveArtifact(AVX2_LAPTOP_FINGERPRINT, [fp16]), 'a-fp16')[0], /^computes in fp16/);
+    const r = resolveArtifact(AVX2_LAPTOP_FINGERPRINT, [fp32, fp16], { acceptPrecisions: ['fp16'] });
+    assert.equal(r.chosen?.artifactId, 'a-fp16');
+    assert.match(r.chosen?.reasons[0] ?? '', /fastest compatible: 3x/);
+  });
+
+  it('refuses a manifest with a precision it does not know', () => {
+    const odd = makeCandidate({ artifactId: 'a-odd', requires: { x86Level: 3 } });
+    const weird = { ...odd, manifest: { ...odd.manifest, precision: 'int4' as never } };
+    const r = resolveArtifact(AVX2_LAPTOP_FINGERPRINT, [weird], { acceptPrecisions: ['fp32', 'bf16', 'fp16'] });
+    assert.deepEqual(rejectedReasons(r, 'a-odd'), ['its manifest names an unknown precision "int4"']);
+  });
+});

@@ -1,4 +1,4 @@
-import type { ArtifactManifest } from '@kiln/contracts';
+import type { ArtifactManifest, ArtifactPrecision } from '@kiln/contracts';
 import { describeDeviceX86Level, describeX86Level, deviceX86Level, missingX86Flags } from './cpu-level.js';
 import type { DeviceFingerprint } from './fingerprint.js';
 import {
@@ -14,8 +14,16 @@ import {
 export interface Candidate {
   artifactId: string;
   targetId: string;
-  manifest: Pick<ArtifactManifest, 'requires' | 'verification' | 'isaCheck' | 'timing'>;
+  /** `precision` is absent from manifests written before it existed: those are fp32. */
+  manifest: Pick<ArtifactManifest, 'requires' | 'verification' | 'isaCheck' | 'timing'> & {
+    precision?: ArtifactPrecision | null;
+  };
 }
+
+/** Every precision an artifact may compute in. */
+export const ARTIFACT_PRECISIONS: readonly ArtifactPrecision[] = ['fp32', 'bf16', 'fp16'];
+/** What a request accepts when it says nothing: the portable graph's own fp32 numerics only. */
+export const DEFAULT_ACCEPT_PRECISIONS: readonly ArtifactPrecision[] = ['fp32'];
 
 export interface ResolveOptions {
   /**
@@ -23,6 +31,12 @@ export interface ResolveOptions {
    * 0 (or anything below MIN_BUCKET_TOLERANCE) ranks by exact measured speedup.
    */
   speedupTolerance?: number;
+  /**
+   * Precisions the caller accepts (default ['fp32']). A reduced-precision artifact (bf16, fp16) computes
+   * different numbers than the portable graph, so it is only ever chosen when its precision is listed here.
+   * fp32 is always accepted: it is what the portable fallback computes anyway.
+   */
+  acceptPrecisions?: readonly ArtifactPrecision[];
 }
 
 export interface RankedArtifact {
@@ -78,6 +92,27 @@ function checkPlatform(fp: DeviceFingerprint, req: Candidate['manifest']['requir
   }
   if (fp.os !== req.os) log.fail(`built for ${req.os}; this device runs ${fp.os}`);
   if (fp.arch !== req.arch) log.fail(`built for ${req.arch} CPUs; this device is ${fp.arch}`);
+}
+
+/**
+ * Precision: reduced-precision artifacts change numerics (bf16 keeps 8 bits of mantissa), so they are opt-in per
+ * request. An unknown precision is refused: its numerics cannot be described to the caller.
+ */
+function checkPrecision(manifest: Candidate['manifest'], accept: ReadonlySet<string>, log: RuleLog): void {
+  const precision = manifest.precision ?? 'fp32';
+  if (!ARTIFACT_PRECISIONS.includes(precision)) {
+    log.fail(`its manifest names an unknown precision ${JSON.stringify(precision)}`);
+  } else if (precision === 'fp32') {
+    return;
+  } else if (accept.has(precision)) {
+    log.pass(`computes in ${precision} (reduced precision), which this request accepts`);
+  } else {
+    log.fail(
+      `computes in ${precision}: reduced precision changes the numbers it returns (verified only to a ${precision} ` +
+        `tolerance against the fp32 portable graph); this request accepts ${[...accept].sort().join(', ')} — ` +
+        `list "${precision}" in acceptPrecisions to allow it`,
+    );
+  }
 }
 
 function checkValidation(manifest: Candidate['manifest'], log: RuleLog): void {
@@ -236,8 +271,13 @@ function checkGpu(fp: DeviceFingerprint, req: Candidate['manifest']['requires'],
 }
 
 /** Every hard rule for one candidate, each failing one with its own reason. */
-export function checkCandidate(fp: DeviceFingerprint, candidate: Candidate): CandidateCheck {
+export function checkCandidate(
+  fp: DeviceFingerprint,
+  candidate: Candidate,
+  acceptPrecisions: readonly ArtifactPrecision[] = DEFAULT_ACCEPT_PRECISIONS,
+): CandidateCheck {
   const log = new RuleLog();
+  const accept = new Set<string>(['fp32', ...acceptPrecisions]);
   const req = candidate.manifest.requires;
   // Hardware first: it is what a reader of an explanation looks for first.
   checkPlatform(fp, req, log);
@@ -246,6 +286,7 @@ export function checkCandidate(fp: DeviceFingerprint, candidate: Candidate): Can
   checkTorch(fp, req, log);
   checkLibc(fp, req, log);
   checkLibstdcxx(fp, req, log);
+  checkPrecision(candidate.manifest, accept, log);
   checkValidation(candidate.manifest, log);
   return { compatible: log.failed.length === 0, passed: log.passed, failed: log.failed };
 }
@@ -358,11 +399,18 @@ export function resolveArtifact(
   if (!Number.isFinite(tolerance) || tolerance < 0) {
     throw new RangeError(`speedupTolerance must be a finite number ≥ 0, got ${tolerance}`);
   }
+  const acceptPrecisions = opts.acceptPrecisions ?? DEFAULT_ACCEPT_PRECISIONS;
+  const unknown = acceptPrecisions.filter((p) => !ARTIFACT_PRECISIONS.includes(p));
+  if (unknown.length > 0) {
+    throw new RangeError(
+      `acceptPrecisions: unknown precision(s) ${unknown.join(', ')}; known: ${ARTIFACT_PRECISIONS.join(', ')}`,
+    );
+  }
 
   const compatible: RankEntry[] = [];
   const rejected: Resolution['rejected'] = [];
   for (const candidate of candidates) {
-    const check = checkCandidate(fp, candidate);
+    const check = checkCandidate(fp, candidate, acceptPrecisions);
     if (!check.compatible) {
       rejected.push({ artifactId: candidate.artifactId, targetId: candidate.targetId, reasons: check.failed });
       continue;

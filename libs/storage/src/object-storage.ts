@@ -4,19 +4,25 @@ import { stat } from 'node:fs/promises';
 import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
   CreateBucketCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
+  ListPartsCommand,
   NotFound,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { LRUCache } from 'lru-cache';
 import { ErrorCode, KilnError } from '@kiln/contracts';
 
 export interface ObjectStorageConfig {
@@ -32,6 +38,28 @@ export interface StoredObject {
   key: string;
   size: number;
   sha256: string;
+}
+
+/** How the S3 server checks each part of a presigned multipart upload (see presignUploadPart). */
+export type PartChecksumAlgorithm = 'sha256' | 'md5';
+
+/** The checksum of one part, base64 of the raw digest: `{ sha256 }` or `{ md5 }`. */
+export type PartChecksum = { sha256: string; md5?: undefined } | { md5: string; sha256?: undefined };
+
+/** A part S3 already holds for an unfinished multipart upload. */
+export interface StoredPart {
+  partNumber: number;
+  size: number;
+  etag: string;
+  /** base64 sha256 of the part, where the server reports it (AWS does for SHA256 uploads; SeaweedFS does not). */
+  sha256?: string;
+}
+
+export interface PresignedPart {
+  url: string;
+  /** Headers the client must send exactly as given: they are part of the signature. */
+  headers: Record<string, string>;
+  expiresAt: string;
 }
 
 /** Part size for streamed multipart uploads: memory stays at about partSize × queueSize. */
@@ -63,6 +91,14 @@ class MeteredStream extends Transform {
 export class ObjectStorage {
   readonly client: S3Client;
   readonly bucket: string;
+  /**
+   * Presigning costs a signature computation per URL and resolvers hand out the same parts to many
+   * devices: a URL is reused until half its lifetime is gone, so every URL handed out stays valid for at
+   * least half the requested lifetime.
+   */
+  private readonly presigned = new LRUCache<string, { url: string; expiresAt: number; reuseUntil: number }>({
+    max: 100_000,
+  });
 
   constructor(config: ObjectStorageConfig) {
     this.bucket = config.bucket;
@@ -203,6 +239,129 @@ export class ObjectStorage {
     }
   }
 
+  /**
+   * Starts a multipart upload whose parts clients PUT straight to S3 through presigned URLs. With `sha256`
+   * the upload is created with ChecksumAlgorithm=SHA256, so S3 requires (and verifies) a sha256 on every part.
+   */
+  async createMultipartUpload(
+    key: string,
+    opts: { checksumAlgorithm: PartChecksumAlgorithm; contentType?: string },
+  ): Promise<string> {
+    try {
+      const res = await this.client.send(
+        new CreateMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: key,
+          ContentType: opts.contentType ?? 'application/octet-stream',
+          ChecksumAlgorithm: opts.checksumAlgorithm === 'sha256' ? 'SHA256' : undefined,
+        }),
+      );
+      if (!res.UploadId) throw new Error('S3 returned no UploadId');
+      return res.UploadId;
+    } catch (err) {
+      throw mapS3Error(err, key);
+    }
+  }
+
+  /**
+   * A presigned UploadPart URL bound to the part's exact length and checksum: the signature covers
+   * `content-length` and `x-amz-checksum-sha256` (or `content-md5`) as headers, so the client must send
+   * them as given, and the S3 server refuses a body whose digest differs (400 BadDigest). The checksum
+   * is kept a signed header rather than a query parameter, which AWS S3 and SeaweedFS both verify.
+   */
+  async presignUploadPart(
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    opts: { contentLength: number; checksum: PartChecksum; expiresInS: number },
+  ): Promise<PresignedPart> {
+    const { checksum } = opts;
+    const url = await getSignedUrl(
+      this.client,
+      new UploadPartCommand({
+        Bucket: this.bucket,
+        Key: key,
+        UploadId: uploadId,
+        PartNumber: partNumber,
+        ContentLength: opts.contentLength,
+        ChecksumSHA256: checksum.sha256,
+        ContentMD5: checksum.md5,
+      }),
+      { expiresIn: opts.expiresInS, unhoistableHeaders: new Set(['x-amz-checksum-sha256', 'content-md5']) },
+    );
+    const headers: Record<string, string> = { 'content-length': String(opts.contentLength) };
+    if (checksum.sha256 !== undefined) headers['x-amz-checksum-sha256'] = checksum.sha256;
+    else headers['content-md5'] = checksum.md5;
+    return { url, headers, expiresAt: new Date(Date.now() + opts.expiresInS * 1000).toISOString() };
+  }
+
+  /** The parts S3 holds for an unfinished multipart upload (all pages), or null when the upload is gone. */
+  async listParts(key: string, uploadId: string): Promise<StoredPart[] | null> {
+    const parts: StoredPart[] = [];
+    let marker: string | undefined;
+    try {
+      for (;;) {
+        const page = await this.client.send(
+          new ListPartsCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumberMarker: marker }),
+        );
+        for (const p of page.Parts ?? []) {
+          if (p.PartNumber === undefined) continue;
+          parts.push({
+            partNumber: p.PartNumber,
+            size: p.Size ?? 0,
+            etag: p.ETag ?? '',
+            ...(p.ChecksumSHA256 ? { sha256: p.ChecksumSHA256 } : {}),
+          });
+        }
+        if (!page.IsTruncated || !page.NextPartNumberMarker) break;
+        marker = page.NextPartNumberMarker;
+      }
+    } catch (err) {
+      if (isNoSuchUpload(err)) return null;
+      throw mapS3Error(err, `${key} (upload ${uploadId})`);
+    }
+    return parts.sort((a, b) => a.partNumber - b.partNumber);
+  }
+
+  /** Assembles the object from its parts (in part-number order). */
+  async completeMultipartUpload(key: string, uploadId: string, parts: StoredPart[]): Promise<void> {
+    try {
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: {
+            Parts: [...parts]
+              .sort((a, b) => a.partNumber - b.partNumber)
+              .map((p) => ({ PartNumber: p.partNumber, ETag: p.etag, ChecksumSHA256: p.sha256 })),
+          },
+        }),
+      );
+    } catch (err) {
+      // A part list S3 does not accept (a part missing, or re-uploaded with other bytes than its checksum).
+      if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 400) {
+        throw new KilnError(
+          ErrorCode.UPLOAD_INCOMPLETE,
+          `S3 refused to assemble the parts (${err.name}: ${err.message}); upload them again and complete again.`,
+          { s3Code: err.name },
+        );
+      }
+      throw mapS3Error(err, `${key} (upload ${uploadId})`);
+    }
+  }
+
+  /** Drops an unfinished multipart upload and its parts; false when it was already gone. */
+  async abortMultipartUpload(key: string, uploadId: string): Promise<boolean> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }));
+      return true;
+    } catch (err) {
+      if (isNoSuchUpload(err)) return false;
+      throw mapS3Error(err, `${key} (upload ${uploadId})`);
+    }
+  }
+
   /** Random access to an object through ranged GETs (what the .pt2 reader validates uploads with). */
   byteSource(key: string, size: number): S3ByteSource {
     return new S3ByteSource(this, key, size);
@@ -213,6 +372,10 @@ export class ObjectStorage {
     expiresInS: number,
     downloadName?: string,
   ): Promise<{ url: string; expiresAt: string }> {
+    const cacheKey = `${key}\0${expiresInS}\0${downloadName ?? ''}`;
+    const now = Date.now();
+    const hit = this.presigned.get(cacheKey);
+    if (hit && hit.reuseUntil > now) return { url: hit.url, expiresAt: new Date(hit.expiresAt).toISOString() };
     const url = await getSignedUrl(
       this.client,
       new GetObjectCommand({
@@ -222,7 +385,9 @@ export class ObjectStorage {
       }),
       { expiresIn: expiresInS },
     );
-    return { url, expiresAt: new Date(Date.now() + expiresInS * 1000).toISOString() };
+    const expiresAt = now + expiresInS * 1000;
+    this.presigned.set(cacheKey, { url, expiresAt, reuseUntil: now + (expiresInS * 1000) / 2 });
+    return { url, expiresAt: new Date(expiresAt).toISOString() };
   }
 }
 
@@ -249,6 +414,10 @@ function isNotFound(err: unknown): boolean {
     err instanceof NotFound ||
     (err instanceof S3ServiceException && (err.$metadata.httpStatusCode === 404 || err.name === 'NoSuchKey'))
   );
+}
+
+function isNoSuchUpload(err: unknown): boolean {
+  return err instanceof S3ServiceException && (err.name === 'NoSuchUpload' || err.$metadata.httpStatusCode === 404);
 }
 
 function mapS3Error(err: unknown, what: string): KilnError {

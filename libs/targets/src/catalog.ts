@@ -7,10 +7,23 @@ import canonicalize from 'canonicalize';
  * build and C++ compiler) and every inductor option. Changing anything in it must bump recipeVersion,
  * which changes the recipe hash and therefore every cache key built from it.
  */
+/**
+ * Numeric precision the artifact computes in. Absent means 'fp32' (the portable graph's own precision):
+ * leaving it out of fp32 recipes keeps their recipe hashes, and so every existing cache key, unchanged.
+ */
+export type RecipePrecision = 'fp32' | 'bf16' | 'fp16';
+
 export interface CompileRecipe {
   targetId: string;
   recipeVersion: number;
   device: 'cpu' | 'cuda';
+  /**
+   * A reduced precision ('bf16', 'fp16') makes the driver cast the program's floating weights, buffers and
+   * inputs before compiling; the artifact keeps the portable graph's interface (inputs and outputs in their
+   * original dtypes) and is verified against the fp32 portable graph with `tolerance`. Such artifacts change
+   * numerics, so the resolver hands them out only to devices that accept that precision.
+   */
+  precision?: RecipePrecision;
   toolchain: {
     /** Exact torch build the worker must have, e.g. "2.13.0+cpu". */
     torch: string;
@@ -18,7 +31,11 @@ export interface CompileRecipe {
     cxx: string;
   };
   inductorConfigs: Record<string, string | number | boolean>;
-  /** Register classes that must not appear in the generated `.so` (checked with objdump). */
+  /**
+   * Register classes that must not appear in the generated `.so` (checked with objdump). Whatever the list,
+   * the driver derives the x86-64 level the host code really needs from the disassembly and records it as
+   * the artifact's `requires.x86Level`.
+   */
   forbiddenRegisters: string[];
   /** Tolerances of the compiled-vs-portable-graph check. */
   tolerance: { atol: number; rtol: number };
@@ -83,13 +100,90 @@ function cpuTarget(
   };
 }
 
-export const TARGETS: readonly TargetDefinition[] = [
+export const CPU_TARGETS: readonly TargetDefinition[] = [
   // Inductor has no 128-bit x86 vector ISA, so v2 builds scalar kernels (simdlen 0); the compiler may
   // still auto-vectorise with SSE4.2, but never with AVX registers.
   cpuTarget(2, 0, ['ymm', 'zmm'], 'x86-64-v2 (SSE4.2)', 'Any x86-64 CPU since ~2009 (Nehalem, Bulldozer).'),
   cpuTarget(3, 256, ['zmm'], 'x86-64-v3 (AVX2/FMA)', 'Haswell (2013) and later, Zen 1 and later.'),
   cpuTarget(4, 512, [], 'x86-64-v4 (AVX-512)', 'Skylake-SP and later Xeons, Zen 4 and later.'),
 ];
+
+/**
+ * The CUDA torch the GPU build workers run. torch 2.11 has no `cpp.march`: the host-side C++ of a CUDA artifact
+ * (the wrapper `.so` that launches the kernels) is compiled with -march=native for the build host's CPU, so the
+ * driver derives `requires.x86Level` from its machine code (AVX-512 on the H100 hosts seen so far, i.e. v4).
+ */
+export const CUDA_TORCH_BUILD = '2.11.0+cu130';
+
+// Options every CUDA target shares, and why:
+// - freezing: constant folding (batch norm into conv weights, transposed weights precomputed); on CUDA there is
+//   no CPU-ISA-specific weight prepacking to worry about.
+// - weights outside the .so as a binary blob, as for the CPU targets (checked on torch 2.11 + H100): one
+//   content-addressed weights part, loaded by the AOTI loader from beside the .so.
+// - no cpp.march (unknown to torch 2.11, the driver would refuse it); the required x86 level is derived instead.
+const CUDA_COMMON = {
+  freezing: true,
+  'aot_inductor.package_constants_in_so': false,
+  'aot_inductor.package_constants_on_disk_format': 'binary_blob',
+} as const;
+
+/** Compute capability "9.0" → "sm90", the suffix of the target id. */
+export function smName(computeCapability: string): string {
+  return `sm${computeCapability.replace('.', '')}`;
+}
+
+function cudaTarget(computeCapability: string, gpus: string, precision: 'fp32' | 'bf16' = 'fp32'): TargetDefinition {
+  const base = `linux-x86_64-cuda-${smName(computeCapability)}`;
+  const id = precision === 'fp32' ? base : `${base}-${precision}`;
+  const recipe: CompileRecipe = {
+    targetId: id,
+    recipeVersion: 1,
+    device: 'cuda',
+    toolchain: { torch: CUDA_TORCH_BUILD, cxx: 'g++' },
+    inductorConfigs: { ...CUDA_COMMON },
+    forbiddenRegisters: [],
+    // fp32: the verifier turns TF32 off (torch.backends.{cuda.matmul,cudnn}.allow_tf32 = False) for both the
+    // portable graph and the artifact, so fp32 means IEEE fp32 and the CPU targets' tolerance holds (max abs
+    // error ~1e-7 on the fixtures). bf16 keeps 8 bits of mantissa (relative step 2^-8 ≈ 0.004) and its errors
+    // add up over layers: compared with the fp32 portable graph, outputs of order 1 differ by up to a few 1e-2.
+    tolerance: precision === 'fp32' ? { atol: 1e-4, rtol: 1e-3 } : { atol: 1e-1, rtol: 5e-2 },
+  };
+  if (precision !== 'fp32') recipe.precision = precision;
+  return {
+    id,
+    title:
+      precision === 'fp32'
+        ? `CUDA sm_${smName(computeCapability).slice(2)} (${gpus})`
+        : `CUDA sm_${smName(computeCapability).slice(2)}, ${precision} (${gpus})`,
+    description:
+      precision === 'fp32'
+        ? `GPUs of compute capability ${computeCapability} (${gpus}); built and verified on such a GPU.`
+        : `GPUs of compute capability ${computeCapability} (${gpus}), computing in ${precision}: faster, ` +
+          `numerics differ from fp32 (verified with a ${precision} tolerance); resolved only for devices that ` +
+          `accept ${precision}.`,
+    requires: { os: 'linux', arch: 'x86_64', x86Level: null, computeCapability },
+    recipe,
+  };
+}
+
+/**
+ * GPU targets. Each needs a build worker with a GPU of exactly that compute capability: Triton compiles the
+ * kernels for the build GPU (sm_90a on Hopper, which runs on 9.0 only). Only sm90 (H100/H200) is built here;
+ * sm80 (A100), sm86 (A10/A40/RTX 30xx) and sm89 (L4/L40S/RTX 40xx) are one worker pool each, planned in
+ * infra/README.md: adding one is a line below plus that pool.
+ */
+export const CUDA_TARGETS: readonly TargetDefinition[] = [
+  cudaTarget('9.0', 'H100, H200'),
+  cudaTarget('9.0', 'H100, H200', 'bf16'),
+];
+
+/** Every target of the catalog: the x86 CPU targets, then the GPU targets. */
+export const TARGETS: readonly TargetDefinition[] = [...CPU_TARGETS, ...CUDA_TARGETS];
+
+/** The precision a recipe computes in ('fp32' when it names none). */
+export function recipePrecision(recipe: CompileRecipe): RecipePrecision {
+  return recipe.precision ?? 'fp32';
+}
 
 export function findTarget(id: string): TargetDefinition | undefined {
   return TARGETS.find((t) => t.id === id);

@@ -11,18 +11,20 @@ import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .compare import ieee_fp32
 from .compile import compile_program, load_program, program_on
 from .elf_needs import read_needs
 from .errors import DriverError, ErrorCode
 from .input_checks import accepted_dims, narrowed_dims, narrowed_range_error, set_is_accepted
 from .inputs import input_shapes, materialize, plan_inputs
 from .isa import check_isa
-from .job import Job, load_job
+from .job import Job, load_job, recipe_precision
 from .manifest import MANIFEST_VERSION, ArtifactManifest, ArtifactPart, write_json_atomic
 from .neutralize import neutralize_model
 from .package_parts import split_package
+from .precision import convert_program
 from .progress import Events, log
-from .toolchain import check_toolchain
+from .toolchain import BuildGpu, build_gpu, check_toolchain
 from .verify import VerifyRequest, verify_in_fresh_process
 
 MANIFEST_FILE = "manifest.json"
@@ -111,15 +113,33 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events) -> 
         f", dropped precompiled code {report.dropped}" if report.dropped else "",
     )
     compiler = check_toolchain(job)
+    precision = recipe_precision(recipe)
 
     import torch
+
+    gpu: BuildGpu | None = None
+    if recipe["device"] == "cuda":
+        ieee_fp32("cuda")  # inductor reads the TF32 flags while compiling
+        gpu = build_gpu()
+        log.info(
+            "GPU: %s (compute capability %s), driver %s (CUDA %s), torch CUDA runtime %s, CUDA_VISIBLE_DEVICES=%s",
+            gpu["name"],
+            gpu["computeCapability"],
+            gpu["driverVersion"],
+            gpu["cudaDriverVersion"],
+            gpu["cudaRuntime"],
+            gpu["cudaVisibleDevices"],
+        )
 
     ep = program_on(load_program(portable), recipe["device"])
     plan = plan_inputs(ep, job["seed"], recipe["device"])
     log.info("input plan: symbols %s, %d input sets", plan["symbols"], len(plan["sets"]))
 
-    events.phase("compiling", f"AOTInductor compile for {job['targetId']}")
+    converting = f"converting to {precision}, then " if precision != "fp32" else ""
+    events.phase("compiling", f"{converting}AOTInductor compile for {job['targetId']}")
     example = materialize(plan["sets"][0], plan["seed"], recipe["device"])
+    # The plan stays the fp32 program's: the converted one keeps its interface (dtypes, dims, ranges).
+    ep = convert_program(ep, precision, plan, example, work)
     compiled = compile_program(ep, example, job, compiler, work / "compiled")
     del ep
 
@@ -129,14 +149,25 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events) -> 
         "and its input checks",
     )
     shared_objects = _extract_shared_objects(compiled.package, work / "so")
-    isa = check_isa(shared_objects, recipe["forbiddenRegisters"])
-    log.info("ISA check: %s, register counts %s", "passed" if isa["passed"] else "FAILED", isa["counts"])
+    target_level = job["requires"].get("x86Level")
+    isa = check_isa(shared_objects, recipe["forbiddenRegisters"], target_level)
+    log.info(
+        "ISA check: %s, register counts %s, evidence %s: the host code needs %s (target: %s)",
+        "passed" if isa["passed"] else "FAILED",
+        isa["counts"],
+        isa["evidence"],
+        f"x86-64-v{isa['requiredX86Level']}" if isa["requiredX86Level"] else "no particular x86-64 level",
+        f"x86-64-v{target_level}" if target_level else "none",
+    )
     if not isa["passed"]:
-        raise DriverError(
-            ErrorCode.ISA_CHECK_FAILED,
-            f"the compiled code uses forbidden registers {[r for r in isa['forbidden'] if isa['counts'].get(r)]}",
-            dict(isa),
+        used = [r for r in isa["forbidden"] if isa["counts"].get(r)]
+        needs = f"x86-64-v{isa['requiredX86Level']}"
+        message = (
+            f"the compiled code uses forbidden registers {used}"
+            if used
+            else f"the compiled code needs {needs}, the target promises x86-64-v{target_level}"
         )
+        raise DriverError(ErrorCode.ISA_CHECK_FAILED, message, dict(isa))
     accepted = accepted_dims(compiled.package)
     narrowed = narrowed_dims(accepted, plan)
     log.info("the artifact checks input dims %s", [(a["tensorInput"], a["dim"], a["min"], a["max"]) for a in accepted])
@@ -178,6 +209,7 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events) -> 
         "inputPlan": plan,
         "atol": float(recipe["tolerance"]["atol"]),
         "rtol": float(recipe["tolerance"]["rtol"]),
+        "precision": precision,
         "warmup": job["timing"]["warmup"],
         "runs": job["timing"]["runs"],
         "workDir": str(work / "verify"),
@@ -192,11 +224,13 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events) -> 
         "modelContentHash": job["modelContentHash"],
         "cacheKey": job["cacheKey"],
         "format": "aoti-package-parts",
+        "precision": precision,
         "parts": parts,
         "requires": {
             "os": requires["os"],
             "arch": requires["arch"],
-            "x86Level": requires.get("x86Level"),
+            # What the host code needs (never below the target's): GPU artifacts built with -march=native too.
+            "x86Level": isa["requiredX86Level"],
             "computeCapability": requires.get("computeCapability"),
             "torch": torch.__version__,
             "glibc": needs["glibc"],
@@ -221,6 +255,7 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events) -> 
                 "gpuName": job["host"].get("gpuName"),
                 "driverVersion": job["host"].get("driverVersion"),
             },
+            "gpu": gpu,
             "sandbox": job["sandbox"],
             "finishedAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         },
@@ -228,7 +263,8 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events) -> 
     write_json_atomic(out_dir / MANIFEST_FILE, manifest)
     events.phase(
         "done",
-        f"{job['targetId']}: compiled in {compiled.seconds:.1f} s, max abs error {verification['maxAbsError']:.2g}, "
+        f"{job['targetId']}: compiled in {compiled.seconds:.1f} s, max abs error {verification['maxAbsError']:.2g}"
+        f"{f' ({precision} vs the fp32 portable graph)' if precision != 'fp32' else ''}, "
         f"{timing['speedup']:.2f}x over eager",
     )
     return manifest

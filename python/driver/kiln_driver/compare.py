@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any, TypedDict
@@ -57,6 +56,23 @@ def compare_outputs(expected: Any, actual: Any, atol: float, rtol: float) -> Com
     return {"passed": not problems, "maxAbsError": max_abs, "maxRelError": max_rel, "problems": problems}
 
 
+def ieee_fp32(device: str) -> bool:
+    """On CUDA, turn TF32 off for matmuls and cuDNN convolutions (cuDNN allows it by default): fp32 is checked as
+    IEEE fp32, in the build (inductor reads the flags while compiling) and in the verifier (the portable graph
+    and the artifact's cuBLAS/cuDNN calls read them at run time). Returns whether TF32 is still allowed."""
+    if not device.startswith("cuda"):
+        return False
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # newer torch prefers the fp32_precision API; the flags still work
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        return bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32)
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         import torch
@@ -64,14 +80,22 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_ms(fn: Callable[[], Any], warmup: int, runs: int, device: str) -> float:
+def interleaved_best_ms(fns: list[Callable[[], Any]], warmup: int, runs: int, device: str) -> list[float]:
+    """Best-of-`runs` wall time of each function, in milliseconds, with the calls interleaved.
+
+    Build hosts are shared (other builds compile next to this one), so samples are noisy in bursts.
+    Interleaving exposes every function to the same bursts, and the minimum is the sample least
+    disturbed by them: the ratio of two minima is far more repeatable than the ratio of two medians.
+    """
     for _ in range(warmup):
-        fn()
+        for fn in fns:
+            fn()
     sync(device)
-    samples = []
+    best = [float("inf")] * len(fns)
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1000.0
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            best[i] = min(best[i], time.perf_counter() - start)
+    return [b * 1000.0 for b in best]

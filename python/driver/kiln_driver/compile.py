@@ -69,7 +69,11 @@ def inductor_configs_for(job: Job, compiler: Compiler) -> dict[str, Any]:
         log.warning("recipe sets cpp.cxx=%r; the toolchain's compiler wins", configs["cpp.cxx"])
     if "cpp.march" not in configs:
         # GPU artifacts too: their wrapper .so is host code (AVX-512 seen in an H100 build host's CUDA artifact).
-        log.warning("recipe has no cpp.march: the host code will target the BUILD host's CPU (-march=native)")
+        # The ISA check derives the level that code needs and the manifest requires it.
+        log.warning(
+            "recipe has no cpp.march: the host code will target the BUILD host's CPU (-march=native); "
+            "the required x86-64 level is derived from the machine code"
+        )
     # The absolute path pins the compiler we checked and record; inductor otherwise takes $CXX.
     configs["cpp.cxx"] = (compiler.path,)
     configs["aot_inductor.metadata"] = {

@@ -1,6 +1,6 @@
 """Error codes the driver reports, and how exceptions from torch map onto them.
 
-The codes mirror `libs/contracts/src/error-codes.ts` (the public contract), except TOOLCHAIN_MISMATCH,
+The codes mirror `libs/contracts/src/error-codes.ts` (the public contract), except INPUT_RANGE_NARROWED,
 which the contract still has to add. Exit code 3 tells the worker a failure is deterministic (do not retry);
 any other non-zero exit is transient (retry, possibly on another worker).
 """
@@ -32,6 +32,8 @@ class ErrorCode:
     TOOLCHAIN_MISMATCH: Final = "TOOLCHAIN_MISMATCH"
     # Not in libs/contracts yet: the artifact refuses input sizes the program declares (see input_checks.py).
     INPUT_RANGE_NARROWED: Final = "INPUT_RANGE_NARROWED"
+    # A reduced-precision recipe (bf16/fp16) cannot convert this program (see precision.py).
+    PRECISION_UNSUPPORTED: Final = "PRECISION_UNSUPPORTED"
 
 
 _TRANSIENT_CODES: Final = frozenset({ErrorCode.DRIVER_CRASHED, ErrorCode.CANCELLED, ErrorCode.TOOLCHAIN_MISMATCH})

@@ -1,7 +1,15 @@
-"""ISA check: which vector register classes the compiled code uses, read from its disassembly.
+"""ISA check: which vector register classes the compiled code uses, read from its disassembly, and the x86-64
+level that code really needs.
 
 `cpp.simdlen` alone does not keep AVX-512 out of a build on an AVX-512 host (inductor defaults to
 -march=native), and such an artifact dies with SIGILL on an AVX2 device. The disassembly is the truth.
+
+GPU artifacts have host code too: the wrapper `.so` that launches the kernels. torch 2.11 has no `cpp.march`, so
+that code is built with -march=native for the build host's CPU (an H100 host's CUDA artifact had 27 zmm uses).
+`required_x86_level` turns the disassembly into the level a device CPU must reach, and the manifest requires it.
+Register classes alone would under-count: with -march=native GCC prefers 256-bit vectors, so AVX-512VL
+instructions on ymm registers (vpternlogd, masked moves) and BMI2 on general registers (shlx, rorx) show up
+without any zmm or ymm. Those are counted as `evidence`.
 """
 
 from __future__ import annotations
@@ -14,26 +22,93 @@ from typing import TypedDict
 
 from .errors import DriverError, ErrorCode
 
-# xmm/ymm/zmm as the contract names them; tmm (AMX tiles) is counted too, so a -march=native leak shows.
-REGISTER_CLASSES = ("xmm", "ymm", "zmm", "tmm")
-_REGISTER = re.compile(r"%(x|y|z|t)mm\d+")
+# xmm/ymm/zmm as the contract names them; tmm (AMX tiles) and k (AVX-512 opmask registers) are counted too,
+# so a -march=native leak shows.
+REGISTER_CLASSES = ("xmm", "ymm", "zmm", "tmm", "k")
+_REGISTER = re.compile(r"%(?:([xyzt])mm(\d+)|k([0-7])\b)")
+# AVX-512-only instructions that may use xmm/ymm registers (AVX-512VL) or none at all: EVEX-only mnemonics.
+_AVX512_MNEMONIC = re.compile(
+    r"^(?:vpternlog|vperm[it]2|vpro[lr]|vpmov(?:[dqw][bdw]|s[dqw]|us[dqw]|[bdqw]2m|m2[bdqw])|vpcompress|vcompress|"
+    r"vpexpand|vexpand|vpconflict|vplzcnt|vrndscale|vreduce|vgetexp|vgetmant|vscalef|vfixupimm|vrcp14|vrsqrt14|"
+    r"vpabsq|vp(?:max|min)[su]q|vpsraq|vpmullq|vcvt(?:t?p[sd]2u[dq]q?|t?p[sd]2qq|u[dq]q2p[sd]|qq2p[sd]|usi2s[sd]|t?s[sd]2usi)|"
+    r"vbroadcast[fi](?:32x[248]|64x[24])|vextract[fi](?:32x[48]|64x[24])|vinsert[fi](?:32x[48]|64x[24])|"
+    r"vshuf[fi](?:32x4|64x2)|valign[dq]|vpblendm|vblendm|vptestn?m|vmovdq[au](?:8|16|32|64)|vpcmpu?[bwdq]\b|"
+    r"vpbroadcastm|vpermw|vpsrlvw|vpsravw|vpsllvw|vpdp|vdpbf16|vcvtne2?ps2bf16|kmov|kand|kor|kxor|kxnor|knot|"
+    r"kortest|ktest|kshift|kunpck|kadd)"
+)
+# x86-64-v3 instructions on general registers: BMI1, BMI2, LZCNT, MOVBE. Not tzcnt: compilers emit `rep bsf`
+# for any CPU (it runs as bsf where TZCNT is missing) and objdump shows it as tzcnt.
+_V3_SCALAR_MNEMONIC = re.compile(
+    r"^(?:andn|bextr|blsi|blsmsk|blsr|bzhi|mulx|pdep|pext|rorx|sarx|shlx|shrx|lzcnt|movbe)[lqw]?$"
+)
+
+
+class IsaEvidence(TypedDict):
+    avx512: int
+    v3Scalar: int
 
 
 class IsaCheckResult(TypedDict):
     passed: bool
     forbidden: list[str]
     counts: dict[str, int]
+    evidence: IsaEvidence
+    requiredX86Level: int | None
+
+
+def _mnemonic(line: str) -> str:
+    """The instruction of an objdump line ("  1139:\tvpternlogd $0x96,%ymm1,...") without prefixes."""
+    parts = line.split("\t")
+    if len(parts) < 2:
+        return ""
+    words = parts[-1].split()
+    while words and words[0] in ("lock", "rep", "repz", "repnz", "repe", "repne", "notrack", "bnd", "{evex}"):
+        words = words[1:]
+    return words[0] if words else ""
 
 
 def count_registers(lines: Iterable[str]) -> dict[str, int]:
+    return scan_disassembly(lines)[0]
+
+
+def scan_disassembly(lines: Iterable[str]) -> tuple[dict[str, int], IsaEvidence]:
+    """Register-class counts and AVX-512 / v3-scalar evidence of `objdump -d` output."""
     counts = dict.fromkeys(REGISTER_CLASSES, 0)
+    evidence: IsaEvidence = {"avx512": 0, "v3Scalar": 0}
     for line in lines:
+        avx512 = False
         for m in _REGISTER.finditer(line):
-            counts[m.group(1) + "mm"] += 1
-    return counts
+            if m.group(3) is not None:
+                counts["k"] += 1
+                avx512 = True
+            else:
+                counts[m.group(1) + "mm"] += 1
+                avx512 = avx512 or (m.group(1) in "xy" and int(m.group(2)) >= 16)
+        mnemonic = _mnemonic(line)
+        if avx512 or _AVX512_MNEMONIC.match(mnemonic):
+            evidence["avx512"] += 1
+        elif _V3_SCALAR_MNEMONIC.match(mnemonic):
+            evidence["v3Scalar"] += 1
+    return counts, evidence
 
 
-def disassembly_counts(so_path: Path) -> dict[str, int]:
+def required_x86_level(counts: dict[str, int], evidence: IsaEvidence, target_level: int | None) -> int | None:
+    """The x86-64 level the code needs: the target's, raised by what the machine code shows.
+
+    zmm, opmask or other AVX-512-only instructions ⇒ 4; ymm or BMI/LZCNT/MOVBE ⇒ 3; else the target's level
+    (None for a GPU target whose host code shows neither: SSE2 is part of every x86-64 CPU).
+    """
+    seen = None
+    if counts.get("zmm", 0) or counts.get("k", 0) or evidence["avx512"]:
+        seen = 4
+    elif counts.get("ymm", 0) or evidence["v3Scalar"]:
+        seen = 3
+    if target_level is None:
+        return seen
+    return max(target_level, seen or 0)
+
+
+def disassembly_counts(so_path: Path) -> tuple[dict[str, int], IsaEvidence]:
     """Streams `objdump -d` (a big .so disassembles to gigabytes of text) and counts register uses."""
     proc = subprocess.Popen(
         ["objdump", "-d", "--no-show-raw-insn", str(so_path)],
@@ -43,17 +118,31 @@ def disassembly_counts(so_path: Path) -> dict[str, int]:
         errors="replace",
     )
     assert proc.stdout is not None and proc.stderr is not None
-    counts = count_registers(proc.stdout)
+    counts = scan_disassembly(proc.stdout)
     stderr = proc.stderr.read()
     if proc.wait() != 0:
         raise DriverError(ErrorCode.DRIVER_CRASHED, f"objdump -d failed on {so_path.name}: {stderr.strip()[:2000]}")
     return counts
 
 
-def check_isa(so_paths: list[Path], forbidden: list[str]) -> IsaCheckResult:
+def check_isa(so_paths: list[Path], forbidden: list[str], target_level: int | None = None) -> IsaCheckResult:
+    """Forbidden register classes, and the level the code needs. A CPU target (with a level) whose code needs a
+    higher level fails too: its devices would die with SIGILL. A GPU target (no level) requires what it needs."""
     total = dict.fromkeys(REGISTER_CLASSES, 0)
+    evidence: IsaEvidence = {"avx512": 0, "v3Scalar": 0}
     for so in so_paths:
-        for cls, n in disassembly_counts(so).items():
+        counts, ev = disassembly_counts(so)
+        for cls, n in counts.items():
             total[cls] += n
+        for key in evidence:
+            evidence[key] += ev[key]  # type: ignore[literal-required]
     bad = [cls for cls in forbidden if total.get(cls, 0) > 0]
-    return {"passed": not bad, "forbidden": list(forbidden), "counts": total}
+    level = required_x86_level(total, evidence, target_level)
+    above_target = target_level is not None and level is not None and level > target_level
+    return {
+        "passed": not bad and not above_target,
+        "forbidden": list(forbidden),
+        "counts": total,
+        "evidence": evidence,
+        "requiredX86Level": level,
+    }

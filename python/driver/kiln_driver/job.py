@@ -8,6 +8,9 @@ from typing import Any, Literal, TypedDict
 
 from .errors import DriverError, ErrorCode
 
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "fp16")
+
 
 class Toolchain(TypedDict):
     torch: str
@@ -19,7 +22,7 @@ class Tolerance(TypedDict):
     rtol: float
 
 
-class Recipe(TypedDict):
+class _RecipeRequired(TypedDict):
     targetId: str
     recipeVersion: int
     device: Literal["cpu", "cuda"]
@@ -27,6 +30,10 @@ class Recipe(TypedDict):
     inductorConfigs: dict[str, str | int | float | bool]
     forbiddenRegisters: list[str]
     tolerance: Tolerance
+
+
+class Recipe(_RecipeRequired, total=False):
+    precision: Precision  # absent = fp32
 
 
 class JobRequires(TypedDict):
@@ -96,6 +103,8 @@ def parse_job(raw: Any) -> Job:
     forbidden = _need(recipe, "forbiddenRegisters", list, "recipe")
     if not all(isinstance(r, str) for r in forbidden):
         raise _bad("recipe.forbiddenRegisters must be strings")
+    if "precision" in recipe and recipe["precision"] not in PRECISIONS:
+        raise _bad(f"recipe.precision must be one of {list(PRECISIONS)}, not {recipe['precision']!r}")
     tolerance = _need(recipe, "tolerance", dict, "recipe")
     for key in ("atol", "rtol"):
         if _need(tolerance, key, (int, float), "recipe.tolerance") < 0:
@@ -113,6 +122,10 @@ def parse_job(raw: Any) -> Job:
         raise _bad("timing.warmup must be >= 0 and timing.runs >= 1")
     _need(raw, "seed", int, "job")
     return raw  # type: ignore[no-any-return]
+
+
+def recipe_precision(recipe: Recipe) -> Precision:
+    return recipe.get("precision", "fp32")
 
 
 def load_job(path: Path) -> Job:

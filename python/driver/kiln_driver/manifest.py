@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from .isa import IsaCheckResult
+from .job import Precision
 from .progress import dumps
+from .toolchain import BuildGpu
 from .verify import TimingResult, VerificationResult
 
 MANIFEST_VERSION: Literal[1] = 1
@@ -56,6 +58,7 @@ class BuildHost(TypedDict):
 class BuildInfo(TypedDict):
     compileSeconds: float
     host: BuildHost
+    gpu: BuildGpu | None
     sandbox: dict[str, Any]
     finishedAt: str
 
@@ -81,6 +84,7 @@ class ArtifactManifest(TypedDict):
     modelContentHash: str
     cacheKey: str
     format: Literal["aoti-package-parts"]
+    precision: Precision
     parts: list[ArtifactPart]
     requires: ArtifactRequirements
     toolchain: ArtifactToolchain

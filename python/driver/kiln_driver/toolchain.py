@@ -5,11 +5,15 @@ A mismatch is TOOLCHAIN_MISMATCH (exit 1): another worker may have the right too
 
 from __future__ import annotations
 
+import ctypes
+import os
 import platform
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from .errors import DriverError, ErrorCode
 from .job import Job
@@ -21,6 +25,57 @@ _X86_LEVEL_FLAGS: dict[int, frozenset[str]] = {
     3: frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}),
     4: frozenset({"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}),
 }
+
+
+class BuildGpu(TypedDict):
+    name: str
+    computeCapability: str
+    driverVersion: str | None
+    cudaDriverVersion: str | None
+    cudaRuntime: str | None
+    visibleDevices: int
+    cudaVisibleDevices: str | None
+
+
+_NVIDIA_PROC_VERSION = Path("/proc/driver/nvidia/version")
+_KERNEL_MODULE_VERSION = re.compile(r"Kernel Module\b.*?\s(\d+\.\d+(?:\.\d+)?)\s")
+
+
+def nvidia_kernel_driver_version(path: Path = _NVIDIA_PROC_VERSION) -> str | None:
+    """'580.159.04' from /proc/driver/nvidia/version (readable inside the sandbox; no nvidia-smi needed)."""
+    try:
+        m = _KERNEL_MODULE_VERSION.search(path.read_text(errors="replace"))
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
+def cuda_driver_api_version() -> str | None:
+    """The CUDA version the installed driver supports (cuDriverGetVersion: 13000 -> '13.0')."""
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+        version = ctypes.c_int(0)
+        if libcuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return f"{version.value // 1000}.{(version.value % 1000) // 10}"
+
+
+def build_gpu() -> BuildGpu:
+    """The GPU this build compiles for (device 0 of what the job may see: the worker pins one per job)."""
+    import torch
+
+    major, minor = torch.cuda.get_device_capability(0)
+    return {
+        "name": torch.cuda.get_device_name(0),
+        "computeCapability": f"{major}.{minor}",
+        "driverVersion": nvidia_kernel_driver_version(),
+        "cudaDriverVersion": cuda_driver_api_version(),
+        "cudaRuntime": torch.version.cuda,
+        "visibleDevices": torch.cuda.device_count(),
+        "cudaVisibleDevices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ crashes), and finally one `result`.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gc
 import json
 import os
@@ -18,10 +20,11 @@ import signal
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
-from .compare import compare_outputs, median_ms, sync
+from .compare import compare_outputs, ieee_fp32, interleaved_best_ms, sync
 from .errors import DriverError, ErrorCode, short_traceback
 from .input_checks import accepted_dims, is_input_range_error, narrowed_dims, narrowed_range_error
 from .inputs import InputPlan, call_args, input_shapes, materialize
@@ -36,7 +39,7 @@ class WeightsPartRef(TypedDict):
     path: str
 
 
-class VerifyRequest(TypedDict):
+class _VerifyRequestRequired(TypedDict):
     codePart: str
     weightsParts: list[WeightsPartRef]
     portableModel: str
@@ -48,7 +51,12 @@ class VerifyRequest(TypedDict):
     workDir: str
 
 
-class VerificationResult(TypedDict):
+class VerifyRequest(_VerifyRequestRequired, total=False):
+    # What the artifact computes in; the reference is always the fp32 portable graph. Absent = fp32.
+    precision: str
+
+
+class _VerificationRequired(TypedDict):
     passed: bool
     atol: float
     rtol: float
@@ -57,6 +65,11 @@ class VerificationResult(TypedDict):
     inputShapes: list[list[list[int]]]
     freshProcess: bool
     device: str
+
+
+class VerificationResult(_VerificationRequired, total=False):
+    referencePrecision: Literal["fp32"]
+    tf32: bool  # CUDA only: whether TF32 was allowed (never)
 
 
 class TimingResult(TypedDict):
@@ -105,6 +118,27 @@ def _clone(values: list[Any]) -> list[Any]:
     return [v.clone() if isinstance(v, torch.Tensor) else v for v in values]
 
 
+@contextlib.contextmanager
+def exclusive_timing() -> Iterator[None]:
+    """Holds the build host's timing lock (KILN_TIMING_LOCK, a file the worker creates) while timing, so
+    builds running side by side on one host take turns to measure instead of measuring each other."""
+    path = os.environ.get("KILN_TIMING_LOCK")
+    if not path:
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        log.warning("timing lock %s unavailable (%s); timing without it", path, exc)
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 class _Child:
     """The verifier process: assemble, load, compare on every input set, time."""
 
@@ -114,6 +148,7 @@ class _Child:
         self.plan = request["inputPlan"]
         self.device = self.plan["device"]
         self.ep: Any = None
+        self.tf32 = False
 
     def step(self, name: str) -> None:
         log.info("verifier: %s (%.1f s)", name.replace("_", " "), self.events.elapsed())
@@ -129,6 +164,8 @@ class _Child:
         work = Path(self.req["workDir"])
         work.mkdir(parents=True, exist_ok=True)
         os.environ["AOTI_RUNTIME_CHECK_INPUTS"] = "1"
+        # Before anything runs: the portable graph and the artifact's cuBLAS/cuDNN calls read these at run time.
+        self.tf32 = ieee_fp32(self.device)
 
         self.step("assemble")
         package = assemble_package(
@@ -177,10 +214,15 @@ class _Child:
                     expected = self.call(reference, _clone(flat))
                 except Exception as exc:
                     if i == 0:  # the export-hint sizes must work: the user exported with them
+                        # On CUDA this can be the program rather than the inputs: an export made on the CPU may
+                        # hold views that only fit the CPU kernels' output strides (seen: nn.MultiheadAttention's
+                        # fp32 attention output on an H100).
+                        where = f"on {self.device}: {type(exc).__name__}: {exc}"
+                        details = {"inputShapes": input_shapes(specs), "device": self.device}
                         raise DriverError(
                             ErrorCode.INVALID_MODEL,
-                            f"the portable graph fails on synthesized inputs: {type(exc).__name__}: {exc}",
-                            {"inputShapes": input_shapes(specs), "traceback": short_traceback(exc)},
+                            f"the portable graph fails on synthesized inputs {where}",
+                            {**details, "traceback": short_traceback(exc)},
                         ) from exc
                     log.warning("skipping input set %s (the portable graph rejects it): %s", input_shapes(specs), exc)
                     continue
@@ -225,15 +267,27 @@ class _Child:
             "inputShapes": [shapes for _, _, shapes in sets],
             "freshProcess": True,
             "device": self.device,
+            "referencePrecision": "fp32",
         }
-        log.info("verification: passed=%s maxAbsError=%.3g maxRelError=%.3g", not problems, max_abs, max_rel)
+        if self.device.startswith("cuda"):
+            verification["tf32"] = self.tf32
+        precision = self.req.get("precision", "fp32")
+        log.info(
+            "verification (%s artifact vs fp32 portable graph, on %s): passed=%s maxAbsError=%.3g maxRelError=%.3g",
+            precision,
+            self.device,
+            not problems,
+            max_abs,
+            max_rel,
+        )
         if problems:
             for p in problems[:20]:
                 log.error("mismatch: %s", p)
+            lowered = f" (computing in {precision})" if precision != "fp32" else ""
             raise DriverError(
                 ErrorCode.NUMERIC_MISMATCH,
-                f"the compiled artifact differs from the portable graph beyond atol={atol} rtol={rtol}",
-                {**verification, "problems": problems[:50]},
+                f"the compiled artifact{lowered} differs from the portable graph beyond atol={atol} rtol={rtol}",
+                {**verification, "precision": precision, "problems": problems[:50]},
             )
         return verification
 
@@ -241,9 +295,10 @@ class _Child:
         import torch
 
         warmup, runs = self.req["warmup"], self.req["runs"]
-        with torch.no_grad():
-            eager_ms = median_ms(lambda: self.call(reference, flat), warmup, runs, self.device)
-            compiled_ms = median_ms(lambda: self.call(compiled, flat), warmup, runs, self.device)
+        with torch.no_grad(), exclusive_timing():
+            eager_ms, compiled_ms = interleaved_best_ms(
+                [lambda: self.call(reference, flat), lambda: self.call(compiled, flat)], warmup, runs, self.device
+            )
         timing: TimingResult = {
             "eagerMs": round(eager_ms, 4),
             "compiledMs": round(compiled_ms, 4),

@@ -26,10 +26,12 @@ MANIFEST_KEYS = {
     "modelContentHash",
     "cacheKey",
     "format",
+    "precision",
     "parts",
     "requires",
     "toolchain",
     "isaCheck",
+    "inputRanges",
     "verification",
     "timing",
     "build",
@@ -37,7 +39,7 @@ MANIFEST_KEYS = {
 SUB_KEYS = {
     "requires": {"os", "arch", "x86Level", "computeCapability", "torch", "glibc", "glibcxx"},
     "toolchain": {"torch", "python", "cxx", "cudaRuntime", "inductorConfigs"},
-    "isaCheck": {"passed", "forbidden", "counts"},
+    "isaCheck": {"passed", "forbidden", "counts", "evidence", "requiredX86Level"},
     "verification": {
         "passed",
         "atol",
@@ -47,9 +49,10 @@ SUB_KEYS = {
         "inputShapes",
         "freshProcess",
         "device",
+        "referencePrecision",
     },
     "timing": {"eagerMs", "compiledMs", "speedup", "runs", "threads", "inputShapes"},
-    "build": {"compileSeconds", "host", "sandbox", "finishedAt"},
+    "build": {"compileSeconds", "host", "gpu", "sandbox", "finishedAt"},
 }
 
 
@@ -87,6 +90,8 @@ def test_manifest_matches_the_contract(mlp_v3: DriverRun) -> None:
     assert m["format"] == "aoti-package-parts"
     assert (m["recipeHash"], m["modelContentHash"], m["cacheKey"]) == ("ab" * 32, "cd" * 32, "ef" * 32)
     assert m["requires"]["x86Level"] == 3 and m["requires"]["computeCapability"] is None
+    assert m["precision"] == "fp32" and m["build"]["gpu"] is None
+    assert m["verification"]["referencePrecision"] == "fp32" and "tf32" not in m["verification"]
     assert m["requires"]["torch"] == torch.__version__
     assert m["build"]["host"]["cpuModel"] == "test host"
     assert m["build"]["sandbox"]["network"] is False  # copied verbatim from the job
@@ -130,8 +135,9 @@ def test_parts_on_disk_match_their_hashes(mlp_v3: DriverRun) -> None:
 def test_isa_check_found_no_avx512(mlp_v3: DriverRun) -> None:
     isa = mlp_v3.manifest["isaCheck"]
     assert isa["passed"] is True and isa["forbidden"] == ["zmm"]
-    assert isa["counts"]["zmm"] == 0
+    assert isa["counts"]["zmm"] == 0 and isa["counts"]["k"] == 0 and isa["evidence"]["avx512"] == 0
     assert isa["counts"]["ymm"] > 0  # it really is AVX2 code, not scalar
+    assert isa["requiredX86Level"] == 3  # derived from the code: the target's level, not higher
 
 
 def test_libc_needs_recorded(mlp_v3: DriverRun) -> None:

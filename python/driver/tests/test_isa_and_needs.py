@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from kiln_driver.elf_needs import highest, parse_dynamic_symbols, read_needs
-from kiln_driver.isa import check_isa, count_registers
+from kiln_driver.isa import check_isa, count_registers, required_x86_level, scan_disassembly
 
 SOURCE = r"""
 #include <stddef.h>
@@ -55,7 +55,42 @@ def test_count_registers_on_disassembly_text() -> None:
         "  1160:\ttileloadd (%rax,%rbx,1),%tmm0",
         "  1170:\tcall   1030 <memcpy@plt>   # mentions xmm in a symbol name: memcpy_xmm",
     ]
-    assert count_registers(lines) == {"xmm": 2, "ymm": 3, "zmm": 4, "tmm": 1}
+    assert count_registers(lines) == {"xmm": 2, "ymm": 3, "zmm": 4, "tmm": 1, "k": 0}
+
+
+def test_avx512_without_zmm_and_bmi_are_evidence() -> None:
+    # What GCC emits with -march=native on an AVX-512 host that prefers 256-bit vectors.
+    lines = [
+        "  10:\tvpternlogd $0x96,%ymm1,%ymm2,%ymm3",
+        "  20:\tvmovdqu32 %ymm17,(%rax)",
+        "  30:\tvaddps %xmm1,%xmm2,%xmm3{%k1}",
+        "  40:\tkmovw  %k1,%eax",
+        "  50:\tshlx   %rax,%rdx,%rcx",
+        "  60:\tvcvtdq2ps %ymm0,%ymm1",  # AVX, not AVX-512
+        "  70:\ttzcnt  %eax,%eax",  # rep bsf: runs anywhere
+        "0000000000001139 <kernel_avx512>:",
+    ]
+    counts, evidence = scan_disassembly(lines)
+    assert counts["zmm"] == 0 and counts["k"] == 2
+    assert evidence == {"avx512": 4, "v3Scalar": 1}
+    assert required_x86_level(counts, evidence, None) == 4
+
+
+def test_required_level_rules() -> None:
+    none = {"avx512": 0, "v3Scalar": 0}
+    assert required_x86_level({"zmm": 1}, none, None) == 4
+    assert required_x86_level({"ymm": 5, "zmm": 0}, none, None) == 3
+    assert required_x86_level({"xmm": 9}, {"avx512": 0, "v3Scalar": 2}, None) == 3
+    assert required_x86_level({"xmm": 9}, none, None) is None  # SSE2 is every x86-64 CPU
+    assert required_x86_level({"xmm": 9}, none, 2) == 2  # the target's level when the code shows nothing more
+    assert required_x86_level({"ymm": 1}, none, 4) == 4  # never below the target's
+
+
+def test_cpu_target_whose_code_needs_more_fails(shared_objects: dict[str, Path]) -> None:
+    result = check_isa([shared_objects["avx512"]], [], target_level=3)
+    assert result["requiredX86Level"] == 4 and result["passed"] is False
+    gpu_like = check_isa([shared_objects["avx512"]], [], target_level=None)
+    assert gpu_like["requiredX86Level"] == 4 and gpu_like["passed"] is True
 
 
 OBJDUMP_T = """

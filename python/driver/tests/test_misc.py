@@ -31,6 +31,7 @@ def test_parse_job_accepts_the_contract() -> None:
         lambda j: j["timing"].update(runs=0),
         lambda j: j.update(seed=True),
         lambda j: j["recipe"]["toolchain"].update(cxx=""),
+        lambda j: j["recipe"].update(precision="int8"),
     ],
 )
 def test_parse_job_rejects_bad_jobs(mutate) -> None:
@@ -39,6 +40,20 @@ def test_parse_job_rejects_bad_jobs(mutate) -> None:
     with pytest.raises(DriverError) as info:
         parse_job(job)
     assert info.value.code == "INTERNAL" and info.value.exit_code == 3
+
+
+def test_nvidia_kernel_driver_version(tmp_path: Path) -> None:
+    from kiln_driver.toolchain import nvidia_kernel_driver_version
+
+    proc = tmp_path / "version"
+    proc.write_text(
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (dvs-builder@U22)\n"
+        "GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)\n"
+    )
+    assert nvidia_kernel_driver_version(proc) == "580.159.04"
+    proc.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\n")
+    assert nvidia_kernel_driver_version(proc) == "550.54.15"
+    assert nvidia_kernel_driver_version(tmp_path / "missing") is None
 
 
 def test_compare_outputs_within_tolerance() -> None:

@@ -6,6 +6,12 @@ client = KilnClient("http://kiln:3000", token)          # or KILN_API_URL / KILN
 resolution = client.resolve("resnet-edge@prod", fingerprint=probe_fingerprint())
 with load(resolution, client) as model:                   # verified before anything is loaded
     y = model(x)
+
+Compiling from a pipeline (API key, not a device token):
+
+from kiln_runtime import compile_remote
+
+result = compile_remote(exported_program, model="resnet-edge", targets=["linux-x86_64-v3"])
 """
 
 __version__ = "0.1.0"
@@ -24,11 +30,14 @@ from .errors import (
 from .loader import LoadedModel, load, verify_artifact
 from .needs import NeedsCheck, check_needs
 from .probe import probe_fingerprint
+from .remote_compile import CompiledArtifact, CompileResult, StorageError, TargetResult, compile_remote
 from .resolution import PortableFallback, Resolution, ResolvedArtifact, ResolvedPart
 
 __all__ = [
     "ApiError",
     "Cache",
+    "CompileResult",
+    "CompiledArtifact",
     "ErrorCode",
     "FetchedArtifact",
     "IncompatibleArtifactError",
@@ -42,10 +51,13 @@ __all__ = [
     "Resolution",
     "ResolvedArtifact",
     "ResolvedPart",
+    "StorageError",
+    "TargetResult",
     "VerificationError",
     "VerifiedManifest",
     "__version__",
     "check_needs",
+    "compile_remote",
     "load",
     "probe_fingerprint",
     "verify_artifact",

@@ -45,7 +45,8 @@ export class ApiKeyGuard implements CanActivate {
   }
 }
 
-function presentedKey(req: Request): string | null {
+/** The key a request presents: `Authorization: Bearer <key>` or `X-Api-Key: <key>`. */
+export function presentedKey(req: Pick<Request, 'headers'>): string | null {
   const header = req.headers.authorization;
   if (header?.startsWith('Bearer ')) return header.slice('Bearer '.length).trim();
   const apiKey = req.headers['x-api-key'];

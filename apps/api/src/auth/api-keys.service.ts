@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
+import { LRUCache } from 'lru-cache';
 import { InjectRepository } from '@nestjs/typeorm';
 import { IsNull, Repository } from 'typeorm';
 import { ApiKeyEntity, type ApiKeyKind } from '@kiln/database';
@@ -14,6 +15,12 @@ const KEY_PREFIX: Record<ApiKeyKind, string> = { api: 'kiln', device: 'kdev' };
  */
 @Injectable()
 export class ApiKeysService {
+  /**
+   * Every request authenticates, and devices resolve often: answers are cached for a short while, keyed by
+   * the key's hash (never the key itself). A revoked key therefore stops working within AUTH_CACHE_TTL_MS.
+   */
+  private readonly cache = new LRUCache<string, { auth: AuthContext | null }>({ max: 50_000, ttl: AUTH_CACHE_TTL_MS });
+
   constructor(@InjectRepository(ApiKeyEntity) private readonly keys: Repository<ApiKeyEntity>) {}
 
   async create(tenantId: string, kind: ApiKeyKind, name: string): Promise<{ key: string; entity: ApiKeyEntity }> {
@@ -31,14 +38,23 @@ export class ApiKeysService {
   async authenticate(presented: string): Promise<AuthContext | null> {
     const match = /^(kiln|kdev)_([0-9a-f]{12})_[A-Za-z0-9_-]{20,100}$/.exec(presented);
     if (!match) return null;
+    const presentedHash = hashKey(presented);
+    const cached = this.cache.get(presentedHash);
+    if (cached) return cached.auth;
     const row = await this.keys.findOne({ where: { prefix: `${match[1]}_${match[2]}`, revokedAt: IsNull() } });
-    if (!row) return null;
-    const a = Buffer.from(row.keyHash, 'hex');
-    const b = Buffer.from(hashKey(presented), 'hex');
-    if (a.length !== b.length || !timingSafeEqual(a, b)) return null;
-    return { tenantId: row.tenantId, keyId: row.id, kind: row.kind };
+    let auth: AuthContext | null = null;
+    if (row) {
+      const a = Buffer.from(row.keyHash, 'hex');
+      const b = Buffer.from(presentedHash, 'hex');
+      if (a.length === b.length && timingSafeEqual(a, b))
+        auth = { tenantId: row.tenantId, keyId: row.id, kind: row.kind };
+    }
+    this.cache.set(presentedHash, { auth });
+    return auth;
   }
 }
+
+export const AUTH_CACHE_TTL_MS = 30_000;
 
 function hashKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');

@@ -12,7 +12,16 @@ export function httpStatusFor(code: ErrorCode): HttpStatus {
     case ErrorCode.FORBIDDEN:
       return HttpStatus.FORBIDDEN;
     case ErrorCode.NOT_FOUND:
+    case ErrorCode.UPLOAD_NOT_FOUND:
       return HttpStatus.NOT_FOUND;
+    case ErrorCode.UPLOAD_EXPIRED:
+    case ErrorCode.UPLOAD_ABORTED:
+      return HttpStatus.GONE;
+    case ErrorCode.UPLOAD_INCOMPLETE:
+    case ErrorCode.UPLOAD_COMPLETING:
+      return HttpStatus.CONFLICT;
+    case ErrorCode.UPLOAD_CHECKSUM_MISMATCH:
+      return HttpStatus.UNPROCESSABLE_ENTITY;
     case ErrorCode.CONFLICT:
       return HttpStatus.CONFLICT;
     case ErrorCode.PAYLOAD_TOO_LARGE:
@@ -52,6 +61,8 @@ export function httpStatusFor(code: ErrorCode): HttpStatus {
     case ErrorCode.COMPILE_OOM:
     case ErrorCode.DRIVER_CRASHED:
     case ErrorCode.TOOLCHAIN_MISMATCH:
+    case ErrorCode.PRECISION_UNSUPPORTED:
+    case ErrorCode.INPUT_RANGE_NARROWED:
     case ErrorCode.NO_WORKER:
     case ErrorCode.CANCELLED:
       return HttpStatus.CONFLICT;

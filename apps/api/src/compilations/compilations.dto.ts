@@ -53,3 +53,10 @@ export class BuildLogResponseDto {
   @ApiProperty() targetId!: string;
   @ApiProperty() log!: string;
 }
+
+export class CompilationEventsTokenResponseDto {
+  @ApiProperty({ description: 'Opens GET /v1/compilations/:id/events?token= for this compilation only' })
+  token!: string;
+  @ApiProperty() expiresAt!: string;
+  @ApiProperty({ description: 'The event stream URL with the token, relative to the API' }) url!: string;
+}

@@ -1,13 +1,20 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { ArtifactEntity, BuildEntity, CompilationEntity } from '@kiln/database';
+import { ApiKeyEntity, ArtifactEntity, BuildEntity, CompilationEntity } from '@kiln/database';
+import { AuthModule } from '../auth/auth.module.js';
 import { VersionsModule } from '../versions/versions.module.js';
+import { CompilationEventsController } from './compilation-events.controller.js';
+import { CompilationEventsService } from './compilation-events.service.js';
 import { CompilationsController } from './compilations.controller.js';
 import { CompilationsService } from './compilations.service.js';
 
 @Module({
-  imports: [TypeOrmModule.forFeature([CompilationEntity, BuildEntity, ArtifactEntity]), VersionsModule],
-  controllers: [CompilationsController],
-  providers: [CompilationsService],
+  imports: [
+    TypeOrmModule.forFeature([CompilationEntity, BuildEntity, ArtifactEntity, ApiKeyEntity]),
+    VersionsModule,
+    AuthModule,
+  ],
+  controllers: [CompilationsController, CompilationEventsController],
+  providers: [CompilationsService, CompilationEventsService],
 })
 export class CompilationsModule {}

@@ -1,6 +1,19 @@
 import { ApiProperty } from '@nestjs/swagger';
-import { IsInt, IsNotEmpty, IsObject, IsOptional, IsString, Matches, MaxLength, Min } from 'class-validator';
-import type { DeviceFingerprint } from '@kiln/matching';
+import {
+  ArrayMaxSize,
+  IsArray,
+  IsIn,
+  IsInt,
+  IsNotEmpty,
+  IsObject,
+  IsOptional,
+  IsString,
+  Matches,
+  MaxLength,
+  Min,
+} from 'class-validator';
+import type { ArtifactPrecision } from '@kiln/contracts';
+import { ARTIFACT_PRECISIONS, type DeviceFingerprint } from '@kiln/matching';
 
 export class ResolveRequestDto {
   @ApiProperty({
@@ -31,6 +44,21 @@ export class ResolveRequestDto {
   })
   @IsObject()
   fingerprint!: DeviceFingerprint;
+
+  @ApiProperty({
+    required: false,
+    type: [String],
+    enum: ARTIFACT_PRECISIONS,
+    example: ['fp32', 'bf16'],
+    description:
+      'Precisions this device accepts (default ["fp32"]). Reduced-precision artifacts (bf16, fp16) return ' +
+      'different numbers than the portable graph, so they are only chosen when listed here; fp32 is always accepted.',
+  })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(ARTIFACT_PRECISIONS.length)
+  @IsIn(ARTIFACT_PRECISIONS, { each: true })
+  acceptPrecisions?: ArtifactPrecision[];
 }
 
 export class ResolvedPartDto {

@@ -1,14 +1,31 @@
 import { Injectable } from '@nestjs/common';
+import { LRUCache } from 'lru-cache';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
 import { ErrorCode, KilnError } from '@kiln/contracts';
 import { ArtifactEntity, ChannelEntity, ModelEntity, ModelVersionEntity } from '@kiln/database';
-import { type Candidate, resolveArtifact, validateFingerprint } from '@kiln/matching';
+import { type Candidate, type DeviceFingerprint, resolveArtifact, validateFingerprint } from '@kiln/matching';
 import { ObjectStorage, objectKeys } from '@kiln/storage';
 import type { ResolutionResponseDto, ResolveRequestDto } from './resolver.dto.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * How long a resolver answer may be reused. Fleets resolve the same model from many identical devices, so
+ * answers are cached per (model reference, fingerprint, options); a channel move or a new artifact reaches
+ * devices within this time. Presigned URLs in a cached answer stay valid far longer (KILN_PRESIGN_TTL_S).
+ */
+export const RESOLUTION_CACHE_TTL_MS = 5_000;
+
+interface ResolutionContext {
+  model: ModelEntity;
+  version: ModelVersionEntity;
+  selectedBy: 'version' | 'channel' | 'latest';
+  channel: string | null;
+  signed: ArtifactEntity[];
+  unsigned: { artifactId: string; targetId: string; reasons: string[] }[];
+}
 
 /**
  * The resolver: which artifact of a model version a device should run. Matching itself is the pure
@@ -17,6 +34,13 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  */
 @Injectable()
 export class ResolverService {
+  // Promises, so concurrent misses for one model share a single database round trip.
+  private readonly contexts = new LRUCache<string, Promise<ResolutionContext>>({
+    max: 10_000,
+    ttl: RESOLUTION_CACHE_TTL_MS,
+  });
+  private readonly answers = new LRUCache<string, ResolutionResponseDto>({ max: 50_000, ttl: RESOLUTION_CACHE_TTL_MS });
+
   constructor(
     @InjectRepository(ModelEntity) private readonly models: Repository<ModelEntity>,
     @InjectRepository(ModelVersionEntity) private readonly versions: Repository<ModelVersionEntity>,
@@ -33,23 +57,54 @@ export class ResolverService {
         problems: checked.errors,
       });
     }
-    const { model, version, selectedBy, channel } = await this.findVersion(tenantId, dto);
+    const contextKey = [tenantId, dto.model, dto.version ?? '', dto.channel ?? ''].join('\0');
+    const answerKey = `${contextKey}\0${JSON.stringify(checked.value)}\0${(dto.acceptPrecisions ?? []).join(',')}`;
+    const cached = this.answers.get(answerKey);
+    if (cached) return cached;
+    const answer = await this.answer(await this.context(tenantId, contextKey, dto), checked.value, dto, tenantId);
+    this.answers.set(answerKey, answer);
+    return answer;
+  }
 
-    const rows = await this.artifacts.find({ where: { tenantId, modelContentHash: version.contentHash } });
-    const signed = rows.filter((a) => a.signature !== '');
-    const unsigned = rows
-      .filter((a) => a.signature === '')
-      .map((a) => ({
-        artifactId: a.id,
-        targetId: a.targetId,
-        reasons: ['not signed (built before artifact signing existed)'],
-      }));
+  private context(tenantId: string, key: string, dto: ResolveRequestDto): Promise<ResolutionContext> {
+    let pending = this.contexts.get(key);
+    if (!pending) {
+      pending = this.loadContext(tenantId, dto);
+      this.contexts.set(key, pending);
+      // Errors (unknown model, ...) are answered, not cached.
+      pending.catch(() => this.contexts.delete(key));
+    }
+    return pending;
+  }
+
+  private async loadContext(tenantId: string, dto: ResolveRequestDto): Promise<ResolutionContext> {
+    const found = await this.findVersion(tenantId, dto);
+    const rows = await this.artifacts.find({ where: { tenantId, modelContentHash: found.version.contentHash } });
+    return {
+      ...found,
+      signed: rows.filter((a) => a.signature !== ''),
+      unsigned: rows
+        .filter((a) => a.signature === '')
+        .map((a) => ({
+          artifactId: a.id,
+          targetId: a.targetId,
+          reasons: ['not signed (built before artifact signing existed)'],
+        })),
+    };
+  }
+
+  private async answer(
+    { model, version, selectedBy, channel, signed, unsigned }: ResolutionContext,
+    fingerprint: DeviceFingerprint,
+    dto: ResolveRequestDto,
+    tenantId: string,
+  ): Promise<ResolutionResponseDto> {
     const candidates: Candidate[] = signed.map((a) => ({
       artifactId: a.id,
       targetId: a.targetId,
       manifest: a.manifest,
     }));
-    const resolution = resolveArtifact(checked.value, candidates);
+    const resolution = resolveArtifact(fingerprint, candidates, { acceptPrecisions: dto.acceptPrecisions });
 
     const ttl = this.config.KILN_PRESIGN_TTL_S;
     const fallbackUrl = await this.storage.presignGet(version.objectKey, ttl, `${model.name}-v${version.number}.pt2`);

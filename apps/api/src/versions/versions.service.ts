@@ -4,11 +4,12 @@ import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
-import { ErrorCode, KilnError } from '@kiln/contracts';
+import { ErrorCode, KilnError, type Pt2Summary } from '@kiln/contracts';
 import { ModelEntity, ModelVersionEntity } from '@kiln/database';
 import { readPt2 } from '@kiln/pt2';
 import { ObjectStorage, objectKeys } from '@kiln/storage';
 import { ModelsService } from '../models/models.service.js';
+import { Sha256ByteSource } from './sha256-byte-source.js';
 import type { ModelVersionResponseDto } from './versions.dto.js';
 
 export const toVersionResponse = (v: ModelVersionEntity): ModelVersionResponseDto => ({
@@ -22,6 +23,10 @@ export const toVersionResponse = (v: ModelVersionEntity): ModelVersionResponseDt
   createdAt: v.createdAt.toISOString(),
   summary: v.summary,
 });
+
+/** Codes that mean the archive itself is refused (as opposed to a backing service failing). */
+const isRejection = (code: ErrorCode): boolean =>
+  code.startsWith('PT2_') || code === ErrorCode.UPLOAD_CHECKSUM_MISMATCH;
 
 const ACCEPTED_CONTENT_TYPES = ['application/octet-stream', 'application/zip', 'application/x-zip-compressed'];
 
@@ -65,37 +70,101 @@ export class VersionsService {
     const key = objectKeys.modelVersion(tenantId, versionId);
     const stored = await this.storage.putStream(key, body, { maxBytes });
     try {
-      if (stored.size === 0) throw new KilnError(ErrorCode.PT2_NOT_ZIP, 'The upload is empty.');
-      const summary = await readPt2(this.storage.byteSource(key, stored.size));
-      const version = await this.dataSource.transaction(async (tx) => {
-        // Serialises version numbering per model.
-        await tx.getRepository(ModelEntity).findOne({ where: { id: modelId }, lock: { mode: 'pessimistic_write' } });
-        const { max } = (await tx
-          .getRepository(ModelVersionEntity)
-          .createQueryBuilder('v')
-          .select('COALESCE(MAX(v.number), 0)', 'max')
-          .where('v.model_id = :modelId', { modelId })
-          .getRawOne<{ max: number }>()) ?? { max: 0 };
-        return tx.getRepository(ModelVersionEntity).save(
-          tx.getRepository(ModelVersionEntity).create({
-            id: versionId,
-            tenantId,
-            modelId,
-            number: Number(max) + 1,
-            objectKey: key,
-            sizeBytes: stored.size,
-            fileSha256: stored.sha256,
-            contentHash: summary.contentHash,
-            summary,
-            originalFilename: meta.filename,
-          }),
-        );
+      const version = await this.createFromStoredObject({
+        tenantId,
+        modelId,
+        versionId,
+        key,
+        size: stored.size,
+        sha256: stored.sha256,
+        filename: meta.filename,
       });
       return toVersionResponse(version);
     } catch (err) {
-      await this.storage.delete(key).catch((e: unknown) => this.logger.error(`Could not delete ${key}: ${String(e)}`));
+      // Nothing else could ever complete this upload: whatever went wrong, its bytes go.
+      await this.deleteObject(key);
       throw err;
     }
+  }
+
+  /**
+   * The one way a stored .pt2 becomes a version, for the direct upload and for completed multipart uploads
+   * (apps/api/src/uploads): validate the object where it lies with the TypeScript .pt2 reader (ranged reads,
+   * nothing buffered whole), then number and record the version. When the caller does not know the file's
+   * sha256 yet (multipart: the API never saw the bytes), it is computed from the validator's own reads.
+   *
+   * A rejected archive (any PT2_* code, or a sha256 other than `expectedSha256`) is deleted before the error
+   * is rethrown, so nothing half-stored remains. Other errors (S3 or PostgreSQL unavailable) leave the
+   * object in place for the caller to retry or delete.
+   */
+  async createFromStoredObject(input: {
+    tenantId: string;
+    modelId: string;
+    versionId: string;
+    key: string;
+    size: number;
+    sha256: string | null;
+    expectedSha256?: string | null;
+    filename: string;
+  }): Promise<ModelVersionEntity> {
+    const { tenantId, modelId, versionId, key, size } = input;
+    let summary: Pt2Summary;
+    let fileSha256: string;
+    try {
+      if (size === 0) throw new KilnError(ErrorCode.PT2_NOT_ZIP, 'The upload is empty.');
+      const objectSource = this.storage.byteSource(key, size);
+      if (input.sha256 !== null) {
+        summary = await readPt2(objectSource);
+        fileSha256 = input.sha256;
+      } else {
+        const hashing = new Sha256ByteSource(objectSource);
+        summary = await readPt2(hashing);
+        fileSha256 = await hashing.digest();
+      }
+      if (input.expectedSha256 && input.expectedSha256.toLowerCase() !== fileSha256) {
+        throw new KilnError(
+          ErrorCode.UPLOAD_CHECKSUM_MISMATCH,
+          `The stored file's sha256 is ${fileSha256}, not the ${input.expectedSha256} the client declared.`,
+          { expected: input.expectedSha256, actual: fileSha256 },
+        );
+      }
+    } catch (err) {
+      if (err instanceof KilnError && isRejection(err.code)) await this.deleteObject(key);
+      throw err;
+    }
+    return this.dataSource.transaction(async (tx) => {
+      // Serialises version numbering per model.
+      await tx.getRepository(ModelEntity).findOne({ where: { id: modelId }, lock: { mode: 'pessimistic_write' } });
+      const { max } = (await tx
+        .getRepository(ModelVersionEntity)
+        .createQueryBuilder('v')
+        .select('COALESCE(MAX(v.number), 0)', 'max')
+        .where('v.model_id = :modelId', { modelId })
+        .getRawOne<{ max: number }>()) ?? { max: 0 };
+      return tx.getRepository(ModelVersionEntity).save(
+        tx.getRepository(ModelVersionEntity).create({
+          id: versionId,
+          tenantId,
+          modelId,
+          number: Number(max) + 1,
+          objectKey: key,
+          sizeBytes: size,
+          fileSha256,
+          contentHash: summary.contentHash,
+          summary,
+          originalFilename: input.filename,
+        }),
+      );
+    });
+  }
+
+  /** The tenant's version with this id, or null (the uploads module checks for a version it completed). */
+  async find(tenantId: string, versionId: string): Promise<ModelVersionEntity | null> {
+    return this.versions.findOne({ where: { id: versionId, tenantId } });
+  }
+
+  private async deleteObject(key: string): Promise<void> {
+    await this.storage.delete(key).catch((e: unknown) => this.logger.error(`Could not delete ${key}: ${String(e)}`));
   }
 
   async list(tenantId: string, modelId: string): Promise<ModelVersionResponseDto[]> {

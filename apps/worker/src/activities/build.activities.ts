@@ -16,6 +16,7 @@ import { ObjectStorage, objectKeys } from '@kiln/storage';
 import { findTarget, recipeHash } from '@kiln/targets';
 import type { BuildActivities, BuildTargetInput, BuildTargetResult } from '@kiln/temporal';
 import { runCompileDriver } from '../build-runner/driver-runner.js';
+import { type GpuLease, gpuEnvironment } from '../build-runner/gpu-slots.js';
 import { HostService } from '../host/host.service.js';
 
 const HEARTBEAT_EVERY_MS = 5_000;
@@ -62,14 +63,24 @@ export class BuildActivitiesService implements BuildActivities {
     ctx.heartbeat({ phase });
     const downloadDir = path.join(this.config.workDir, 'downloads');
     const modelPath = path.join(downloadDir, `${input.buildId}-${attempt}.pt2`);
+    let gpu: GpuLease | null = null;
     try {
       const version = await this.versions.findOneByOrFail({ id: input.modelVersionId, tenantId: input.tenantId });
       await mkdir(downloadDir, { recursive: true });
       await pipeline(await this.storage.getStream(version.objectKey), createWriteStream(modelPath));
 
+      // A CUDA build holds one GPU of its compute capability from here to the end of the driver run: it compiles
+      // for it, verifies and times on it, and sees no other (CUDA_VISIBLE_DEVICES).
+      const gpuPool = this.host.gpuPoolFor(target.id);
+      if (gpuPool && gpuPool.available === 0) {
+        phase = 'waiting for a GPU';
+        ctx.heartbeat({ phase });
+      }
+      gpu = gpuPool ? await gpuPool.acquire(ctx.cancellationSignal) : null;
+
       let lastPhaseWrite = 0;
       const outcome = await runCompileDriver({
-        env: { KILN_TIMING_LOCK: await this.timingLock() },
+        env: { KILN_TIMING_LOCK: await this.timingLock(), ...(gpu ? gpuEnvironment(gpu) : {}) },
         pythonPath: this.config.resolvePath(this.config.KILN_PYTHON),
         modelPath,
         workRoot: path.join(this.config.workDir, 'jobs'),
@@ -83,7 +94,7 @@ export class BuildActivitiesService implements BuildActivities {
           modelContentHash: version.contentHash,
           cacheKey: input.cacheKey,
           requires: target.requires,
-          host: this.host.hostInfo(),
+          host: this.host.hostInfo(gpu?.index),
           timing: { warmup: 3, runs: 20 },
           seed: 0,
         },
@@ -120,6 +131,7 @@ export class BuildActivitiesService implements BuildActivities {
         await outcome.cleanup();
       }
     } finally {
+      gpu?.release();
       clearInterval(heartbeat);
       await rm(modelPath, { force: true });
     }

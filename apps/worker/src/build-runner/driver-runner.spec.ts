@@ -1,4 +1,3 @@
-/* eslint-disable @typescript-eslint/no-floating-promises -- node:test runs the promises describe()/it() return itself */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -86,6 +85,7 @@ describe('runCompileDriver', () => {
 
     const { manifest, partsDir } = outcome;
     assert.equal(manifest.target, target.id);
+    assert.equal(manifest.precision, 'fp32'); // the fake, like drivers before the field, wrote none
     assert.equal(manifest.parts.length, 2);
     for (const part of manifest.parts) {
       assert.equal((await stat(path.join(partsDir, part.sha256))).size, part.size);
@@ -190,6 +190,8 @@ describe('runCompileDriver', () => {
       ['symlink-part', /is a symlink/],
       ['wrong-key', /manifest cacheKey is "someone-elses-key"/],
       ['no-manifest', /no out\/manifest.json/],
+      ['wrong-precision', /manifest precision is "bf16", the recipe says fp32/],
+      ['lower-level', /manifest requires x86-64-v2, below the target's v3/],
     ] as const) {
       const f = failure((await build(mode)).outcome);
       assert.equal(f.code, ErrorCode.DRIVER_CRASHED, mode);

@@ -407,6 +407,26 @@ async function readManifest(outDir: string, job: RunCompileDriverOptions['job'])
   for (const key of ['requires', 'toolchain', 'isaCheck', 'verification', 'timing', 'build']) {
     if (!isObject(m[key])) throw new Error(`manifest.${key} is missing`);
   }
+  // What the artifact computes in and what it needs must be the job's: a bf16 artifact labelled fp32 would be
+  // handed to devices that never accepted bf16, one labelled for another GPU or a lower CPU level would crash.
+  const precision = job.recipe.precision ?? 'fp32';
+  if ((m.precision ?? 'fp32') !== precision) {
+    throw new Error(`manifest precision is ${JSON.stringify(m.precision)}, the recipe says ${precision}`);
+  }
+  m.precision = precision; // drivers from before the field wrote none: those builds were fp32
+  const requires = m.requires as Record<string, unknown>;
+  if (requires.computeCapability !== job.requires.computeCapability) {
+    throw new Error(
+      `manifest requires compute capability ${JSON.stringify(requires.computeCapability)}, the target ${JSON.stringify(job.requires.computeCapability)}`,
+    );
+  }
+  const level = requires.x86Level;
+  if (level !== null && (typeof level !== 'number' || !Number.isInteger(level))) {
+    throw new Error(`manifest requires x86Level ${JSON.stringify(level)}`);
+  }
+  if (job.requires.x86Level !== null && (level === null || level < job.requires.x86Level)) {
+    throw new Error(`manifest requires x86-64-v${String(level)}, below the target's v${job.requires.x86Level}`);
+  }
   const parts = m.parts;
   if (!Array.isArray(parts) || parts.length === 0) throw new Error('manifest lists no parts');
   if (parts.filter((p) => isObject(p) && p.role === 'code').length !== 1) {

@@ -1,12 +1,12 @@
-/* eslint-disable @typescript-eslint/no-floating-promises -- node:test runs the promises describe()/it() return itself */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { TARGETS, type TargetDefinition } from '@kiln/targets';
+import { CPU_TARGETS, CUDA_TARGETS, TARGETS, type TargetDefinition, taskQueueFor } from '@kiln/targets';
 import {
   buildableTargets,
+  buildQueues,
   type CommandResult,
   type CommandRunner,
   type HostProbe,
@@ -29,6 +29,7 @@ const ok = (stdout: string): CommandResult => ({ code: 0, stdout, stderr: '', er
 
 interface FakeHost {
   torch?: CommandResult;
+  gxx?: string;
   nvidiaSmi?: CommandResult | null;
   compilers?: Record<string, string>;
   sandboxCheck?: (pythonPath: string) => Promise<SandboxedPythonCheck>;
@@ -52,7 +53,7 @@ function fakeHost(host: FakeHost = {}): {
     if (name === 'ldd') return ok(fixture('commands/ldd-version-debian12.txt'));
     if (name === 'nvidia-smi' && host.nvidiaSmi) return host.nvidiaSmi;
     if (args[0] === '--version' && Object.values(executables).includes(file)) {
-      return ok(fixture('commands/gxx-version-debian12.txt'));
+      return ok(fixture(host.gxx ?? 'commands/gxx-version-debian12.txt'));
     }
     return { code: null, stdout: '', stderr: '', error: 'ENOENT' };
   };
@@ -108,7 +109,7 @@ describe('probeHost (recorded outputs)', () => {
   it('reads GPUs from nvidia-smi (recorded on the H100 machine)', async () => {
     const p = await probe('xeon-avx512.txt', { nvidiaSmi: ok(fixture('commands/nvidia-smi-h100.csv')) });
     assert.deepEqual(p.gpus, [
-      { name: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0', driverVersion: '580.159.04' },
+      { name: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0', driverVersion: '580.159.04', index: 0 },
     ]);
   });
 
@@ -139,28 +140,28 @@ describe('probeHost (recorded outputs)', () => {
 
 describe('buildableTargets', () => {
   it('an AVX-512 host with the recipe’s torch and g++ builds every x86 target', async () => {
-    const { buildable, rejected } = buildableTargets(await probe('xeon-avx512.txt'), TARGETS);
+    const { buildable, rejected } = buildableTargets(await probe('xeon-avx512.txt'), CPU_TARGETS);
     assert.deepEqual(ids(buildable), ['linux-x86_64-v2', 'linux-x86_64-v3', 'linux-x86_64-v4']);
     assert.deepEqual(rejected, []);
     assert.match(buildable[2].reason, /x86-64-v4 ≥ v4.*torch 2\.13\.0\+cpu.*g\+\+ 12\.2\.0 at \/usr\/bin\/g\+\+/);
   });
 
   it('an AVX2 laptop cannot build v4: it could compile it but not run it to verify', async () => {
-    const { buildable, rejected } = buildableTargets(await probe('i7-8650u-avx2.txt'), TARGETS);
+    const { buildable, rejected } = buildableTargets(await probe('i7-8650u-avx2.txt'), CPU_TARGETS);
     assert.deepEqual(ids(buildable), ['linux-x86_64-v2', 'linux-x86_64-v3']);
     assert.deepEqual(ids(rejected), ['linux-x86_64-v4']);
     assert.match(rejected[0].reason, /x86-64-v3, below v4/);
   });
 
   it('an SSE4.2-only box builds v2 only', async () => {
-    const { buildable, rejected } = buildableTargets(await probe('xeon-x5670-sse42.txt'), TARGETS);
+    const { buildable, rejected } = buildableTargets(await probe('xeon-x5670-sse42.txt'), CPU_TARGETS);
     assert.deepEqual(ids(buildable), ['linux-x86_64-v2']);
     assert.deepEqual(ids(rejected), ['linux-x86_64-v3', 'linux-x86_64-v4']);
   });
 
   it('a host with another torch build serves nothing, and says why', async () => {
     const p = await probe('xeon-avx512.txt', { torch: ok(fixture('commands/python-torch-2.12-cpu.txt')) });
-    const { buildable, rejected } = buildableTargets(p, TARGETS);
+    const { buildable, rejected } = buildableTargets(p, CPU_TARGETS);
     assert.deepEqual(buildable, []);
     assert.equal(rejected.length, 3);
     for (const r of rejected)
@@ -172,7 +173,7 @@ describe('buildableTargets', () => {
       torch: { code: 1, stdout: '3.11.2\n', stderr: 'ModuleNotFoundError', error: null },
       compilers: {},
     });
-    const { buildable, rejected } = buildableTargets(p, TARGETS);
+    const { buildable, rejected } = buildableTargets(p, CPU_TARGETS);
     assert.deepEqual(buildable, []);
     assert.match(rejected[0].reason, /torch is not importable.*; C\+\+ compiler g\+\+ not found/);
   });
@@ -190,19 +191,19 @@ describe('buildableTargets', () => {
       p.problems.join('\n'),
       /the sandboxed driver cannot use \/srv\/kiln\/venv\/bin\/python: PermissionError/,
     );
-    const { buildable, rejected } = buildableTargets(p, TARGETS);
+    const { buildable, rejected } = buildableTargets(p, CPU_TARGETS);
     assert.deepEqual(buildable, []);
     assert.match(rejected[0].reason, /sandboxed driver cannot use the worker's Python: PermissionError/);
   });
 
   it('an aarch64 host serves no x86 target', async () => {
-    const { buildable, rejected } = buildableTargets(await probe('graviton2-aarch64.txt', {}, 'arm64'), TARGETS);
+    const { buildable, rejected } = buildableTargets(await probe('graviton2-aarch64.txt', {}, 'arm64'), CPU_TARGETS);
     assert.deepEqual(buildable, []);
     assert.match(rejected[0].reason, /host is linux\/aarch64, target needs linux\/x86_64/);
   });
 
   it('honours restrictTo, and reports ids the catalog does not know', async () => {
-    const { buildable, rejected } = buildableTargets(await probe('xeon-avx512.txt'), TARGETS, [
+    const { buildable, rejected } = buildableTargets(await probe('xeon-avx512.txt'), CPU_TARGETS, [
       'linux-x86_64-v3',
       'linux-x86_64-v9',
     ]);
@@ -216,11 +217,11 @@ describe('buildableTargets', () => {
       ],
     );
     // An empty list means "no restriction".
-    assert.equal(buildableTargets(await probe('xeon-avx512.txt'), TARGETS, []).buildable.length, 3);
+    assert.equal(buildableTargets(await probe('xeon-avx512.txt'), CPU_TARGETS, []).buildable.length, 3);
   });
 
   it('a GPU target needs a GPU of exactly its compute capability', async () => {
-    const cpu = TARGETS[2];
+    const cpu = CPU_TARGETS[2];
     const sm90: TargetDefinition = {
       ...cpu,
       id: 'linux-x86_64-cuda-sm90',
@@ -244,6 +245,107 @@ describe('buildableTargets', () => {
   });
 });
 
+// The GPU build host, as recorded on the H100 machine (bench/cuda): its /proc/cpuinfo (16 vCPUs of an AVX-512
+// Xeon), `nvidia-smi --query-gpu=name,compute_cap,driver_version,index`, torch 2.11.0+cu130 on Python 3.12.3 and
+// Ubuntu 24.04's g++ 13.3 (the first lines of what the machine printed).
+async function h100Host(nvidiaSmi = fixture('commands/nvidia-smi-h100-index.csv')): Promise<HostProbe> {
+  return probe('h100-host-xeon.txt', {
+    nvidiaSmi: ok(nvidiaSmi),
+    torch: ok(fixture('commands/python-torch-2.11-cu130.txt')),
+    gxx: 'commands/gxx-version-ubuntu24.txt',
+  });
+}
+
+const queuesOf = (p: HostProbe, catalog: readonly TargetDefinition[] = TARGETS, cpuConcurrency = 2) =>
+  buildQueues(p, catalog, { cpuConcurrency, taskQueueFor });
+
+describe('GPU build hosts: probe → queues', () => {
+  it('reads the recorded H100 machine: one H100 (index 0), AVX-512 CPU, torch 2.11.0+cu130, g++ 13.3', async () => {
+    const p = await h100Host();
+    assert.equal(p.cpuModel, 'Intel(R) Xeon(R) Processor');
+    assert.equal(p.x86Level, 4);
+    assert.equal(p.logicalCpus, 16);
+    assert.equal(p.toolchain.python, '3.12.3');
+    assert.equal(p.toolchain.torch, '2.11.0+cu130');
+    assert.equal(p.toolchain.compilers['g++'].version, '13.3.0');
+    assert.deepEqual(p.gpus, [
+      { name: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0', driverVersion: '580.159.04', index: 0 },
+    ]);
+  });
+
+  it('polls both sm90 queues, one build at a time each on its one H100, and no CPU queue (other torch)', async () => {
+    const { queues, rejected } = queuesOf(await h100Host());
+    assert.deepEqual(
+      queues.map((q) => [q.taskQueue, q.concurrency, q.gpus]),
+      [
+        ['build.linux-x86_64-cuda-sm90', 1, { computeCapability: '9.0', indices: [0] }],
+        ['build.linux-x86_64-cuda-sm90-bf16', 1, { computeCapability: '9.0', indices: [0] }],
+      ],
+    );
+    assert.match(
+      queues[0].reason,
+      /GPU NVIDIA H100 80GB HBM3 \(compute capability 9\.0\).*torch 2\.11\.0\+cu130.*1 GPU \(0\)/,
+    );
+    // The CPU targets pin the CPU torch build: this worker's CUDA torch cannot build them.
+    assert.deepEqual(
+      rejected.map((r) => r.targetId),
+      CPU_TARGETS.map((t) => t.id),
+    );
+    for (const r of rejected)
+      assert.match(r.reason, /host torch 2\.11\.0\+cu130 differs from the recipe's 2\.13\.0\+cpu/);
+  });
+
+  it('a CPU-only host never polls a CUDA queue', async () => {
+    const { queues, rejected } = queuesOf(await probe('xeon-avx512.txt'), TARGETS, 3);
+    assert.deepEqual(
+      queues.map((q) => [q.targetId, q.concurrency, q.gpus]),
+      CPU_TARGETS.map((t) => [t.id, 3, null]),
+    );
+    assert.deepEqual(
+      rejected.map((r) => r.targetId),
+      CUDA_TARGETS.map((t) => t.id),
+    );
+    for (const r of rejected) assert.match(r.reason, /needs a GPU of compute capability 9\.0, host has no GPU/);
+  });
+
+  it('concurrency is the number of GPUs of exactly that capability (8 H100 + 2 A100, synthetic)', async () => {
+    // The recorded H100 line at indices 0-7, plus two A100s; the A100s serve an sm80 target, never sm90.
+    const h100Line = fixture('commands/nvidia-smi-h100-index.csv').trim().replace(/, 0$/, '');
+    const smi = [
+      ...Array.from({ length: 8 }, (_, i) => `${h100Line}, ${i}`),
+      'NVIDIA A100-SXM4-80GB, 8.0, 580.159.04, 8',
+      'NVIDIA A100-SXM4-80GB, 8.0, 580.159.04, 9',
+    ].join('\n');
+    const sm90 = CUDA_TARGETS[0];
+    const sm80: TargetDefinition = {
+      ...sm90,
+      id: 'linux-x86_64-cuda-sm80',
+      requires: { ...sm90.requires, computeCapability: '8.0' },
+      recipe: { ...sm90.recipe, targetId: 'linux-x86_64-cuda-sm80' },
+    };
+    const { queues } = queuesOf(await h100Host(smi), [sm90, sm80]);
+    assert.deepEqual(
+      queues.map((q) => [q.targetId, q.concurrency, q.gpus?.indices]),
+      [
+        ['linux-x86_64-cuda-sm90', 8, [0, 1, 2, 3, 4, 5, 6, 7]],
+        ['linux-x86_64-cuda-sm80', 2, [8, 9]],
+      ],
+    );
+  });
+
+  it('KILN_WORKER_TARGETS narrows a GPU host too', async () => {
+    const { queues } = buildQueues(await h100Host(), TARGETS, {
+      restrictTo: ['linux-x86_64-cuda-sm90'],
+      cpuConcurrency: 1,
+      taskQueueFor,
+    });
+    assert.deepEqual(
+      queues.map((q) => q.targetId),
+      ['linux-x86_64-cuda-sm90'],
+    );
+  });
+});
+
 describe('probe output parsers', () => {
   it('parse tool versions', () => {
     assert.equal(parseToolVersion('g++ (Debian 12.2.0-14+deb12u1) 12.2.0'), '12.2.0');
@@ -256,8 +358,16 @@ describe('probe output parsers', () => {
 
   it('parse nvidia-smi CSV with several GPUs', () => {
     assert.deepEqual(parseNvidiaSmiCsv('NVIDIA A100-SXM4-80GB, 8.0, 550.54.15\nNVIDIA L4, 8.9, 550.54.15\n\n'), [
-      { name: 'NVIDIA A100-SXM4-80GB', computeCapability: '8.0', driverVersion: '550.54.15' },
-      { name: 'NVIDIA L4', computeCapability: '8.9', driverVersion: '550.54.15' },
+      { name: 'NVIDIA A100-SXM4-80GB', computeCapability: '8.0', driverVersion: '550.54.15', index: 0 },
+      { name: 'NVIDIA L4', computeCapability: '8.9', driverVersion: '550.54.15', index: 1 },
+    ]);
+    // The probe's own query adds the index column (recorded on the H100 machine).
+    assert.deepEqual(parseNvidiaSmiCsv(fixture('commands/nvidia-smi-h100-index.csv')), [
+      { name: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0', driverVersion: '580.159.04', index: 0 },
+    ]);
+    assert.deepEqual(parseNvidiaSmiCsv('NVIDIA L4, 8.9, 550.54.15, 3\nNVIDIA A10, 8.6, 550.54.15, 1\n'), [
+      { name: 'NVIDIA L4', computeCapability: '8.9', driverVersion: '550.54.15', index: 3 },
+      { name: 'NVIDIA A10', computeCapability: '8.6', driverVersion: '550.54.15', index: 1 },
     ]);
     assert.deepEqual(parseNvidiaSmiCsv(fixture('commands/nvidia-smi-no-driver.txt')), []);
   });

@@ -17,6 +17,8 @@ export interface GpuInfo {
   /** "9.0", as nvidia-smi prints it. */
   computeCapability: string;
   driverVersion: string;
+  /** nvidia-smi's index (PCI bus order): what CUDA_VISIBLE_DEVICES names with CUDA_DEVICE_ORDER=PCI_BUS_ID. */
+  index: number;
 }
 
 export interface CompilerInfo {
@@ -252,7 +254,7 @@ async function probeGpus(
 ): Promise<GpuInfo[]> {
   const smi = await which('nvidia-smi');
   if (!smi) return [];
-  const out = await run(smi, ['--query-gpu=name,compute_cap,driver_version', '--format=csv,noheader'], {
+  const out = await run(smi, [`--query-gpu=${NVIDIA_SMI_QUERY}`, '--format=csv,noheader'], {
     timeoutMs: 20_000,
     env,
   });
@@ -265,19 +267,43 @@ async function probeGpus(
   return parseNvidiaSmiCsv(out.stdout);
 }
 
-/** Lines of `name, compute_cap, driver_version` (csv,noheader). GPU names never contain commas. */
+/** The probe's nvidia-smi query (`--format=csv,noheader`). */
+export const NVIDIA_SMI_QUERY = 'name,compute_cap,driver_version,index';
+
+/**
+ * Lines of `name, compute_cap, driver_version, index` (csv,noheader); also the older three-column form without
+ * the index (then the line order, which is nvidia-smi's index order). Lines that are not a GPU are skipped.
+ */
 export function parseNvidiaSmiCsv(text: string): GpuInfo[] {
-  return text
+  const gpus: GpuInfo[] = [];
+  const lines = text
     .split('\n')
     .map((l) => l.trim())
-    .filter(Boolean)
-    .map((l) => l.split(',').map((c) => c.trim()))
-    .filter((cols) => cols.length >= 3 && /^\d+\.\d+$/.test(cols[cols.length - 2]))
-    .map((cols) => ({
-      name: cols.slice(0, -2).join(', '),
-      computeCapability: cols[cols.length - 2],
-      driverVersion: cols[cols.length - 1],
-    }));
+    .filter(Boolean);
+  for (const line of lines) {
+    const cols = line.split(',').map((c) => c.trim());
+    const withIndex = cols.length >= 4 && /^\d+$/.test(cols[cols.length - 1]) && isCapability(cols[cols.length - 3]);
+    if (withIndex) {
+      gpus.push({
+        name: cols.slice(0, -3).join(', '),
+        computeCapability: cols[cols.length - 3],
+        driverVersion: cols[cols.length - 2],
+        index: Number(cols[cols.length - 1]),
+      });
+    } else if (cols.length >= 3 && isCapability(cols[cols.length - 2])) {
+      gpus.push({
+        name: cols.slice(0, -2).join(', '),
+        computeCapability: cols[cols.length - 2],
+        driverVersion: cols[cols.length - 1],
+        index: gpus.length,
+      });
+    }
+  }
+  return gpus;
+}
+
+function isCapability(text: string | undefined): boolean {
+  return /^\d+\.\d+$/.test(text ?? '');
 }
 
 function lastLine(text: string): string | null {
@@ -378,6 +404,58 @@ export function buildableTargets(
     }
   }
   return { buildable, rejected };
+}
+
+export interface BuildQueue {
+  targetId: string;
+  taskQueue: string;
+  /** Builds of this target this host runs at once: the configured CPU concurrency, or its GPUs' count. */
+  concurrency: number;
+  /** CUDA targets: the compute capability and the nvidia-smi indices of this host's GPUs of it. */
+  gpus: { computeCapability: string; indices: number[] } | null;
+  reason: string;
+}
+
+/**
+ * The target queues this host polls and how many builds of each it runs at once (pure). CPU targets: the
+ * configured concurrency. CUDA targets: one build per GPU of exactly the target's compute capability, each pinned
+ * to its own GPU (see GpuSlotPool; targets of one capability share those GPUs). A host without such a GPU never
+ * polls a CUDA queue (buildableTargets rejects it).
+ */
+export function buildQueues(
+  probe: HostProbe,
+  catalog: readonly TargetDefinition[],
+  opts: { restrictTo?: readonly string[]; cpuConcurrency: number; taskQueueFor: (targetId: string) => string },
+): { queues: BuildQueue[]; rejected: TargetDecision[] } {
+  const { buildable, rejected } = buildableTargets(probe, catalog, opts.restrictTo);
+  const queues: BuildQueue[] = [];
+  for (const decision of buildable) {
+    const target = catalog.find((t) => t.id === decision.targetId);
+    if (!target) continue;
+    const cc = target.requires.computeCapability;
+    if (cc === null) {
+      queues.push({
+        targetId: target.id,
+        taskQueue: opts.taskQueueFor(target.id),
+        concurrency: opts.cpuConcurrency,
+        gpus: null,
+        reason: decision.reason,
+      });
+      continue;
+    }
+    const indices = probe.gpus
+      .filter((g) => g.computeCapability === cc)
+      .map((g) => g.index)
+      .sort((a, b) => a - b);
+    queues.push({
+      targetId: target.id,
+      taskQueue: opts.taskQueueFor(target.id),
+      concurrency: indices.length,
+      gpus: { computeCapability: cc, indices },
+      reason: `${decision.reason}; ${indices.length} GPU${indices.length === 1 ? '' : 's'} (${indices.join(', ')})`,
+    });
+  }
+  return { queues, rejected };
 }
 
 // Run as the sandboxed driver runs: python starts a subprocess of sys.executable that imports torch (the

@@ -1,4 +1,3 @@
-/* eslint-disable @typescript-eslint/no-floating-promises -- node:test runs the promises describe()/it() return itself */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { OutputCapture } from './output-capture.js';

@@ -1,4 +1,3 @@
-/* eslint-disable @typescript-eslint/no-floating-promises -- node:test runs the promises describe()/it() return itself */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -11,6 +10,7 @@ import {
   runSandboxed,
   type RunSandboxedOptions,
   type SandboxCapabilities,
+  sandboxCommandLine,
 } from './sandbox.js';
 
 // Real processes, no mocks. Every test runs under whatever this host allows; on the dev machine (root,
@@ -87,6 +87,49 @@ describe('probeSandboxCapabilities', () => {
     assert.equal(applied.environment, 'clean');
     assert.deepEqual(applied.envKeys, ['HOME', 'LANG', 'PATH', 'TMPDIR', 'TORCHINDUCTOR_CACHE_DIR']);
     if (caps.namespaces) assert.equal(applied.network, 'none');
+  });
+});
+
+describe('sandboxCommandLine', () => {
+  it('is the chain runSandboxed spawns (minus cgroups): a GPU job keeps /dev and gets no RLIMIT_AS', async () => {
+    const jobDir = await newJobDir();
+    const full: SandboxCapabilities = {
+      ...caps,
+      isRoot: true,
+      tools: {
+        sh: '/bin/sh',
+        unshare: '/usr/bin/unshare',
+        setpriv: '/usr/bin/setpriv',
+        prlimit: '/usr/bin/prlimit',
+        mount: '/usr/bin/mount',
+      },
+      namespaces: { mode: 'privileged', pidAndMount: true },
+      dropTo: { user: 'nobody', uid: 65534, gid: 65534 },
+      setprivHardening: ['--no-new-privs'],
+      cgroups: null,
+    };
+    const { argv, env, applied } = await sandboxCommandLine(
+      {
+        argv: ['/usr/bin/python3', '-c', 'pass'],
+        cwd: jobDir,
+        jobDir,
+        env: { CUDA_VISIBLE_DEVICES: '3', CUDA_DEVICE_ORDER: 'PCI_BUS_ID' },
+        timeoutMs: 1000,
+        memoryBytes: 1 << 30,
+        hidePaths: [workRoot],
+        allowRlimitAs: false,
+      },
+      full,
+    );
+    assert.deepEqual(argv.slice(0, 4), ['/usr/bin/setpriv', '--pdeathsig', 'KILL', '--']);
+    assert.ok(argv.includes('--mount-proc') && argv.includes('--net'));
+    assert.ok(!argv.some((a) => a.startsWith('--as=')), 'CUDA reserves huge virtual ranges: no RLIMIT_AS');
+    // (the jobs folder is under /tmp here, which is hidden as a whole)
+    for (const p of ['/dev/shm', '/tmp', '/var/tmp']) assert.ok(applied.privateMounts.includes(p), p);
+    assert.ok(!applied.privateMounts.includes('/dev'), '/dev/nvidia* stay visible');
+    assert.deepEqual(argv.slice(-8, -3), ['--reuid=65534', '--regid=65534', '--clear-groups', '--no-new-privs', '--']);
+    assert.equal(env.CUDA_VISIBLE_DEVICES, '3');
+    assert.equal(applied.user, 'nobody');
   });
 });
 

@@ -474,6 +474,20 @@ async function makePlan(opts: RunSandboxedOptions, caps: SandboxCapabilities): P
   };
 }
 
+/**
+ * The exact command line and environment runSandboxed would spawn for these options and capabilities, minus
+ * the first layer (joining the job's cgroups, which exist only while a job runs). Pure apart from the
+ * filesystem checks planSandbox makes. It lets the sandbox be replayed where Node does not run:
+ * bench/cuda/make-plan.ts records it for the GPU machine, whose runs showed CUDA working inside it.
+ */
+export async function sandboxCommandLine(
+  opts: RunSandboxedOptions,
+  caps: SandboxCapabilities,
+): Promise<{ argv: string[]; env: Record<string, string>; applied: SandboxApplied }> {
+  const plan = await makePlan(opts, caps);
+  return { argv: buildCommand(opts, caps, plan, null), env: plan.env, applied: plan.applied };
+}
+
 // Host side, before any untrusted code runs: join the job's cgroups, then exec the rest of the chain.
 // Args: cgroup.procs files…, "--", command…
 const JOIN_CGROUPS_SCRIPT = [

@@ -1,7 +1,8 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { KilnConfig } from '@kiln/config';
-import { TARGETS } from '@kiln/targets';
-import { buildableTargets, type HostProbe, probeHost } from '../build-runner/host-probe.js';
+import { findTarget, TARGETS, taskQueueFor } from '@kiln/targets';
+import { GpuSlotPool } from '../build-runner/gpu-slots.js';
+import { type BuildQueue, buildQueues, type HostProbe, probeHost } from '../build-runner/host-probe.js';
 
 export interface HostInfo {
   cpuModel: string;
@@ -10,30 +11,67 @@ export interface HostInfo {
   driverVersion: string | null;
 }
 
-/** This host as the build worker sees it: probed once at start, decides which target queues to poll. */
+/**
+ * This host as the build worker sees it: probed once at start, decides which target queues to poll, how many
+ * builds of each run at once, and which GPU each CUDA build gets (one pool per compute capability).
+ */
 @Injectable()
 export class HostService {
   private readonly logger = new Logger(HostService.name);
   private probe?: HostProbe;
+  private queues?: BuildQueue[];
+  private readonly gpuPools = new Map<string, GpuSlotPool>();
 
   constructor(private readonly config: KilnConfig) {}
 
   async init(): Promise<HostProbe> {
     this.probe = await probeHost({ pythonPath: this.config.resolvePath(this.config.KILN_PYTHON) });
+    for (const gpu of this.probe.gpus) {
+      this.logger.log(
+        `GPU ${gpu.index}: ${gpu.name}, compute capability ${gpu.computeCapability}, driver ${gpu.driverVersion}`,
+      );
+    }
     return this.probe;
   }
 
-  /** Target ids this host can build and verify, with the reasons others were left out (logged). */
-  servedTargets(): string[] {
-    const restrict = this.config.KILN_WORKER_TARGETS.length > 0 ? this.config.KILN_WORKER_TARGETS : undefined;
-    const { buildable, rejected } = buildableTargets(this.requireProbe(), TARGETS, restrict);
-    for (const r of rejected) this.logger.log(`not serving ${r.targetId}: ${r.reason}`);
-    return buildable.map((b) => b.targetId);
+  /** The queues to poll, with their concurrency; the reasons others were left out are logged. */
+  servedQueues(): BuildQueue[] {
+    if (!this.queues) {
+      const restrict = this.config.KILN_WORKER_TARGETS.length > 0 ? this.config.KILN_WORKER_TARGETS : undefined;
+      const { queues, rejected } = buildQueues(this.requireProbe(), TARGETS, {
+        restrictTo: restrict,
+        cpuConcurrency: this.config.KILN_WORKER_BUILD_CONCURRENCY,
+        taskQueueFor,
+      });
+      for (const r of rejected) this.logger.log(`not serving ${r.targetId}: ${r.reason}`);
+      for (const q of queues) {
+        this.logger.log(`serving ${q.targetId} (${q.concurrency} at a time): ${q.reason}`);
+        if (q.gpus && !this.gpuPools.has(q.gpus.computeCapability)) {
+          this.gpuPools.set(q.gpus.computeCapability, new GpuSlotPool(q.gpus.computeCapability, q.gpus.indices));
+        }
+      }
+      this.queues = queues;
+    }
+    return this.queues;
   }
 
-  hostInfo(): HostInfo {
+  /** Target ids this host can build and verify. */
+  servedTargets(): string[] {
+    return this.servedQueues().map((q) => q.targetId);
+  }
+
+  /** The GPUs a CUDA target's builds take turns on; null for CPU targets and targets this host does not serve. */
+  gpuPoolFor(targetId: string): GpuSlotPool | null {
+    const cc = findTarget(targetId)?.requires.computeCapability ?? null;
+    if (cc === null) return null;
+    this.servedQueues();
+    return this.gpuPools.get(cc) ?? null;
+  }
+
+  /** The host as recorded in a build's manifest; for a CUDA build, the GPU it holds. */
+  hostInfo(gpuIndex?: number): HostInfo {
     const probe = this.requireProbe();
-    const gpu = probe.gpus[0];
+    const gpu = gpuIndex === undefined ? probe.gpus[0] : probe.gpus.find((g) => g.index === gpuIndex);
     return {
       cpuModel: probe.cpuModel,
       x86Level: probe.x86Level,

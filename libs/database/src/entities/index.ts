@@ -7,6 +7,7 @@ import { CompilationEntity } from './compilation.entity.js';
 import { ModelVersionEntity } from './model-version.entity.js';
 import { ModelEntity } from './model.entity.js';
 import { TenantEntity } from './tenant.entity.js';
+import { UploadEntity } from './upload.entity.js';
 
 export {
   ApiKeyEntity,
@@ -18,8 +19,10 @@ export {
   ModelEntity,
   ModelVersionEntity,
   TenantEntity,
+  UploadEntity,
 };
 export type { ApiKeyKind } from './api-key.entity.js';
+export type { UploadChecksumAlgorithm, UploadStatus } from './upload.entity.js';
 
 export const ENTITIES = [
   TenantEntity,
@@ -31,4 +34,5 @@ export const ENTITIES = [
   ArtifactEntity,
   ChannelEntity,
   ChannelMoveEntity,
+  UploadEntity,
 ];

@@ -1,4 +1,4 @@
-import type { ArtifactRequirements } from '@kiln/contracts';
+import type { ArtifactPrecision, ArtifactRequirements } from '@kiln/contracts';
 import type { Candidate } from '../match-artifacts.js';
 
 export interface CandidateSpec {
@@ -8,6 +8,8 @@ export interface CandidateSpec {
   speedup?: number;
   verified?: boolean;
   isaPassed?: boolean;
+  /** Left out of the manifest when absent (as in manifests written before the field existed). */
+  precision?: ArtifactPrecision;
 }
 
 /** A CPU artifact as the x86 build host makes them, unless `requires` says otherwise. */
@@ -31,6 +33,7 @@ export function makeCandidate(spec: CandidateSpec): Candidate {
         ? `linux-x86_64-cuda-sm${requires.computeCapability.replace('.', '')}`
         : `linux-x86_64-v${requires.x86Level ?? 1}`),
     manifest: {
+      ...(spec.precision ? { precision: spec.precision } : {}),
       requires,
       verification: {
         passed: spec.verified ?? true,

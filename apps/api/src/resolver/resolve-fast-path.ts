@@ -1,0 +1,121 @@
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
+import type { INestApplication } from '@nestjs/common';
+import { plainToInstance } from 'class-transformer';
+import { validate } from 'class-validator';
+import { LRUCache } from 'lru-cache';
+import { ErrorCode, KilnError } from '@kiln/contracts';
+import { presentedKey } from '../auth/api-key.guard.js';
+import { ApiKeysService } from '../auth/api-keys.service.js';
+import { httpStatusFor } from '../common/http-status-for-code.js';
+import { ResolveRequestDto } from './resolver.dto.js';
+import { RESOLUTION_CACHE_TTL_MS, ResolverService } from './resolver.service.js';
+
+const MAX_BODY_BYTES = 64 * 1024;
+
+/**
+ * `POST /v1/resolve` is what every device of every fleet calls, so it is served by this lean handler in front
+ * of the framework (measured in bench/resolver-throughput.ts: the Nest + Express pipeline — body parser,
+ * guard, validation pipe, interceptors, JSON serialisation — costs far more than the answer itself).
+ *
+ * Same semantics as the documented route in ResolverController: the same key check (ApiKeysService, device
+ * tokens allowed), the same DTO validated with the same class-validator rules, the same ResolverService and
+ * the same `{ error: { code, message } }` bodies. On top, the serialised answer is cached per (tenant, exact
+ * request body) for RESOLUTION_CACHE_TTL_MS: identical devices send identical bodies, and then a request
+ * costs one hash lookup. Every other request goes to Express untouched.
+ */
+export class ResolveFastPath {
+  private readonly answers = new LRUCache<string, Buffer>({ max: 50_000, ttl: RESOLUTION_CACHE_TTL_MS });
+
+  constructor(
+    private readonly apiKeys: ApiKeysService,
+    private readonly resolver: ResolverService,
+  ) {}
+
+  static install(app: INestApplication): void {
+    const server = app.getHttpServer() as Server;
+    const fastPath = new ResolveFastPath(app.get(ApiKeysService), app.get(ResolverService));
+    const framework = server.listeners('request') as RequestListener[];
+    server.removeAllListeners('request');
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      if (req.method === 'POST' && (req.url === '/v1/resolve' || req.url?.startsWith('/v1/resolve?'))) {
+        void fastPath.handle(req, res);
+        return;
+      }
+      for (const listener of framework) listener.call(server, req, res);
+    });
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const key = presentedKey(req);
+      if (!key) throw new KilnError(ErrorCode.UNAUTHENTICATED, 'Missing API key (Authorization: Bearer <key>).');
+      const [auth, body] = await Promise.all([this.apiKeys.authenticate(key), readBody(req)]);
+      if (!auth) throw new KilnError(ErrorCode.UNAUTHENTICATED, 'Invalid or revoked API key.');
+      const cacheKey = `${auth.tenantId}\0${body}`;
+      let answer = this.answers.get(cacheKey);
+      if (!answer) {
+        answer = Buffer.from(JSON.stringify(await this.resolver.resolve(auth.tenantId, await parseRequest(body))));
+        this.answers.set(cacheKey, answer);
+      }
+      send(res, 200, answer);
+    } catch (err) {
+      const error =
+        err instanceof KilnError ? err : new KilnError(ErrorCode.INTERNAL, 'Internal error; it has been logged.');
+      if (!(err instanceof KilnError)) console.error(err);
+      send(
+        res,
+        httpStatusFor(error.code),
+        Buffer.from(JSON.stringify({ error: { code: error.code, message: error.message, details: error.details } })),
+      );
+    }
+  }
+}
+
+function send(res: ServerResponse, status: number, body: Buffer): void {
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': body.length });
+  res.end(body);
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const type = req.headers['content-type'] ?? '';
+    if (!type.startsWith('application/json')) {
+      req.resume();
+      reject(new KilnError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'Send the request as application/json.'));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new KilnError(ErrorCode.PAYLOAD_TOO_LARGE, `A resolve request is at most ${MAX_BODY_BYTES} bytes.`));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+/** The same validation the ValidationPipe applies to ResolveRequestDto (whitelist, no unknown fields). */
+async function parseRequest(body: string): Promise<ResolveRequestDto> {
+  let plain: unknown;
+  try {
+    plain = JSON.parse(body);
+  } catch {
+    throw new KilnError(ErrorCode.VALIDATION_FAILED, 'The request body is not valid JSON.');
+  }
+  if (typeof plain !== 'object' || plain === null || Array.isArray(plain)) {
+    throw new KilnError(ErrorCode.VALIDATION_FAILED, 'The request body must be a JSON object.');
+  }
+  const dto = plainToInstance(ResolveRequestDto, plain);
+  const errors = await validate(dto, { whitelist: true, forbidNonWhitelisted: true });
+  if (errors.length > 0) {
+    const problems = errors.flatMap((e) => Object.values(e.constraints ?? {}).map((m) => `${e.property}: ${m}`));
+    throw new KilnError(ErrorCode.VALIDATION_FAILED, `Invalid request: ${problems.join('; ')}`, { problems });
+  }
+  return dto;
+}

@@ -1,0 +1,59 @@
+import { BrowserRouter, Link, Navigate, Route, Routes, useLocation } from 'react-router';
+import { SessionProvider, useSession } from './api/session.js';
+import { AppLayout, PageHeader, useDocumentTitle } from './components/layout.js';
+import { EmptyState } from './components/ui.js';
+import { ArtifactsPage } from './pages/artifacts.js';
+import { ChannelsPage } from './pages/channels.js';
+import { CompilationPage } from './pages/compilation.js';
+import { ModelPage } from './pages/model.js';
+import { ModelsPage } from './pages/models.js';
+import { PlaygroundPage } from './pages/playground.js';
+import { SignInPage } from './pages/sign-in.js';
+import { VersionPage } from './pages/version.js';
+
+export function App() {
+  return (
+    <SessionProvider>
+      <BrowserRouter>
+        <Routes>
+          <Route path="/sign-in" element={<SignInPage />} />
+          <Route element={<RequireSession />}>
+            <Route index element={<ModelsPage />} />
+            <Route path="models/:modelId" element={<ModelPage />} />
+            <Route path="models/:modelId/channels" element={<ChannelsPage />} />
+            <Route path="versions/:versionId" element={<VersionPage />} />
+            <Route path="versions/:versionId/artifacts" element={<ArtifactsPage />} />
+            <Route path="compilations/:compilationId" element={<CompilationPage />} />
+            <Route path="playground" element={<PlaygroundPage />} />
+            <Route path="*" element={<NotFoundPage />} />
+          </Route>
+        </Routes>
+      </BrowserRouter>
+    </SessionProvider>
+  );
+}
+
+/** Signed-in pages; anyone else goes to the sign-in page and comes back after. */
+function RequireSession() {
+  const { api } = useSession();
+  const location = useLocation();
+  if (!api) return <Navigate to="/sign-in" replace state={{ from: location.pathname + location.search }} />;
+  return <AppLayout />;
+}
+
+function NotFoundPage() {
+  useDocumentTitle('Not found');
+  return (
+    <div className="page">
+      <PageHeader title="Page not found" />
+      <EmptyState
+        title="Nothing lives at this address"
+        action={
+          <Link to="/" className="btn btn-primary">
+            Go to models
+          </Link>
+        }
+      />
+    </div>
+  );
+}

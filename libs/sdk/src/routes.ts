@@ -1,0 +1,50 @@
+/**
+ * Every API route the SDK calls, in the OpenAPI document's notation. test/sdk.e2e-spec.ts checks this table
+ * against the real app's /openapi.json in both directions, so a route added to the API without the SDK
+ * (or an SDK route the API lost) fails the tests.
+ */
+export const ROUTES = {
+  health: { method: 'GET', path: '/v1/health' },
+  listTargets: { method: 'GET', path: '/v1/targets' },
+  createModel: { method: 'POST', path: '/v1/models' },
+  listModels: { method: 'GET', path: '/v1/models' },
+  getModel: { method: 'GET', path: '/v1/models/{modelId}' },
+  uploadVersion: { method: 'POST', path: '/v1/models/{modelId}/versions' },
+  listVersions: { method: 'GET', path: '/v1/models/{modelId}/versions' },
+  getVersion: { method: 'GET', path: '/v1/versions/{versionId}' },
+  createUpload: { method: 'POST', path: '/v1/models/{modelId}/uploads' },
+  getUpload: { method: 'GET', path: '/v1/uploads/{uploadId}' },
+  requestPartUrls: { method: 'POST', path: '/v1/uploads/{uploadId}/parts' },
+  completeUpload: { method: 'POST', path: '/v1/uploads/{uploadId}/complete' },
+  abortUpload: { method: 'DELETE', path: '/v1/uploads/{uploadId}' },
+  createCompilation: { method: 'POST', path: '/v1/versions/{versionId}/compilations' },
+  listCompilations: { method: 'GET', path: '/v1/compilations' },
+  getCompilation: { method: 'GET', path: '/v1/compilations/{compilationId}' },
+  getBuildLog: { method: 'GET', path: '/v1/compilations/{compilationId}/builds/{targetId}/log' },
+  cancelCompilation: { method: 'POST', path: '/v1/compilations/{compilationId}/cancel' },
+  createEventsToken: { method: 'POST', path: '/v1/compilations/{compilationId}/events-token' },
+  streamCompilationEvents: { method: 'GET', path: '/v1/compilations/{compilationId}/events' },
+  listArtifacts: { method: 'GET', path: '/v1/versions/{versionId}/artifacts' },
+  getArtifact: { method: 'GET', path: '/v1/artifacts/{artifactId}' },
+  getArtifactDownload: { method: 'GET', path: '/v1/artifacts/{artifactId}/download' },
+  listChannels: { method: 'GET', path: '/v1/models/{modelId}/channels' },
+  moveChannel: { method: 'PUT', path: '/v1/models/{modelId}/channels/{name}' },
+  getChannelHistory: { method: 'GET', path: '/v1/models/{modelId}/channels/{name}/history' },
+  resolve: { method: 'POST', path: '/v1/resolve' },
+  listSigningKeys: { method: 'GET', path: '/v1/signing-keys' },
+} as const satisfies Record<string, { method: HttpMethod; path: string }>;
+
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
+export type RouteName = keyof typeof ROUTES;
+
+/** Operator routes (admin token, not a tenant key): deliberately not part of the SDK. */
+export const OPERATOR_ROUTES: readonly string[] = ['POST /v1/admin/tenants', 'POST /v1/admin/tenants/{tenantId}/keys'];
+
+/** `/v1/models/{modelId}` + `{ modelId: 'x' }` → `/v1/models/x` (each value URI-encoded). */
+export function routePath(name: RouteName, params: Record<string, string> = {}): string {
+  return ROUTES[name].path.replace(/\{(\w+)\}/g, (_m, key: string) => {
+    const value = params[key];
+    if (value === undefined) throw new TypeError(`route ${name} needs ${key}`);
+    return encodeURIComponent(value);
+  });
+}

@@ -1,0 +1,248 @@
+// The API's request and response shapes, as the OpenAPI document at /openapi.json describes them
+// (apps/api/src/**/*.dto.ts). test/sdk.e2e-spec.ts checks the routes of both against the real app.
+import type { ArtifactManifest, BuildStatus, CompilationStatus, ErrorCode, Pt2Summary } from '@kiln/contracts';
+import type { DeviceFingerprint } from '@kiln/matching';
+
+export type { ArtifactManifest, BuildStatus, CompilationStatus, DeviceFingerprint, ErrorCode, Pt2Summary };
+
+/** Every error body: `{ error: { code, message, details? } }`. */
+export interface ErrorBody {
+  error: { code: string; message: string; details?: Record<string, unknown> };
+}
+
+export interface Health {
+  status: 'ok' | 'degraded';
+  postgres: string;
+  s3: string;
+  temporal: string;
+}
+
+export interface Target {
+  id: string;
+  title: string;
+  description: string;
+  requires: Record<string, unknown>;
+  recipeVersion: number;
+  workerOnline: boolean;
+}
+
+export interface Model {
+  id: string;
+  name: string;
+  description: string;
+  createdAt: string;
+  latestVersion: number | null;
+}
+
+export interface CreateModelRequest {
+  name: string;
+  description?: string;
+}
+
+export interface ModelVersion {
+  id: string;
+  modelId: string;
+  number: number;
+  sizeBytes: number;
+  fileSha256: string;
+  contentHash: string;
+  originalFilename: string;
+  createdAt: string;
+  summary: Pt2Summary;
+}
+
+export interface BuildArtifactSummary {
+  id: string;
+  sizeBytes: number;
+  speedup: number;
+  maxAbsError: number;
+}
+
+export interface Build {
+  targetId: string;
+  status: BuildStatus;
+  phase: string | null;
+  attempt: number;
+  errorCode: string | null;
+  errorMessage: string | null;
+  artifact: BuildArtifactSummary | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface Compilation {
+  id: string;
+  modelVersionId: string;
+  status: CompilationStatus;
+  targets: string[];
+  builds: Build[];
+  createdAt: string;
+  finishedAt: string | null;
+}
+
+export interface EventsToken {
+  token: string;
+  expiresAt: string;
+  /** The event stream URL with the token, relative to the API. */
+  url: string;
+}
+
+/** One server-sent event of GET /v1/compilations/:id/events. */
+export type CompilationEvent =
+  | { event: 'compilation'; data: Compilation }
+  | { event: 'end'; data: { id: string; status: CompilationStatus } }
+  | { event: 'problem'; data: { code: string; message: string } };
+
+export interface BuildLog {
+  targetId: string;
+  log: string;
+}
+
+export interface Artifact {
+  id: string;
+  targetId: string;
+  cacheKey: string;
+  modelContentHash: string;
+  sizeBytes: number;
+  createdAt: string;
+  requires: ArtifactManifest['requires'];
+  verification: ArtifactManifest['verification'];
+  timing: ArtifactManifest['timing'];
+  isaCheck: ArtifactManifest['isaCheck'];
+  toolchain: ArtifactManifest['toolchain'];
+  parts: ArtifactManifest['parts'];
+}
+
+export interface ArtifactPartDownload {
+  role: 'code' | 'weights';
+  sha256: string;
+  size: number;
+  entry?: string;
+  url: string;
+}
+
+export interface ArtifactDownload {
+  artifactId: string;
+  targetId: string;
+  expiresAt: string;
+  manifestUrl: string;
+  parts: ArtifactPartDownload[];
+  assembly: string;
+}
+
+export type UploadStatus = 'uploading' | 'completing' | 'completed' | 'failed' | 'aborted' | 'expired';
+export type ChecksumAlgorithm = 'sha256' | 'md5';
+
+export interface CreateUploadRequest {
+  filename: string;
+  sizeBytes: number;
+  partSizeBytes?: number;
+  checksumAlgorithm?: ChecksumAlgorithm;
+}
+
+export interface Upload {
+  uploadId: string;
+  modelId: string;
+  versionId: string;
+  filename: string;
+  sizeBytes: number;
+  partSize: number;
+  partCount: number;
+  checksumAlgorithm: ChecksumAlgorithm;
+  status: UploadStatus;
+  expiresAt: string;
+  createdAt: string;
+  error: { code: string; message: string } | null;
+}
+
+export interface StoredPart {
+  partNumber: number;
+  size: number;
+  etag: string;
+  sha256?: string;
+}
+
+export interface UploadState extends Upload {
+  parts: StoredPart[];
+  uploadedBytes: number;
+  version: ModelVersion | null;
+}
+
+export interface PartChecksum {
+  partNumber: number;
+  sha256?: string;
+  md5?: string;
+}
+
+export interface PresignedPart {
+  partNumber: number;
+  offset: number;
+  size: number;
+  url: string;
+  headers: Record<string, string>;
+  expiresAt: string;
+}
+
+export interface PartUrls {
+  uploadId: string;
+  parts: PresignedPart[];
+}
+
+export interface Channel {
+  name: string;
+  modelId: string;
+  versionId: string;
+  versionNumber: number;
+  updatedAt: string;
+}
+
+export interface ChannelMove {
+  fromVersion: number | null;
+  toVersion: number;
+  movedByKeyId: string;
+  movedAt: string;
+}
+
+export interface ResolveRequest {
+  /** Model name or id; `name@channel` picks the version a channel points at. */
+  model: string;
+  version?: number;
+  channel?: string;
+  fingerprint: DeviceFingerprint | Record<string, unknown>;
+}
+
+export interface ResolvedPart {
+  role: 'code' | 'weights';
+  sha256: string;
+  size: number;
+  entry?: string;
+  url: string;
+}
+
+export interface Resolution {
+  model: { id: string; name: string };
+  version: { id: string; number: number; selectedBy: 'version' | 'channel' | 'latest'; channel: string | null };
+  artifact: {
+    id: string;
+    targetId: string;
+    sha256: string;
+    size: number;
+    signature: string;
+    signingKeyId: string;
+    manifestUrl: string;
+    parts: ResolvedPart[];
+    expiresAt: string;
+    speedup: number;
+    reasons: string[];
+  } | null;
+  fallback: { kind: 'portable'; url: string; sha256: string; size: number; expiresAt: string; reason: string };
+  ranked: { artifactId: string; targetId: string; speedup: number }[];
+  rejected: { artifactId: string; targetId: string; reasons: string[] }[];
+}
+
+export interface SigningKey {
+  keyId: string;
+  algorithm: 'ed25519';
+  publicKey: string;
+  publicKeyPem: string;
+}
