@@ -34,9 +34,17 @@ export class ApiKeysService {
     return { key, entity };
   }
 
+  /**
+   * The cached answer for a key, without touching the database: the caller, null for a known-bad key, or
+   * undefined when this key has not been checked recently (then call authenticate()).
+   */
+  cachedAuthentication(presented: string): AuthContext | null | undefined {
+    return KEY_FORMAT.test(presented) ? this.cache.get(hashKey(presented))?.auth : null;
+  }
+
   /** The caller of a presented key, or null when the key is unknown, malformed or revoked. */
   async authenticate(presented: string): Promise<AuthContext | null> {
-    const match = /^(kiln|kdev)_([0-9a-f]{12})_[A-Za-z0-9_-]{20,100}$/.exec(presented);
+    const match = KEY_FORMAT.exec(presented);
     if (!match) return null;
     const presentedHash = hashKey(presented);
     const cached = this.cache.get(presentedHash);
@@ -55,6 +63,7 @@ export class ApiKeysService {
 }
 
 export const AUTH_CACHE_TTL_MS = 30_000;
+const KEY_FORMAT = /^(kiln|kdev)_([0-9a-f]{12})_[A-Za-z0-9_-]{20,100}$/;
 
 function hashKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');

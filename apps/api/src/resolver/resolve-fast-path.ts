@@ -45,30 +45,52 @@ export class ResolveFastPath {
     });
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    try {
-      const key = presentedKey(req);
-      if (!key) throw new KilnError(ErrorCode.UNAUTHENTICATED, 'Missing API key (Authorization: Bearer <key>).');
-      const [auth, body] = await Promise.all([this.apiKeys.authenticate(key), readBody(req)]);
-      if (!auth) throw new KilnError(ErrorCode.UNAUTHENTICATED, 'Invalid or revoked API key.');
-      const cacheKey = `${auth.tenantId}\0${body}`;
-      let answer = this.answers.get(cacheKey);
-      if (!answer) {
-        answer = Buffer.from(JSON.stringify(await this.resolver.resolve(auth.tenantId, await parseRequest(body))));
-        this.answers.set(cacheKey, answer);
+  /**
+   * A cache hit stays synchronous from the last body chunk to the response: no promises, so none of the
+   * async-hook bookkeeping the process pays for each one (measured: a third of the hot path's CPU).
+   */
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const key = presentedKey(req);
+    readBody(req, (error, body) => {
+      if (error) return sendError(res, error);
+      if (!key) {
+        return sendError(
+          res,
+          new KilnError(ErrorCode.UNAUTHENTICATED, 'Missing API key (Authorization: Bearer <key>).'),
+        );
       }
-      send(res, 200, answer);
-    } catch (err) {
-      const error =
-        err instanceof KilnError ? err : new KilnError(ErrorCode.INTERNAL, 'Internal error; it has been logged.');
-      if (!(err instanceof KilnError)) console.error(err);
-      send(
-        res,
-        httpStatusFor(error.code),
-        Buffer.from(JSON.stringify({ error: { code: error.code, message: error.message, details: error.details } })),
+      const auth = this.apiKeys.cachedAuthentication(key);
+      const hit = auth ? this.answers.get(`${auth.tenantId}\0${body}`) : undefined;
+      if (hit) return send(res, 200, hit);
+      this.resolve(key, body).then(
+        (answer) => send(res, 200, answer),
+        (err: unknown) => sendError(res, err),
       );
-    }
+    });
   }
+
+  private async resolve(key: string, body: string): Promise<Buffer> {
+    const auth = await this.apiKeys.authenticate(key);
+    if (!auth) throw new KilnError(ErrorCode.UNAUTHENTICATED, 'Invalid or revoked API key.');
+    const cacheKey = `${auth.tenantId}\0${body}`;
+    let answer = this.answers.get(cacheKey);
+    if (!answer) {
+      answer = Buffer.from(JSON.stringify(await this.resolver.resolve(auth.tenantId, await parseRequest(body))));
+      this.answers.set(cacheKey, answer);
+    }
+    return answer;
+  }
+}
+
+function sendError(res: ServerResponse, err: unknown): void {
+  const error =
+    err instanceof KilnError ? err : new KilnError(ErrorCode.INTERNAL, 'Internal error; it has been logged.');
+  if (!(err instanceof KilnError)) console.error(err);
+  send(
+    res,
+    httpStatusFor(error.code),
+    Buffer.from(JSON.stringify({ error: { code: error.code, message: error.message, details: error.details } })),
+  );
 }
 
 function send(res: ServerResponse, status: number, body: Buffer): void {
@@ -76,27 +98,28 @@ function send(res: ServerResponse, status: number, body: Buffer): void {
   res.end(body);
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const type = req.headers['content-type'] ?? '';
-    if (!type.startsWith('application/json')) {
+function readBody(req: IncomingMessage, done: (error: KilnError | null, body: string) => void): void {
+  const type = req.headers['content-type'] ?? '';
+  if (!type.startsWith('application/json')) {
+    req.resume();
+    done(new KilnError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'Send the request as application/json.'), '');
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let failed = false;
+  req.on('data', (chunk: Buffer) => {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES && !failed) {
+      failed = true;
+      done(new KilnError(ErrorCode.PAYLOAD_TOO_LARGE, `A resolve request is at most ${MAX_BODY_BYTES} bytes.`), '');
       req.resume();
-      reject(new KilnError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'Send the request as application/json.'));
       return;
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new KilnError(ErrorCode.PAYLOAD_TOO_LARGE, `A resolve request is at most ${MAX_BODY_BYTES} bytes.`));
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
+    if (!failed) chunks.push(chunk);
+  });
+  req.on('end', () => {
+    if (!failed) done(null, chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8'));
   });
 }
 
