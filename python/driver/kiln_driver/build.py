@@ -15,6 +15,7 @@ from .compare import ieee_fp32
 from .compile import compile_program, load_program, program_on
 from .elf_needs import read_needs
 from .errors import DriverError, ErrorCode
+from .host_lock import host_lock
 from .input_checks import accepted_dims, narrowed_dims, narrowed_range_error, set_is_accepted
 from .inputs import input_shapes, materialize, plan_inputs
 from .isa import check_isa
@@ -140,7 +141,9 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events) -> 
     example = materialize(plan["sets"][0], plan["seed"], recipe["device"])
     # The plan stays the fp32 program's: the converted one keeps its interface (dtypes, dims, ranges).
     ep = convert_program(ep, precision, plan, example, work)
-    compiled = compile_program(ep, example, job, compiler, work / "compiled")
+    # Shared: compiles run side by side, but never while another build on this host is timing.
+    with host_lock(exclusive=False):
+        compiled = compile_program(ep, example, job, compiler, work / "compiled")
     del ep
 
     events.phase(

@@ -11,8 +11,6 @@ crashes), and finally one `result`.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import gc
 import json
 import os
@@ -20,12 +18,12 @@ import signal
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from .compare import compare_outputs, ieee_fp32, interleaved_best_ms, sync
 from .errors import DriverError, ErrorCode, short_traceback
+from .host_lock import host_lock
 from .input_checks import accepted_dims, is_input_range_error, narrowed_dims, narrowed_range_error
 from .inputs import InputPlan, call_args, input_shapes, materialize
 from .package_parts import assemble_package
@@ -116,27 +114,6 @@ def _clone(values: list[Any]) -> list[Any]:
     import torch
 
     return [v.clone() if isinstance(v, torch.Tensor) else v for v in values]
-
-
-@contextlib.contextmanager
-def exclusive_timing() -> Iterator[None]:
-    """Holds the build host's timing lock (KILN_TIMING_LOCK, a file the worker creates) while timing, so
-    builds running side by side on one host take turns to measure instead of measuring each other."""
-    path = os.environ.get("KILN_TIMING_LOCK")
-    if not path:
-        yield
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        log.warning("timing lock %s unavailable (%s); timing without it", path, exc)
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 class _Child:
@@ -295,7 +272,7 @@ class _Child:
         import torch
 
         warmup, runs = self.req["warmup"], self.req["runs"]
-        with torch.no_grad(), exclusive_timing():
+        with torch.no_grad(), host_lock(exclusive=True):
             eager_ms, compiled_ms = interleaved_best_ms(
                 [lambda: self.call(reference, flat), lambda: self.call(compiled, flat)], warmup, runs, self.device
             )

@@ -138,8 +138,8 @@ export class BuildActivitiesService implements BuildActivities {
   }
 
   /**
-   * The file builds on this host lock while they time the artifact (kiln_driver's exclusive_timing), so
-   * parallel builds take turns to measure instead of measuring each other. Readable by the sandbox user.
+   * The host lock of kiln_driver (host_lock.py): compiles hold it shared and timing holds it exclusive, so a
+   * build measures its artifact while no other build on this host compiles. Readable by the sandbox user.
    */
   private async timingLock(): Promise<string> {
     const dir = path.join(this.config.workDir, 'locks');
