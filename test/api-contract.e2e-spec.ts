@@ -139,7 +139,8 @@ describe('compilations', () => {
     const id = (first.body as CompilationBody).id;
     assert.equal((again.body as CompilationBody).id, id);
 
-    await waitForCompilation(app, alice, id, (c) => c.builds[0].status === 'running', 5 * 60_000);
+    // Cancel while the compiler runs (the transformer takes tens of seconds there), not as the build ends.
+    await waitForCompilation(app, alice, id, (c) => c.builds[0].phase === 'compiling', 5 * 60_000);
     await http().post(`/v1/compilations/${id}/cancel`).set(alice.auth).expect(202);
     const done = await waitForCompilation(app, alice, id, undefined, 2 * 60_000);
     assert.equal(done.status, 'cancelled');

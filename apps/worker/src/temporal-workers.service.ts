@@ -58,6 +58,10 @@ export class TemporalWorkersService implements OnApplicationShutdown {
               buildTarget: (i: Parameters<BuildActivitiesService['buildTarget']>[0]) => this.builder.buildTarget(i),
             },
             maxConcurrentActivityTaskExecutions: queue.concurrency,
+            // A cancellation reaches a running activity only in the answer to a heartbeat, and the SDK sends
+            // heartbeats at most every 0.8 x heartbeatTimeout (36 s here) by default: a cancel could then arrive
+            // after the build had finished. Every heartbeat (one each few seconds) goes out instead.
+            maxHeartbeatThrottleInterval: '2 seconds',
             // Builds are long; let a shutdown wait for a running compile a while before giving it up.
             shutdownGraceTime: '30 seconds',
           }),

@@ -78,7 +78,8 @@ export class BuildActivitiesService implements BuildActivities {
       }
       gpu = gpuPool ? await gpuPool.acquire(ctx.cancellationSignal) : null;
 
-      let lastPhaseWrite = 0;
+      let writtenPhase = phase;
+      let phaseWrites: Promise<unknown> = Promise.resolve();
       const outcome = await runCompileDriver({
         env: { KILN_TIMING_LOCK: await this.timingLock(), ...(gpu ? gpuEnvironment(gpu) : {}) },
         pythonPath: this.config.resolvePath(this.config.KILN_PYTHON),
@@ -101,13 +102,18 @@ export class BuildActivitiesService implements BuildActivities {
         onProgress: (p) => {
           phase = p.phase;
           ctx.heartbeat(p);
-          // Phases change a handful of times per build; still, never write more than once a second.
-          if (Date.now() - lastPhaseWrite > 1000) {
-            lastPhaseWrite = Date.now();
-            void this.builds.update({ id: input.buildId }, { phase: p.phase }).catch(() => undefined);
+          // The driver may report often; the row changes only when the phase does (a handful of times a build).
+          if (p.phase !== writtenPhase) {
+            writtenPhase = p.phase;
+            const next = p.phase;
+            // Chained, so the row never ends on an older phase than the last one reported.
+            phaseWrites = phaseWrites
+              .then(() => this.builds.update({ id: input.buildId }, { phase: next }))
+              .catch(() => undefined);
           }
         },
       });
+      await phaseWrites;
       try {
         if (!outcome.ok) {
           await this.builds.update(
