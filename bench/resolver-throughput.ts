@@ -1,9 +1,9 @@
 // Resolver throughput and latency vs a bare Node http server returning a JSON body of the same size, on the
 // same machine in the same run (autocannon, 64 and 256 concurrent connections).
 //   node --import @swc-node/register/esm-register bench/resolver-throughput.ts [--duration 10]
-// Needs the local stack (PostgreSQL, Temporal, S3): scripts/stack.sh start. Starts its own API process on
-// a spare port, seeds a tenant with one model version and its three real x86 artifact manifests (signed
-// with the local key), then loads POST /v1/resolve with a device token and an AVX-512 fingerprint.
+// Needs the local stack (PostgreSQL, Temporal, S3): scripts/stack.sh start. Starts its own API process (compiled,
+// as npm start runs it) on a spare port, seeds a tenant with one model version and its three real x86 artifact
+// manifests (signed with the local key), then loads POST /v1/resolve with a device token and an AVX-512 fingerprint.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -17,6 +17,7 @@ import { kilnDataSourceOptions } from '@kiln/database';
 import { AVX512_SERVER_FINGERPRINT } from '@kiln/matching';
 import { ArtifactSigner } from '@kiln/signing';
 import { REPO_ROOT } from '../test/support/kiln-harness.js';
+import { APP_NODE_FLAGS, buildDist, distEntry } from '../scripts/lib/build-dist.js';
 
 const config = loadKilnConfig();
 const duration = Number(process.argv[process.argv.indexOf('--duration') + 1]) || 10;
@@ -142,8 +143,10 @@ async function load(url: string, connections: number, headers: Record<string, st
 }
 
 async function main(): Promise<void> {
+  // The API as `npm start` runs it: compiled into dist/, with the flags of scripts/stack.sh.
+  await buildDist();
   const api = await startProcess(
-    ['--import', '@swc-node/register/esm-register', 'apps/api/src/main.ts'],
+    [...APP_NODE_FLAGS, distEntry('api')],
     { KILN_API_PORT: String(API_PORT) },
     /API listening/,
   );

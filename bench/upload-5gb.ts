@@ -4,14 +4,19 @@
 // bytes are also sent as ONE raw PutObject (AWS SDK, file stream) to the same S3 endpoint: the baseline.
 //
 //   node --import @swc-node/register/esm-register bench/upload-5gb.ts [--gb 5] [--part-mib 32] [--concurrency 4] [--keep]
+//     [--api-from-source]
+//
+// The API runs as `npm start` runs it: compiled into dist/ (scripts/build.ts, run here first) with the node flags
+// of scripts/stack.sh. --api-from-source runs it through the TypeScript loader instead, as the tests do.
 //
 // Needs the local stack (npm start, or scripts/stack.sh start) and 3x the file size free on disk. Writes
 // .kiln/bench/upload-5gb.pt2 (deleted afterwards unless --keep) and bench/out/upload-5gb.json.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -20,6 +25,7 @@ import { loadKilnConfig } from '@kiln/config';
 import { kilnDataSourceOptions } from '@kiln/database';
 import { ObjectStorage } from '@kiln/storage';
 import { makeWidePt2 } from '../libs/sdk/src/testing/make-pt2.js';
+import { APP_NODE_FLAGS, buildDist, DIST, distEntry } from '../scripts/lib/build-dist.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const NODE_ARGS = ['--import', '@swc-node/register/esm-register'];
@@ -53,29 +59,18 @@ async function childRaw(file: string, key: string): Promise<void> {
 }
 
 /**
- * The SDK side runs as plain JavaScript, as a user's program would: libs/sdk transpiled by SWC into
- * .kiln/bench/sdk-js (no TypeScript loader in the measured process; the loader alone costs ~140 MiB of RSS).
+ * The SDK side runs as plain JavaScript, as a user's program would: libs/sdk as compiled into dist/ (no TypeScript
+ * loader in the measured process; the loader alone costs ~140 MiB of RSS).
  */
-async function buildSdkJs(outDir: string): Promise<string> {
-  const { transformFile } = await import('@swc/core');
-  const srcDir = path.join(ROOT, 'libs/sdk/src');
+async function writeSdkChild(outDir: string): Promise<string> {
   await rm(outDir, { recursive: true, force: true });
   await mkdir(outDir, { recursive: true });
-  for (const name of await readdir(srcDir)) {
-    if (!name.endsWith('.ts') || name.endsWith('.spec.ts')) continue;
-    const { code } = await transformFile(path.join(srcDir, name), {
-      jsc: { parser: { syntax: 'typescript' }, target: 'es2022' },
-      module: { type: 'es6' },
-      swcrc: false,
-    });
-    await writeFile(path.join(outDir, name.replace(/\.ts$/, '.js')), code);
-  }
-  await writeFile(path.join(outDir, 'package.json'), '{ "type": "module" }\n');
-  const child = path.join(outDir, 'upload-child.js');
+  const sdk = pathToFileURL(path.join(DIST, 'libs/sdk/src/index.js')).href;
+  const child = path.join(outDir, 'upload-child.mjs');
   await writeFile(
     child,
     `import { readFileSync } from 'node:fs';
-import { KilnClient } from './index.js';
+import { KilnClient } from '${sdk}';
 const [file, url, apiKey, partMiB, concurrency] = process.argv.slice(2);
 const rss = () => Number(/VmRSS:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
 const baselineRssKiB = rss();
@@ -175,6 +170,7 @@ async function main(): Promise<void> {
       'part-mib': { type: 'string', default: '32' },
       concurrency: { type: 'string', default: '4' },
       keep: { type: 'boolean', default: false },
+      'api-from-source': { type: 'boolean', default: false },
     },
   });
   const targetBytes = Number(values.gb) * 1e9;
@@ -205,7 +201,11 @@ async function main(): Promise<void> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const apiLog = path.join(benchDir, 'api.log');
-  const api = spawn(process.execPath, [...NODE_ARGS, 'apps/api/src/main.ts'], {
+  const fromSource = values['api-from-source'];
+  await buildDist();
+  const apiArgs = fromSource ? [...NODE_ARGS, 'apps/api/src/main.ts'] : [...APP_NODE_FLAGS, distEntry('api')];
+  console.log(`API: node ${apiArgs.join(' ')}`);
+  const api = spawn(process.execPath, apiArgs, {
     cwd: ROOT,
     env: { ...process.env, KILN_API_PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -244,7 +244,7 @@ async function main(): Promise<void> {
 
     // The SDK: presigned multipart through the API, then completion (validation of the stored archive).
     console.log(`SDK upload (parts of ${values['part-mib']} MiB, ${values.concurrency} at once) ...`);
-    const sdkChild = await buildSdkJs(path.join(benchDir, 'sdk-js'));
+    const sdkChild = await writeSdkChild(path.join(benchDir, 'sdk-js'));
     const sdk = runChild([file, url, tenant.apiKey.key, values['part-mib'], values.concurrency], sdkChild);
     const apiMem = sampler(api.pid!);
     const sdkMem = sampler(sdk.child.pid!);

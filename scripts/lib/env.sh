@@ -63,6 +63,10 @@ kiln_default S3_ACCESS_KEY_ID kiln
 kiln_default S3_SECRET_ACCESS_KEY kiln-local-secret
 kiln_default KILN_API_PORT 3000
 
+# Node 20 is the chosen runtime and the lockfile pins AWS SDK releases that support it: the SDK's notice
+# that later releases will need Node 22 would otherwise open every service log and test file.
+export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=${AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED:-true}
+
 # --- Used only by scripts/stack.sh (the local SeaweedFS's extra ports, and how long to wait) ------
 # `weed mini` opens more than the S3 port; they are pinned so a clash is found before starting.
 # Each gRPC port is the HTTP port + 10000 (SeaweedFS's convention).

@@ -12,6 +12,7 @@ import { loadKilnConfig } from '@kiln/config';
 import { ObjectStorage } from '@kiln/storage';
 import { AppModule } from '../../apps/api/src/app.module.js';
 import { setupApp } from '../../apps/api/src/setup-app.js';
+import { APP_NODE_FLAGS, buildDist, distEntry } from '../../scripts/lib/build-dist.js';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
 export const FIXTURES_DIR = process.env.KILN_FIXTURES_DIR ?? path.join(REPO_ROOT, '.kiln', 'fixtures');
@@ -63,7 +64,9 @@ export async function createTenant(app: INestApplication, name = 'e2e'): Promise
   return { id: body.id, key: body.apiKey.key, auth: { Authorization: `Bearer ${body.apiKey.key}` } };
 }
 
-/** A build worker child process, started like `npm start` does, ready once it logs "worker ready". */
+let distBuilt: Promise<unknown> | undefined;
+
+/** A build worker child process, started like `npm start` does (compiled, from dist/), ready once it logs "worker ready". */
 export class WorkerProcess {
   private child?: ChildProcess;
   output = '';
@@ -72,7 +75,9 @@ export class WorkerProcess {
 
   async start(timeoutMs = 120_000): Promise<void> {
     this.output = '';
-    const child = spawn(process.execPath, ['--import', '@swc-node/register/esm-register', 'apps/worker/src/main.ts'], {
+    // Compiled once per test file, so the workers run what was just edited.
+    await (distBuilt ??= buildDist());
+    const child = spawn(process.execPath, [...APP_NODE_FLAGS, distEntry('worker')], {
       cwd: REPO_ROOT,
       env: { ...process.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -12,7 +12,7 @@ const ALL_LEVEL_FLAGS = [...X86_LEVEL_FLAGS[2], ...X86_LEVEL_FLAGS[3], ...X86_LE
 // ---------------------------------------------------------------------------------------------------
 // Arbitraries. Value pools are small on purpose so devices and artifacts often meet at the edges:
 // equal versions, versions one step apart, "2.9" vs "2.10", compute capabilities that differ by one
-// minor, torch builds that differ only in the local tag, speedups on a bucket boundary.
+// minor, torch builds that differ only in the local tag, speedups on the tolerance boundary.
 // ---------------------------------------------------------------------------------------------------
 
 const GLIBC = ['2.4', '2.9', '2.10', '2.17', '2.27', '2.28', '2.31', '2.34', '2.35', '2.36', '2.39'];
@@ -91,7 +91,7 @@ const fingerprint: fc.Arbitrary<DeviceFingerprint> = rawFingerprint.map((raw) =>
 
 const speedup = fc.oneof(
   fc.double({ min: 0.05, max: 20, noNaN: true }),
-  // edges: unmeasured/garbage values, exactly 1, a bucket boundary of the default tolerance (√1.15)
+  // edges: unmeasured/garbage values, exactly 1, a boundary of the default tolerance (√1.15)
   fc.constantFrom(0, -1, Number.NaN, Number.POSITIVE_INFINITY, 1, 1.15, Math.sqrt(1.15), 0.5),
 );
 
@@ -215,7 +215,7 @@ const scenario: fc.Arbitrary<[DeviceFingerprint, Candidate[]]> = fingerprint.cha
     ),
   ),
 );
-// includes subnormal and tiny tolerances (5e-324 once made every bucket -Infinity) and huge ones
+// includes subnormal and tiny tolerances (5e-324 once made every speed bucket -Infinity) and huge ones
 const tolerance = fc.oneof(
   fc.constantFrom(0, Number.MIN_VALUE, 1e-12, 1e-9, 0.05, 0.15, 0.5, 1e300),
   fc.double({ min: 0, max: 1, noNaN: true }),

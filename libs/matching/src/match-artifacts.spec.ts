@@ -8,7 +8,7 @@ import {
   SSE42_BOX_FINGERPRINT,
 } from './example-fingerprints.js';
 import type { DeviceFingerprint } from './fingerprint.js';
-import { checkCandidate, resolveArtifact, speedupBucket, type Resolution } from './match-artifacts.js';
+import { asFastAs, checkCandidate, resolveArtifact, type Resolution } from './match-artifacts.js';
 import { makeCandidate } from './testing/make-candidate.js';
 
 const v2 = makeCandidate({ artifactId: 'a-v2', requires: { x86Level: 2 }, speedup: 1.2 });
@@ -312,21 +312,38 @@ describe('resolveArtifact: validation and fallback', () => {
   });
 });
 
-describe('speedupBucket', () => {
-  it('centres bucket 0 on 1.0x and puts speedups within one tolerance step together', () => {
-    assert.equal(speedupBucket(1, 0.15), 0);
-    assert.equal(speedupBucket(1.06, 0.15), 0);
-    assert.equal(speedupBucket(0.95, 0.15), 0);
-    assert.equal(speedupBucket(1.6, 0.15), speedupBucket(1.55, 0.15));
-    assert.ok(speedupBucket(2.1, 0.15) > speedupBucket(1.6, 0.15));
-    assert.equal(speedupBucket(0, 0.15), Number.NEGATIVE_INFINITY);
-    assert.equal(speedupBucket(Number.POSITIVE_INFINITY, 0.15), Number.NEGATIVE_INFINITY);
+describe('asFastAs', () => {
+  it('is relative to the fastest: slower by less than the tolerance, or equal', () => {
+    assert.ok(asFastAs(1.6, 1.6, 0.15));
+    assert.ok(asFastAs(1.45, 1.6, 0.15)); // 1.6 / 1.45 = 1.10
+    assert.ok(!asFastAs(1.39, 1.6, 0.15)); // 1.6 / 1.39 = 1.15+
+    assert.ok(asFastAs(1.6, 1.6, 0));
+    assert.ok(!asFastAs(1.59, 1.6, 0));
+    assert.ok(asFastAs(0, 0, 0.15)); // nothing measured: all equal
+    assert.ok(!asFastAs(0, 1.2, 0.15)); // unmeasured never ties a measured one
+    assert.ok(!asFastAs(0, 1.2, 1e308));
   });
 
-  it('ranks by the exact speedup below MIN_BUCKET_TOLERANCE instead of overflowing to -Infinity', () => {
-    assert.equal(speedupBucket(0.05, Number.MIN_VALUE), 0.05);
-    assert.equal(speedupBucket(0.05, 0), 0.05);
-    assert.ok(Number.isFinite(speedupBucket(1e-300, 1e-9)));
+  it('does not chain ties: 1.00 ~ 1.14 ~ 1.28 keeps only those within 15% of 1.28, then the most specific', () => {
+    const r = resolveArtifact(AVX512_SERVER_FINGERPRINT, [
+      makeCandidate({ artifactId: 'x4', requires: { x86Level: 4 }, speedup: 1.0 }),
+      makeCandidate({ artifactId: 'x3', requires: { x86Level: 3 }, speedup: 1.14 }),
+      makeCandidate({ artifactId: 'x2', requires: { x86Level: 2 }, speedup: 1.28 }),
+    ]);
+    assert.deepEqual(
+      r.ranked.map((x) => x.artifactId),
+      ['x3', 'x2', 'x4'],
+    );
+  });
+
+  it("gives this repo's CI host v4 for speedups like v2 1.51x, v3 1.75x, v4 1.60x (within 15% of the fastest)", () => {
+    const r = resolveArtifact(AVX512_SERVER_FINGERPRINT, [
+      makeCandidate({ artifactId: 'y4', requires: { x86Level: 4 }, speedup: 1.596 }),
+      makeCandidate({ artifactId: 'y3', requires: { x86Level: 3 }, speedup: 1.753 }),
+      makeCandidate({ artifactId: 'y2', requires: { x86Level: 2 }, speedup: 1.507 }),
+    ]);
+    assert.equal(r.chosen?.artifactId, 'y4');
+    assert.match(r.chosen?.reasons[1] ?? '', /more specific: x86-64-v4 over x86-64-v3/);
   });
 });
 

@@ -27,8 +27,8 @@ export const DEFAULT_ACCEPT_PRECISIONS: readonly ArtifactPrecision[] = ['fp32'];
 
 export interface ResolveOptions {
   /**
-   * Relative speedup difference treated as noise (default 0.15: 1.60x and 1.50x are "equally fast").
-   * 0 (or anything below MIN_BUCKET_TOLERANCE) ranks by exact measured speedup.
+   * Relative speedup difference treated as noise (default 0.15): an artifact slower than the fastest compatible
+   * one by less than this factor counts as equally fast (see asFastAs). 0 ranks by exact measured speedup.
    */
   speedupTolerance?: number;
   /**
@@ -65,8 +65,6 @@ export interface CandidateCheck {
 }
 
 export const DEFAULT_SPEEDUP_TOLERANCE = 0.15;
-/** Below this a tolerance means "exact": see speedupBucket. */
-export const MIN_BUCKET_TOLERANCE = 1e-9;
 
 const PORTABLE = 'run the portable graph (the original .pt2) with torch.export.load';
 
@@ -292,29 +290,23 @@ export function checkCandidate(
 }
 
 /**
- * Which speed class a measured speedup falls in. "Within the tolerance" is not transitive (1.00 ~ 1.14
- * ~ 1.28 but 1.00 ≁ 1.28), so comparing pairs with it would not be a strict weak ordering and the
- * answer could depend on candidate order. Instead log(speedup) is cut into fixed buckets one
- * log(1 + tolerance) wide, centred on 1.0x; equal buckets are "equally fast". Two speedups in one bucket
- * differ by less than the tolerance; the price is that two just across a bucket edge count as different
- * even when they are closer than that. Still, whatever is chosen is never slower than the fastest
- * compatible artifact by a factor of (1 + tolerance) or more. floor(x + 0.5) rather than a round
- * function so the Python runtime (whose round() rounds half to even) computes the same buckets.
- * Missing, non-finite or non-positive speedups rank below every measured one. Tolerances below
- * MIN_BUCKET_TOLERANCE rank by the exact speedup: dividing by a near-zero log would overflow to
- * ±Infinity and lump measured speedups in with unmeasured ones.
+ * Whether a measured speedup counts as "as fast as" the fastest compatible one: slower than it by less than a
+ * factor of (1 + tolerance), or equal to it (so a tolerance of 0 keeps exactly the fastest). Relative to the
+ * fastest of the whole set, not pairwise: "within the tolerance" is not transitive (1.00 ~ 1.14 ~ 1.28 but
+ * 1.00 ≁ 1.28), and a pairwise comparison would make the answer depend on candidate order. Build-host timings
+ * are noisy (a few cores shared with other builds), so among these the most specific artifact wins: on an
+ * AVX-512 host, v4 unless v3 or v2 was measured faster by more than the tolerance.
  */
-export function speedupBucket(speedup: number, tolerance: number): number {
-  if (!Number.isFinite(speedup) || speedup <= 0) return Number.NEGATIVE_INFINITY;
-  if (tolerance < MIN_BUCKET_TOLERANCE) return speedup;
-  return Math.floor(Math.log(speedup) / Math.log1p(tolerance) + 0.5);
+export function asFastAs(speedup: number, fastest: number, tolerance: number): boolean {
+  return speedup === fastest || speedup * (1 + tolerance) > fastest;
 }
 
 interface RankEntry {
   candidate: Candidate;
   check: CandidateCheck;
   speedup: number;
-  bucket: number;
+  /** 1 when asFastAs the fastest compatible artifact, else 0. */
+  tier: number;
   gpu: number;
   x86Level: number;
   tieKey: string;
@@ -329,17 +321,17 @@ function codeUnitCompare(a: string, b: string): number {
 }
 
 /**
- * Total order, best first: speed bucket, then specificity (a GPU artifact over a CPU one, then the
- * higher x86 level: it uses more of the device), then the raw measured speedup (the best remaining
- * evidence), then artifactId and targetId, then the explanation text. Code-unit string comparison, not
- * localeCompare, so the order is the same in every locale and in the Python mirror.
+ * Total order, best first. Those as fast as the fastest (within the tolerance) come first, by specificity (a GPU
+ * artifact over a CPU one, then the higher x86 level: it uses more of the device), then by the raw measured
+ * speedup (the best remaining evidence); the rest follow by measured speedup, then specificity. Then artifactId
+ * and targetId, then the explanation text: code-unit string comparison, not localeCompare, so the order is the
+ * same in every locale.
  */
 function compareEntries(a: RankEntry, b: RankEntry): number {
+  const bySpecificity = b.gpu - a.gpu || b.x86Level - a.x86Level;
   return (
-    b.bucket - a.bucket || // -Infinity - -Infinity is NaN, which || skips like 0
-    b.gpu - a.gpu ||
-    b.x86Level - a.x86Level ||
-    b.speedup - a.speedup ||
+    b.tier - a.tier ||
+    (a.tier === 1 ? bySpecificity || b.speedup - a.speedup : b.speedup - a.speedup || bySpecificity) ||
     codeUnitCompare(a.candidate.artifactId, b.candidate.artifactId) ||
     codeUnitCompare(a.candidate.targetId, b.candidate.targetId) ||
     codeUnitCompare(a.tieKey, b.tieKey)
@@ -362,11 +354,11 @@ function whyChosen(best: RankEntry, next: RankEntry | undefined, tolerance: numb
     best.speedup > 0 ? `${speedText(best)} measured over eager on the build host` : 'no valid speedup measurement';
   if (!next) {
     reasons.push(`only compatible artifact: ${measured}`);
-  } else if (best.bucket !== next.bucket) {
+  } else if (next.tier !== best.tier) {
     reasons.push(`fastest compatible: ${measured} (next: ${next.candidate.targetId} at ${speedText(next)})`);
   } else {
-    const within = tolerance >= MIN_BUCKET_TOLERANCE ? ` within the ${fmt(tolerance * 100)}% speedup tolerance` : '';
-    const noisy = tolerance >= MIN_BUCKET_TOLERANCE && best.speedup > 0 ? ' (build-host timings are noisy)' : '';
+    const within = tolerance > 0 ? ` within the ${fmt(tolerance * 100)}% speedup tolerance` : '';
+    const noisy = tolerance > 0 && best.speedup > 0 ? ' (build-host timings are noisy)' : '';
     reasons.push(
       `fastest compatible${within}: ${measured}; ${next.candidate.targetId} at ${speedText(next)} counts as equally fast${noisy}`,
     );
@@ -421,12 +413,14 @@ export function resolveArtifact(
       candidate,
       check,
       speedup,
-      bucket: speedupBucket(speedup, tolerance),
+      tier: 0,
       gpu: req.computeCapability !== null ? 1 : 0,
       x86Level: req.x86Level ?? 0,
       tieKey: check.passed.join('\n'),
     });
   }
+  const fastest = Math.max(0, ...compatible.map((e) => e.speedup));
+  for (const e of compatible) e.tier = asFastAs(e.speedup, fastest, tolerance) ? 1 : 0;
   compatible.sort(compareEntries);
   rejected.sort(
     (a, b) =>
