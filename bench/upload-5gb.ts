@@ -82,7 +82,9 @@ const result = await client.uploadModel(file, {
   partSize: Number(partMiB) * 1024 * 1024,
   concurrency: Number(concurrency),
   resumeStateDir: false,
-  onProgress: (e) => { if (e.type === 'upload-completing') partsDoneAt = performance.now(); },
+  onProgress: (e) => {
+    if (e.type === 'upload-completing' && !partsDoneAt) { partsDoneAt = performance.now(); console.log('parts-done'); }
+  },
 });
 const total = (performance.now() - t0) / 1000;
 console.log(JSON.stringify({ uploadSeconds: (partsDoneAt - t0) / 1000, totalSeconds: total, versionId: result.version.id,
@@ -109,9 +111,16 @@ async function readMem(pid: number): Promise<MemSample | null> {
   }
 }
 
-/** Samples a process every `everyMs` until stopped: peak VmRSS seen, and the last VmHWM read. */
-function sampler(pid: number, everyMs = 100): { stop: () => Promise<{ peakRssMiB: number; hwmMiB: number }> } {
+/**
+ * Samples a process every `everyMs` until stopped: peak VmRSS seen, and the last VmHWM read. `mark()` ends the
+ * first phase: its peak is reported apart (the parts upload, before the completion's validation sweep).
+ */
+function sampler(
+  pid: number,
+  everyMs = 100,
+): { mark: () => void; stop: () => Promise<{ peakRssMiB: number; firstPhasePeakMiB: number; hwmMiB: number }> } {
   let peak = 0;
+  let firstPhasePeak = -1;
   let hwm = 0;
   let running = true;
   const loop = (async () => {
@@ -125,10 +134,17 @@ function sampler(pid: number, everyMs = 100): { stop: () => Promise<{ peakRssMiB
     }
   })();
   return {
+    mark: () => {
+      if (firstPhasePeak < 0) firstPhasePeak = peak;
+    },
     stop: async () => {
       running = false;
       await loop;
-      return { peakRssMiB: peak / 1024, hwmMiB: hwm / 1024 };
+      return {
+        peakRssMiB: peak / 1024,
+        firstPhasePeakMiB: (firstPhasePeak < 0 ? peak : firstPhasePeak) / 1024,
+        hwmMiB: hwm / 1024,
+      };
     },
   };
 }
@@ -248,6 +264,9 @@ async function main(): Promise<void> {
     const sdk = runChild([file, url, tenant.apiKey.key, values['part-mib'], values.concurrency], sdkChild);
     const apiMem = sampler(api.pid!);
     const sdkMem = sampler(sdk.child.pid!);
+    sdk.child.stdout?.on('data', (c: Buffer) => {
+      if (c.toString().includes('parts-done')) apiMem.mark();
+    });
     uploaded = await sdk.done;
     const [apiPeak, sdkPeak] = await Promise.all([apiMem.stop(), sdkMem.stop()]);
 
@@ -274,6 +293,7 @@ async function main(): Promise<void> {
       api: {
         rssBeforeMiB: apiBefore.rssKiB / 1024,
         peakRssDuringMiB: apiPeak.peakRssMiB,
+        peakRssDuringPartsMiB: apiPeak.firstPhasePeakMiB,
         growthMiB: apiPeak.peakRssMiB - apiBefore.rssKiB / 1024,
         hwmSinceStartMiB: apiPeak.hwmMiB,
       },
@@ -287,7 +307,7 @@ raw PutObject                ${f(report.rawPut.seconds)} s   ${f(rawMBs)} MB/s
 SDK parts (hash + PUTs)      ${f(report.sdk.partsSeconds)} s   ${f(partsMBs)} MB/s   = ${report.sdk.ratioToRawPut.toFixed(2)} x raw
 SDK incl. complete+validate  ${f(report.sdk.totalSecondsWithValidation)} s   ${f(totalMBs)} MB/s
 SDK process (plain JS)       RSS ${f(report.sdk.rssBeforeMiB)} MiB before, peak ${f(sdkPeak.peakRssMiB)} MiB (VmHWM ${f(sdkPeak.hwmMiB)} MiB)
-API process                  RSS ${f(report.api.rssBeforeMiB)} MiB before, peak ${f(apiPeak.peakRssMiB)} MiB during (+${f(report.api.growthMiB)} MiB)
+API process                  RSS ${f(report.api.rssBeforeMiB)} MiB before, peak ${f(apiPeak.firstPhasePeakMiB)} MiB during the parts, ${f(apiPeak.peakRssMiB)} MiB with completion (+${f(report.api.growthMiB)} MiB)
 written to bench/out/upload-5gb.json`);
   } finally {
     await writeFile(apiLog, apiOut);

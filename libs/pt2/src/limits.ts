@@ -22,7 +22,12 @@ export interface Pt2Limits {
   maxExprDepth: number;
   /** Operator namespaces accepted in `torch.ops.<namespace>.*` node targets. */
   allowedOpNamespaces: readonly string[];
-  /** Size of each read while streaming large entries; keeps memory flat and reads few and large. */
+  /**
+   * Size of each read while streaming large entries; keeps memory flat and reads few and large. A few reads
+   * are in flight at once through the zip library's streams: over S3, a 5 GB sweep peaked at ~82 MiB of
+   * buffers with 8 MiB reads, ~53 MiB with 4 MiB, in about the same time; 2 MiB and 1 MiB took 1.3x and 1.9x
+   * as long (bench/README.md, "Uploads").
+   */
   readChunkBytes: number;
 }
 
@@ -39,7 +44,7 @@ export const DEFAULT_PT2_LIMITS: Readonly<Pt2Limits> = Object.freeze({
   maxExprLength: 16_384,
   maxExprDepth: 64,
   allowedOpNamespaces: Object.freeze(['aten', 'prims', 'higher_order']),
-  readChunkBytes: 8 * MiB,
+  readChunkBytes: 4 * MiB,
 });
 
 /** Merges caller overrides onto the defaults; a nonsensical override is a programming error, not a bad upload. */

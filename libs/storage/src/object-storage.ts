@@ -403,9 +403,18 @@ export class S3ByteSource {
     if (length <= 0) return Buffer.alloc(0);
     const end = Math.min(this.size, offset + length);
     const body = await this.storage.getStream(this.key, { offset, length: end - offset });
-    const chunks: Buffer[] = [];
-    for await (const chunk of body) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
+    // One buffer of the known size, filled as the chunks arrive: collecting the chunks and concatenating them
+    // would hold every read twice (the validator sweeps a multi-GB archive in reads of a few MiB).
+    const out = Buffer.allocUnsafe(end - offset);
+    let filled = 0;
+    for await (const chunk of body) {
+      const c = chunk as Buffer;
+      if (filled + c.length > out.length) throw new Error(`S3 returned more than the ${out.length} bytes asked for`);
+      c.copy(out, filled);
+      filled += c.length;
+    }
+    if (filled !== out.length) throw new Error(`S3 returned ${filled} of the ${out.length} bytes asked for`);
+    return out;
   }
 }
 
