@@ -110,6 +110,16 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', 
     assert.equal(cnn.userInputs[0].shape.length, 4);
   });
 
+  test('inputs with related sizes (a derived dim) are accepted; the guard torch wrote is in the summary', async () => {
+    // (The compile driver builds and verifies this model: python/driver/tests/test_build_e2e.py.)
+    const { body } = await uploadModel(app, tenant, 'pair-model', await fixture('pair.pt2'));
+    const summary = body.summary as Pt2Summary;
+    assert.deepEqual(summary.guards, ["(2*L['x'].size()[0]) == L['y'].size()[0]"]);
+    const [x, y] = summary.userInputs;
+    assert.ok(x.shape[0].kind === 'dynamic' && y.shape[0].kind === 'dynamic');
+    assert.equal(y.shape[0].expr, `2*${x.shape[0].expr}`);
+  });
+
   test('one compilation per model fans out to three targets and every build succeeds', async () => {
     for (const name of ['mlp', 'cnn']) {
       const res = await api(app)

@@ -58,6 +58,12 @@ export interface Pt2Summary {
   userOutputs: TensorSpec[];
   /** Symbol → range, as recorded by export (null = unbounded). */
   rangeConstraints: Record<string, { min: number | null; max: number | null }>;
+  /**
+   * How input sizes must relate, as torch checks them before running the portable graph (Python
+   * expressions over the inputs, e.g. `(2*L['x'].size()[0]) == L['y'].size()[0]` for a derived dim).
+   * Every entry passed Kiln's guard grammar (docs/errors.md, PT2_GUARDS_CODE).
+   */
+  guards: string[];
   parameters: { tensors: number; elements: number; bytes: number };
   buffers: { tensors: number; elements: number; bytes: number };
   constants: { tensors: number; elements: number; bytes: number };

@@ -11,6 +11,7 @@ import {
   type JsonObject,
 } from './json-doc.js';
 import type { Pt2Limits } from './limits.js';
+import { checkGuard } from './guard-expr.js';
 import { checkOpTarget } from './op-targets.js';
 import { SYMBOL_NAME } from './shape-expr.js';
 import {
@@ -48,6 +49,8 @@ export interface ProgramAnalysis {
   userInputs: TensorSpec[];
   userOutputs: TensorSpec[];
   rangeConstraints: Pt2Summary['rangeConstraints'];
+  /** The guards_code entries, each checked against the guard grammar. */
+  guards: string[];
   parameters: TensorStats;
   buffers: TensorStats;
   constants: TensorStats;
@@ -64,6 +67,12 @@ interface ScanResult {
   customObjArgs: JsonLocation[];
   subgraphs: { graph: Json; location: JsonLocation }[];
 }
+
+/** A derived Dim's key in range_constraints, as str() prints it: symbols, integers, + - * and // . */
+const DERIVED_DIM_KEY = /^[a-z0-9_]+( ?([+\-*]|\/\/) ?[a-z0-9_]+)+$/;
+
+/** More guards than any export writes (one per relation between input sizes). */
+const MAX_GUARDS = 1024;
 
 const INPUT_SPEC_KINDS = new Set([
   'user_input',
@@ -118,17 +127,22 @@ export function analyzeProgram(
 
   const scan = scanProgram(doc, root, limits);
 
-  // guards_code holds Python source: ExportedProgram.module() exec()s it to build the input guards.
+  // guards_code holds Python source: ExportedProgram.module() exec()s it to build the input guards. Each
+  // entry must fit the guard grammar (guard-expr.ts).
   const guardsCode = own(program, 'guards_code');
-  const guards = guardsCode === undefined ? [] : doc.array(guardsCode, 'guards_code');
-  if (guards.length > 0) {
-    const first = typeof guards[0] === 'string' ? guards[0] : JSON.stringify(guards[0]);
+  const guardValues = guardsCode === undefined ? [] : doc.array(guardsCode, 'guards_code');
+  if (guardValues.length > MAX_GUARDS) {
     throw pt2Error(
       ErrorCode.PT2_GUARDS_CODE,
-      `${entry}: guards_code has ${guards.length} entr${guards.length === 1 ? 'y' : 'ies'} (first: ${excerpt(first, 80)}); these are Python source that torch executes, and Kiln accepts only an empty list`,
-      { entry, count: guards.length, first: excerpt(first, 200) },
+      `${entry}: guards_code has ${guardValues.length} entries (limit ${MAX_GUARDS})`,
+      { entry, count: guardValues.length },
     );
   }
+  const guards = guardValues.map((g, i) => {
+    const code = doc.string(g, `guards_code[${i}]`);
+    checkGuard(code, `${entry} guards_code[${i}]`, limits);
+    return code;
+  });
 
   const torchVersionValue = own(program, 'torch_version');
   // The schema's default for archives written before the field existed.
@@ -167,7 +181,17 @@ export function analyzeProgram(
   const [tensorValues] = graphs.map(({ graph, path }) => parseTensorValues(doc, graph, path));
   const io = analyzeSignature(doc, inputSpecs, outputSpecs, tensorValues, rangeConstraints, exprs);
 
-  return { schemaVersion, torchVersion, opsetVersion, verifiers, opHistogram, nodeCount, rangeConstraints, ...io };
+  return {
+    schemaVersion,
+    torchVersion,
+    opsetVersion,
+    verifiers,
+    opHistogram,
+    nodeCount,
+    rangeConstraints,
+    guards,
+    ...io,
+  };
 }
 
 /**
@@ -269,12 +293,12 @@ function checkGraphs(
 function parseRangeConstraints(doc: JsonDoc, value: Json | undefined): Pt2Summary['rangeConstraints'] {
   const ranges: Pt2Summary['rangeConstraints'] = {};
   for (const [symbol, range] of Object.entries(doc.object(value, 'range_constraints'))) {
-    // Keys are symbol names written with str(); torch looks them up, it does not sympify them, but a
-    // name outside export's pattern means someone edited the file.
-    if (!SYMBOL_NAME.test(symbol) || symbol.length > 64) {
+    // Keys are written with str(): symbol names, or for a derived Dim its expression (`2*s77`, `s77 + 1`).
+    // torch looks them up, it does not sympify them; still, anything else means someone edited the file.
+    if (!(SYMBOL_NAME.test(symbol) || DERIVED_DIM_KEY.test(symbol)) || symbol.length > 256) {
       throw pt2Error(
         ErrorCode.PT2_BAD_SHAPE_EXPR,
-        `${doc.entry}: range_constraints key '${excerpt(symbol, 60)}' is not a symbol name`,
+        `${doc.entry}: range_constraints key '${excerpt(symbol, 60)}' is neither a symbol name nor a derived dim's expression`,
         {
           entry: doc.entry,
           path: 'range_constraints',

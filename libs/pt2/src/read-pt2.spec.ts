@@ -14,11 +14,12 @@ import {
   type SymIntJson,
 } from './testing/archive-fixtures.js';
 
-// Fixtures come from test/fixtures/make_models.py (torch.export.save of three small models).
+// Fixtures come from test/fixtures/make_models.py (torch.export.save of small models).
 const fixtures: Record<FixtureName, Buffer> = {
   mlp: await loadFixture('mlp'),
   cnn: await loadFixture('cnn'),
   transformer: await loadFixture('transformer'),
+  pair: await loadFixture('pair'),
 };
 
 const read = (archive: Buffer, limits?: Partial<Pt2Limits>) => readPt2(new BufferByteSource(archive), limits);
@@ -115,6 +116,18 @@ describe('readPt2 on real torch.export.save archives', () => {
     assert.deepEqual(summary.buffers, { tensors: 18, elements: 294, bytes: 1_200 });
     assert.deepEqual(summary.constants, zeroStats);
     assert.equal(summary.archive.entries, 47);
+  });
+
+  it('summarizes the pair model: a derived dim, and the guard torch wrote for it', async () => {
+    const summary = await read(fixtures.pair);
+    const [x, y] = summary.userInputs;
+    const batch = assertDynamicDim(x.shape[0], 1, 64, 4);
+    const derived = y.shape[0];
+    assert.ok(derived?.kind === 'dynamic');
+    assert.equal(derived.expr, `2*${batch}`);
+    assert.deepEqual(derived.symbols, [batch]);
+    assert.deepEqual(summary.guards, ["(2*L['x'].size()[0]) == L['y'].size()[0]"]);
+    assert.deepEqual(summary.parameters, { tensors: 2, elements: 272, bytes: 1_088 });
   });
 
   it('summarizes the transformer block (two dynamic dims, symbolic-int ops)', async () => {
@@ -495,11 +508,31 @@ describe('readPt2 rejections: the program', () => {
     await expectRejected(files.build(), ErrorCode.PT2_UNSUPPORTED_SCHEMA, /schema 9\.20/);
   });
 
-  it('PT2_GUARDS_CODE for non-empty guards_code', async () => {
+  it('PT2_GUARDS_CODE for a guard outside the grammar (code, not a size relation)', async () => {
     const files = (await edit()).editProgram((p) => {
-      p.guards_code = ["__import__('os').system('id') or L['x'].size()[0] <= 256"];
+      p.guards_code = ["L['x'].size()[0] <= 256", "__import__('os').system('id') or L['x'].size()[0] <= 256"];
     });
-    await expectRejected(files.build(), ErrorCode.PT2_GUARDS_CODE, /guards_code has 1 entry \(first: __import__/);
+    await expectRejected(
+      files.build(),
+      ErrorCode.PT2_GUARDS_CODE,
+      /guards_code\[1\]: __import__.* outside the guard grammar .*'__import__' is not a name a guard may use/,
+    );
+  });
+
+  it('accepts guards that relate input sizes, and lists them in the summary', async () => {
+    const guards = ["(2*L['x'].size()[0]) == L['x'].size()[1]", "L['x'].size()[0] <= 256 and L['x'].stride()[1] == 1"];
+    const files = (await edit()).editProgram((p) => {
+      p.guards_code = guards;
+    });
+    const summary = await readPt2(new BufferByteSource(await files.build()));
+    assert.deepEqual(summary.guards, guards);
+  });
+
+  it('PT2_GUARDS_CODE for too many guards', async () => {
+    const files = (await edit()).editProgram((p) => {
+      p.guards_code = Array.from({ length: 1025 }, () => "L['x'].size()[0] >= 1");
+    });
+    await expectRejected(files.build(), ErrorCode.PT2_GUARDS_CODE, /1025 entries \(limit 1024\)/);
   });
 
   const withSize = (exprStr: string) =>

@@ -102,6 +102,7 @@ async function summarize(zip: Pt2Zip, source: ByteSource, limits: Pt2Limits): Pr
     userInputs: program.userInputs,
     userOutputs: program.userOutputs,
     rangeConstraints: program.rangeConstraints,
+    guards: program.guards,
     parameters: program.parameters,
     buffers: program.buffers,
     constants: program.constants,

@@ -213,6 +213,23 @@ def test_cnn_v2_records_the_narrower_batch_range_it_accepts(fixtures: Path, tmp_
     assert manifest["verification"]["passed"] is True
 
 
+def test_derived_dim_model_with_a_guard_builds_and_verifies(fixtures: Path, tmp_path: Path) -> None:
+    """The `pair` fixture: y's batch is twice x's (a derived Dim), so the export carries the guard
+    `(2*L['x'].size()[0]) == L['y'].size()[0]` (Kiln's reader checks it against its guard grammar). The driver
+    plans inputs that satisfy the relation, the portable graph (which runs the guard) and the artifact agree.
+    """
+    from conftest import make_job, run_driver
+
+    run = run_driver(fixtures / "pair.pt2", make_job(3), tmp_path / "pair")
+    assert run.returncode == 0, run.stderr[-3000:]
+    manifest = json.loads((run.out / "manifest.json").read_text())
+    verification = manifest["verification"]
+    assert verification["passed"] is True
+    assert len(verification["inputShapes"]) >= 2
+    for x_shape, y_shape in verification["inputShapes"]:
+        assert y_shape[0] == 2 * x_shape[0] and x_shape[1] == y_shape[1] == 16
+
+
 def test_verifier_crash_is_load_failed(mlp_v3: DriverRun, fixtures: Path, tmp_path: Path) -> None:
     """A `.so` that segfaults when loaded kills the verifier process, never the driver: LOAD_FAILED."""
     import io

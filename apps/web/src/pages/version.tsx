@@ -156,6 +156,7 @@ export function VersionPage() {
               <>
                 <TensorTable caption="Inputs" specs={s.userInputs} />
                 <TensorTable caption="Outputs" specs={s.userOutputs} />
+                <GuardTable guards={s.guards ?? []} />
               </>
             ) : (
               <LoadingBlock lines={4} label="Loading inputs" />
@@ -237,6 +238,28 @@ export function VersionPage() {
         </p>
       </Card>
     </div>
+  );
+}
+
+/** How input sizes must relate (a derived dim's guard); versions summarised before guards were kept have none. */
+function GuardTable({ guards }: { guards: string[] }) {
+  if (guards.length === 0) return null;
+  return (
+    <table className="table table-compact tensor-table">
+      <caption>Size relations</caption>
+      <thead>
+        <tr>
+          <th scope="col">Checked by torch before each run of the portable graph</th>
+        </tr>
+      </thead>
+      <tbody>
+        {guards.map((g) => (
+          <tr key={g}>
+            <td className="mono">{g}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }
 

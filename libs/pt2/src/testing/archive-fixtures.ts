@@ -13,7 +13,7 @@ const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..'
 /** Where make_models.py wrote the fixtures; CI generates them before the tests run. */
 export const FIXTURES_DIR = process.env.KILN_FIXTURES_DIR ?? resolve(REPO_ROOT, '.kiln/fixtures');
 
-export type FixtureName = 'mlp' | 'cnn' | 'transformer';
+export type FixtureName = 'mlp' | 'cnn' | 'transformer' | 'pair';
 
 export function fixturePath(name: FixtureName): string {
   return resolve(FIXTURES_DIR, `${name}.pt2`);
