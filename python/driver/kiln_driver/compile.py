@@ -95,6 +95,11 @@ def compile_program(ep: Any, example_inputs: list[Any], job: Job, compiler: Comp
 
     ep.example_inputs = call_args(ep, example_inputs)
     configs = inductor_configs_for(job, compiler)
+    # torch 2.13: with no weights at all, a "binary_blob" package writes no blob and its loader then fails with
+    # "mmap() failed". Without weights there is nothing to keep apart from the code anyway.
+    weightless = not ep.state_dict and not ep.constants
+    if weightless and configs.pop("aot_inductor.package_constants_on_disk_format", None) is not None:
+        log.info("the program has no weights: packaging without a weights blob")
     out_dir.mkdir(parents=True, exist_ok=True)
     package_path = out_dir / "model.pt2"
     log.info("compiling for %s with %s", job["targetId"], as_json(configs))

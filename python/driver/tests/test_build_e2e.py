@@ -230,6 +230,26 @@ def test_derived_dim_model_with_a_guard_builds_and_verifies(fixtures: Path, tmp_
         assert y_shape[0] == 2 * x_shape[0] and x_shape[1] == y_shape[1] == 16
 
 
+def test_model_without_weights_builds_and_loads(tmp_path: Path) -> None:
+    """A program with no parameters, buffers or constants: torch 2.13 writes no weights blob for it, and its
+    loader then fails ("mmap() failed") if the package was asked for one; the driver packages it without."""
+    from conftest import make_job, run_driver
+
+    class Scale(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(x) * 2 + 1
+
+    ep = torch.export.export(Scale(), (torch.randn(4, 8),), dynamic_shapes={"x": {0: torch.export.Dim("b", max=64)}})
+    model = tmp_path / "scale.pt2"
+    torch.export.save(ep, str(model))
+    run = run_driver(model, make_job(3), tmp_path / "scale")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "the program has no weights" in run.stderr
+    manifest = json.loads((run.out / "manifest.json").read_text())
+    assert [p["role"] for p in manifest["parts"]] == ["code"]
+    assert manifest["verification"]["passed"] is True
+
+
 def test_verifier_crash_is_load_failed(mlp_v3: DriverRun, fixtures: Path, tmp_path: Path) -> None:
     """A `.so` that segfaults when loaded kills the verifier process, never the driver: LOAD_FAILED."""
     import io
