@@ -63,11 +63,22 @@ export default tseslint.config(
           patterns: [
             { group: ['node:*'], message: 'Browser code: no Node built-ins.' },
             {
-              group: ['@kiln/*', '!@kiln/contracts', '!@kiln/matching', '!@kiln/targets'],
+              // @kiln/sdk/types: the API's response shapes, types only (the SDK's client code is Node code).
+              group: [
+                '@kiln/*',
+                '!@kiln/contracts',
+                '!@kiln/matching',
+                '!@kiln/targets',
+                '!@kiln/sdk',
+                '!@kiln/sdk/types',
+              ],
               message: 'Only the pure libs are browser-safe.',
             },
           ],
-          paths: [{ name: '@kiln/targets', message: 'Use the browser-safe subpath @kiln/targets/x86-levels.' }],
+          paths: [
+            { name: '@kiln/targets', message: 'Use the browser-safe subpath @kiln/targets/x86-levels.' },
+            { name: '@kiln/sdk', message: 'The SDK client is Node code: import its types from @kiln/sdk/types.' },
+          ],
         },
       ],
       'no-restricted-globals': [

@@ -1,7 +1,8 @@
 // The API's request and response shapes, as the OpenAPI document at /openapi.json describes them
-// (apps/api/src/**/*.dto.ts). test/sdk.e2e-spec.ts checks the routes of both against the real app.
+// (apps/api/src/**/*.dto.ts). test/sdk.e2e-spec.ts checks the routes of both against the real app. Types only
+// (`@kiln/sdk/types`): the dashboard reads the API through them too.
 import type { ArtifactManifest, BuildStatus, CompilationStatus, ErrorCode, Pt2Summary } from '@kiln/contracts';
-import type { DeviceFingerprint } from '@kiln/matching';
+import type { DeviceFingerprint, RankedArtifact } from '@kiln/matching';
 
 export type { ArtifactManifest, BuildStatus, CompilationStatus, DeviceFingerprint, ErrorCode, Pt2Summary };
 
@@ -21,7 +22,13 @@ export interface Target {
   id: string;
   title: string;
   description: string;
-  requires: Record<string, unknown>;
+  requires: {
+    os: string;
+    arch: string;
+    x86Level: number | null;
+    computeCapability: string | null;
+    [key: string]: unknown;
+  };
   recipeVersion: number;
   workerOnline: boolean;
 }
@@ -236,7 +243,7 @@ export interface Resolution {
     reasons: string[];
   } | null;
   fallback: { kind: 'portable'; url: string; sha256: string; size: number; expiresAt: string; reason: string };
-  ranked: { artifactId: string; targetId: string; speedup: number }[];
+  ranked: RankedArtifact[];
   rejected: { artifactId: string; targetId: string; reasons: string[] }[];
 }
 
