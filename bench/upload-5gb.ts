@@ -23,7 +23,8 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { DataSource } from 'typeorm';
 import { loadKilnConfig } from '@kiln/config';
 import { kilnDataSourceOptions } from '@kiln/database';
-import { ObjectStorage } from '@kiln/storage';
+import { objectStorageFor } from '@kiln/core';
+import type { ObjectStorage } from '@kiln/storage';
 import { makeWidePt2 } from '../libs/sdk/src/testing/make-pt2.js';
 import { APP_NODE_FLAGS, buildDist, DIST, distEntry } from '../scripts/lib/build-dist.js';
 
@@ -32,15 +33,7 @@ const NODE_ARGS = ['--import', '@swc-node/register/esm-register'];
 const MB = 1e6;
 
 function storage(): ObjectStorage {
-  const c = loadKilnConfig();
-  return new ObjectStorage({
-    endpoint: c.S3_ENDPOINT,
-    region: c.S3_REGION,
-    bucket: c.S3_BUCKET,
-    accessKeyId: c.S3_ACCESS_KEY_ID,
-    secretAccessKey: c.S3_SECRET_ACCESS_KEY,
-    forcePathStyle: c.S3_FORCE_PATH_STYLE,
-  });
+  return objectStorageFor(loadKilnConfig());
 }
 
 // --- child processes (measured separately from this orchestrator) ---------------------------------------

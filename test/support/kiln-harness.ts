@@ -9,7 +9,8 @@ import type { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { loadKilnConfig } from '@kiln/config';
-import { ObjectStorage } from '@kiln/storage';
+import { objectStorageFor } from '@kiln/core';
+import type { ObjectStorage } from '@kiln/storage';
 import { AppModule } from '../../apps/api/src/app.module.js';
 import { setupApp } from '../../apps/api/src/setup-app.js';
 import { APP_NODE_FLAGS, buildDist, distEntry } from '../../scripts/lib/build-dist.js';
@@ -37,15 +38,7 @@ export async function startApi(env: Record<string, string> = {}): Promise<INestA
 }
 
 export function storage(): ObjectStorage {
-  const c = loadKilnConfig();
-  return new ObjectStorage({
-    endpoint: c.S3_ENDPOINT,
-    region: c.S3_REGION,
-    bucket: c.S3_BUCKET,
-    accessKeyId: c.S3_ACCESS_KEY_ID,
-    secretAccessKey: c.S3_SECRET_ACCESS_KEY,
-    forcePathStyle: c.S3_FORCE_PATH_STYLE,
-  });
+  return objectStorageFor(loadKilnConfig());
 }
 
 export interface TestTenant {

@@ -6,6 +6,7 @@ import { KilnConfig, validateKilnConfig } from '@kiln/config';
 import { kilnDataSourceOptions } from '@kiln/database';
 import { ArtifactSigner } from '@kiln/signing';
 import { ObjectStorage } from '@kiln/storage';
+import { objectStorageFor } from './object-storage-for.js';
 
 export const TEMPORAL_CONNECTION = Symbol('TEMPORAL_CONNECTION');
 
@@ -29,14 +30,7 @@ export const TEMPORAL_CONNECTION = Symbol('TEMPORAL_CONNECTION');
       provide: ObjectStorage,
       inject: [KilnConfig],
       useFactory: async (config: KilnConfig) => {
-        const storage = new ObjectStorage({
-          endpoint: config.S3_ENDPOINT,
-          region: config.S3_REGION,
-          bucket: config.S3_BUCKET,
-          accessKeyId: config.S3_ACCESS_KEY_ID,
-          secretAccessKey: config.S3_SECRET_ACCESS_KEY,
-          forcePathStyle: config.S3_FORCE_PATH_STYLE,
-        });
+        const storage = objectStorageFor(config);
         await storage.ensureBucket();
         return storage;
       },
