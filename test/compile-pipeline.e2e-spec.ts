@@ -1,10 +1,10 @@
 // The compile pipeline end to end on the real stack: PostgreSQL, Temporal, SeaweedFS, a real build worker
-// and the real AOTInductor compiler. Uploads fixture models, compiles them for the three x86 targets in
+// and the real AOTInductor compiler. Uploads fixture models, compiles them for every x86 target this host's
+// worker serves (v2..v4 on an AVX-512 host, v2..v3 on an AVX2 host, fewer under KILN_X86_LEVEL_CAP) in
 // parallel, and checks what landed in S3 and PostgreSQL, with the real numbers of each artifact.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import type { INestApplication } from '@nestjs/common';
 import type { ArtifactManifest, Pt2Summary } from '@kiln/contracts';
 import { objectKeys } from '@kiln/storage';
 import { findTarget } from '@kiln/targets';
@@ -19,13 +19,15 @@ import {
   uploadModel,
   waitForCompilation,
   WorkerProcess,
-  X86_TARGETS,
+  type ApiProcess,
 } from './support/kiln-harness.js';
 
-let app: INestApplication;
+let app: ApiProcess;
 let tenant: TestTenant;
 const worker = new WorkerProcess();
 const s3 = storage();
+/** The x86 targets this host's worker serves (at least v2: Kiln's lowest target). */
+let served: string[] = [];
 
 interface ArtifactBody {
   id: string;
@@ -39,6 +41,8 @@ before(async () => {
   app = await startApi();
   tenant = await createTenant(app, 'pipeline');
   await worker.start();
+  served = worker.servedX86Targets();
+  assert.ok(served.includes('linux-x86_64-v2'), `the worker serves no x86 target:\n${worker.output}`);
 });
 
 after(async () => {
@@ -85,7 +89,7 @@ describe('bad uploads are refused with a code, and nothing is stored', () => {
   });
 });
 
-describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', () => {
+describe('compile pipeline: MLP (dynamic batch) and CNN for the x86 targets this host serves', () => {
   const uploads: Record<string, { versionId: string; summary: Pt2Summary }> = {};
   const compilations: Record<string, CompilationBody> = {};
 
@@ -120,17 +124,17 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', 
     assert.equal(y.shape[0].expr, `2*${x.shape[0].expr}`);
   });
 
-  test('one compilation per model fans out to three targets and every build succeeds', async () => {
+  test('one compilation per model fans out to every served target and every build succeeds', async () => {
     for (const name of ['mlp', 'cnn']) {
       const res = await api(app)
         .post(`/v1/versions/${uploads[name].versionId}/compilations`)
         .set(tenant.auth)
-        .send({ targets: X86_TARGETS })
+        .send({ targets: served })
         .expect(201);
       const created = res.body as CompilationBody;
       assert.deepEqual(
         created.builds.map((b) => b.targetId),
-        X86_TARGETS,
+        served,
       );
       compilations[name] = created;
     }
@@ -149,7 +153,7 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', 
     for (const name of ['mlp', 'cnn']) {
       const res = await api(app).get(`/v1/versions/${uploads[name].versionId}/artifacts`).set(tenant.auth).expect(200);
       const artifacts = res.body as ArtifactBody[];
-      assert.deepEqual(artifacts.map((a) => a.targetId).sort(), [...X86_TARGETS].sort());
+      assert.deepEqual(artifacts.map((a) => a.targetId).sort(), [...served].sort());
       for (const a of artifacts) {
         const recipe = findTarget(a.targetId)!.recipe;
         const manifest = await s3.getJson<ArtifactManifest>(objectKeys.manifest(tenant.id, a.cacheKey));
@@ -174,7 +178,7 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', 
           assert.equal(await s3.size(objectKeys.blob(tenant.id, part.sha256)), part.size, `${where} ${part.role}`);
         }
       }
-      // v3 code really is AVX2 code (ymm registers), v4 code really uses AVX-512 (zmm) on this CNN/MLP.
+      // v3 code really is AVX2 code (ymm registers) on this CNN/MLP; v2 code has none (checked above).
       const byTarget = Object.fromEntries(
         await Promise.all(
           artifacts.map(
@@ -183,7 +187,9 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', 
           ),
         ),
       );
-      assert.ok((byTarget['linux-x86_64-v3'].isaCheck.counts.ymm ?? 0) > 0, `${name} v3 uses ymm`);
+      if (byTarget['linux-x86_64-v3']) {
+        assert.ok((byTarget['linux-x86_64-v3'].isaCheck.counts.ymm ?? 0) > 0, `${name} v3 uses ymm`);
+      }
     }
   });
 
@@ -207,13 +213,13 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', 
     const again = await api(app)
       .post(`/v1/versions/${uploads.mlp.versionId}/compilations`)
       .set(tenant.auth)
-      .send({ targets: X86_TARGETS })
+      .send({ targets: served })
       .expect(201);
     const body = again.body as CompilationBody;
     assert.equal(body.status, 'succeeded');
     assert.deepEqual(
       body.builds.map((b) => b.status),
-      ['cached', 'cached', 'cached'],
+      served.map(() => 'cached'),
     );
     const first = compilations.mlp.builds.map((b) => b.artifact?.id);
     assert.deepEqual(
@@ -234,7 +240,7 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', 
     const v2compile = await api(app)
       .post(`/v1/versions/${(v2.body as { id: string }).id}/compilations`)
       .set(tenant.auth)
-      .send({ targets: ['linux-x86_64-v3'] })
+      .send({ targets: [served[served.length - 1]] })
       .expect(201);
     assert.equal((v2compile.body as CompilationBody).builds[0].status, 'cached');
   });
@@ -242,7 +248,7 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for three x86 targets', 
   test('exactly one artifact row and one stored copy of each part per target', async () => {
     const keys = await s3.listKeys(`tenants/${tenant.id}/`);
     const manifests = keys.filter((k) => k.includes('/manifests/'));
-    assert.equal(manifests.length, 6, 'two models x three targets');
+    assert.equal(manifests.length, 2 * served.length, `two models x ${served.length} targets`);
     const parts = new Set<string>();
     for (const name of ['mlp', 'cnn']) {
       const res = await api(app).get(`/v1/versions/${uploads[name].versionId}/artifacts`).set(tenant.auth).expect(200);

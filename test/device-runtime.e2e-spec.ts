@@ -1,28 +1,22 @@
 // The device runtime (python/runtime, `kiln-device`) end to end on the real stack: the MLP fixture is compiled
-// for the three x86 targets by a real worker, then the runtime CLI resolves against this in-process API (on an
+// for every x86 target this host's worker serves, then the runtime CLI resolves against the compiled API (on an
 // ephemeral port), downloads from SeaweedFS through presigned URLs, verifies signatures and hashes, loads the
-// AOTInductor artifact and compares it with the portable graph. Simulated devices get the portable graph;
+// AOTInductor artifact and compares it with the portable graph. The same host capped to lower x86 levels
+// (KILN_X86_LEVEL_CAP) gets the artifacts such a CPU can run; simulated devices get the portable graph;
 // tampered parts and untrusted keys are refused before anything is loaded; tokens and tenancy hold.
+//
+// What the resolver should choose is written out in the test harness (expectedX86Choice), never asked of
+// @kiln/matching, the library the resolver itself calls.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { INestApplication } from '@nestjs/common';
 import { loadKilnConfig } from '@kiln/config';
 import type { ArtifactManifest } from '@kiln/contracts';
-import {
-  type Candidate,
-  DEFAULT_SPEEDUP_TOLERANCE,
-  type DeviceFingerprint,
-  resolveArtifact,
-  asFastAs,
-  validateFingerprint,
-} from '@kiln/matching';
+import { type DeviceFingerprint, validateFingerprint } from '@kiln/matching';
 import { objectKeys } from '@kiln/storage';
 import {
   api,
@@ -35,13 +29,15 @@ import {
   uploadModel,
   waitForCompilation,
   WorkerProcess,
-  X86_TARGETS,
+  expectedX86Choice,
+  x86LevelOf,
+  type ApiProcess,
 } from './support/kiln-harness.js';
 
 const KILN_DEVICE = path.join(REPO_ROOT, '.kiln', 'venv', 'bin', 'kiln-device');
 const MODEL = 'device-mlp';
 
-let app: INestApplication;
+let app: ApiProcess;
 let apiUrl: string;
 let alice: TestTenant;
 let bob: TestTenant;
@@ -52,6 +48,13 @@ let versionId: string;
 let scratch: string;
 const worker = new WorkerProcess();
 const s3 = storage();
+/** The x86 targets this host's worker serves, lowest level first. */
+let served: string[] = [];
+/** Build-host speedup of each artifact, by target. */
+const speedups: Record<string, number> = {};
+
+/** The resolver's expected choice for a device of this x86 level (the rule is written in the harness). */
+const expectedChoice = (deviceLevel: number): string | null => expectedX86Choice(speedups, deviceLevel);
 
 interface ArtifactBody {
   id: string;
@@ -131,23 +134,30 @@ const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex
 before(async () => {
   scratch = await mkdtemp(path.join(tmpdir(), 'kiln-device-e2e-'));
   app = await startApi();
-  await app.listen(0, '127.0.0.1');
-  apiUrl = `http://127.0.0.1:${((app.getHttpServer() as Server).address() as AddressInfo).port}`;
+  apiUrl = app.url;
   alice = await createTenant(app, 'device-alice');
   bob = await createTenant(app, 'device-bob');
   aliceDevice = await deviceToken(alice);
   bobDevice = await deviceToken(bob);
   await worker.start();
+  served = worker.servedX86Targets();
+  assert.ok(served.length > 0, `the worker serves no x86 target:\n${worker.output}`);
   const uploaded = await uploadModel(app, alice, MODEL, await fixture('mlp.pt2'));
   modelId = uploaded.modelId;
   versionId = uploaded.versionId;
   const res = await api(app)
     .post(`/v1/versions/${versionId}/compilations`)
     .set(alice.auth)
-    .send({ targets: X86_TARGETS })
+    .send({ targets: served })
     .expect(201);
   const done = await waitForCompilation(app, alice, (res.body as { id: string }).id);
   assert.equal(done.status, 'succeeded', JSON.stringify(done, null, 2));
+  const list = await api(app).get(`/v1/versions/${versionId}/artifacts`).set(alice.auth).expect(200);
+  for (const a of list.body as ArtifactBody[]) {
+    const manifest = await s3.getJson<ArtifactManifest>(objectKeys.manifest(alice.id, a.cacheKey));
+    speedups[a.targetId] = manifest.timing.speedup;
+  }
+  assert.deepEqual(Object.keys(speedups).sort(), [...served].sort());
 });
 
 after(async () => {
@@ -171,37 +181,29 @@ describe('a device on this machine', () => {
     assert.match(hostFingerprint.torch.version, /^2\.13\.0/);
   });
 
-  test('run: picks the artifact the matching library picks (v4 on this AVX-512 host) and matches the portable graph', async (t) => {
+  test('the device probe and the worker probe agree on this CPU', () => {
+    // Two probes written apart (Python on the device, TypeScript in the worker): the worker serves every x86 level
+    // up to the host's, and the device reports that same level (both honour KILN_X86_LEVEL_CAP).
+    assert.equal(hostFingerprint.cpu.x86Level, x86LevelOf(served[served.length - 1]));
+    assert.deepEqual(
+      served,
+      ['linux-x86_64-v2', 'linux-x86_64-v3', 'linux-x86_64-v4'].slice(0, served.length),
+      'served levels are contiguous from v2',
+    );
+  });
+
+  test('run: picks the artifact the rule above expects for this host, and it matches the portable graph', async (t) => {
     const res = await kilnDevice(['run', MODEL, '--json', '--runs', '30'], { KILN_CACHE_DIR: cacheDir('host') });
     assert.equal(res.code, 0, res.stderr);
     const out = json(res);
-
-    // What @kiln/matching chooses for this host's fingerprint from the three signed manifests.
-    const list = await api(app).get(`/v1/versions/${versionId}/artifacts`).set(alice.auth).expect(200);
-    const candidates: Candidate[] = await Promise.all(
-      (list.body as ArtifactBody[]).map(async (a) => ({
-        artifactId: a.id,
-        targetId: a.targetId,
-        manifest: await s3.getJson<ArtifactManifest>(objectKeys.manifest(alice.id, a.cacheKey)),
-      })),
-    );
-    const expected = resolveArtifact(hostFingerprint, candidates);
-    assert.equal(expected.ranked.length, 3, 'all three x86 targets run on an x86-64-v4 host');
-    assert.equal(out.chosen.targetId, expected.chosen?.targetId);
+    const hostLevel = hostFingerprint.cpu.x86Level!;
+    const expected = expectedChoice(hostLevel);
+    assert.equal(out.chosen.kind, 'artifact');
+    assert.equal(out.chosen.targetId, expected);
     assert.equal(out.ran.kind, 'artifact');
-    assert.equal(out.ran.targetId, expected.chosen?.targetId);
-
-    // Speedups within the tolerance rank by specificity: v4 must win unless another target is measurably faster.
-    const speedups = Object.fromEntries(candidates.map((c) => [c.targetId, c.manifest.timing.speedup]));
-    const fastest = Math.max(...Object.values(speedups));
-    const v4Ties = asFastAs(speedups['linux-x86_64-v4'], fastest, DEFAULT_SPEEDUP_TOLERANCE);
-    if (v4Ties) assert.equal(out.ran.targetId, 'linux-x86_64-v4');
-    t.diagnostic(
-      `build-host speedups ${JSON.stringify(speedups)}; chosen ${out.ran.targetId}` +
-        (v4Ties
-          ? ' (v4 ties or wins within 15%: chosen as the most specific)'
-          : ' (another target was measured more than 15% faster than v4)'),
-    );
+    assert.equal(out.ran.targetId, expected);
+    assert.deepEqual(out.rejected, [], 'every served target runs on its own build host');
+    t.diagnostic(`build-host speedups ${JSON.stringify(speedups)}; chosen ${out.ran.targetId} on x86-64-v${hostLevel}`);
 
     assert.equal(out.withinTolerance, true);
     assert.ok(out.maxAbsError <= out.atol, `max abs error ${out.maxAbsError}`);
@@ -213,7 +215,34 @@ describe('a device on this machine', () => {
     // The explanation in words: the choice, its reasons, and the rules it passed.
     assert.match(res.stderr, new RegExp(`chosen: ${out.ran.targetId} \\(artifact`));
     assert.match(res.stderr, /verified and loaded artifact .* signature ok, parts sha256 ok/);
-    assert.match(res.stderr, /x86-64-v\d ≤ this CPU's x86-64-v4 \(from its CPU flags\)/);
+    assert.match(res.stderr, new RegExp(`x86-64-v\\d ≤ this CPU's x86-64-v${hostLevel} \\(from its CPU flags\\)`));
+  });
+
+  test('the same host capped to each lower x86 level gets what such a CPU runs, and the reasons say why', async (t) => {
+    const hostLevel = hostFingerprint.cpu.x86Level!;
+    if (hostLevel <= 2) {
+      t.skip(`this host is x86-64-v${hostLevel}: no lower served level to cap to`);
+      return;
+    }
+    for (let cap = hostLevel - 1; cap >= 2; cap--) {
+      const res = await kilnDevice(['run', MODEL, '--json', '--runs', '5'], {
+        KILN_CACHE_DIR: cacheDir('host'),
+        KILN_X86_LEVEL_CAP: String(cap),
+      });
+      assert.equal(res.code, 0, res.stderr);
+      const out = json(res);
+      assert.equal(out.chosen.targetId, expectedChoice(cap), `capped at v${cap}`);
+      assert.equal(out.withinTolerance, true);
+      const tooHigh = served.filter((tgt) => x86LevelOf(tgt) > cap);
+      assert.deepEqual(out.rejected.map((r) => r.targetId).sort(), tooHigh.sort(), `capped at v${cap}`);
+      for (const r of out.rejected) {
+        assert.ok(
+          r.reasons.some((reason) => reason.includes(`this CPU is x86-64-v${cap}`)),
+          `${r.targetId}: ${JSON.stringify(r.reasons)}`,
+        );
+      }
+      t.diagnostic(`capped at v${cap}: chosen ${out.chosen.targetId}, rejected ${tooHigh.join(', ')}`);
+    }
   });
 
   test('channels: name@prod resolves to the version the channel points at', async () => {
@@ -251,7 +280,7 @@ describe('simulated devices with no compatible artifact get the portable graph',
       assert.equal(out.chosen.kind, 'portable');
       assert.equal(out.ran.kind, 'portable');
       assert.equal(out.withinTolerance, true);
-      assert.deepEqual(out.rejected.map((r) => r.targetId).sort(), [...X86_TARGETS].sort());
+      assert.deepEqual(out.rejected.map((r) => r.targetId).sort(), [...served].sort());
       const why = name.startsWith('torch')
         ? /this device runs torch 2\.12\.0 \(2\.12\.0\+cpu\): compiled artifacts need the exact torch release/
         : /built for x86_64 CPUs; this device is aarch64/;
@@ -261,7 +290,7 @@ describe('simulated devices with no compatible artifact get the portable graph',
           JSON.stringify(r),
         );
       assert.match(res.stderr, /chosen: the portable graph/);
-      assert.match(res.stderr, /rejected: linux-x86_64-v4/);
+      assert.match(res.stderr, new RegExp(`rejected: ${served[served.length - 1]}`));
     });
   }
 });

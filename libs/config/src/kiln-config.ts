@@ -51,6 +51,11 @@ export class KilnConfig {
   @Transform(toInt) @IsInt() @Min(30) @Max(7 * 24 * 3600) KILN_PRESIGN_TTL_S = 900;
 
   @Transform(toInt) @IsInt() @Min(1) @Max(65535) KILN_API_PORT = 3000;
+  /**
+   * The built dashboard the API serves at `/` (scripts/setup.sh builds it). A setting rather than a path derived
+   * from the source file: the API runs compiled from dist/, where a path relative to its own file points nowhere.
+   */
+  @IsString() @IsNotEmpty() KILN_DASHBOARD_DIR = 'apps/web/dist';
   @IsString() @IsNotEmpty() KILN_ADMIN_TOKEN = 'kiln-local-admin';
   /** Largest .pt2 the API accepts. */
   @Transform(toInt) @IsInt() @Min(1) KILN_MAX_UPLOAD_BYTES = 16 * 1024 ** 3;
@@ -79,6 +84,13 @@ export class KilnConfig {
     'orchestrator',
     'build',
   ];
+  /**
+   * Make this host act as a CPU of at most this x86-64 level (1–4): the build worker's probe drops the CPU flags
+   * of higher levels, so it serves only the targets such a CPU can run. For testing on any machine what an older
+   * host does (`npm test` passes on a v2 host: KILN_X86_LEVEL_CAP=2 shows it on a newer one). Empty: no cap.
+   * The device runtime (kiln-device) honours the same variable.
+   */
+  @Transform(toInt) @IsOptional() @IsInt() @Min(1) @Max(4) KILN_X86_LEVEL_CAP: 1 | 2 | 3 | 4 | null = null;
   /** Builds one worker runs at once per target queue. */
   @Transform(toInt) @IsInt() @Min(1) KILN_WORKER_BUILD_CONCURRENCY = 1;
 

@@ -187,12 +187,13 @@ describe('parseShapeExpr: rejections', () => {
     assert.match(err.message, /limit of 16384/);
   });
 
-  it('bounds nesting depth, quickly even for huge inputs', () => {
+  it('bounds nesting depth, and stops reading at the first level too deep', () => {
     const deep = `${'Add(Integer(1), '.repeat(100_000)}Integer(1)${')'.repeat(100_000)}`;
-    const started = performance.now();
     const err = assertRejected(deep, { maxLength: 10_000_000, maxDepth: 64 });
     assert.match(err.message, /nested deeper than 64/);
-    assert.ok(performance.now() - started < 200, 'depth check must stop early');
+    // Where it stopped, not how long it took: near the 64th `Add(` (16 characters each) of 1.7 million characters.
+    const position = err.details?.position as number;
+    assert.ok(position > 60 * 16 && position < 70 * 16, `stopped at ${position}`);
   });
 
   it('rejects non-strings', () => {
@@ -202,18 +203,17 @@ describe('parseShapeExpr: rejections', () => {
 
 describe('parseShapeExpr: properties', () => {
   const isBadExpr = (err: unknown) => err instanceof KilnError && err.code === ErrorCode.PT2_BAD_SHAPE_EXPR;
+  // (A parser that hung would show as the test runner's timeout, not as a time measured here: no wall-clock checks.)
   const parseOrBadExpr = (input: string): boolean => {
-    const started = performance.now();
     try {
       parseShapeExpr(input);
+      return true;
     } catch (err) {
-      if (!isBadExpr(err)) throw err;
+      return isBadExpr(err);
     }
-    // Linear-time parser: even 16k characters take well under a millisecond; 100 ms means a hang.
-    return performance.now() - started < 100;
   };
 
-  it('random strings only ever fail with PT2_BAD_SHAPE_EXPR, and fast', () => {
+  it('random strings only ever fail with PT2_BAD_SHAPE_EXPR', () => {
     fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 300 }), parseOrBadExpr), { numRuns: 3000 });
   });
 

@@ -30,3 +30,24 @@ export function parseCpuinfoFlags(cpuinfo: string): string[] {
         .split(/\s+/)
     : [];
 }
+
+/** Flag-name prefixes that imply a level: an AVX-512 or AMX flag means v4 hardware, an AVX flag v3 hardware. */
+const IMPLIED_BY_PREFIX: readonly { prefix: string; level: 3 | 4 }[] = [
+  { prefix: 'avx512', level: 4 },
+  { prefix: 'amx', level: 4 },
+  { prefix: 'avx', level: 3 },
+];
+
+/**
+ * The flags a CPU capped at `cap` would show: every flag of a level above the cap (and every AVX-512/AMX or AVX
+ * flag that implies such a level) is dropped. This is how KILN_X86_LEVEL_CAP makes a host probe as an older CPU:
+ * the worker then serves, and the device runtime reports, only what that CPU could run.
+ */
+export function capX86Flags(flags: readonly string[], cap: 1 | 2 | 3 | 4 | null | undefined): string[] {
+  if (!cap || cap >= 4) return [...flags];
+  const dropped = new Set<string>();
+  for (const level of [2, 3, 4] as const) if (level > cap) for (const f of X86_LEVEL_FLAGS[level]) dropped.add(f);
+  return flags.filter(
+    (f) => !dropped.has(f) && !IMPLIED_BY_PREFIX.some((p) => p.level > cap && f.startsWith(p.prefix)),
+  );
+}

@@ -21,7 +21,7 @@ from typing import Any
 
 from .fingerprint import ARCH_ALIASES, SCHEMA_VERSION
 from .versions import compare_dotted, cuda_major_minor, parse_dotted
-from .x86_levels import x86_level_from_flags
+from .x86_levels import X86_LEVEL_CAP_ENV, cap_x86_flags, x86_level_cap_from_env, x86_level_from_flags
 
 _GLIBCXX = re.compile(rb"GLIBCXX_(\d+(?:\.\d+)+)")
 _MUSL_VERSION = re.compile(r"Version\s+(\d+(?:\.\d+)+)")
@@ -134,6 +134,10 @@ def probe_cpu(arch: str) -> dict[str, Any]:
         if platform.processor():
             cpu["model"] = platform.processor()[:256]
     if arch == "x86_64" and cpu["flags"]:
+        # KILN_X86_LEVEL_CAP makes this host report itself as an older CPU (for testing what such a device gets).
+        cap = x86_level_cap_from_env(os.environ.get(X86_LEVEL_CAP_ENV))
+        if cap is not None:
+            cpu["flags"] = cap_x86_flags(cpu["flags"], cap)
         cpu["x86Level"] = x86_level_from_flags(cpu["flags"])
     return cpu
 

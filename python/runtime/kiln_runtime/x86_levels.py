@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ErrorCode, UsageError
+
 X86_LEVEL_FLAGS: dict[int, tuple[str, ...]] = {
     2: ("cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3"),
     3: ("avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"),
@@ -33,6 +35,38 @@ def x86_level_from_flags(flags: Iterable[str]) -> int:
             break
         level = candidate
     return level
+
+
+# Flag-name prefixes that imply a level (an AVX-512 or AMX flag means v4 hardware, an AVX flag v3 hardware).
+_IMPLIED_BY_PREFIX: tuple[tuple[str, int], ...] = (("avx512", 4), ("amx", 4), ("avx", 3))
+
+X86_LEVEL_CAP_ENV = "KILN_X86_LEVEL_CAP"
+
+
+def cap_x86_flags(flags: Iterable[str], cap: int | None) -> list[str]:
+    """The flags a CPU capped at x86-64-v`cap` would show (mirrors capX86Flags in libs/targets/src/x86-levels.ts)."""
+    flags = list(flags)
+    if not cap or cap >= 4:
+        return flags
+    dropped = {f for lvl in (2, 3, 4) if lvl > cap for f in X86_LEVEL_FLAGS[lvl]}
+    return [
+        f
+        for f in flags
+        if f not in dropped and not any(level > cap and f.startswith(prefix) for prefix, level in _IMPLIED_BY_PREFIX)
+    ]
+
+
+def x86_level_cap_from_env(value: str | None) -> int | None:
+    """KILN_X86_LEVEL_CAP: empty or unset means no cap; otherwise 1-4 (anything else is a configuration error)."""
+    if value is None or not value.strip():
+        return None
+    try:
+        cap = int(value.strip())
+    except ValueError:
+        cap = 0
+    if cap not in (1, 2, 3, 4):
+        raise UsageError(ErrorCode.USAGE, f"{X86_LEVEL_CAP_ENV}={value!r}: expected an x86-64 level 1-4, or nothing")
+    return cap
 
 
 def missing_x86_flags(flags: Iterable[str], level: int) -> list[str]:

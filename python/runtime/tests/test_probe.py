@@ -1,4 +1,8 @@
-"""The probe on this host (an AVX-512 Linux box with glibc and CPU torch), and its parsers."""
+"""The probe on this host (any x86-64 Linux box with glibc and CPU torch), and its parsers.
+
+What this host's CPU is comes from /proc/cpuinfo, read here with the level rules written out in this file
+(never from the probe under test), and KILN_X86_LEVEL_CAP is honoured as the probe honours it.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,38 @@ import torch
 
 from kiln_runtime.fingerprint import validate_fingerprint
 from kiln_runtime.probe import loaded_libstdcxx, max_glibcxx, probe_fingerprint, read_cpuinfo
-from kiln_runtime.x86_levels import x86_level_from_flags
+from kiln_runtime.x86_levels import cap_x86_flags, x86_level_from_flags
+
+# The psABI's x86-64 levels, written out for the expectations of this file.
+_V2 = {"cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3"}
+_V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}
+_V4 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}
+
+
+def _host_flags() -> set[str]:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def _expected_level(flags: set[str], cap: int | None) -> int:
+    level = 4 if flags >= _V2 | _V3 | _V4 else 3 if flags >= _V2 | _V3 else 2 if flags >= _V2 else 1
+    return min(level, cap) if cap else level
+
+
+def _cap() -> int | None:
+    value = os.environ.get("KILN_X86_LEVEL_CAP", "").strip()
+    return int(value) if value else None
+
+
+def _fingerprint_with_cap(cap: str) -> dict:
+    env = {**os.environ, "KILN_X86_LEVEL_CAP": cap}
+    code = "import json; from kiln_runtime.probe import probe_fingerprint; print(json.dumps(probe_fingerprint()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
 
 
 def test_this_host_gives_a_valid_fingerprint() -> None:
@@ -23,8 +58,9 @@ def test_this_host_gives_a_valid_fingerprint() -> None:
     assert fp["libc"]["name"] == "glibc"
     assert fp["libc"]["version"] == os.confstr("CS_GNU_LIBC_VERSION").split()[1]
     assert fp["libstdcxx"]["glibcxx"] is not None and fp["libstdcxx"]["glibcxx"].startswith("3.4.")
-    assert fp["cpu"]["x86Level"] == 4, "this machine has AVX-512"
-    assert {"avx512f", "avx2", "sse4_2"} <= set(fp["cpu"]["flags"])
+    assert fp["cpu"]["x86Level"] == _expected_level(_host_flags(), _cap())
+    assert "sse4_2" in fp["cpu"]["flags"]
+    assert ("avx512f" in fp["cpu"]["flags"]) == (fp["cpu"]["x86Level"] == 4)
     assert fp["cpu"]["flags"] == sorted(set(fp["cpu"]["flags"]))
     assert fp["torch"] == {"version": torch.__version__, "cuda": torch.version.cuda}
     assert fp["gpus"] == []  # CPU torch: no CUDA GPUs, even on a machine with one
@@ -51,7 +87,7 @@ def test_without_torch_the_rest_is_still_reported() -> None:
     fp = json.loads(out.stdout)
     assert fp["torch"] is None and fp["gpus"] == []
     assert fp["libc"]["name"] == "glibc" and fp["libstdcxx"]["glibcxx"] is not None
-    assert fp["cpu"]["x86Level"] == 4
+    assert fp["cpu"]["x86Level"] == _expected_level(_host_flags(), _cap())
     assert any(e.startswith("torch") for e in validate_fingerprint(fp))  # the resolver would refuse it
 
 
@@ -110,3 +146,39 @@ def test_validation_catches_what_the_server_refuses() -> None:
     alias.update(arch="AMD64")
     alias["cpu"].pop("x86Level")
     assert validate_fingerprint(alias) == []
+
+
+def test_level_cap_makes_this_host_report_an_older_cpu() -> None:
+    flags = _host_flags()
+    for cap in ("3", "2", "1"):
+        fp = _fingerprint_with_cap(cap)
+        assert fp["cpu"]["x86Level"] == _expected_level(flags, int(cap)), cap
+        shown = set(fp["cpu"]["flags"])
+        assert not any(f.startswith(("avx512", "amx")) for f in shown), cap
+        if int(cap) < 3:
+            assert not any(f.startswith("avx") for f in shown) and not _V3 & shown, cap
+        if int(cap) < 2:
+            assert not _V2 & shown, cap
+        assert validate_fingerprint(fp) == []
+    uncapped = _fingerprint_with_cap("")
+    assert uncapped["cpu"]["x86Level"] == _expected_level(flags, None)
+
+
+def test_level_cap_refuses_a_bad_value() -> None:
+    env = {**os.environ, "KILN_X86_LEVEL_CAP": "5"}
+    out = subprocess.run(
+        [sys.executable, "-m", "kiln_runtime", "fingerprint"], capture_output=True, text=True, env=env, check=False
+    )
+    assert out.returncode != 0
+    assert "KILN_X86_LEVEL_CAP='5'" in out.stderr
+
+
+def test_cap_x86_flags_drops_what_a_capped_cpu_lacks() -> None:
+    v4_host = sorted(_V2 | _V3 | _V4 | {"avx512_vnni", "amx_tile", "avx_vnni", "sse2", "fpu"})
+    assert x86_level_from_flags(cap_x86_flags(v4_host, 3)) == 3
+    assert {"avx512_vnni", "amx_tile"}.isdisjoint(cap_x86_flags(v4_host, 3))
+    assert "avx_vnni" in cap_x86_flags(v4_host, 3)
+    assert x86_level_from_flags(cap_x86_flags(v4_host, 2)) == 2
+    assert {"avx_vnni", "avx2", "fma"}.isdisjoint(cap_x86_flags(v4_host, 2))
+    assert x86_level_from_flags(cap_x86_flags(v4_host, 1)) == 1
+    assert cap_x86_flags(v4_host, 4) == v4_host and cap_x86_flags(v4_host, None) == v4_host

@@ -1,5 +1,5 @@
 import { Controller, Get } from '@nestjs/common';
-import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { Auth, type AuthContext, DeviceAllowed } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { ArtifactDownloadResponseDto, ArtifactResponseDto } from './artifacts.dto.js';
@@ -12,16 +12,19 @@ export class ArtifactsController {
   constructor(private readonly artifacts: ArtifactsService) {}
 
   @Get('versions/:versionId/artifacts')
+  @ApiOkResponse({ type: [ArtifactResponseDto] })
   listForVersion(@Auth() auth: AuthContext, @UuidParam('versionId') versionId: string): Promise<ArtifactResponseDto[]> {
     return this.artifacts.listForVersion(auth.tenantId, versionId);
   }
 
   @Get('artifacts/:artifactId')
+  @ApiOkResponse({ type: ArtifactResponseDto })
   get(@Auth() auth: AuthContext, @UuidParam('artifactId') artifactId: string): Promise<ArtifactResponseDto> {
     return this.artifacts.get(auth.tenantId, artifactId);
   }
 
   @Get('artifacts/:artifactId/download')
+  @ApiOkResponse({ type: ArtifactDownloadResponseDto })
   @DeviceAllowed()
   download(
     @Auth() auth: AuthContext,

@@ -1,5 +1,5 @@
 import { Body, Controller, Get, Param, Put } from '@nestjs/common';
-import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { Auth, type AuthContext } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { ChannelMoveResponseDto, ChannelResponseDto, MoveChannelDto } from './channels.dto.js';
@@ -12,12 +12,14 @@ export class ChannelsController {
   constructor(private readonly channels: ChannelsService) {}
 
   @Get()
+  @ApiOkResponse({ type: [ChannelResponseDto] })
   list(@Auth() auth: AuthContext, @UuidParam('modelId') modelId: string): Promise<ChannelResponseDto[]> {
     return this.channels.list(auth.tenantId, modelId);
   }
 
   /** Moves (or creates) a channel; every move is recorded with the key that made it. */
   @Put(':name')
+  @ApiOkResponse({ type: ChannelResponseDto })
   move(
     @Auth() auth: AuthContext,
     @UuidParam('modelId') modelId: string,
@@ -28,6 +30,7 @@ export class ChannelsController {
   }
 
   @Get(':name/history')
+  @ApiOkResponse({ type: [ChannelMoveResponseDto] })
   history(
     @Auth() auth: AuthContext,
     @UuidParam('modelId') modelId: string,

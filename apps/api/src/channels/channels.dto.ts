@@ -1,5 +1,6 @@
 import { ApiProperty } from '@nestjs/swagger';
-import { IsInt, IsOptional, IsUUID, Min } from 'class-validator';
+import { IsInt, IsOptional, IsUUID, Max, Min } from 'class-validator';
+import { MAX_VERSION_NUMBER } from '../common/validation.js';
 
 export class MoveChannelDto {
   @ApiProperty({ required: false, description: 'Version id to point at (or give `version`)' })
@@ -11,6 +12,7 @@ export class MoveChannelDto {
   @IsOptional()
   @IsInt()
   @Min(1)
+  @Max(MAX_VERSION_NUMBER)
   version?: number;
 }
 

@@ -14,6 +14,8 @@ export function httpStatusFor(code: ErrorCode): HttpStatus {
     case ErrorCode.NOT_FOUND:
     case ErrorCode.UPLOAD_NOT_FOUND:
       return HttpStatus.NOT_FOUND;
+    case ErrorCode.METHOD_NOT_ALLOWED:
+      return HttpStatus.METHOD_NOT_ALLOWED;
     case ErrorCode.UPLOAD_EXPIRED:
     case ErrorCode.UPLOAD_ABORTED:
       return HttpStatus.GONE;

@@ -1,5 +1,5 @@
 import { Controller, Get, HttpCode, Post, Req, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { Auth, type AuthContext, Public } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
@@ -15,7 +15,7 @@ export class CompilationEventsController {
   @Post('events-token')
   @HttpCode(201)
   @ApiBearerAuth()
-  @ApiOkResponse({ type: CompilationEventsTokenResponseDto })
+  @ApiCreatedResponse({ type: CompilationEventsTokenResponseDto })
   token(@Auth() auth: AuthContext, @UuidParam('compilationId') id: string): Promise<CompilationEventsTokenResponseDto> {
     return this.events.issueToken(auth, id);
   }
@@ -29,6 +29,23 @@ export class CompilationEventsController {
   @Public() // authenticated below: by header like every route, or by an events token
   @ApiBearerAuth()
   @ApiProduces('text/event-stream')
+  @ApiOkResponse({
+    description: 'Server-sent events: `compilation` (the state), `build` (a change), `end`',
+    content: {
+      'text/event-stream': {
+        schema: {
+          type: 'object',
+          required: ['event', 'data'],
+          properties: {
+            event: { type: 'string', enum: ['compilation', 'build', 'end'] },
+            data: { type: 'string', description: 'JSON: the compilation, one build, or {id, status}' },
+            id: { type: 'string' },
+            retry: { type: 'integer' },
+          },
+        },
+      },
+    },
+  })
   @ApiQuery({ name: 'token', required: false, description: 'From POST /v1/compilations/:id/events-token' })
   async stream(@UuidParam('compilationId') id: string, @Req() req: Request, @Res() res: Response): Promise<void> {
     const tenantId = await this.events.authenticate(req, id);

@@ -1,9 +1,21 @@
 import { Body, Controller, Get, Headers, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiHeader, ApiQuery, ApiTags } from '@nestjs/swagger';
+import {
+  ApiAcceptedResponse,
+  ApiBearerAuth,
+  ApiCreatedResponse,
+  ApiHeader,
+  ApiOkResponse,
+  ApiTags,
+} from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Auth, type AuthContext } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
-import { BuildLogResponseDto, CompilationResponseDto, CreateCompilationDto } from './compilations.dto.js';
+import {
+  BuildLogResponseDto,
+  CompilationResponseDto,
+  CreateCompilationDto,
+  ListCompilationsQueryDto,
+} from './compilations.dto.js';
 import { CompilationsService } from './compilations.service.js';
 
 @ApiTags('compilations')
@@ -14,6 +26,8 @@ export class CompilationsController {
 
   /** 201 with a new compilation, or 200 with the existing one for a repeated Idempotency-Key. */
   @Post('versions/:versionId/compilations')
+  @ApiCreatedResponse({ type: CompilationResponseDto, description: 'A new compilation' })
+  @ApiOkResponse({ type: CompilationResponseDto, description: 'The compilation of an Idempotency-Key used before' })
   @ApiHeader({
     name: 'Idempotency-Key',
     required: false,
@@ -33,17 +47,19 @@ export class CompilationsController {
   }
 
   @Get('compilations')
-  @ApiQuery({ name: 'versionId', required: false })
-  list(@Auth() auth: AuthContext, @Query('versionId') versionId?: string): Promise<CompilationResponseDto[]> {
-    return this.compilations.list(auth.tenantId, versionId);
+  @ApiOkResponse({ type: [CompilationResponseDto] })
+  list(@Auth() auth: AuthContext, @Query() query: ListCompilationsQueryDto): Promise<CompilationResponseDto[]> {
+    return this.compilations.list(auth.tenantId, query.versionId);
   }
 
   @Get('compilations/:compilationId')
+  @ApiOkResponse({ type: CompilationResponseDto })
   get(@Auth() auth: AuthContext, @UuidParam('compilationId') id: string): Promise<CompilationResponseDto> {
     return this.compilations.get(auth.tenantId, id);
   }
 
   @Get('compilations/:compilationId/builds/:targetId/log')
+  @ApiOkResponse({ type: BuildLogResponseDto })
   log(
     @Auth() auth: AuthContext,
     @UuidParam('compilationId') id: string,
@@ -54,6 +70,7 @@ export class CompilationsController {
 
   @Post('compilations/:compilationId/cancel')
   @HttpCode(202)
+  @ApiAcceptedResponse({ type: CompilationResponseDto })
   cancel(@Auth() auth: AuthContext, @UuidParam('compilationId') id: string): Promise<CompilationResponseDto> {
     return this.compilations.cancel(auth.tenantId, id);
   }

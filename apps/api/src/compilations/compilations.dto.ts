@@ -1,5 +1,14 @@
-import { ApiProperty } from '@nestjs/swagger';
-import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsString, Matches } from 'class-validator';
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import {
+  ArrayMaxSize,
+  ArrayMinSize,
+  ArrayUnique,
+  IsArray,
+  IsOptional,
+  IsString,
+  IsUUID,
+  Matches,
+} from 'class-validator';
 import type { BuildStatus, CompilationStatus } from '@kiln/contracts';
 
 export class CreateCompilationDto {
@@ -11,6 +20,14 @@ export class CreateCompilationDto {
   @IsString({ each: true })
   @Matches(/^[a-z0-9][a-z0-9._-]{0,63}$/, { each: true })
   targets!: string[];
+}
+
+/** GET /v1/compilations?versionId= (a version id is a uuid: anything else is refused with VALIDATION_FAILED). */
+export class ListCompilationsQueryDto {
+  @ApiPropertyOptional({ format: 'uuid', description: 'Only the compilations of this version' })
+  @IsOptional()
+  @IsUUID()
+  versionId?: string;
 }
 
 export class BuildArtifactSummaryDto {

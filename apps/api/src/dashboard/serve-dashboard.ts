@@ -4,9 +4,6 @@ import { type INestApplication, Logger } from '@nestjs/common';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import type { NextFunction, Request, Response } from 'express';
 
-/** Where `npm run build -w @kiln/web` (scripts/setup.sh) writes the dashboard. */
-export const DASHBOARD_DIST = path.resolve(import.meta.dirname, '../../../web/dist');
-
 /** Paths that always belong to the API, never to the dashboard (not even a client-side route of it). */
 export function isApiPath(p: string): boolean {
   return (
@@ -33,12 +30,14 @@ const SECURITY_HEADERS: Record<string, string> = {
  * routes like /models/<id> survive a reload. API paths are never touched: they fall through to Nest, which
  * answers unknown ones with its JSON 404. Registered before Nest's routes (so before body parsing).
  */
-export function serveDashboard(app: INestApplication, distDir = DASHBOARD_DIST): boolean {
+export function serveDashboard(app: INestApplication, distDir: string): boolean {
   const logger = new Logger('Dashboard');
   const index = path.join(distDir, 'index.html');
   const adapter = app.getHttpAdapter();
   if (!existsSync(index) || !(adapter instanceof ExpressAdapter)) {
-    logger.warn(`Dashboard not built (${index} missing): run scripts/setup.sh or npm run build -w @kiln/web.`);
+    logger.warn(
+      `Dashboard not built (${index} missing): run scripts/setup.sh or npm run build -w @kiln/web, or set KILN_DASHBOARD_DIR.`,
+    );
     return false;
   }
   const assets = path.join(distDir, 'assets') + path.sep;

@@ -1,11 +1,18 @@
 import { Controller, Get, HttpStatus, Res } from '@nestjs/common';
-import { ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiProperty, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { Client } from '@temporalio/client';
 import type { Response } from 'express';
 import { DataSource } from 'typeorm';
 import { ObjectStorage } from '@kiln/storage';
 import { Public } from '../auth/auth-context.js';
+
+export class HealthResponseDto {
+  @ApiProperty({ enum: ['ok', 'degraded'] }) status!: 'ok' | 'degraded';
+  @ApiProperty({ description: '"up", or "down: <why>"' }) postgres!: string;
+  @ApiProperty({ description: '"up", or "down: <why>"' }) s3!: string;
+  @ApiProperty({ description: '"up", or "down: <why>"' }) temporal!: string;
+}
 
 /** Readiness: 200 when PostgreSQL, S3 and Temporal all answer, else 503 naming what is down. */
 @ApiTags('health')
@@ -19,7 +26,9 @@ export class HealthController {
   ) {}
 
   @Get()
-  async check(@Res({ passthrough: true }) res: Response): Promise<Record<string, string>> {
+  @ApiOkResponse({ type: HealthResponseDto })
+  @ApiServiceUnavailableResponse({ type: HealthResponseDto, description: 'A dependency is down (named in the body)' })
+  async check(@Res({ passthrough: true }) res: Response): Promise<HealthResponseDto> {
     const probe = async (fn: () => Promise<unknown>): Promise<string> => {
       try {
         await fn();

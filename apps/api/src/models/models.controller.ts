@@ -1,5 +1,5 @@
 import { Body, Controller, Get, HttpCode, Post } from '@nestjs/common';
-import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { Auth, type AuthContext } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { CreateModelDto, ModelResponseDto } from './models.dto.js';
@@ -13,16 +13,19 @@ export class ModelsController {
 
   @Post()
   @HttpCode(201)
+  @ApiCreatedResponse({ type: ModelResponseDto })
   create(@Auth() auth: AuthContext, @Body() dto: CreateModelDto): Promise<ModelResponseDto> {
     return this.models.create(auth.tenantId, dto);
   }
 
   @Get()
+  @ApiOkResponse({ type: [ModelResponseDto] })
   list(@Auth() auth: AuthContext): Promise<ModelResponseDto[]> {
     return this.models.list(auth.tenantId);
   }
 
   @Get(':modelId')
+  @ApiOkResponse({ type: ModelResponseDto })
   get(@Auth() auth: AuthContext, @UuidParam('modelId') modelId: string): Promise<ModelResponseDto> {
     return this.models.get(auth.tenantId, modelId);
   }

@@ -9,6 +9,7 @@ import { ApiKeysService } from '../auth/api-keys.service.js';
 import { httpStatusFor } from '../common/http-status-for-code.js';
 import { ResolveRequestDto } from './resolver.dto.js';
 import { RESOLUTION_CACHE_TTL_MS, ResolverService } from './resolver.service.js';
+import { dropNullFields, refuseNulCharacters, validationFailure, VALIDATOR_OPTIONS } from '../common/validation.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -123,7 +124,7 @@ function readBody(req: IncomingMessage, done: (error: KilnError | null, body: st
   });
 }
 
-/** The same validation the ValidationPipe applies to ResolveRequestDto (whitelist, no unknown fields). */
+/** The same validation the ValidationPipe applies to ResolveRequestDto (same options, same errors, nulls dropped). */
 async function parseRequest(body: string): Promise<ResolveRequestDto> {
   let plain: unknown;
   try {
@@ -134,11 +135,9 @@ async function parseRequest(body: string): Promise<ResolveRequestDto> {
   if (typeof plain !== 'object' || plain === null || Array.isArray(plain)) {
     throw new KilnError(ErrorCode.VALIDATION_FAILED, 'The request body must be a JSON object.');
   }
+  refuseNulCharacters(plain);
   const dto = plainToInstance(ResolveRequestDto, plain);
-  const errors = await validate(dto, { whitelist: true, forbidNonWhitelisted: true });
-  if (errors.length > 0) {
-    const problems = errors.flatMap((e) => Object.values(e.constraints ?? {}).map((m) => `${e.property}: ${m}`));
-    throw new KilnError(ErrorCode.VALIDATION_FAILED, `Invalid request: ${problems.join('; ')}`, { problems });
-  }
-  return dto;
+  const errors = await validate(dto, VALIDATOR_OPTIONS);
+  if (errors.length > 0) throw validationFailure(errors);
+  return dropNullFields(dto) as ResolveRequestDto;
 }

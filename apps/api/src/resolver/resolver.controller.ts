@@ -1,5 +1,5 @@
 import { Body, Controller, Get, HttpCode, Post } from '@nestjs/common';
-import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { ArtifactSigner } from '@kiln/signing';
 import { Auth, type AuthContext, DeviceAllowed, Public } from '../auth/auth-context.js';
 import { ResolutionResponseDto, ResolveRequestDto, SigningKeyDto } from './resolver.dto.js';
@@ -17,6 +17,7 @@ export class ResolverController {
   @Post('resolve')
   @HttpCode(200)
   @ApiBearerAuth()
+  @ApiOkResponse({ type: ResolutionResponseDto })
   @DeviceAllowed()
   resolve(@Auth() auth: AuthContext, @Body() dto: ResolveRequestDto): Promise<ResolutionResponseDto> {
     return this.resolver.resolve(auth.tenantId, dto);
@@ -24,6 +25,7 @@ export class ResolverController {
 
   /** The public keys artifact signatures verify against (pin them on devices). */
   @Get('signing-keys')
+  @ApiOkResponse({ type: [SigningKeyDto] })
   @Public()
   signingKeys(): SigningKeyDto[] {
     return [this.signer.publicKey];

@@ -9,11 +9,13 @@ import {
   IsOptional,
   IsString,
   Matches,
+  Max,
   MaxLength,
   Min,
 } from 'class-validator';
 import type { ArtifactPrecision } from '@kiln/contracts';
 import { ARTIFACT_PRECISIONS, type DeviceFingerprint } from '@kiln/matching';
+import { MAX_VERSION_NUMBER } from '../common/validation.js';
 
 export class ResolveRequestDto {
   @ApiProperty({
@@ -29,6 +31,7 @@ export class ResolveRequestDto {
   @IsOptional()
   @IsInt()
   @Min(1)
+  @Max(MAX_VERSION_NUMBER)
   version?: number;
 
   @ApiProperty({ required: false, description: 'Channel name (same as `model@channel`)' })

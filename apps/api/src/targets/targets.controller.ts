@@ -1,5 +1,5 @@
 import { Controller, Get } from '@nestjs/common';
-import { ApiBearerAuth, ApiProperty, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOkResponse, ApiProperty, ApiTags } from '@nestjs/swagger';
 import { Client } from '@temporalio/client';
 import { TARGETS, taskQueueFor, type TargetRequirement } from '@kiln/targets';
 import { queuesWithPollers } from '@kiln/temporal';
@@ -21,6 +21,7 @@ export class TargetsController {
 
   /** The target catalog, and which targets a build worker is serving right now. */
   @Get()
+  @ApiOkResponse({ type: [TargetResponseDto] })
   async list(): Promise<TargetResponseDto[]> {
     const online = await queuesWithPollers(
       this.temporal,

@@ -1,5 +1,5 @@
 import { Body, Controller, HttpCode, Post } from '@nestjs/common';
-import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiCreatedResponse, ApiTags } from '@nestjs/swagger';
 import { AdminOnly } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { ApiKeyResponseDto, CreateApiKeyDto, CreateTenantDto, TenantResponseDto } from './tenants.dto.js';
@@ -15,12 +15,14 @@ export class TenantsController {
 
   @Post()
   @HttpCode(201)
+  @ApiCreatedResponse({ type: TenantResponseDto })
   create(@Body() dto: CreateTenantDto): Promise<TenantResponseDto> {
     return this.tenants.create(dto.name);
   }
 
   @Post(':tenantId/keys')
   @HttpCode(201)
+  @ApiCreatedResponse({ type: ApiKeyResponseDto })
   createKey(@UuidParam('tenantId') tenantId: string, @Body() dto: CreateApiKeyDto): Promise<ApiKeyResponseDto> {
     return this.tenants.createKey(tenantId, dto.kind ?? 'api', dto.name ?? '');
   }

@@ -1,5 +1,13 @@
 import { Controller, Get, HttpCode, Post, Query, Req } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiConsumes, ApiQuery, ApiTags } from '@nestjs/swagger';
+import {
+  ApiBearerAuth,
+  ApiBody,
+  ApiConsumes,
+  ApiCreatedResponse,
+  ApiOkResponse,
+  ApiQuery,
+  ApiTags,
+} from '@nestjs/swagger';
 import type { Request } from 'express';
 import { Auth, type AuthContext } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
@@ -20,6 +28,7 @@ export class VersionsController {
     schema: { type: 'string', format: 'binary' },
   })
   @ApiQuery({ name: 'filename', required: false })
+  @ApiCreatedResponse({ type: ModelVersionResponseDto })
   upload(
     @Auth() auth: AuthContext,
     @UuidParam('modelId') modelId: string,
@@ -35,11 +44,13 @@ export class VersionsController {
   }
 
   @Get('models/:modelId/versions')
+  @ApiOkResponse({ type: [ModelVersionResponseDto] })
   list(@Auth() auth: AuthContext, @UuidParam('modelId') modelId: string): Promise<ModelVersionResponseDto[]> {
     return this.versions.list(auth.tenantId, modelId);
   }
 
   @Get('versions/:versionId')
+  @ApiOkResponse({ type: ModelVersionResponseDto })
   get(@Auth() auth: AuthContext, @UuidParam('versionId') versionId: string): Promise<ModelVersionResponseDto> {
     return this.versions.get(auth.tenantId, versionId);
   }

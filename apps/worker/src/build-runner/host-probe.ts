@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseCpuinfoFlags, TARGETS, type TargetDefinition, x86LevelFromFlags } from '@kiln/targets';
+import { capX86Flags, parseCpuinfoFlags, TARGETS, type TargetDefinition, x86LevelFromFlags } from '@kiln/targets';
 import { findExecutable, runSandboxed, SANDBOX_PATH } from './sandbox.js';
 
 /**
@@ -37,8 +37,10 @@ export interface HostProbe {
   arch: string;
   cpuModel: string;
   cpuFlags: string[];
-  /** x86-64 micro-architecture level (1–4) of the CPU; null on other architectures. */
+  /** x86-64 micro-architecture level (1–4) of the CPU, after KILN_X86_LEVEL_CAP; null on other architectures. */
   x86Level: 1 | 2 | 3 | 4 | null;
+  /** The KILN_X86_LEVEL_CAP in force (the CPU may do more), null when none. */
+  x86LevelCap: 1 | 2 | 3 | 4 | null;
   logicalCpus: number;
   toolchain: {
     pythonPath: string;
@@ -122,6 +124,11 @@ export interface ProbeHostOptions {
    */
   sandboxCheck?: false | ((pythonPath: string) => Promise<SandboxedPythonCheck>);
   platform?: string;
+  /**
+   * KILN_X86_LEVEL_CAP: probe as a CPU of at most this x86-64 level (its higher-level flags are dropped), so one
+   * machine can act as an older build host; the cap is recorded as `x86LevelCap`.
+   */
+  x86LevelCap?: 1 | 2 | 3 | 4 | null;
 }
 
 const NODE_ARCH_TO_MACHINE: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64', ia32: 'i686' };
@@ -149,6 +156,7 @@ export async function probeHost(opts: ProbeHostOptions): Promise<HostProbe> {
     problems.push(`cannot read ${opts.cpuinfoPath ?? '/proc/cpuinfo'}: ${(err as Error).message}`);
   }
   const cpu = parseCpuinfo(cpuinfo);
+  if (arch === 'x86_64' && opts.x86LevelCap) cpu.flags = capX86Flags(cpu.flags, opts.x86LevelCap);
   const x86Level = arch === 'x86_64' ? x86LevelFromFlags(cpu.flags) : null;
 
   const compilerNames = [...new Set(opts.compilers ?? TARGETS.map((t) => t.recipe.toolchain.cxx))];
@@ -186,6 +194,7 @@ export async function probeHost(opts: ProbeHostOptions): Promise<HostProbe> {
     cpuModel: cpu.model,
     cpuFlags: cpu.flags,
     x86Level,
+    x86LevelCap: arch === 'x86_64' ? (opts.x86LevelCap ?? null) : null,
     logicalCpus: cpu.processors || os.availableParallelism(),
     toolchain: { pythonPath: opts.pythonPath, python, torch, compilers: compilerMap, glibc, sandboxed },
     gpus,

@@ -25,7 +25,15 @@ export class HostService {
   constructor(private readonly config: KilnConfig) {}
 
   async init(): Promise<HostProbe> {
-    this.probe = await probeHost({ pythonPath: this.config.resolvePath(this.config.KILN_PYTHON) });
+    this.probe = await probeHost({
+      pythonPath: this.config.resolvePath(this.config.KILN_PYTHON),
+      x86LevelCap: this.config.KILN_X86_LEVEL_CAP,
+    });
+    if (this.probe.x86LevelCap !== null) {
+      this.logger.warn(
+        `KILN_X86_LEVEL_CAP=${this.probe.x86LevelCap}: probing this CPU as x86-64-v${this.probe.x86Level}`,
+      );
+    }
     for (const gpu of this.probe.gpus) {
       this.logger.log(
         `GPU ${gpu.index}: ${gpu.name}, compute capability ${gpu.computeCapability}, driver ${gpu.driverVersion}`,
