@@ -175,7 +175,14 @@ async function main(): Promise<void> {
     ['run', 'demo-mlp@prod', '--runs', '50'],
     {
       stdio: 'inherit',
-      env: { ...process.env, KILN_API_URL: api, KILN_DEVICE_TOKEN: credentials.deviceToken },
+      // This machine's device state (downloads and the signing keys it trusts, pinned on first use) belongs to this
+      // local Kiln: another clone or a reset stack has another signing key, which a shared ~/.cache/kiln would refuse.
+      env: {
+        ...process.env,
+        KILN_API_URL: api,
+        KILN_DEVICE_TOKEN: credentials.deviceToken,
+        KILN_CACHE_DIR: path.resolve(config.KILN_HOME, 'device-cache'),
+      },
     },
   );
   if (device.status !== 0) {

@@ -1,4 +1,4 @@
-// The TypeScript SDK and the Python client against the real stack: the API in this process on an ephemeral
+// The TypeScript SDK and the Python client against the real stack: the compiled API on an ephemeral
 // port (a real URL, so presigned multipart uploads go straight to SeaweedFS), a real build worker, the real
 // compiler. Covers compileRemote end to end, resumption, idempotency, cancellation, S3's part checksums,
 // validation through the multipart path, and that the SDK's routes are exactly the API's OpenAPI routes.

@@ -2,7 +2,7 @@
 // end-to-end tests' workers run; `npm run build` (scripts/build.ts) calls buildDist(). The projects and their
 // folders come from nest-cli.json.
 //
-// Why not run the TypeScript directly, as the CLI and the tests' in-process API do: the in-process SWC loader (its
+// Why not run the TypeScript directly, as the CLI and the scripts do: the in-process SWC loader (its
 // native module, every transformed source kept with its source map) costs a long-running service about a hundred
 // MiB of resident memory, as much as the API needs besides (bench/README.md, "Uploads"). Why not `nest build`: the libraries are npm
 // workspaces whose package.json points at their TypeScript sources, so the compiled apps also need compiled
