@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from .errors import DriverError, ErrorCode, classify_compile_error, classify_load_error
 from .inputs import call_args
 from .job import Job
+from .package_parts import is_weights_entry
 from .progress import log
 from .toolchain import Compiler
 
@@ -88,20 +90,72 @@ def as_json(configs: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in configs.items()}
 
 
+BLOB_FORMAT_KEY = "aot_inductor.package_constants_on_disk_format"
+IN_SO_KEY = "aot_inductor.package_constants_in_so"
+
+
+def constants_in_so(configs: dict[str, Any]) -> bool:
+    """Turn the recipe's separate weights blob off: the constants (if any) go into the `.so`. Returns whether
+    the recipe had asked for a blob."""
+    asked = configs.pop(BLOB_FORMAT_KEY, None) is not None
+    if asked:
+        configs[IN_SO_KEY] = True
+    return asked
+
+
+def weights_blobs(package: Path) -> dict[str, int]:
+    """The package's weights blob entries and their sizes: what the compiled code reads its constants from."""
+    with zipfile.ZipFile(package) as z:
+        return {i.filename: i.file_size for i in z.infolist() if is_weights_entry(i.filename)}
+
+
 def compile_program(ep: Any, example_inputs: list[Any], job: Job, compiler: Compiler, out_dir: Path) -> CompileResult:
     """`example_inputs`: one materialized input set (flat). AOTInductor refuses a program without example
-    inputs, and the uploaded ones were blanked (never unpickled), so ours stand in for them."""
-    import torch
+    inputs, and the uploaded ones were blanked (never unpickled), so ours stand in for them.
 
+    Weights: the recipes ask for them as a separate blob (its own content-addressed part). torch 2.13 cannot
+    load a package whose blob is empty ("mmap() failed"), and a blob is empty whenever the compiled code keeps
+    no constants in it: a program without parameters, buffers and constants (known before compiling), but also
+    one whose only constants inductor folds into the code (ExportDB's cond_branch_nonlocal_variables: a lifted
+    0-d tensor, written into the kernel as a literal). The package decides: when a blob came out empty, the
+    program is compiled again with its constants in the `.so`, and the artifact has a code part only.
+    """
     ep.example_inputs = call_args(ep, example_inputs)
     configs = inductor_configs_for(job, compiler)
-    # torch 2.13: with no weights at all, a "binary_blob" package writes no blob and its loader then fails with
-    # "mmap() failed". Without weights there is nothing to keep apart from the code anyway.
-    weightless = not ep.state_dict and not ep.constants
-    if weightless and configs.pop("aot_inductor.package_constants_on_disk_format", None) is not None:
+    if not ep.state_dict and not ep.constants and constants_in_so(configs):
         log.info("the program has no weights: packaging without a weights blob")
     out_dir.mkdir(parents=True, exist_ok=True)
     package_path = out_dir / "model.pt2"
+    first = _compile(ep, job, configs, package_path)
+    empty = sorted(name for name, size in weights_blobs(first.package).items() if size == 0)
+    if not empty:
+        return first
+    if not constants_in_so(configs):
+        # Constants already in the .so and still an empty blob: not something this driver knows how to package.
+        raise DriverError(
+            ErrorCode.COMPILE_FAILED,
+            "AOTInductor wrote an empty weights blob with the constants in the .so",
+            {"entries": [Path(e).name for e in empty]},
+        )
+    log.info(
+        "the compiled code keeps no weights in its blob (%s is empty: inductor folded the program's constants "
+        "into the code): compiling again with the constants in the .so, packaging without a weights blob",
+        ", ".join(Path(e).name for e in empty),
+    )
+    package_path.unlink(missing_ok=True)
+    second = _compile(ep, job, configs, package_path)
+    if any(size == 0 for size in weights_blobs(second.package).values()):
+        raise DriverError(
+            ErrorCode.COMPILE_FAILED, "AOTInductor wrote an empty weights blob with the constants in the .so"
+        )
+    return CompileResult(
+        package=second.package, seconds=first.seconds + second.seconds, inductor_configs=second.inductor_configs
+    )
+
+
+def _compile(ep: Any, job: Job, configs: dict[str, Any], package_path: Path) -> CompileResult:
+    import torch
+
     log.info("compiling for %s with %s", job["targetId"], as_json(configs))
     torch.manual_seed(job["seed"])
     start = time.monotonic()

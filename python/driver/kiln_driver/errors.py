@@ -7,9 +7,13 @@ any other non-zero exit is transient (retry, possibly on another worker).
 
 from __future__ import annotations
 
+import functools
 import re
+import site
+import sysconfig
 import traceback
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Final
 
 EXIT_OK: Final = 0
@@ -53,7 +57,65 @@ class DriverError(Exception):
         return EXIT_TRANSIENT if self.code in _TRANSIENT_CODES else EXIT_DETERMINISTIC
 
     def to_json(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": self.details}
+        """What error.json holds, and so what the tenant reads: without the worker's file paths."""
+        return {"code": self.code, "message": scrub_paths(self.message), "details": scrub_paths(self.details)}
+
+
+# An absolute path (or ~/...) of at least two components, where it starts a word: after a space, a quote, "=",
+# "(", or glued to a compiler flag (-I/…, -L/…). Not inside a relative path or a URL ("https://…": the second
+# slash follows a slash), and the first component starts like a name, so "(s0)/2/3" in a symbolic
+# expression is left alone.
+_ABS_PATH: Final = re.compile(r"(?:(?<![\w.~/\\])|(?<=[\s\"'=]-[A-Za-z]))~?/[A-Za-z_.][\w.+@%~-]*(?:/[\w.+@%~-]+)+/?")
+
+
+@functools.cache
+def _public_roots() -> tuple[str, ...]:
+    """Folders whose contents are named relative to them: the installed packages (torch/_inductor/…), so a
+    traceback still says which torch file failed, and Kiln's own packages (kiln_driver/compile.py)."""
+    roots = {*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    user_site = site.getusersitepackages()
+    if isinstance(user_site, str):
+        roots.add(user_site)
+    roots.add(str(Path(__file__).resolve().parent.parent))  # kiln_driver's folder (a source checkout)
+    try:
+        import kiln_runtime
+
+        roots.add(str(Path(kiln_runtime.__file__).resolve().parent.parent))
+    except ImportError:
+        pass
+    # Longest first: a venv's site-packages before a source checkout that contains the venv.
+    return tuple(sorted((r.rstrip("/") for r in roots if r and r != "/"), key=len, reverse=True))
+
+
+_PACKAGES_DIR: Final = re.compile(r".*/(?:site|dist)-packages/")
+
+
+def _relative_name(path: str) -> str:
+    # Any interpreter's installed packages (this one's, or the one that ran the verifier): below that folder.
+    if (m := _PACKAGES_DIR.match(path)) is not None and len(path) > m.end():
+        return path[m.end() :]
+    for root in _public_roots():
+        if path.startswith(root + "/") and len(path) > len(root) + 1:
+            return path[len(root) + 1 :]
+    # Anything else is the worker's own (job folder, TMPDIR, inductor cache, venv, compiler): its name only.
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def scrub_paths(value: Any) -> Any:
+    """`value` (a string, or dicts and lists of them) without absolute file paths of this machine.
+
+    Tenants read error messages and details; the paths in them (job folders, TMPDIR, the inductor cache, the
+    venv, site-packages) describe the worker, not their model. A path under site-packages or Kiln's packages
+    keeps its part below that folder (torch/_inductor/codegen/cpp.py), any other keeps its last component
+    (the generated file's name: cqko…wrapper.cpp:855:38 still points at the line the compiler refused).
+    """
+    if isinstance(value, str):
+        return _ABS_PATH.sub(lambda m: _relative_name(m.group(0)), value)
+    if isinstance(value, dict):
+        return {k: scrub_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub_paths(v) for v in value]
+    return value
 
 
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:
@@ -85,8 +147,10 @@ def root_cause(exc: BaseException) -> BaseException:
 
 
 def short_traceback(exc: BaseException, limit_chars: int = 4000) -> str:
-    """The tail of the formatted traceback: where it failed and why, not the 200 frames above it."""
-    text = "".join(traceback.format_exception(exc))
+    """The tail of the formatted traceback: where it failed and why, not the 200 frames above it.
+
+    Paths are scrubbed before the cut, so that the cut never leaves the tail of a worker's path behind."""
+    text = scrub_paths("".join(traceback.format_exception(exc)))
     return text if len(text) <= limit_chars else "…" + text[-limit_chars:]
 
 

@@ -214,6 +214,7 @@ class _Child:
         atol, rtol = self.req["atol"], self.req["rtol"]
         max_abs = max_rel = 0.0
         problems: list[str] = []
+        kinds: list[str] = []
         rejected: list[dict[str, Any]] = []
         with torch.no_grad():
             for flat, expected, shapes in sets:
@@ -233,6 +234,7 @@ class _Child:
                 cmp = compare_outputs(expected, actual, atol, rtol)
                 max_abs, max_rel = max(max_abs, cmp["maxAbsError"]), max(max_rel, cmp["maxRelError"])
                 problems += [f"inputs {shapes}: {p}" for p in cmp["problems"]]
+                kinds += cmp["kinds"]
         if rejected:
             raise narrowed_range_error(narrowed_dims(accepted_dims(package), self.plan), rejected)
         verification: VerificationResult = {
@@ -260,11 +262,15 @@ class _Child:
         if problems:
             for p in problems[:20]:
                 log.error("mismatch: %s", p)
-            lowered = f" (computing in {precision})" if precision != "fp32" else ""
             raise DriverError(
                 ErrorCode.NUMERIC_MISMATCH,
-                f"the compiled artifact{lowered} differs from the portable graph beyond atol={atol} rtol={rtol}",
-                {**verification, "precision": precision, "problems": problems[:50]},
+                mismatch_message(problems, kinds, precision, atol, rtol),
+                {
+                    **verification,
+                    "precision": precision,
+                    "mismatch": sorted(set(kinds), key=kinds.index),
+                    "problems": problems[:50],
+                },
             )
         return verification
 
@@ -292,6 +298,24 @@ class _Child:
             timing["threads"],
         )
         return timing
+
+
+def mismatch_message(problems: list[str], kinds: list[str], precision: str, atol: float, rtol: float) -> str:
+    """Says what differs (`kinds[i]` is what `problems[i]` is, see compare.Comparison). Only differing numbers
+    are "beyond the tolerance"; outputs of another number, structure, type, dtype or shape (an int in the portable
+    graph, a 0-d tensor in the artifact) are named as such, with the first such problem, whatever the numbers."""
+    lowered = f" (computing in {precision})" if precision != "fp32" else ""
+    interface = sorted({k for k in kinds if k != "value"}, key=kinds.index)
+    if not interface:
+        return f"the compiled artifact{lowered} differs from the portable graph beyond atol={atol} rtol={rtol}"
+    first = next(p for p, k in zip(problems, kinds, strict=True) if k != "value")
+    more = f" ({len(problems) - 1} more in details.problems)" if len(problems) > 1 else ""
+    words = {"count": "number", "structure": "structure", "type": "type", "dtype": "dtype", "shape": "shape"}
+    differ = " and ".join(words[k] for k in interface)
+    return (
+        f"the compiled artifact's outputs differ from the portable graph's in {differ}"
+        f" (an artifact must return what the portable graph returns): {first}{more}"
+    )
 
 
 def run_child(request_path: Path, events: Events) -> int:

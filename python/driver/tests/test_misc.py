@@ -15,6 +15,7 @@ from kiln_driver.errors import DriverError
 from kiln_driver.job import parse_job
 from kiln_driver.progress import dumps
 from kiln_driver.toolchain import resolve_compiler, x86_level_from_flags
+from kiln_driver.verify import mismatch_message
 
 
 def test_parse_job_accepts_the_contract() -> None:
@@ -77,8 +78,54 @@ def test_compare_outputs_nan_and_inf() -> None:
 
 
 def test_compare_outputs_structure_mismatch() -> None:
-    assert not compare_outputs([torch.ones(2)], [torch.ones(3)], 1e-4, 1e-3)["passed"]
-    assert not compare_outputs([torch.ones(2)], [torch.ones(2), torch.ones(2)], 1e-4, 1e-3)["passed"]
+    cmp = compare_outputs([torch.ones(2)], [torch.ones(3)], 1e-4, 1e-3)
+    assert not cmp["passed"] and cmp["kinds"] == ["shape"]
+    assert cmp["problems"] == ["output 0 has shape [2] in the portable graph and [3] in the artifact"]
+    cmp = compare_outputs([torch.ones(2)], [torch.ones(2), torch.ones(2)], 1e-4, 1e-3)
+    assert not cmp["passed"] and cmp["kinds"] == ["count"]
+    cmp = compare_outputs((torch.ones(2),), [torch.ones(2)], 1e-4, 1e-3)
+    assert not cmp["passed"] and cmp["kinds"] == ["structure"]
+
+
+def test_an_int_and_a_tensor_of_the_same_value_differ_in_type() -> None:
+    """ExportDB's scalar_output: the portable graph returns a Python int (a SymInt output), AOTInductor a 0-d
+    tensor. Equal values, yet not the same interface: refused, and the reason says so, never "beyond atol"."""
+    cmp = compare_outputs((4,), (torch.tensor(4),), 1e-4, 1e-3)
+    assert not cmp["passed"] and cmp["kinds"] == ["type"]
+    assert cmp["problems"] == [
+        "output 0 is an int (4) in the portable graph and a 0-d int64 tensor (4) in the artifact"
+    ]
+    assert cmp["maxAbsError"] == 0.0
+    message = mismatch_message([f"inputs [[3, 3]]: {p}" for p in cmp["problems"]], cmp["kinds"], "fp32", 1e-4, 1e-3)
+    assert message == (
+        "the compiled artifact's outputs differ from the portable graph's in type (an artifact must return what the "
+        "portable graph returns): inputs [[3, 3]]: output 0 is an int (4) in the portable graph and a 0-d int64 "
+        "tensor (4) in the artifact"
+    )
+    assert "atol" not in message
+
+
+def test_other_output_differences_are_named() -> None:
+    cmp = compare_outputs([torch.ones(2), 3], [torch.ones(2, dtype=torch.float64), 3.0], 1e-4, 1e-3)
+    assert cmp["kinds"] == ["dtype", "type"]
+    assert cmp["problems"] == [
+        "output 0 is a 1-d float32 tensor in the portable graph and a 1-d float64 tensor in the artifact",
+        "output 1 is an int (3) in the portable graph and a float (3.0) in the artifact",
+    ]
+    cmp = compare_outputs([5, None], [6, None], 1e-4, 1e-3)
+    assert cmp["kinds"] == ["value"] and cmp["problems"] == [
+        "output 0 is 5 in the portable graph and 6 in the artifact"
+    ]
+    assert compare_outputs([5, 0.5], [5, 0.5 + 1e-6], 1e-4, 1e-3)["passed"]
+    # Values and types together: the type is what the message leads with; the numbers stay in the problems.
+    cmp = compare_outputs([torch.ones(2), 1], [torch.ones(2) * 2, torch.tensor(1)], 1e-4, 1e-3)
+    assert cmp["kinds"] == ["value", "type"]
+    message = mismatch_message(cmp["problems"], cmp["kinds"], "fp32", 1e-4, 1e-3)
+    assert "in type" in message and "output 1 is an int (1)" in message and "(1 more in details.problems)" in message
+    only_numbers = compare_outputs([torch.ones(2)], [torch.ones(2) * 2], 1e-4, 1e-3)
+    assert mismatch_message(only_numbers["problems"], only_numbers["kinds"], "bf16", 1e-2, 1e-2) == (
+        "the compiled artifact (computing in bf16) differs from the portable graph beyond atol=0.01 rtol=0.01"
+    )
 
 
 def test_json_never_contains_nan_or_infinity() -> None:

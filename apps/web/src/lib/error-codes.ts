@@ -42,7 +42,8 @@ export const ERROR_EXPLANATIONS: Partial<Record<ErrorCode, string>> = {
   INVALID_MODEL: 'torch could not load the program.',
   COMPILE_FAILED: 'The generated C++ did not compile; the log has the compiler’s error.',
   ISA_CHECK_FAILED: 'The code uses instructions the target’s devices lack.',
-  NUMERIC_MISMATCH: 'The compiled outputs differ from the portable graph beyond the tolerance.',
+  NUMERIC_MISMATCH:
+    'The compiled outputs differ from the portable graph: values beyond the tolerance, or outputs of another type, dtype or shape.',
   LOAD_FAILED: 'The artifact did not load or run in a fresh process.',
   COMPILE_TIMEOUT: 'The compile ran past the time limit.',
   COMPILE_OOM: 'The compile went over the memory limit.',
