@@ -28,8 +28,9 @@ export async function fixture(name: string): Promise<Buffer> {
   return readFile(path.join(FIXTURES_DIR, name));
 }
 
+/** The API in local mode (the default admin token is accepted), as scripts/stack.sh runs it. */
 export async function startApi(env: Record<string, string> = {}): Promise<INestApplication> {
-  Object.assign(process.env, env);
+  Object.assign(process.env, { KILN_LOCAL_MODE: 'true', ...env });
   const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
   const app = moduleRef.createNestApplication();
   setupApp(app);
@@ -106,6 +107,51 @@ export class WorkerProcess {
   }
 }
 
+/**
+ * The API as its own compiled process (dist/, as `npm start` runs it), for what only a real process shows: how it
+ * starts or refuses to start, and where it listens. `exited` settles when the process ends.
+ */
+export class ApiProcess {
+  private child?: ChildProcess;
+  output = '';
+  exited?: Promise<number | null>;
+
+  constructor(private readonly env: Record<string, string> = {}) {}
+
+  /** Resolves with "listening" once the API logs that it listens, or "exited" when it ended first. */
+  async start(timeoutMs = 120_000): Promise<'listening' | 'exited'> {
+    this.output = '';
+    await (distBuilt ??= buildDist());
+    const child = spawn(process.execPath, [...APP_NODE_FLAGS, distEntry('api')], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...this.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    const collect = (chunk: Buffer): void => {
+      this.output += chunk.toString();
+      if (process.env.KILN_TEST_VERBOSE) process.stderr.write(chunk);
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.output.includes('API listening')) return 'listening';
+      if (child.exitCode !== null || child.signalCode !== null) return 'exited';
+      if (Date.now() > deadline) throw new Error(`API neither listened nor exited in ${timeoutMs} ms:\n${this.output}`);
+      await sleep(200);
+    }
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    await this.exited;
+  }
+}
+
 export interface CompilationBody {
   id: string;
   status: string;
@@ -117,7 +163,9 @@ export interface CompilationBody {
     errorCode: string | null;
     errorMessage: string | null;
     artifact: { id: string } | null;
+    startedAt: string | null;
   }[];
+  warnings: { targetId: string; code: string; message: string }[];
 }
 
 /** Polls a compilation until `done` says so (or the time runs out, with the last state in the error). */
