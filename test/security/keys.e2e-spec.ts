@@ -210,7 +210,11 @@ describe('the admin token', () => {
     } finally {
       await production.stop();
     }
-    const local = new ApiProcess({ KILN_LOCAL_MODE: 'true', KILN_API_PORT: String(await freePort()), KILN_API_HOST: '' });
+    const local = new ApiProcess({
+      KILN_LOCAL_MODE: 'true',
+      KILN_API_PORT: String(await freePort()),
+      KILN_API_HOST: '',
+    });
     try {
       assert.equal(await local.start(), 'listening', local.output);
       assert.match(local.output, /API listening on http:\/\/127\.0\.0\.1:\d+ .*in local mode/);

@@ -300,7 +300,11 @@ export class KilnClient {
     return this.call('revokeKey', { ...o, params: { keyId } });
   }
   /** A new key in place of `keyId`; the old one is refused at once, or after `graceSeconds`. */
-  rotateKey(keyId: string, body: { graceSeconds?: number } = {}, o: Pick<RequestOptions, 'signal'> = {}): Promise<RotatedApiKey> {
+  rotateKey(
+    keyId: string,
+    body: { graceSeconds?: number } = {},
+    o: Pick<RequestOptions, 'signal'> = {},
+  ): Promise<RotatedApiKey> {
     return this.call('rotateKey', { ...o, params: { keyId }, body });
   }
 

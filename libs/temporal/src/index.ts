@@ -73,7 +73,10 @@ export async function queuesWithWorkers(
 }
 
 /** The builds the database says are running on these queues (most recently started first), for queuesWithWorkers. */
-export async function runningBuildsOn(builds: Repository<BuildEntity>, taskQueues: string[]): Promise<RunningBuildRef[]> {
+export async function runningBuildsOn(
+  builds: Repository<BuildEntity>,
+  taskQueues: string[],
+): Promise<RunningBuildRef[]> {
   const targets = taskQueues.filter((q) => q.startsWith('build.')).map((q) => q.slice('build.'.length));
   if (targets.length === 0) return [];
   const rows = await builds.find({

@@ -75,7 +75,9 @@ export class ApiKeysService implements OnModuleInit, OnModuleDestroy {
       this.evictAll();
       client.end().catch(() => undefined);
       if (this.stopped) return;
-      this.logger.warn(`Lost the key-change listener (${String(why)}); keys are checked in the database until it is back.`);
+      this.logger.warn(
+        `Lost the key-change listener (${String(why)}); keys are checked in the database until it is back.`,
+      );
       this.reconnectTimer = setTimeout(() => void this.listen(), 1000);
       this.reconnectTimer.unref();
     };
@@ -242,7 +244,6 @@ export class ApiKeysService implements OnModuleInit, OnModuleDestroy {
     if (trusted && this.listening && generation === this.evictions) this.cache.set(presentedHash, { auth, expiresAt });
     return auth;
   }
-
 }
 
 /** Upper bound of a cached answer's age (changes evict at once; this only bounds memory of idle keys). */

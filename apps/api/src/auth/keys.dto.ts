@@ -70,8 +70,7 @@ export class ApiKeySummaryDto {
   @ApiProperty({ nullable: true, type: String, description: 'Refused from then on (a rotation grace period)' })
   expiresAt!: string | null;
   @ApiProperty({ nullable: true, type: String, description: 'The key this one replaced' }) rotatedFromId!:
-    | string
-    | null;
+    string | null;
 }
 
 export class ApiKeyResponseDto extends ApiKeySummaryDto {

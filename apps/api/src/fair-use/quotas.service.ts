@@ -65,7 +65,13 @@ export class QuotasService {
         ErrorCode.QUOTA_EXCEEDED,
         `This tenant has ${active} build(s) queued or running and may have at most ${concurrentBuilds}; ` +
           `this compilation adds ${adding}. Retry when some have finished.`,
-        { quota: 'concurrentBuilds', limit: concurrentBuilds, used: active, requested: adding, retryAfterSeconds: BUILDS_RETRY_AFTER_S },
+        {
+          quota: 'concurrentBuilds',
+          limit: concurrentBuilds,
+          used: active,
+          requested: adding,
+          retryAfterSeconds: BUILDS_RETRY_AFTER_S,
+        },
       );
     }
   }
@@ -98,12 +104,7 @@ export class QuotasService {
   }
 
   /** Whether `bytes` more fit in the tenant's storage quota (checked again after a stream of unknown length). */
-  async assertStorageFits(
-    manager: EntityManager,
-    tenantId: string,
-    bytes: number,
-    limit?: number,
-  ): Promise<void> {
+  async assertStorageFits(manager: EntityManager, tenantId: string, bytes: number, limit?: number): Promise<void> {
     const storedLimit = limit ?? (await this.quotasOf(tenantId, manager)).storedBytes;
     const used = await this.storedBytes(manager, tenantId);
     if (used + bytes > storedLimit) {

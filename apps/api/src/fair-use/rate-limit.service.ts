@@ -124,9 +124,7 @@ function refused(ms: number): RateLimitDecision {
 }
 
 export function rateLimited(retryAfterSeconds: number): KilnError {
-  return new KilnError(
-    ErrorCode.RATE_LIMITED,
-    `Too many requests with this key; retry after ${retryAfterSeconds} s.`,
-    { retryAfterSeconds },
-  );
+  return new KilnError(ErrorCode.RATE_LIMITED, `Too many requests with this key; retry after ${retryAfterSeconds} s.`, {
+    retryAfterSeconds,
+  });
 }

@@ -108,7 +108,6 @@ function assertInScope(auth: AuthContext, modelName: string): void {
   if (!scopeAllows(auth.modelScope, modelName)) throw notEnrolled(modelName);
 }
 
-
 function sendError(res: ServerResponse, err: unknown): void {
   const error =
     err instanceof KilnError ? err : new KilnError(ErrorCode.INTERNAL, 'Internal error; it has been logged.');

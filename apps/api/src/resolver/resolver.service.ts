@@ -55,7 +55,11 @@ export class ResolverService {
    * `modelScope`: the models the caller's key may reach (device tokens are enrolled for some); a model outside it
    * is refused with MODEL_NOT_ENROLLED (403), whether the request names it, its id or a channel of it.
    */
-  async resolve(tenantId: string, dto: ResolveRequestDto, modelScope: readonly string[]): Promise<ResolutionResponseDto> {
+  async resolve(
+    tenantId: string,
+    dto: ResolveRequestDto,
+    modelScope: readonly string[],
+  ): Promise<ResolutionResponseDto> {
     const checked = validateFingerprint(dto.fingerprint);
     if (!checked.ok) {
       throw new KilnError(ErrorCode.VALIDATION_FAILED, `Invalid fingerprint: ${checked.errors.join('; ')}`, {

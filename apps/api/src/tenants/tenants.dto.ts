@@ -18,7 +18,12 @@ const quotaDescription = (what: string): string =>
 
 /** The tenant's own quotas and rate limit (PATCH semantics). */
 export class UpdateTenantQuotasDto {
-  @ApiProperty({ required: false, nullable: true, type: Number, description: quotaDescription('Builds queued or running at once') })
+  @ApiProperty({
+    required: false,
+    nullable: true,
+    type: Number,
+    description: quotaDescription('Builds queued or running at once'),
+  })
   @IsOptional()
   @ValidateIf((_o, v) => v !== null)
   @IsInt()
@@ -26,7 +31,12 @@ export class UpdateTenantQuotasDto {
   @Max(1_000_000)
   concurrentBuilds?: number | null;
 
-  @ApiProperty({ required: false, nullable: true, type: Number, description: quotaDescription('Uploads started per hour') })
+  @ApiProperty({
+    required: false,
+    nullable: true,
+    type: Number,
+    description: quotaDescription('Uploads started per hour'),
+  })
   @IsOptional()
   @ValidateIf((_o, v) => v !== null)
   @IsInt()
@@ -41,7 +51,12 @@ export class UpdateTenantQuotasDto {
   @Min(1)
   storedBytes?: number | null;
 
-  @ApiProperty({ required: false, nullable: true, type: Number, description: quotaDescription('Requests per minute per key') })
+  @ApiProperty({
+    required: false,
+    nullable: true,
+    type: Number,
+    description: quotaDescription('Requests per minute per key'),
+  })
   @IsOptional()
   @ValidateIf((_o, v) => v !== null)
   @IsInt()

@@ -105,11 +105,13 @@ export class UploadsService implements OnApplicationBootstrap, OnModuleDestroy {
       await tx.release();
       throw err;
     }
-    const s3UploadId = await this.storage.createMultipartUpload(objectKey, { checksumAlgorithm }).catch(async (err: unknown) => {
-      await tx.rollbackTransaction();
-      await tx.release();
-      throw err;
-    });
+    const s3UploadId = await this.storage
+      .createMultipartUpload(objectKey, { checksumAlgorithm })
+      .catch(async (err: unknown) => {
+        await tx.rollbackTransaction();
+        await tx.release();
+        throw err;
+      });
     const entity = this.uploads.create({
       id,
       tenantId,

@@ -78,7 +78,8 @@ export class VersionsService {
     const stored = await this.storage.putStream(key, body, { maxBytes });
     try {
       // Without a Content-Length the size is known only now: the bytes go again if they do not fit.
-      if (meta.contentLength === null) await this.quotas.assertStorageFits(this.dataSource.manager, tenantId, stored.size);
+      if (meta.contentLength === null)
+        await this.quotas.assertStorageFits(this.dataSource.manager, tenantId, stored.size);
       const version = await this.createFromStoredObject({
         tenantId,
         modelId,
