@@ -43,7 +43,8 @@ const worker = new WorkerProcess({ KILN_WORKER_TARGETS: TARGET, KILN_WORKER_BUIL
 let app: INestApplication;
 let tinyDir: string;
 
-const code = (res: request.Response): string => (res.body as { error: { code: string } }).error.code;
+const code = (res: request.Response): string =>
+  (res.body as { error?: { code?: string } }).error?.code ?? `no error (HTTP ${res.status})`;
 
 async function setQuotas(tenant: TestTenant, quotas: Record<string, number>): Promise<void> {
   await api(app).patch(`/v1/admin/tenants/${tenant.id}/quotas`).set(admin).send(quotas).expect(200);

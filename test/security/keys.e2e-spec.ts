@@ -37,7 +37,8 @@ let tenant: TestTenant;
 let models: Record<'x' | 'y', { modelId: string; versionId: string; contentHash: string }>;
 
 const bearer = (key: string): { Authorization: string } => ({ Authorization: `Bearer ${key}` });
-const code = (res: request.Response): string => (res.body as { error: { code: string } }).error.code;
+const code = (res: request.Response): string =>
+  (res.body as { error?: { code?: string } }).error?.code ?? `no error (HTTP ${res.status})`;
 const resolveBody = (model: string): Record<string, unknown> => ({ model, fingerprint: AVX512_SERVER_FINGERPRINT });
 
 async function resolve(app: INestApplication, key: string, model: string): Promise<request.Response> {
