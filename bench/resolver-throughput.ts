@@ -59,7 +59,11 @@ async function seed(api: string): Promise<{ deviceToken: string; request: string
   });
   const device = await http<{ key: string }>('POST', `${api}/v1/admin/tenants/${tenant.id}/keys`, admin, {
     kind: 'device',
+    models: ['bench-mlp'],
   });
+  // One token stands for a whole fleet here, far above any real per-key limit: the bench measures what the
+  // rate limiter costs on the hot path (a lease from PostgreSQL now and then), not its refusals.
+  await http('PATCH', `${api}/v1/admin/tenants/${tenant.id}/quotas`, admin, { rateLimitPerMinute: 100_000_000 });
   const key = tenant.apiKey.key;
   const model = await http<{ id: string }>('POST', `${api}/v1/models`, key, { name: 'bench-mlp' });
   const pt2 = await readFile(path.join(REPO_ROOT, '.kiln/fixtures/mlp.pt2'));
@@ -147,7 +151,7 @@ async function main(): Promise<void> {
   await buildDist();
   const api = await startProcess(
     [...APP_NODE_FLAGS, distEntry('api')],
-    { KILN_API_PORT: String(API_PORT) },
+    { KILN_API_PORT: String(API_PORT), KILN_LOCAL_MODE: 'true' },
     /API listening/,
   );
   let bare: ChildProcess | undefined;

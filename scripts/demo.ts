@@ -57,7 +57,7 @@ async function demoCredentials(): Promise<DemoCredentials> {
   });
   const device = await call<{ key: string }>('POST', `/v1/admin/tenants/${tenant.id}/keys`, {
     key: config.KILN_ADMIN_TOKEN,
-    json: { kind: 'device', name: 'this machine' },
+    json: { kind: 'device', name: 'this machine', models: ['demo-mlp'] },
   });
   const credentials = { tenantId: tenant.id, key: tenant.apiKey.key, deviceToken: device.key };
   await mkdir(path.dirname(credentialsFile), { recursive: true });

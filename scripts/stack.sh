@@ -363,7 +363,13 @@ start_temporal() {
   # The web UI stays on: it is how developers look at workflows and their histories. Its news feed
   # is off because it would reach out to the internet.
   args=(server start-dev --db-filename "$TEMPORAL_DB" --ip "$TEMPORAL_HOST" --port "$TEMPORAL_PORT"
-    --ui-port "$TEMPORAL_UI_PORT" --ui-disable-news-fetch --log-level warn)
+    --ui-port "$TEMPORAL_UI_PORT" --ui-disable-news-fetch --log-level warn
+    # Fair share between tenants on shared build queues: the builds carry the tenant id as fairness key, which
+    # the server honours with matching.enableFairness; fairness holds within a queue partition, so one partition
+    # (build queues dispatch a few tasks a minute). docs/security.md, "Fair use".
+    --dynamic-config-value matching.enableFairness=true
+    --dynamic-config-value matching.numTaskqueueReadPartitions=1
+    --dynamic-config-value matching.numTaskqueueWritePartitions=1)
   # "default" always exists; any other namespace is created at launch.
   [[ $TEMPORAL_NAMESPACE == default ]] || args+=(--namespace "$TEMPORAL_NAMESPACE")
   launch temporal "$KILN_DATA_DIR" "$TEMPORAL_BIN" "${args[@]}"

@@ -77,7 +77,7 @@ describe('auth and tenancy', () => {
     const res = await http()
       .post(`/v1/admin/tenants/${alice.id}/keys`)
       .set('Authorization', `Bearer ${loadKilnConfig().KILN_ADMIN_TOKEN}`)
-      .send({ kind: 'device' })
+      .send({ kind: 'device', models: ['*'] })
       .expect(201);
     const device = (res.body as { key: string }).key;
     const denied = await http().get('/v1/models').set('Authorization', `Bearer ${device}`).expect(403);

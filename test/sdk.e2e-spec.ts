@@ -76,6 +76,24 @@ after(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
+describe('keys through the SDK', () => {
+  test('a device token enrolled for one model, rotated, revoked: the revoked key is refused', async () => {
+    const kiln = client();
+    const device = await kiln.createKey({ kind: 'device', name: 'sdk fleet', models: ['sdk-model'] });
+    assert.deepEqual([device.kind, device.models, device.revokedAt], ['device', ['sdk-model'], null]);
+    assert.ok((await kiln.listKeys()).some((k) => k.id === device.id && !('key' in k)));
+    const rotated = await kiln.rotateKey(device.id);
+    assert.equal(rotated.previous.id, device.id);
+    assert.ok(rotated.previous.revokedAt);
+    const revoked = await kiln.revokeKey(rotated.id);
+    assert.ok(revoked.revokedAt);
+    const refused = await new KilnClient({ baseUrl, apiKey: rotated.key, retry: { retries: 0 } })
+      .listTargets()
+      .catch((err: unknown) => err);
+    assert.ok(refused instanceof KilnApiError && refused.code === 'UNAUTHENTICATED', String(refused));
+  });
+});
+
 describe('the SDK is the API', () => {
   test('every SDK route is in /openapi.json, and every non-operator route there is in the SDK', async () => {
     const doc = (await api(app).get('/openapi.json').expect(200)).body as {

@@ -130,17 +130,26 @@ abstract class ServiceProcess {
 /** The compiled API (dist/apps/api), started as `npm start` starts it, on a port of its own. */
 export class ApiProcess extends ServiceProcess {
   url = '';
+  /** Settles with the exit code when the process ends. */
+  exited?: Promise<number | null>;
 
   constructor(private readonly env: Record<string, string> = {}) {
     super();
   }
 
-  async start(timeoutMs = 120_000): Promise<void> {
-    const port = await freePort();
+  /**
+   * Starts the API on its own port (KILN_API_PORT of the settings, else a free one). Resolves "listening" once
+   * /v1/health answers 200, or "exited" when the process ended first (a test of a refused start reads `output`).
+   */
+  async start(timeoutMs = 120_000): Promise<'listening' | 'exited'> {
+    const port = Number(this.env.KILN_API_PORT) || (await freePort());
     this.url = `http://127.0.0.1:${port}`;
-    await this.spawnApp('api', { ...this.env, KILN_API_PORT: String(port) });
+    const child = await this.spawnApp('api', { ...this.env, KILN_API_PORT: String(port) });
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    let exited = false;
     await this.waitFor(
       async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return (exited = true);
         try {
           return (await fetch(`${this.url}/v1/health`)).status === 200;
         } catch {
@@ -150,6 +159,7 @@ export class ApiProcess extends ServiceProcess {
       'API',
       timeoutMs,
     );
+    return exited ? 'exited' : 'listening';
   }
 
   /** Same as stop(): the name the tests' `after` hooks use. */
@@ -160,8 +170,9 @@ export class ApiProcess extends ServiceProcess {
 
 /** Starts the compiled API with these settings added to the test's environment; ready once /v1/health says 200. */
 export async function startApi(env: Record<string, string> = {}): Promise<ApiProcess> {
-  const app = new ApiProcess(env);
-  await app.start();
+  // Local mode (the default admin token is accepted), as scripts/stack.sh runs it.
+  const app = new ApiProcess({ KILN_LOCAL_MODE: 'true', ...env });
+  if ((await app.start()) === 'exited') throw new Error(`the API exited while starting:\n${app.output}`);
   return app;
 }
 
@@ -228,7 +239,9 @@ export interface CompilationBody {
     errorCode: string | null;
     errorMessage: string | null;
     artifact: { id: string } | null;
+    startedAt: string | null;
   }[];
+  warnings: { targetId: string; code: string; message: string }[];
 }
 
 /** Polls a compilation until `done` says so (or the time runs out, with the last state in the error). */

@@ -10,8 +10,13 @@ async function bootstrap(): Promise<void> {
   const app = await NestFactory.create(AppModule, { bufferLogs: false });
   setupApp(app);
   const config = app.get(KilnConfig);
-  await app.listen(config.KILN_API_PORT, '0.0.0.0');
-  new Logger('Kiln').log(`API listening on http://127.0.0.1:${config.KILN_API_PORT} (OpenAPI at /docs)`);
+  // Local mode listens on loopback only unless KILN_API_HOST says otherwise (AdminTokenCheck has already refused
+  // the default admin token outside local mode).
+  await app.listen(config.KILN_API_PORT, config.apiHost);
+  new Logger('Kiln').log(
+    `API listening on http://${config.apiHost}:${config.KILN_API_PORT} (OpenAPI at /docs)` +
+      (config.KILN_LOCAL_MODE ? ' in local mode' : ''),
+  );
 }
 
 await bootstrap();

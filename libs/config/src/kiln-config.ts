@@ -14,6 +14,11 @@ import {
 } from 'class-validator';
 import { KilnError, ErrorCode } from '@kiln/contracts';
 
+/** The admin token local mode accepts; outside local mode the API refuses to start with it. */
+export const DEFAULT_ADMIN_TOKEN = 'kiln-local-admin';
+/** Shortest admin token the API accepts outside local mode (e.g. `openssl rand -hex 32` gives 64). */
+export const MIN_ADMIN_TOKEN_LENGTH = 32;
+
 const toInt = ({ value }: { value: unknown }): unknown =>
   value === undefined || value === '' ? undefined : Number(value);
 const toBool = ({ value }: { value: unknown }): unknown =>
@@ -56,7 +61,24 @@ export class KilnConfig {
    * from the source file: the API runs compiled from dist/, where a path relative to its own file points nowhere.
    */
   @IsString() @IsNotEmpty() KILN_DASHBOARD_DIR = 'apps/web/dist';
-  @IsString() @IsNotEmpty() KILN_ADMIN_TOKEN = 'kiln-local-admin';
+  /**
+   * Local mode (scripts/stack.sh and the tests turn it on): the API accepts the well-known default admin token
+   * and listens on 127.0.0.1 unless KILN_API_HOST says otherwise. Off, the API refuses to start with the default
+   * or a short admin token.
+   */
+  @Transform(toBool) @IsBoolean() KILN_LOCAL_MODE = false;
+  /** Interface the API listens on (default: 127.0.0.1 in local mode, else 0.0.0.0). */
+  @IsOptional() @IsString() @IsNotEmpty() KILN_API_HOST?: string = undefined;
+  @IsString() @IsNotEmpty() KILN_ADMIN_TOKEN = DEFAULT_ADMIN_TOKEN;
+
+  /** Requests one API key or device token may make per minute (all replicas together); 429 + Retry-After beyond. */
+  @Transform(toInt) @IsInt() @Min(1) KILN_RATE_LIMIT_PER_MINUTE = 1200;
+  /** Quotas of a tenant unless set for it (PATCH /v1/admin/tenants/:id/quotas): builds queued or running at once, */
+  @Transform(toInt) @IsInt() @Min(1) KILN_QUOTA_CONCURRENT_BUILDS = 50;
+  /** ... uploads started per hour (direct and multipart), */
+  @Transform(toInt) @IsInt() @Min(1) KILN_QUOTA_UPLOADS_PER_HOUR = 100;
+  /** ... and bytes stored (model versions, artifacts, unfinished multipart uploads). */
+  @Transform(toInt) @IsInt() @Min(1) KILN_QUOTA_STORED_BYTES = 200 * 1024 ** 3;
   /** Largest .pt2 the API accepts. */
   @Transform(toInt) @IsInt() @Min(1) KILN_MAX_UPLOAD_BYTES = 16 * 1024 ** 3;
   /** Presigned multipart uploads: how long an unfinished upload may take before the sweep aborts it. */
@@ -76,7 +98,7 @@ export class KilnConfig {
   @IsString() KILN_PYTHON = '.kiln/venv/bin/python';
   @Transform(toInt) @IsInt() @Min(10) KILN_BUILD_TIMEOUT_S = 1800;
   @Transform(toInt) @IsInt() @Min(256) KILN_BUILD_MEMORY_MB = 8192;
-  /** How long a build waits for a worker of its target before it fails with NO_WORKER. */
+  /** How long a build's target may have no worker at all (no poller, no build running) before NO_WORKER. */
   @Transform(toInt) @IsInt() @Min(5) KILN_BUILD_WAIT_FOR_WORKER_S = 1800;
   @Transform(toList) @IsOptional() @IsString({ each: true }) KILN_WORKER_TARGETS: string[] = [];
   /** What this worker process does: `orchestrator` (workflows + bookkeeping), `build` (compiles), or both. */
@@ -97,6 +119,10 @@ export class KilnConfig {
   /** Absolute path of a path setting, relative to the process's working directory (the repo root locally). */
   resolvePath(p: string): string {
     return path.resolve(p);
+  }
+  /** Where the API listens: KILN_API_HOST, else loopback in local mode and every interface outside it. */
+  get apiHost(): string {
+    return this.KILN_API_HOST ?? (this.KILN_LOCAL_MODE ? '127.0.0.1' : '0.0.0.0');
   }
   get workDir(): string {
     return path.resolve(this.KILN_HOME, 'work');

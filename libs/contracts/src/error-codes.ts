@@ -17,6 +17,16 @@ export const ErrorCode = {
   INTERNAL: 'INTERNAL',
   SERVICE_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
 
+  // keys and fair use (docs/security.md)
+  /** This device token is not enrolled for the model it asked for. */
+  MODEL_NOT_ENROLLED: 'MODEL_NOT_ENROLLED',
+  /** Too many requests with this key: wait Retry-After seconds. */
+  RATE_LIMITED: 'RATE_LIMITED',
+  /** A quota that frees up with time (builds in flight, uploads per hour): wait Retry-After seconds. */
+  QUOTA_EXCEEDED: 'QUOTA_EXCEEDED',
+  /** The tenant's stored bytes would exceed its quota: delete something or ask the operator for more. */
+  STORAGE_QUOTA_EXCEEDED: 'STORAGE_QUOTA_EXCEEDED',
+
   // presigned multipart uploads (POST /v1/models/:id/uploads ...)
   UPLOAD_NOT_FOUND: 'UPLOAD_NOT_FOUND',
   UPLOAD_EXPIRED: 'UPLOAD_EXPIRED',

@@ -60,10 +60,15 @@ export const TRANSIENT_STATUSES: ReadonlySet<number> = new Set([408, 429, 500, 5
  * a 500 from S3 (or a proxy) is. Everything the SDK retries is idempotent: GETs, part PUTs (same part
  * number overwrites), and POSTs made safe by an Idempotency-Key or by design (complete, part URLs).
  */
+/** Longest Retry-After of a QUOTA_EXCEEDED the SDK waits out (longer ones reach the caller at once). */
+export const MAX_QUOTA_WAIT_MS = 60_000;
+
 export function isTransient(err: unknown): boolean {
   if (err instanceof KilnNetworkError) return true;
   if (err instanceof KilnApiError) {
     if (err.code === 'INTERNAL') return false;
+    // A quota that frees up only in an hour (uploads per hour) is not worth holding a pipeline for.
+    if (err.code === 'QUOTA_EXCEEDED' && (err.retryAfterMs ?? 0) > MAX_QUOTA_WAIT_MS) return false;
     return TRANSIENT_STATUSES.has(err.status) || err.code === 'SERVICE_UNAVAILABLE';
   }
   if (err instanceof KilnStorageError) {

@@ -12,6 +12,8 @@ import { httpPutPart, type PartTransport } from './part-transport.js';
 import { DEFAULT_RETRY_POLICY, parseRetryAfter, type RetryPolicy, withRetry } from './retry.js';
 import { type RouteName, ROUTES, routePath } from './routes.js';
 import type {
+  ApiKeySummary,
+  ApiKeyWithSecret,
   Artifact,
   ArtifactDownload,
   BuildLog,
@@ -19,6 +21,7 @@ import type {
   ChannelMove,
   Compilation,
   CompilationEvent,
+  CreateApiKeyRequest,
   CreateModelRequest,
   CreateUploadRequest,
   ErrorBody,
@@ -30,6 +33,7 @@ import type {
   PartUrls,
   Resolution,
   ResolveRequest,
+  RotatedApiKey,
   SigningKey,
   Target,
   Upload,
@@ -280,6 +284,28 @@ export class KilnClient {
   }
   listSigningKeys(o: Pick<RequestOptions, 'signal'> = {}): Promise<SigningKey[]> {
     return this.call('listSigningKeys', o);
+  }
+
+  // --- keys of this tenant (an API key, not a device token) -------------------------------------------------
+
+  listKeys(o: Pick<RequestOptions, 'signal'> = {}): Promise<ApiKeySummary[]> {
+    return this.call('listKeys', o);
+  }
+  /** A new API key or device token (device tokens: `models`, the model names it may resolve, or ['*']). */
+  createKey(body: CreateApiKeyRequest, o: Pick<RequestOptions, 'signal'> = {}): Promise<ApiKeyWithSecret> {
+    return this.call('createKey', { ...o, body });
+  }
+  /** Revokes a key: every API replica refuses it from the next request on. */
+  revokeKey(keyId: string, o: Pick<RequestOptions, 'signal'> = {}): Promise<ApiKeySummary> {
+    return this.call('revokeKey', { ...o, params: { keyId } });
+  }
+  /** A new key in place of `keyId`; the old one is refused at once, or after `graceSeconds`. */
+  rotateKey(
+    keyId: string,
+    body: { graceSeconds?: number } = {},
+    o: Pick<RequestOptions, 'signal'> = {},
+  ): Promise<RotatedApiKey> {
+    return this.call('rotateKey', { ...o, params: { keyId }, body });
   }
 
   // --- transport -----------------------------------------------------------------------------------------

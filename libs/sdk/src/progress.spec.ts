@@ -42,6 +42,7 @@ const compilation = (builds: Build[]): Compilation => ({
   builds,
   createdAt: '',
   finishedAt: null,
+  warnings: [],
 });
 
 test('build changes: new builds, status changes and phase changes, each once', () => {

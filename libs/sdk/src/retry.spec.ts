@@ -46,6 +46,13 @@ test('transient: network errors, 429, 502/503/504, SERVICE_UNAVAILABLE, S3 5xx; 
   assert.ok(!isTransient(new Error('anything else')));
 });
 
+test('fair use: rate limits and short quota waits are retried; an hour-long quota wait and the storage quota are not', () => {
+  assert.ok(isTransient(new KilnApiError(429, 'RATE_LIMITED', 'x', undefined, 2_000)));
+  assert.ok(isTransient(new KilnApiError(429, 'QUOTA_EXCEEDED', 'builds', undefined, 30_000)));
+  assert.ok(!isTransient(new KilnApiError(429, 'QUOTA_EXCEEDED', 'uploads per hour', undefined, 3_000_000)));
+  assert.ok(!isTransient(new KilnApiError(413, 'STORAGE_QUOTA_EXCEEDED', 'x')));
+});
+
 test('withRetry retries transient failures with the policy, then gives up with the last error', async () => {
   const delays: number[] = [];
   let calls = 0;

@@ -32,13 +32,25 @@ export const ROUTES = {
   getChannelHistory: { method: 'GET', path: '/v1/models/{modelId}/channels/{name}/history' },
   resolve: { method: 'POST', path: '/v1/resolve' },
   listSigningKeys: { method: 'GET', path: '/v1/signing-keys' },
+  listKeys: { method: 'GET', path: '/v1/keys' },
+  createKey: { method: 'POST', path: '/v1/keys' },
+  revokeKey: { method: 'DELETE', path: '/v1/keys/{keyId}' },
+  rotateKey: { method: 'POST', path: '/v1/keys/{keyId}/rotate' },
 } as const satisfies Record<string, { method: HttpMethod; path: string }>;
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 export type RouteName = keyof typeof ROUTES;
 
 /** Operator routes (admin token, not a tenant key): deliberately not part of the SDK. */
-export const OPERATOR_ROUTES: readonly string[] = ['POST /v1/admin/tenants', 'POST /v1/admin/tenants/{tenantId}/keys'];
+export const OPERATOR_ROUTES: readonly string[] = [
+  'POST /v1/admin/tenants',
+  'GET /v1/admin/tenants/{tenantId}/keys',
+  'POST /v1/admin/tenants/{tenantId}/keys',
+  'DELETE /v1/admin/tenants/{tenantId}/keys/{keyId}',
+  'POST /v1/admin/tenants/{tenantId}/keys/{keyId}/rotate',
+  'GET /v1/admin/tenants/{tenantId}/quotas',
+  'PATCH /v1/admin/tenants/{tenantId}/quotas',
+];
 
 /** `/v1/models/{modelId}` + `{ modelId: 'x' }` → `/v1/models/x` (each value URI-encoded). */
 export function routePath(name: RouteName, params: Record<string, string> = {}): string {

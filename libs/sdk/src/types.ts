@@ -77,6 +77,13 @@ export interface Build {
   finishedAt: string | null;
 }
 
+/** A target no worker serves right now: its build shows waiting_for_worker and fails with NO_WORKER if none comes. */
+export interface CompilationWarning {
+  targetId: string;
+  code: 'NO_WORKER';
+  message: string;
+}
+
 export interface Compilation {
   id: string;
   modelVersionId: string;
@@ -85,6 +92,41 @@ export interface Compilation {
   builds: Build[];
   createdAt: string;
   finishedAt: string | null;
+  /** Said from the moment the compilation is created: targets no worker serves. */
+  warnings: CompilationWarning[];
+}
+
+/** An API key or device token, as listed (the secret itself is shown only when created or rotated). */
+export interface ApiKeySummary {
+  id: string;
+  tenantId: string;
+  kind: 'api' | 'device';
+  name: string;
+  /** Public part of the key (`kiln_<id>`, `kdev_<id>`): tells keys apart, proves nothing. */
+  prefix: string;
+  /** Model names the key may reach (device tokens are enrolled for some), or ['*']. */
+  models: string[];
+  createdAt: string;
+  revokedAt: string | null;
+  /** Refused from then on (end of a rotation's grace period). */
+  expiresAt: string | null;
+  rotatedFromId: string | null;
+}
+
+export interface ApiKeyWithSecret extends ApiKeySummary {
+  /** The key itself: shown once, stored only as a hash. */
+  key: string;
+}
+
+export interface RotatedApiKey extends ApiKeyWithSecret {
+  previous: ApiKeySummary;
+}
+
+export interface CreateApiKeyRequest {
+  kind?: 'api' | 'device';
+  name?: string;
+  /** Required for device tokens: the model names it is enrolled for, or ['*'] for every model. */
+  models?: string[];
 }
 
 export interface EventsToken {

@@ -10,6 +10,12 @@ export const PROGRESS_QUERY = 'progress';
 /** Workflow ids are business ids, so starting the same compilation twice is harmless. */
 export const compileWorkflowId = (compilationId: string): string => `compile-${compilationId}`;
 
+/**
+ * The activity id of a build's compile activity in its workflow: the orchestrator finds it among the workflow's
+ * pending activities to tell whether a worker is running it (a busy worker polls nobody).
+ */
+export const buildActivityId = (buildId: string): string => `build-${buildId}`;
+
 export interface PlannedBuild {
   buildId: string;
   targetId: string;
@@ -23,7 +29,10 @@ export interface CompileModelInput {
   tenantId: string;
   modelVersionId: string;
   builds: PlannedBuild[];
-  /** How long a build may wait for a worker of its target before failing with NO_WORKER. */
+  /**
+   * How long a build's queue may have no worker at all (no poller, no build of the target running) before the
+   * build fails with NO_WORKER. Time spent waiting behind other builds in a busy queue does not count.
+   */
   waitForWorkerSeconds: number;
   /** Upper bound of one compile attempt (the driver's own timeout is shorter). */
   buildTimeoutSeconds: number;
@@ -67,13 +76,18 @@ export interface BuildActivities {
 export interface BuildUpdate {
   buildId: string;
   status: BuildStatus;
+  /** Only if the build is in one of these statuses now (e.g. queued ⇄ waiting_for_worker, never over running). */
+  fromStatuses?: BuildStatus[];
   errorCode?: ErrorCode | null;
   errorMessage?: string | null;
 }
 
 /** Bookkeeping on the orchestrator queue. */
 export interface OrchestratorActivities {
-  /** Of these task queues, the ones no worker has polled recently. */
+  /**
+   * Of these task queues, the ones without a worker: none polled recently (DescribeTaskQueue pollers) and none is
+   * running a build of the queue (a worker whose slots are all busy does not poll).
+   */
   findQueuesWithoutWorkers(taskQueues: string[]): Promise<string[]>;
   updateBuild(update: BuildUpdate): Promise<void>;
   finishCompilation(input: { compilationId: string; cancelled: boolean }): Promise<CompilationStatus>;

@@ -27,6 +27,7 @@ const queues = {
   unsupported: `test-build-unsupported-${run}`,
   flaky: `test-build-flaky-${run}`,
   slow: `test-build-slow-${run}`,
+  busy: `test-build-busy-${run}`,
   nobody: `test-build-nobody-${run}`,
 };
 
@@ -44,6 +45,13 @@ const buildTarget = async (input: BuildTargetInput): Promise<{ artifactId: strin
       throw ApplicationFailure.nonRetryable('aten.frobnicate has no lowering', 'UNSUPPORTED_OP');
     case 'flaky':
       if (ctx.info.attempt < 2) throw ApplicationFailure.retryable('driver crashed', 'DRIVER_CRASHED');
+      return { artifactId: `artifact-${input.buildId}`, cached: false };
+    case 'busy':
+      // A build that keeps the queue's only slot for longer than waitForWorkerSeconds.
+      for (let i = 0; i < 40; i++) {
+        ctx.heartbeat();
+        await ctx.sleep(200);
+      }
       return { artifactId: `artifact-${input.buildId}`, cached: false };
     case 'slow':
       // Heartbeats carry the cancellation to the activity, like the real compile activity.
@@ -105,6 +113,15 @@ before(async () => {
   for (const q of [queues.ok, queues.unsupported, queues.flaky, queues.slow]) {
     workers.push(await Worker.create({ ...common, taskQueue: q, activities: { buildTarget } }));
   }
+  // One slot, like a build worker with KILN_WORKER_BUILD_CONCURRENCY=1.
+  workers.push(
+    await Worker.create({
+      ...common,
+      taskQueue: queues.busy,
+      activities: { buildTarget },
+      maxConcurrentActivityTaskExecutions: 1,
+    }),
+  );
   running.push(...workers.map((w) => w.run()));
 });
 
@@ -135,7 +152,7 @@ describe('CompileModel workflow', () => {
     assert.equal(byTarget.unsupported.errorCode, 'UNSUPPORTED_OP');
     assert.equal(attempts.get('unsupported'), 1, 'a deterministic failure is not retried');
     assert.equal(attempts.get('flaky'), 2, 'a transient failure is retried');
-    const failedUpdate = updates.find((u) => u.buildId === args.builds[1].buildId);
+    const failedUpdate = updates.find((u) => u.buildId === args.builds[1].buildId && u.status === 'failed');
     assert.deepEqual(
       { status: failedUpdate?.status, code: failedUpdate?.errorCode },
       { status: 'failed', code: 'UNSUPPORTED_OP' },
@@ -168,6 +185,31 @@ describe('CompileModel workflow', () => {
     const statuses = updates.filter((u) => u.buildId === args.builds[0].buildId).map((u) => u.status);
     assert.deepEqual(statuses, ['waiting_for_worker', 'failed']);
     assert.equal(result.builds[0].errorCode, 'NO_WORKER');
+  });
+
+  test('waiting behind other builds in a busy queue is not NO_WORKER', async () => {
+    // Two compilations on a queue with one slot: the second waits ~8 s behind the first, longer than the 5 s
+    // a build may go without a worker. The queue has a worker all along, so both succeed.
+    const first = input([{ targetId: 'busy', queue: queues.busy }], 5);
+    const second = input([{ targetId: 'busy', queue: queues.busy }], 5);
+    const handles = [];
+    for (const args of [first, second]) {
+      handles.push(
+        await client.workflow.start(COMPILE_MODEL_WORKFLOW, {
+          taskQueue: queues.orchestrator,
+          workflowId: `compile-${args.compilationId}`,
+          args: [args],
+        }),
+      );
+    }
+    const results = (await Promise.all(handles.map((h) => h.result()))) as CompileModelResult[];
+    assert.deepEqual(
+      results.map((r) => ({ status: r.builds[0].status, code: r.builds[0].errorCode })),
+      [
+        { status: 'succeeded', code: null },
+        { status: 'succeeded', code: null },
+      ],
+    );
   });
 
   test('cancel stops running builds and reports cancelled; progress is queryable while it runs', async () => {

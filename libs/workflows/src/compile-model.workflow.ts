@@ -3,6 +3,7 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  condition,
   isCancellation,
   proxyActivities,
   defineQuery,
@@ -18,7 +19,7 @@ import type {
   OrchestratorActivities,
   PlannedBuild,
 } from './compile-model.contracts.js';
-import { ORCHESTRATOR_TASK_QUEUE, PROGRESS_QUERY } from './compile-model.contracts.js';
+import { buildActivityId, ORCHESTRATOR_TASK_QUEUE, PROGRESS_QUERY } from './compile-model.contracts.js';
 
 export const progressQuery = defineQuery<BuildProgress[]>(PROGRESS_QUERY);
 
@@ -75,12 +76,19 @@ async function runBuild(
   const state = progress.get(build.targetId)!;
   if (noWorkerYet) {
     state.status = 'waiting_for_worker';
-    await orchestrator.updateBuild({ buildId: build.buildId, status: 'waiting_for_worker' });
+    await orchestrator.updateBuild({ buildId: build.buildId, status: 'waiting_for_worker', fromStatuses: ['queued'] });
+  } else {
+    // The API found no worker when the compilation was created, and one has come since.
+    await orchestrator.updateBuild({ buildId: build.buildId, status: 'queued', fromStatuses: ['waiting_for_worker'] });
   }
   const builder = proxyActivities<BuildActivities>({
     taskQueue: build.taskQueue,
-    // A target whose workers are all offline must not wait forever.
-    scheduleToStartTimeout: `${input.waitForWorkerSeconds} seconds`,
+    activityId: buildActivityId(build.buildId),
+    // Tenants share build queues: with a fairness key per tenant, the server hands out a busy queue's tasks
+    // round-robin between tenants instead of first-come-first-served (needs matching.enableFairness on the
+    // server; docs/security.md, "Fair use"). No scheduleToStartTimeout: waiting behind other builds is not
+    // "no worker"; watchForWorker() decides that from who polls the queue.
+    priority: { fairnessKey: input.tenantId },
     startToCloseTimeout: `${input.buildTimeoutSeconds + 300} seconds`,
     // The activity heartbeats every few seconds while the compiler runs; silence means the worker died.
     heartbeatTimeout: '45 seconds',
@@ -93,27 +101,44 @@ async function runBuild(
       nonRetryableErrorTypes: [...NON_RETRYABLE_BUILD_ERRORS],
     },
   });
+  const scope = new CancellationScope();
+  const watch = { settled: false, noWorker: false };
   try {
     state.status = 'running';
-    const result = await builder.buildTarget({
-      tenantId: input.tenantId,
-      compilationId: input.compilationId,
-      buildId: build.buildId,
-      modelVersionId: input.modelVersionId,
-      targetId: build.targetId,
-      cacheKey: build.cacheKey,
-    });
+    const running = scope.run(() =>
+      builder.buildTarget({
+        tenantId: input.tenantId,
+        compilationId: input.compilationId,
+        buildId: build.buildId,
+        modelVersionId: input.modelVersionId,
+        targetId: build.targetId,
+        cacheKey: build.cacheKey,
+      }),
+    );
+    const watchdog = watchForWorker(input, orchestrator, build, noWorkerYet, watch, scope);
+    let result: Awaited<typeof running>;
+    try {
+      result = await running;
+    } finally {
+      watch.settled = true;
+      await watchdog;
+    }
     state.status = result.cached ? 'cached' : 'succeeded';
     state.artifactId = result.artifactId;
   } catch (err) {
-    if (isCancellation(err)) {
+    if (isCancellation(err) && !watch.noWorker) {
       state.status = 'cancelled';
       await CancellationScope.nonCancellable(() =>
         orchestrator.updateBuild({ buildId: build.buildId, status: 'cancelled', errorCode: ErrorCode.CANCELLED }),
       );
       throw err;
     }
-    const failure = describeBuildFailure(err);
+    const failure = watch.noWorker
+      ? {
+          code: ErrorCode.NO_WORKER,
+          message: `No worker polled ${build.taskQueue} for ${input.waitForWorkerSeconds} s.`,
+        }
+      : describeBuildFailure(err);
     state.status = 'failed';
     state.errorCode = failure.code;
     await orchestrator.updateBuild({
@@ -122,6 +147,58 @@ async function runBuild(
       errorCode: failure.code,
       errorMessage: failure.message,
     });
+  }
+}
+
+/**
+ * While a build is pending, asks every little while whether its queue has a worker at all (a poller, or a build of
+ * the queue running: a worker whose slots are all busy polls nobody). Only a queue without one for
+ * waitForWorkerSeconds in a row fails the build with NO_WORKER (then its activity is cancelled); time spent
+ * behind other builds in a busy queue never counts. The build shows waiting_for_worker while its queue has none.
+ */
+async function watchForWorker(
+  input: CompileModelInput,
+  orchestrator: OrchestratorActivities,
+  build: PlannedBuild,
+  noWorkerYet: boolean,
+  watch: { settled: boolean; noWorker: boolean },
+  scope: CancellationScope,
+): Promise<void> {
+  const every = Math.min(60, Math.max(5, Math.floor(input.waitForWorkerSeconds / 6)));
+  let idleSince: number | null = noWorkerYet ? Date.now() : null;
+  try {
+    for (;;) {
+      if (await condition(() => watch.settled, `${every} seconds`)) return;
+      const idle = (await orchestrator.findQueuesWithoutWorkers([build.taskQueue])).length > 0;
+      if (watch.settled) return;
+      if (!idle) {
+        if (idleSince !== null) {
+          idleSince = null;
+          await orchestrator.updateBuild({
+            buildId: build.buildId,
+            status: 'queued',
+            fromStatuses: ['waiting_for_worker'],
+          });
+        }
+        continue;
+      }
+      if (idleSince === null) {
+        idleSince = Date.now();
+        await orchestrator.updateBuild({
+          buildId: build.buildId,
+          status: 'waiting_for_worker',
+          fromStatuses: ['queued'],
+        });
+      }
+      if (Date.now() - idleSince >= input.waitForWorkerSeconds * 1000) {
+        watch.noWorker = true;
+        scope.cancel();
+        return;
+      }
+    }
+  } catch (err) {
+    // The whole compilation was cancelled: the build's own handling reports it.
+    if (!isCancellation(err)) throw err;
   }
 }
 

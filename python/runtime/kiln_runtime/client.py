@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import math
 import os
 import time
 import urllib.error
@@ -31,6 +32,18 @@ log = logging.getLogger("kiln_runtime")
 DEFAULT_API_URL = "http://127.0.0.1:3000"
 MAX_MANIFEST_BYTES = 4 << 20
 _TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
+MAX_RETRY_AFTER_S = 60.0
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header in seconds (what Kiln sends), capped at MAX_RETRY_AFTER_S."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) if not math.isnan(seconds) else None
 
 
 @dataclass(frozen=True)
@@ -97,7 +110,9 @@ class KilnClient:
                 exc.close()
                 if exc.code in _TRANSIENT_STATUS and failures + 1 < self.retry.attempts:
                     failures += 1
-                    time.sleep(self.retry.delay(failures))
+                    # A rate limit or quota says how long to wait (Retry-After); never less than the backoff.
+                    wait = max(self.retry.delay(failures), retry_after_s(exc.headers.get("Retry-After")) or 0.0)
+                    time.sleep(wait)
                     continue
                 raise _api_error(exc.code, payload) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:

@@ -30,6 +30,6 @@ export class ArtifactsController {
     @Auth() auth: AuthContext,
     @UuidParam('artifactId') artifactId: string,
   ): Promise<ArtifactDownloadResponseDto> {
-    return this.artifacts.download(auth.tenantId, artifactId);
+    return this.artifacts.download(auth.tenantId, artifactId, auth.modelScope);
   }
 }

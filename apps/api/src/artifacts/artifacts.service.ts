@@ -3,7 +3,7 @@ import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
 import { ErrorCode, KilnError } from '@kiln/contracts';
-import { ArtifactEntity } from '@kiln/database';
+import { ALL_MODELS, ArtifactEntity } from '@kiln/database';
 import { ObjectStorage, objectKeys } from '@kiln/storage';
 import { VersionsService } from '../versions/versions.service.js';
 import type { ArtifactDownloadResponseDto, ArtifactResponseDto } from './artifacts.dto.js';
@@ -56,9 +56,30 @@ export class ArtifactsService {
     return artifact;
   }
 
-  /** Short-lived presigned URLs for the manifest and each part; the bytes never pass through the API. */
-  async download(tenantId: string, artifactId: string): Promise<ArtifactDownloadResponseDto> {
+  /**
+   * Short-lived presigned URLs for the manifest and each part; the bytes never pass through the API. A key with a
+   * model scope (device tokens) only gets artifacts of a model it is enrolled for: an artifact belongs to every
+   * model of the tenant with a version of its content (identical content shares artifacts).
+   */
+  async download(
+    tenantId: string,
+    artifactId: string,
+    modelScope: readonly string[],
+  ): Promise<ArtifactDownloadResponseDto> {
     const artifact = await this.require(tenantId, artifactId);
+    if (!modelScope.includes(ALL_MODELS)) {
+      const models = await this.artifacts.query<{ name: string }[]>(
+        `SELECT DISTINCT m.name FROM model_versions v JOIN models m ON m.id = v.model_id
+          WHERE v.tenant_id = $1 AND v.content_hash = $2`,
+        [tenantId, artifact.modelContentHash],
+      );
+      if (!models.some((m) => modelScope.includes(m.name))) {
+        throw new KilnError(
+          ErrorCode.MODEL_NOT_ENROLLED,
+          'This device token is not enrolled for the model this artifact was built from.',
+        );
+      }
+    }
     const ttl = this.config.KILN_PRESIGN_TTL_S;
     const manifest = await this.storage.presignGet(artifact.manifestKey, ttl);
     const parts = await Promise.all(

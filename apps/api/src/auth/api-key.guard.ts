@@ -6,16 +6,19 @@ import { ErrorCode, KilnError } from '@kiln/contracts';
 import { KilnConfig } from '@kiln/config';
 import { ADMIN_ROUTE, type AuthContext, DEVICE_ALLOWED, PUBLIC_ROUTE } from './auth-context.js';
 import { ApiKeysService } from './api-keys.service.js';
+import { RateLimitService } from '../fair-use/rate-limit.service.js';
 
 /**
  * Global guard: every route needs a tenant API key (`Authorization: Bearer <key>` or `X-Api-Key`), except
- * @Public routes and @AdminOnly routes (operator token). Device tokens only pass @DeviceAllowed routes.
+ * @Public routes and @AdminOnly routes (operator token). Device tokens only pass @DeviceAllowed routes. Each key
+ * is rate-limited (RateLimitService: 429 RATE_LIMITED with Retry-After).
  */
 @Injectable()
 export class ApiKeyGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     private readonly apiKeys: ApiKeysService,
+    private readonly rateLimits: RateLimitService,
     private readonly config: KilnConfig,
   ) {}
 
@@ -40,6 +43,7 @@ export class ApiKeyGuard implements CanActivate {
     if (auth.kind === 'device' && !flag(DEVICE_ALLOWED)) {
       throw new KilnError(ErrorCode.FORBIDDEN, 'Device tokens can only resolve and download artifacts.');
     }
+    await this.rateLimits.check(auth.keyId, auth.rateLimitPerMinute);
     req.auth = auth;
     return true;
   }

@@ -1,11 +1,20 @@
 import { createParamDecorator, type ExecutionContext, SetMetadata } from '@nestjs/common';
-import type { ApiKeyKind } from '@kiln/database';
+import { ALL_MODELS, type ApiKeyKind } from '@kiln/database';
 
 /** Who is calling: resolved from the API key by ApiKeyGuard. Every service call is scoped by tenantId. */
 export interface AuthContext {
   tenantId: string;
   keyId: string;
   kind: ApiKeyKind;
+  /** Model names this key may reach, or [`*`] (device tokens are enrolled for specific models). */
+  modelScope: string[];
+  /** The rate limit of this key's tenant (its own, or KILN_RATE_LIMIT_PER_MINUTE). */
+  rateLimitPerMinute: number;
+}
+
+/** Whether a key with this scope may reach the model of this name. */
+export function scopeAllows(modelScope: readonly string[], modelName: string): boolean {
+  return modelScope.includes(ALL_MODELS) || modelScope.includes(modelName);
 }
 
 export const PUBLIC_ROUTE = 'kiln:public';

@@ -2,6 +2,8 @@ import { HttpStatus } from '@nestjs/common';
 import { ErrorCode } from '@kiln/contracts';
 
 /** One table from error code to HTTP status. Bad input is always a 4xx; only Kiln's own faults are 5xx. */
+// 429 (with Retry-After, retryAfterHeader below) where waiting helps: rate limits and quotas that free up with time.
+// 413 for the storage quota: waiting does not help, the tenant must delete or get a larger quota.
 export function httpStatusFor(code: ErrorCode): HttpStatus {
   switch (code) {
     case ErrorCode.VALIDATION_FAILED:
@@ -10,7 +12,13 @@ export function httpStatusFor(code: ErrorCode): HttpStatus {
     case ErrorCode.UNAUTHENTICATED:
       return HttpStatus.UNAUTHORIZED;
     case ErrorCode.FORBIDDEN:
+    case ErrorCode.MODEL_NOT_ENROLLED:
       return HttpStatus.FORBIDDEN;
+    case ErrorCode.RATE_LIMITED:
+    case ErrorCode.QUOTA_EXCEEDED:
+      return HttpStatus.TOO_MANY_REQUESTS;
+    case ErrorCode.STORAGE_QUOTA_EXCEEDED:
+      return HttpStatus.PAYLOAD_TOO_LARGE;
     case ErrorCode.NOT_FOUND:
     case ErrorCode.UPLOAD_NOT_FOUND:
       return HttpStatus.NOT_FOUND;
@@ -69,4 +77,13 @@ export function httpStatusFor(code: ErrorCode): HttpStatus {
     case ErrorCode.CANCELLED:
       return HttpStatus.CONFLICT;
   }
+}
+
+/**
+ * The Retry-After header value (whole seconds, at least 1) of an error that carries `details.retryAfterSeconds`
+ * (rate limits, time-bound quotas), else null.
+ */
+export function retryAfterHeader(details: Record<string, unknown> | undefined): string | null {
+  const seconds = details?.retryAfterSeconds;
+  return typeof seconds === 'number' && Number.isFinite(seconds) ? String(Math.max(1, Math.ceil(seconds))) : null;
 }

@@ -1,7 +1,7 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
 import type { Response } from 'express';
 import { ErrorCode, KilnError } from '@kiln/contracts';
-import { httpStatusFor } from './http-status-for-code.js';
+import { httpStatusFor, retryAfterHeader } from './http-status-for-code.js';
 
 export interface ErrorBody {
   error: { code: ErrorCode; message: string; details?: Record<string, unknown> };
@@ -32,6 +32,8 @@ export class KilnExceptionFilter implements ExceptionFilter {
       res.end();
       return;
     }
+    const retryAfter = retryAfterHeader(body.error.details);
+    if (retryAfter) res.setHeader('Retry-After', retryAfter);
     res.status(status).json(body);
   }
 

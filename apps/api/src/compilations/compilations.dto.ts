@@ -55,6 +55,12 @@ export class BuildResponseDto {
   @ApiProperty({ nullable: true, type: String }) finishedAt!: string | null;
 }
 
+export class CompilationWarningDto {
+  @ApiProperty() targetId!: string;
+  @ApiProperty({ enum: ['NO_WORKER'], description: 'NO_WORKER: no worker serves this target right now' }) code!: string;
+  @ApiProperty() message!: string;
+}
+
 export class CompilationResponseDto {
   @ApiProperty() id!: string;
   @ApiProperty() modelVersionId!: string;
@@ -64,6 +70,11 @@ export class CompilationResponseDto {
   @ApiProperty({ type: [BuildResponseDto] }) builds!: BuildResponseDto[];
   @ApiProperty() createdAt!: string;
   @ApiProperty({ nullable: true, type: String }) finishedAt!: string | null;
+  @ApiProperty({
+    type: [CompilationWarningDto],
+    description: 'Targets no worker serves right now (their builds show waiting_for_worker)',
+  })
+  warnings!: CompilationWarningDto[];
 }
 
 export class BuildLogResponseDto {

@@ -12,7 +12,10 @@ import {
   type CompileModelInput,
   compileWorkflowId,
   ORCHESTRATOR_TASK_QUEUE,
+  queuesWithWorkers,
+  runningBuildsOn,
 } from '@kiln/temporal';
+import { QuotasService } from '../fair-use/quotas.service.js';
 import { VersionsService } from '../versions/versions.service.js';
 import type { BuildResponseDto, CompilationResponseDto } from './compilations.dto.js';
 
@@ -30,6 +33,15 @@ export function toCompilationResponse(c: CompilationEntity, builds: BuildEntity[
     builds: [...builds]
       .sort((a, b) => (order.get(a.targetId) ?? 0) - (order.get(b.targetId) ?? 0))
       .map(toBuildResponse),
+    warnings: builds
+      .filter((b) => b.status === 'waiting_for_worker')
+      .map((b) => ({
+        targetId: b.targetId,
+        code: ErrorCode.NO_WORKER,
+        message:
+          `No worker serves ${b.targetId} right now; the build waits for one and fails with NO_WORKER ` +
+          `if none comes.`,
+      })),
   };
 }
 
@@ -68,6 +80,7 @@ export class CompilationsService implements OnApplicationBootstrap, OnModuleDest
     private readonly versions: VersionsService,
     private readonly temporal: Client,
     private readonly config: KilnConfig,
+    private readonly quotas: QuotasService,
   ) {}
 
   /**
@@ -107,8 +120,20 @@ export class CompilationsService implements OnApplicationBootstrap, OnModuleDest
     );
     const now = new Date();
     const allCached = planned.every((p) => p.cached);
+    // Said when the compilation is created: a target no worker serves (none polls its queue, none runs a build of
+    // it) starts as waiting_for_worker, and the answer carries a NO_WORKER warning for it.
+    const queues = planned.filter((p) => !p.cached).map((p) => taskQueueFor(p.targetId));
+    const served =
+      queues.length > 0
+        ? await queuesWithWorkers(this.temporal, queues, await runningBuildsOn(this.builds, queues)).catch(
+            // Temporal unreachable: the reconciler starts the workflow later, which checks again.
+            () => new Set(queues),
+          )
+        : new Set<string>();
     try {
       await this.dataSource.transaction(async (tx) => {
+        await this.quotas.lockTenant(tx, tenantId);
+        await this.quotas.assertBuildsFit(tx, tenantId, queues.length);
         await tx.getRepository(CompilationEntity).insert({
           id: compilationId,
           tenantId,
@@ -125,7 +150,7 @@ export class CompilationsService implements OnApplicationBootstrap, OnModuleDest
             compilationId,
             targetId: p.targetId,
             cacheKey: p.cacheKey,
-            status: p.cached ? 'cached' : 'queued',
+            status: p.cached ? 'cached' : served.has(taskQueueFor(p.targetId)) ? 'queued' : 'waiting_for_worker',
             phase: p.cached ? 'done' : null,
             artifactId: p.cached?.id ?? null,
             finishedAt: p.cached ? now : null,
@@ -212,6 +237,8 @@ export class CompilationsService implements OnApplicationBootstrap, OnModuleDest
         workflowId: compilation.workflowId,
         taskQueue: ORCHESTRATOR_TASK_QUEUE,
         args: [input],
+        // Fair share of the orchestrator queue too (the builds set the same key on their queues).
+        priority: { fairnessKey: compilation.tenantId },
       });
     } catch (err) {
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {

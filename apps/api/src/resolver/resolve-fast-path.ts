@@ -6,9 +6,11 @@ import { LRUCache } from 'lru-cache';
 import { ErrorCode, KilnError } from '@kiln/contracts';
 import { presentedKey } from '../auth/api-key.guard.js';
 import { ApiKeysService } from '../auth/api-keys.service.js';
-import { httpStatusFor } from '../common/http-status-for-code.js';
+import { type AuthContext, scopeAllows } from '../auth/auth-context.js';
+import { httpStatusFor, retryAfterHeader } from '../common/http-status-for-code.js';
+import { type RateLimitDecision, rateLimited, RateLimitService } from '../fair-use/rate-limit.service.js';
 import { ResolveRequestDto } from './resolver.dto.js';
-import { RESOLUTION_CACHE_TTL_MS, ResolverService } from './resolver.service.js';
+import { notEnrolled, RESOLUTION_CACHE_TTL_MS, ResolverService } from './resolver.service.js';
 import { dropNullFields, refuseNulCharacters, validationFailure, VALIDATOR_OPTIONS } from '../common/validation.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -19,22 +21,25 @@ const MAX_BODY_BYTES = 64 * 1024;
  * guard, validation pipe, interceptors, JSON serialisation — costs far more than the answer itself).
  *
  * Same semantics as the documented route in ResolverController: the same key check (ApiKeysService, device
- * tokens allowed), the same DTO validated with the same class-validator rules, the same ResolverService and
- * the same `{ error: { code, message } }` bodies. On top, the serialised answer is cached per (tenant, exact
- * request body) for RESOLUTION_CACHE_TTL_MS: identical devices send identical bodies, and then a request
- * costs one hash lookup. Every other request goes to Express untouched.
+ * tokens allowed, a revoked key refused from the next request on), the same per-key rate limit
+ * (RateLimitService, 429 + Retry-After), the same model scope of device tokens (403 MODEL_NOT_ENROLLED), the same
+ * DTO validated with the same class-validator rules, the same ResolverService and the same
+ * `{ error: { code, message } }` bodies. On top, the serialised answer is cached per (tenant, exact request body)
+ * for RESOLUTION_CACHE_TTL_MS: identical devices send identical bodies, and then a request costs one hash lookup
+ * (plus the key's scope and rate-limit checks, both in memory). Every other request goes to Express untouched.
  */
 export class ResolveFastPath {
-  private readonly answers = new LRUCache<string, Buffer>({ max: 50_000, ttl: RESOLUTION_CACHE_TTL_MS });
+  private readonly answers = new LRUCache<string, CachedAnswer>({ max: 50_000, ttl: RESOLUTION_CACHE_TTL_MS });
 
   constructor(
     private readonly apiKeys: ApiKeysService,
     private readonly resolver: ResolverService,
+    private readonly rateLimits: RateLimitService,
   ) {}
 
   static install(app: INestApplication): void {
     const server = app.getHttpServer() as Server;
-    const fastPath = new ResolveFastPath(app.get(ApiKeysService), app.get(ResolverService));
+    const fastPath = new ResolveFastPath(app.get(ApiKeysService), app.get(ResolverService), app.get(RateLimitService));
     const framework = server.listeners('request') as RequestListener[];
     server.removeAllListeners('request');
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -62,7 +67,15 @@ export class ResolveFastPath {
       }
       const auth = this.apiKeys.cachedAuthentication(key);
       const hit = auth ? this.answers.get(`${auth.tenantId}\0${body}`) : undefined;
-      if (hit) return send(res, 200, hit);
+      if (auth && hit && scopeAllows(auth.modelScope, hit.modelName)) {
+        const decision = this.rateLimits.take(auth.keyId, auth.rateLimitPerMinute);
+        const answer = (d: RateLimitDecision): void =>
+          d.allowed ? send(res, 200, hit.body) : sendError(res, rateLimited(d.retryAfterSeconds));
+        // Synchronous while this replica holds a lease of the key's budget; a promise when it takes a new one.
+        if (decision instanceof Promise) decision.then(answer, (err: unknown) => sendError(res, err));
+        else answer(decision);
+        return;
+      }
       this.resolve(key, body).then(
         (answer) => send(res, 200, answer),
         (err: unknown) => sendError(res, err),
@@ -73,14 +86,27 @@ export class ResolveFastPath {
   private async resolve(key: string, body: string): Promise<Buffer> {
     const auth = await this.apiKeys.authenticate(key);
     if (!auth) throw new KilnError(ErrorCode.UNAUTHENTICATED, 'Invalid or revoked API key.');
+    await this.rateLimits.check(auth.keyId, auth.rateLimitPerMinute);
     const cacheKey = `${auth.tenantId}\0${body}`;
     let answer = this.answers.get(cacheKey);
     if (!answer) {
-      answer = Buffer.from(JSON.stringify(await this.resolver.resolve(auth.tenantId, await parseRequest(body))));
+      const resolution = await this.resolver.resolve(auth.tenantId, await parseRequest(body), auth.modelScope);
+      answer = { body: Buffer.from(JSON.stringify(resolution)), modelName: resolution.model.name };
       this.answers.set(cacheKey, answer);
     }
-    return answer;
+    assertInScope(auth, answer.modelName);
+    return answer.body;
   }
+}
+
+interface CachedAnswer {
+  body: Buffer;
+  /** The model the answer is about: a device token enrolled for other models never gets it. */
+  modelName: string;
+}
+
+function assertInScope(auth: AuthContext, modelName: string): void {
+  if (!scopeAllows(auth.modelScope, modelName)) throw notEnrolled(modelName);
 }
 
 function sendError(res: ServerResponse, err: unknown): void {
@@ -91,11 +117,16 @@ function sendError(res: ServerResponse, err: unknown): void {
     res,
     httpStatusFor(error.code),
     Buffer.from(JSON.stringify({ error: { code: error.code, message: error.message, details: error.details } })),
+    retryAfterHeader(error.details),
   );
 }
 
-function send(res: ServerResponse, status: number, body: Buffer): void {
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': body.length });
+function send(res: ServerResponse, status: number, body: Buffer, retryAfter: string | null = null): void {
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': body.length,
+    ...(retryAfter ? { 'Retry-After': retryAfter } : {}),
+  });
   res.end(body);
 }
 

@@ -20,7 +20,7 @@ export class ResolverController {
   @ApiOkResponse({ type: ResolutionResponseDto })
   @DeviceAllowed()
   resolve(@Auth() auth: AuthContext, @Body() dto: ResolveRequestDto): Promise<ResolutionResponseDto> {
-    return this.resolver.resolve(auth.tenantId, dto);
+    return this.resolver.resolve(auth.tenantId, dto, auth.modelScope);
   }
 
   /** The public keys artifact signatures verify against (pin them on devices). */

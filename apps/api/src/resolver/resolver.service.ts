@@ -7,6 +7,7 @@ import { ErrorCode, KilnError } from '@kiln/contracts';
 import { ArtifactEntity, ChannelEntity, ModelEntity, ModelVersionEntity } from '@kiln/database';
 import { type Candidate, type DeviceFingerprint, resolveArtifact, validateFingerprint } from '@kiln/matching';
 import { ObjectStorage, objectKeys } from '@kiln/storage';
+import { scopeAllows } from '../auth/auth-context.js';
 import type { ResolutionResponseDto, ResolveRequestDto } from './resolver.dto.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -50,7 +51,15 @@ export class ResolverService {
     private readonly config: KilnConfig,
   ) {}
 
-  async resolve(tenantId: string, dto: ResolveRequestDto): Promise<ResolutionResponseDto> {
+  /**
+   * `modelScope`: the models the caller's key may reach (device tokens are enrolled for some); a model outside it
+   * is refused with MODEL_NOT_ENROLLED (403), whether the request names it, its id or a channel of it.
+   */
+  async resolve(
+    tenantId: string,
+    dto: ResolveRequestDto,
+    modelScope: readonly string[],
+  ): Promise<ResolutionResponseDto> {
     const checked = validateFingerprint(dto.fingerprint);
     if (!checked.ok) {
       throw new KilnError(ErrorCode.VALIDATION_FAILED, `Invalid fingerprint: ${checked.errors.join('; ')}`, {
@@ -60,8 +69,10 @@ export class ResolverService {
     const contextKey = [tenantId, dto.model, dto.version ?? '', dto.channel ?? ''].join('\0');
     const answerKey = `${contextKey}\0${JSON.stringify(checked.value)}\0${(dto.acceptPrecisions ?? []).join(',')}`;
     const cached = this.answers.get(answerKey);
-    if (cached) return cached;
-    const answer = await this.answer(await this.context(tenantId, contextKey, dto), checked.value, dto, tenantId);
+    if (cached) return inScope(cached, modelScope);
+    const context = await this.context(tenantId, contextKey, dto);
+    if (!scopeAllows(modelScope, context.model.name)) throw notEnrolled(context.model.name);
+    const answer = await this.answer(context, checked.value, dto, tenantId);
     this.answers.set(answerKey, answer);
     return answer;
   }
@@ -186,4 +197,13 @@ export class ResolverService {
     if (!latest) throw new KilnError(ErrorCode.NOT_FOUND, `Model "${model.name}" has no versions yet.`);
     return { model, version: latest, selectedBy: 'latest', channel: null };
   }
+}
+
+function inScope(answer: ResolutionResponseDto, modelScope: readonly string[]): ResolutionResponseDto {
+  if (!scopeAllows(modelScope, answer.model.name)) throw notEnrolled(answer.model.name);
+  return answer;
+}
+
+export function notEnrolled(modelName: string): KilnError {
+  return new KilnError(ErrorCode.MODEL_NOT_ENROLLED, `This device token is not enrolled for model "${modelName}".`);
 }

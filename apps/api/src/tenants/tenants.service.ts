@@ -2,26 +2,53 @@ import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
 import { ErrorCode, KilnError } from '@kiln/contracts';
-import { type ApiKeyKind, TenantEntity } from '@kiln/database';
+import { TenantEntity } from '@kiln/database';
 import { ApiKeysService } from '../auth/api-keys.service.js';
-import type { ApiKeyResponseDto, TenantResponseDto } from './tenants.dto.js';
+import { toApiKeySummary } from '../auth/keys.dto.js';
+import { QuotasService } from '../fair-use/quotas.service.js';
+import type { TenantQuotasResponseDto, TenantResponseDto, UpdateTenantQuotasDto } from './tenants.dto.js';
 
 @Injectable()
 export class TenantsService {
   constructor(
     @InjectRepository(TenantEntity) private readonly tenants: Repository<TenantEntity>,
     private readonly apiKeys: ApiKeysService,
+    private readonly quotas: QuotasService,
   ) {}
 
   async create(name: string): Promise<TenantResponseDto> {
     const tenant = await this.tenants.save(this.tenants.create({ name }));
-    const apiKey = await this.createKey(tenant.id, 'api', 'initial key');
-    return { id: tenant.id, name: tenant.name, createdAt: tenant.createdAt.toISOString(), apiKey };
+    const { key, entity } = await this.apiKeys.issue(tenant.id, { kind: 'api', name: 'initial key' });
+    return {
+      id: tenant.id,
+      name: tenant.name,
+      createdAt: tenant.createdAt.toISOString(),
+      apiKey: { ...toApiKeySummary(entity), key },
+    };
   }
 
-  async createKey(tenantId: string, kind: ApiKeyKind, name: string): Promise<ApiKeyResponseDto> {
-    if (!(await this.tenants.existsBy({ id: tenantId }))) throw new KilnError(ErrorCode.NOT_FOUND, 'No such tenant.');
-    const { key, entity } = await this.apiKeys.create(tenantId, kind, name);
-    return { id: entity.id, tenantId, kind, key };
+  async require(tenantId: string): Promise<TenantEntity> {
+    const tenant = await this.tenants.findOne({ where: { id: tenantId } });
+    if (!tenant) throw new KilnError(ErrorCode.NOT_FOUND, 'No such tenant.');
+    return tenant;
+  }
+
+  async quotasOf(tenantId: string): Promise<TenantQuotasResponseDto> {
+    await this.require(tenantId);
+    return { tenantId, ...(await this.quotas.quotasOf(tenantId)) };
+  }
+
+  async updateQuotas(tenantId: string, dto: UpdateTenantQuotasDto): Promise<TenantQuotasResponseDto> {
+    await this.require(tenantId);
+    const changes: Partial<TenantEntity> = {
+      ...(dto.concurrentBuilds !== undefined ? { quotaConcurrentBuilds: dto.concurrentBuilds } : {}),
+      ...(dto.uploadsPerHour !== undefined ? { quotaUploadsPerHour: dto.uploadsPerHour } : {}),
+      ...(dto.storedBytes !== undefined ? { quotaStoredBytes: dto.storedBytes } : {}),
+      ...(dto.rateLimitPerMinute !== undefined ? { rateLimitPerMinute: dto.rateLimitPerMinute } : {}),
+    };
+    if (Object.keys(changes).length > 0) await this.tenants.update({ id: tenantId }, changes);
+    // Cached keys carry their tenant's rate limit (other replicas hear the tenants trigger).
+    this.apiKeys.evictAll();
+    return this.quotasOf(tenantId);
   }
 }

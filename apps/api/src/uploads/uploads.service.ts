@@ -6,6 +6,7 @@ import { KilnConfig } from '@kiln/config';
 import { ErrorCode, KilnError } from '@kiln/contracts';
 import { UploadEntity } from '@kiln/database';
 import { ObjectStorage, objectKeys, type PartChecksum, type StoredPart } from '@kiln/storage';
+import { QuotasService } from '../fair-use/quotas.service.js';
 import { ModelsService } from '../models/models.service.js';
 import { toVersionResponse, VersionsService } from '../versions/versions.service.js';
 import type { ModelVersionResponseDto } from '../versions/versions.dto.js';
@@ -60,6 +61,7 @@ export class UploadsService implements OnApplicationBootstrap, OnModuleDestroy {
     private readonly versions: VersionsService,
     private readonly storage: ObjectStorage,
     private readonly config: KilnConfig,
+    private readonly quotas: QuotasService,
   ) {}
 
   /**
@@ -91,7 +93,25 @@ export class UploadsService implements OnApplicationBootstrap, OnModuleDestroy {
     const id = randomUUID();
     const versionId = randomUUID();
     const objectKey = objectKeys.modelVersion(tenantId, versionId);
-    const s3UploadId = await this.storage.createMultipartUpload(objectKey, { checksumAlgorithm });
+    // The quota check and the insert run under one per-tenant lock: concurrent creates cannot both slip under it.
+    const tx = this.uploads.manager.connection.createQueryRunner();
+    await tx.connect();
+    await tx.startTransaction();
+    try {
+      await this.quotas.lockTenant(tx.manager, tenantId);
+      await this.quotas.assertUploadFits(tx.manager, tenantId, dto.sizeBytes);
+    } catch (err) {
+      await tx.rollbackTransaction();
+      await tx.release();
+      throw err;
+    }
+    const s3UploadId = await this.storage
+      .createMultipartUpload(objectKey, { checksumAlgorithm })
+      .catch(async (err: unknown) => {
+        await tx.rollbackTransaction();
+        await tx.release();
+        throw err;
+      });
     const entity = this.uploads.create({
       id,
       tenantId,
@@ -113,8 +133,10 @@ export class UploadsService implements OnApplicationBootstrap, OnModuleDestroy {
       finishedAt: null,
     });
     try {
-      await this.uploads.insert(entity);
+      await tx.manager.getRepository(UploadEntity).insert(entity);
+      await tx.commitTransaction();
     } catch (err) {
+      await tx.rollbackTransaction().catch(() => undefined);
       await this.storage.abortMultipartUpload(objectKey, s3UploadId).catch(() => false);
       // Two concurrent creates with one key: the loser answers with the winner's upload.
       if (idempotencyKey && (err as { driverError?: { code?: string } }).driverError?.code === '23505') {
@@ -122,6 +144,8 @@ export class UploadsService implements OnApplicationBootstrap, OnModuleDestroy {
         if (winner) return { upload: toUploadResponse(winner), created: false };
       }
       throw err;
+    } finally {
+      await tx.release();
     }
     return { upload: toUploadResponse(await this.uploads.findOneByOrFail({ id })), created: true };
   }

@@ -1,12 +1,13 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ModelEntity, ModelVersionEntity } from '@kiln/database';
+import { FairUseModule } from '../fair-use/fair-use.module.js';
 import { ModelsModule } from '../models/models.module.js';
 import { VersionsController } from './versions.controller.js';
 import { VersionsService } from './versions.service.js';
 
 @Module({
-  imports: [TypeOrmModule.forFeature([ModelEntity, ModelVersionEntity]), ModelsModule],
+  imports: [TypeOrmModule.forFeature([ModelEntity, ModelVersionEntity]), ModelsModule, FairUseModule],
   controllers: [VersionsController],
   providers: [VersionsService],
   exports: [VersionsService],

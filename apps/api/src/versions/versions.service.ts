@@ -8,6 +8,7 @@ import { ErrorCode, KilnError, type Pt2Summary } from '@kiln/contracts';
 import { ModelEntity, ModelVersionEntity } from '@kiln/database';
 import { readPt2 } from '@kiln/pt2';
 import { ObjectStorage, objectKeys } from '@kiln/storage';
+import { QuotasService } from '../fair-use/quotas.service.js';
 import { ModelsService } from '../models/models.service.js';
 import { Sha256ByteSource } from './sha256-byte-source.js';
 import type { ModelVersionResponseDto } from './versions.dto.js';
@@ -40,6 +41,7 @@ export class VersionsService {
     private readonly models: ModelsService,
     private readonly storage: ObjectStorage,
     private readonly config: KilnConfig,
+    private readonly quotas: QuotasService,
   ) {}
 
   /**
@@ -66,10 +68,18 @@ export class VersionsService {
       throw new KilnError(ErrorCode.PAYLOAD_TOO_LARGE, `Upload of ${meta.contentLength} bytes exceeds ${maxBytes}.`);
     }
 
+    await this.dataSource.transaction(async (tx) => {
+      await this.quotas.lockTenant(tx, tenantId);
+      await this.quotas.assertUploadFits(tx, tenantId, meta.contentLength ?? 0);
+    });
+
     const versionId = randomUUID();
     const key = objectKeys.modelVersion(tenantId, versionId);
     const stored = await this.storage.putStream(key, body, { maxBytes });
     try {
+      // Without a Content-Length the size is known only now: the bytes go again if they do not fit.
+      if (meta.contentLength === null)
+        await this.quotas.assertStorageFits(this.dataSource.manager, tenantId, stored.size);
       const version = await this.createFromStoredObject({
         tenantId,
         modelId,

@@ -5,7 +5,7 @@ import { useApi } from '../api/session.js';
 import type { Compilation, Model, ModelVersion } from '../api/types.js';
 import { useResource } from '../api/use-resource.js';
 import { BuildCard } from '../components/build-card.js';
-import { RefreshIcon, StopIcon } from '../components/icons.js';
+import { AlertIcon, RefreshIcon, StopIcon } from '../components/icons.js';
 import { PageHeader, useDocumentTitle } from '../components/layout.js';
 import { ErrorCallout, LoadingBlock, PageError, Skeleton, StatusBadge } from '../components/ui.js';
 import { formatDate, plural, relativeTime } from '../lib/format.js';
@@ -151,6 +151,15 @@ export function CompilationPage() {
       />
       {actionError && <ErrorCallout error={actionError} title="That did not work" />}
       {live.error && c && <ErrorCallout error={live.error} title="Lost track of this compilation" />}
+      {c && c.warnings.length > 0 && (
+        <div className="callout callout-warning" role="status" data-testid="no-worker-warning">
+          <AlertIcon size={20} className="callout-icon" />
+          <div className="callout-body">
+            <p className="callout-title">No worker for {c.warnings.map((w) => w.targetId).join(', ')}</p>
+            <p>{c.warnings[0].message}</p>
+          </div>
+        </div>
+      )}
 
       {!c ? (
         <div className="build-grid">

@@ -4,7 +4,7 @@ import { Client } from '@temporalio/client';
 import { In, Not, Repository } from 'typeorm';
 import { type CompilationStatus, TERMINAL_BUILD_STATUSES } from '@kiln/contracts';
 import { BuildEntity, CompilationEntity } from '@kiln/database';
-import { type BuildUpdate, type OrchestratorActivities, queuesWithPollers } from '@kiln/temporal';
+import { type BuildUpdate, type OrchestratorActivities, queuesWithWorkers, runningBuildsOn } from '@kiln/temporal';
 
 /** Bookkeeping activities of the CompileModel workflow (orchestrator task queue). All idempotent. */
 @Injectable()
@@ -16,15 +16,16 @@ export class OrchestratorActivitiesService implements OrchestratorActivities {
   ) {}
 
   async findQueuesWithoutWorkers(taskQueues: string[]): Promise<string[]> {
-    const polled = await queuesWithPollers(this.temporal, taskQueues);
-    return taskQueues.filter((q) => !polled.has(q));
+    const served = await queuesWithWorkers(this.temporal, taskQueues, await runningBuildsOn(this.builds, taskQueues));
+    return taskQueues.filter((q) => !served.has(q));
   }
 
   async updateBuild(update: BuildUpdate): Promise<void> {
     const terminal = TERMINAL_BUILD_STATUSES.includes(update.status);
     // A build that already ended (e.g. succeeded just before a cancel) keeps its outcome.
+    const from = update.fromStatuses ?? [];
     await this.builds.update(
-      { id: update.buildId, status: Not(In([...TERMINAL_BUILD_STATUSES])) },
+      { id: update.buildId, status: from.length > 0 ? In(from) : Not(In([...TERMINAL_BUILD_STATUSES])) },
       {
         status: update.status,
         ...(update.errorCode !== undefined ? { errorCode: update.errorCode } : {}),

@@ -12,9 +12,15 @@ import { TenantEntity } from './tenant.entity.js';
 
 export type ApiKeyKind = 'api' | 'device';
 
+/** The model scope that covers every model of the tenant. */
+export const ALL_MODELS = '*';
+
 /**
  * An API key, stored hashed: only `prefix` (to find the row) and the sha256 of the whole key are kept.
- * `api` keys can do everything within their tenant; `device` tokens can only resolve and download.
+ * `api` keys can do everything within their tenant; `device` tokens can only resolve and download, and only
+ * the models they were enrolled for (`modelScope`: model names, or `*` for all). A revoked or expired key is
+ * refused at once by every API replica: a trigger NOTIFYs `kiln_api_keys` on each change, which evicts their
+ * caches (migrations/1764860000000-KeyScopesAndQuotas.ts).
  */
 @Entity({ name: 'api_keys' })
 export class ApiKeyEntity {
@@ -29,4 +35,13 @@ export class ApiKeyEntity {
   @Column({ type: 'text', default: '' }) name!: string;
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
   @Column({ name: 'revoked_at', type: 'timestamptz', nullable: true }) revokedAt!: Date | null;
+  /** Model names this key may reach, or [`*`] for all of the tenant's models (enforced for device tokens). */
+  @Column({ name: 'model_scope', type: 'text', array: true, default: () => "'{*}'" }) modelScope!: string[];
+  /** Set when a rotation gave the key a grace period: refused from then on. */
+  @Column({ name: 'expires_at', type: 'timestamptz', nullable: true }) expiresAt!: Date | null;
+  /** The key this one replaced (POST .../keys/:id/rotate). */
+  @Column({ name: 'rotated_from_id', type: 'uuid', nullable: true }) rotatedFromId!: string | null;
+  @ManyToOne(() => ApiKeyEntity, { onDelete: 'SET NULL' })
+  @JoinColumn({ name: 'rotated_from_id', foreignKeyConstraintName: 'fk_api_keys_rotated_from' })
+  rotatedFrom?: Relation<ApiKeyEntity> | null;
 }

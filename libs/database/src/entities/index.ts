@@ -21,7 +21,7 @@ export {
   TenantEntity,
   UploadEntity,
 };
-export type { ApiKeyKind } from './api-key.entity.js';
+export { ALL_MODELS, type ApiKeyKind } from './api-key.entity.js';
 export type { UploadChecksumAlgorithm, UploadStatus } from './upload.entity.js';
 
 export const ENTITIES = [
