@@ -140,7 +140,8 @@ function schemathesis(headers: Record<string, string>): Promise<FuzzRun> {
   ];
   return new Promise((resolve) => {
     execFile(SCHEMATHESIS, args, { cwd: scratch, maxBuffer: 64 << 20, timeout: 900_000 }, (err, stdout, stderr) => {
-      const output = `${stdout}${stderr}`;
+      // A missing or broken Schemathesis shows here (scripts/setup.sh installs it into the venv).
+      const output = `${stdout}${stderr}${err && !stdout && !stderr ? `${SCHEMATHESIS}: ${err.message}` : ''}`;
       const generated = Number(/(\d+) generated/.exec(output)?.[1] ?? 0);
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, output, generated });
     });
