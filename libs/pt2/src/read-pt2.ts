@@ -90,6 +90,9 @@ async function summarize(zip: Pt2Zip, source: ByteSource, limits: Pt2Limits): Pr
   for (const entry of payloads) {
     contentFiles.push({ path: entry.path, size: entry.size, sha256: await zip.sha256(entry) });
   }
+  // The entries not read above (sample inputs, markers read only in part) still get their local header and
+  // data descriptor checked, and all entries must tile the file: no byte goes unaccounted for.
+  await zip.finishLayout();
 
   return {
     archiveRoot: zip.root,
