@@ -28,6 +28,18 @@ const MAX_MARKER_BYTES = 64;
  * (disk, network) are rethrown as they are: they are not the uploader's fault.
  */
 export async function readPt2(source: ByteSource, limits?: Partial<Pt2Limits>): Promise<Pt2Summary> {
+  return (await validatePt2(source, limits)).summary;
+}
+
+/** What validation established about an archive, beyond its summary. */
+export interface ValidatedPt2 {
+  summary: Pt2Summary;
+  /** sha256 (hex) of each file the content hash covers, by path below the top folder. */
+  contentFiles: ReadonlyMap<string, string>;
+}
+
+/** readPt2, also returning the sha256 of each content file (writePortablePt2 checks its copy against them). */
+export async function validatePt2(source: ByteSource, limits?: Partial<Pt2Limits>): Promise<ValidatedPt2> {
   const resolved = resolvePt2Limits(limits);
   const zip = await Pt2Zip.open(source, resolved);
   try {
@@ -47,7 +59,7 @@ export async function readPt2File(path: string, limits?: Partial<Pt2Limits>): Pr
   }
 }
 
-async function summarize(zip: Pt2Zip, source: ByteSource, limits: Pt2Limits): Promise<Pt2Summary> {
+async function summarize(zip: Pt2Zip, source: ByteSource, limits: Pt2Limits): Promise<ValidatedPt2> {
   const layout = classifyEntries(zip.entries.values());
   // Format markers before anything else, so a TorchScript file or a random zip gets a message that
   // says so rather than a complaint about its first unexpected entry.
@@ -94,7 +106,7 @@ async function summarize(zip: Pt2Zip, source: ByteSource, limits: Pt2Limits): Pr
   // data descriptor checked, and all entries must tile the file: no byte goes unaccounted for.
   await zip.finishLayout();
 
-  return {
+  const summary: Pt2Summary = {
     archiveRoot: zip.root,
     modelName,
     schemaVersion: program.schemaVersion,
@@ -112,6 +124,7 @@ async function summarize(zip: Pt2Zip, source: ByteSource, limits: Pt2Limits): Pr
     archive: { entries: zip.entries.size, bytes: source.size },
     contentHash: combineContentHash(contentFiles),
   };
+  return { summary, contentFiles: new Map(contentFiles.map((f) => [f.path, f.sha256.toString('hex')])) };
 }
 
 async function checkMarkers(zip: Pt2Zip, layout: Pt2Layout): Promise<void> {
