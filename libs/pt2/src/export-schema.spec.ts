@@ -207,3 +207,20 @@ describe('other program fields derived from the format', () => {
     );
   });
 });
+
+describe('hostile nesting', () => {
+  it('refuses a program nested thousands of levels deep with a code, not a crash', async () => {
+    // Argument.as_string_to_argument is recursive in torch's schema: 20 000 levels of it inside a node input.
+    const deep = `${'{"as_string_to_argument":{"k":'.repeat(20_000)}{"as_int":1}${'}}'.repeat(20_000)}`;
+    const files = await Pt2Files.from(mlp);
+    const text = files.get('models/model.json').toString('utf8').replace('{"as_tensor": {"name": "x"}}', deep);
+    assert.ok(text.length > 400_000, 'the deep argument is in place');
+    files.set('models/model.json', text);
+    await assert.rejects(readPt2(new BufferByteSource(await files.build())), (err: unknown) => {
+      assert.ok(err instanceof KilnError, String(err));
+      assert.equal(err.code, ErrorCode.PT2_MALFORMED_PROGRAM);
+      assert.match(err.message, /nested more than 512 levels deep/);
+      return true;
+    });
+  });
+});

@@ -128,9 +128,10 @@ export function analyzeProgram(
     );
   }
 
+  // The iterative walk first: it bounds the nesting depth before anything recursive looks at the tree.
+  const scan = scanProgram(doc, root, limits);
   // Every field torch reads must be one this validator knows: the whole document against torch's schema.
   checkExportSchema(doc, root, 'ExportedProgram');
-  const scan = scanProgram(doc, root, limits);
 
   // guards_code holds Python source: ExportedProgram.module() exec()s it to build the input guards. Each
   // entry must fit the guard grammar (guard-expr.ts).

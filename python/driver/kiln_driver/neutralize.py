@@ -71,7 +71,7 @@ def _check_pytree_specs(rel: str, program: object) -> None:
         for key in ("in_spec", "out_spec") if isinstance(signature, dict) else ():
             try:
                 stack = [json.loads(signature[key])]
-            except (ValueError, TypeError, KeyError) as exc:
+            except (ValueError, TypeError, KeyError, RecursionError) as exc:
                 raise _invalid(f"{rel}: a {key} is not valid JSON", entry=rel) from exc
             while stack:
                 node = stack.pop()
@@ -82,7 +82,7 @@ def _check_pytree_specs(rel: str, program: object) -> None:
                         raise _invalid(f"{rel}: a {key} names a module for torch to import", entry=rel)
                     context = node.get("context")
                     if isinstance(context, str) and context[:1] in ("[", "{"):
-                        with contextlib.suppress(ValueError):
+                        with contextlib.suppress(ValueError, RecursionError):
                             stack.append(json.loads(context))
                     stack.extend(node.values())
 
@@ -90,7 +90,7 @@ def _check_pytree_specs(rel: str, program: object) -> None:
 def _check_program(zin: zipfile.ZipFile, info: zipfile.ZipInfo, rel: str) -> None:
     try:
         program = json.loads(zin.read(info))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise _invalid(f"{rel} is not valid JSON: {exc}", entry=rel) from exc
     _check_expressions(rel, program, is_program=True)
     _check_pytree_specs(rel, program)
@@ -101,7 +101,7 @@ def _check_payload_config(zin: zipfile.ZipFile, info: zipfile.ZipInfo, rel: str)
         document = json.loads(zin.read(info))
         config = document["config"]
         items = config.items()
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise _invalid(f"{rel} is not a payload config: {exc}", entry=rel) from exc
     _check_expressions(rel, document, is_program=False)
     for fqn, meta in items:

@@ -152,3 +152,18 @@ def test_guards_torch_writes_pass(fixtures: Path, tmp_path: Path) -> None:
     # The pair fixture's derived dim makes torch write a guard; the driver accepts it.
     report = neutralize_model(fixtures / "pair.pt2", tmp_path / "pair.pt2")
     assert report.blanked == ["pair/data/sample_inputs/model.pt"]
+
+
+def test_hostile_nesting_is_refused_not_a_crash(fixtures: Path, tmp_path: Path) -> None:
+    src, dst = fixtures / "mlp.pt2", tmp_path / "deep.pt2"
+    deep = '{"as_string_to_argument":{"k":' * 20_000 + '{"as_int":1}' + "}}" * 20_000
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("models/model.json"):
+                data = data.replace(b'{"as_tensor": {"name": "x"}}', deep.encode(), 1)
+            zout.writestr(info, data)
+    with pytest.raises(DriverError) as info:
+        neutralize_model(dst, tmp_path / "out.pt2")
+    assert info.value.code == "INVALID_MODEL"
+    assert "not valid JSON" in info.value.message
