@@ -292,6 +292,20 @@ describe('readPt2 rejections: the zip container', () => {
     );
   });
 
+  it('PT2_MALFORMED_PROGRAM / PT2_ENTRY_TOO_LARGE for a .data/serialization_id that is not the digits torch writes', async () => {
+    // torch's reader loads this record whole on open: it must stay the 40 digits torch writes.
+    await expectRejected(
+      (await edit()).set('.data/serialization_id', Buffer.alloc(1 << 20, 0x31)).build(),
+      ErrorCode.PT2_ENTRY_TOO_LARGE,
+      /serialization_id is 1048576 bytes/,
+    );
+    await expectRejected(
+      (await edit()).set('.data/serialization_id', "__import__('os')").build(),
+      ErrorCode.PT2_MALFORMED_PROGRAM,
+      /serialization_id is '__import__\('os'\)'/,
+    );
+  });
+
   it('PT2_BAD_ENTRY_NAME for path traversal, absolute paths, backslashes, control characters', async () => {
     const withEntry = async (placeholder: string, actual: string) =>
       patchBytes(

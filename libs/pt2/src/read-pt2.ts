@@ -153,6 +153,18 @@ async function checkMarkers(zip: Pt2Zip, layout: Pt2Layout): Promise<void> {
       { entry: PT2_PATHS.dataVersion },
     );
   }
+  // torch's reader (PyTorchStreamReader) reads this record whole when it opens the archive, on every device:
+  // 40 digits when torch writes it, never a place for megabytes.
+  if (layout.serializationId) {
+    const id = await readMarker(zip, layout.serializationId, '.data/serialization_id');
+    if (!/^[0-9]{1,64}$/.test(id)) {
+      throw pt2Error(
+        ErrorCode.PT2_MALFORMED_PROGRAM,
+        `.data/serialization_id is '${excerpt(id, 40)}', expected the digits torch writes`,
+        { entry: '.data/serialization_id' },
+      );
+    }
+  }
   if (layout.byteorder) {
     const order = await readMarker(zip, layout.byteorder, PT2_PATHS.byteorder);
     if (order !== 'little' && order !== 'big') {
