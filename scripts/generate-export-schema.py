@@ -86,7 +86,9 @@ def main() -> int:
     if "--check" in sys.argv[1:]:
         current = OUT.read_text() if OUT.exists() else ""
         if current != text:
-            print(f"{OUT} is out of date with the installed torch; run scripts/generate-export-schema.py", file=sys.stderr)
+            print(
+                f"{OUT} is out of date with the installed torch; run scripts/generate-export-schema.py", file=sys.stderr
+            )
             return 1
         print(f"{OUT} matches the installed torch's export schema")
         return 0
