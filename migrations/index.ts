@@ -3,10 +3,12 @@ import { InitialSchema1764151200000 } from './1764151200000-InitialSchema.js';
 import { SignaturesAndChannels1764158400000 } from './1764158400000-SignaturesAndChannels.js';
 import { Uploads1764172800000 } from './1764172800000-Uploads.js';
 import { KeyScopesAndQuotas1764860000000 } from './1764860000000-KeyScopesAndQuotas.js';
+import { PortableModelObject1764907200000 } from './1764907200000-PortableModelObject.js';
 
 export const MIGRATIONS = [
   InitialSchema1764151200000,
   SignaturesAndChannels1764158400000,
   Uploads1764172800000,
   KeyScopesAndQuotas1764860000000,
+  PortableModelObject1764907200000,
 ];

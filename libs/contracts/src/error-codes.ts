@@ -53,6 +53,10 @@ export const ErrorCode = {
   PT2_UNKNOWN_OP_NAMESPACE: 'PT2_UNKNOWN_OP_NAMESPACE',
   PT2_GUARDS_CODE: 'PT2_GUARDS_CODE',
   PT2_MULTIPLE_MODELS: 'PT2_MULTIPLE_MODELS',
+  /** Zip structures that disagree (local header vs central directory, bytes between entries, extra fields ...). */
+  PT2_AMBIGUOUS_ZIP: 'PT2_AMBIGUOUS_ZIP',
+  /** The program's graph is not well formed: a value read before (or without) being defined, a cycle ... */
+  PT2_MALFORMED_GRAPH: 'PT2_MALFORMED_GRAPH',
 
   // builds (compile driver and worker)
   UNSUPPORTED_OP: 'UNSUPPORTED_OP',
@@ -69,6 +73,8 @@ export const ErrorCode = {
   PRECISION_UNSUPPORTED: 'PRECISION_UNSUPPORTED',
   INPUT_RANGE_NARROWED: 'INPUT_RANGE_NARROWED',
   NO_WORKER: 'NO_WORKER',
+  /** The model object in S3 is not the one validated at upload (sha256 or size differ from the version's record). */
+  MODEL_INTEGRITY_MISMATCH: 'MODEL_INTEGRITY_MISMATCH',
   CANCELLED: 'CANCELLED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -85,6 +91,7 @@ export const NON_RETRYABLE_BUILD_ERRORS: readonly ErrorCode[] = [
   ErrorCode.COMPILE_TIMEOUT,
   ErrorCode.PRECISION_UNSUPPORTED,
   ErrorCode.INPUT_RANGE_NARROWED,
+  ErrorCode.MODEL_INTEGRITY_MISMATCH,
 ];
 
 /** A domain error with a stable code; the API maps it to HTTP in one exception filter. */

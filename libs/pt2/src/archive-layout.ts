@@ -36,6 +36,8 @@ export interface Pt2Layout {
   byteorder: ArchiveEntry | undefined;
   /** The zip container's version, which torch's reader requires (not the schema version). */
   dataVersion: ArchiveEntry | undefined;
+  /** Random per save; torch's reader loads it whole when it opens the archive. */
+  serializationId: ArchiveEntry | undefined;
   /** Model name → its program JSON. */
   models: Map<string, ArchiveEntry>;
   weightsConfigs: Map<string, ArchiveEntry>;
@@ -59,6 +61,7 @@ export function classifyEntries(entries: Iterable<ArchiveEntry>): Pt2Layout {
     archiveVersion: undefined,
     byteorder: undefined,
     dataVersion: undefined,
+    serializationId: undefined,
     models: new Map(),
     weightsConfigs: new Map(),
     constantsConfigs: new Map(),
@@ -79,7 +82,7 @@ export function classifyEntries(entries: Iterable<ArchiveEntry>): Pt2Layout {
     else if (path === PT2_PATHS.archiveVersion) layout.archiveVersion = entry;
     else if (path === PT2_PATHS.byteorder) layout.byteorder = entry;
     else if (path === PT2_PATHS.dataVersion) layout.dataVersion = entry;
-    else if (path === SERIALIZATION_ID) continue;
+    else if (path === SERIALIZATION_ID) layout.serializationId = entry;
     else if (path.startsWith('models/')) {
       const match = /^models\/([^/]+)\.json$/.exec(path);
       if (match && MODEL_NAME.test(match[1])) layout.models.set(match[1], entry);

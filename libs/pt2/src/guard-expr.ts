@@ -65,6 +65,8 @@ function tokenize(src: string): Token[] {
       let j = i;
       while (j < src.length && src[j] >= '0' && src[j] <= '9') j++;
       if (j - i > MAX_INT_DIGITS) throw new GuardSyntaxError(`an integer of more than ${MAX_INT_DIGITS} digits`, i);
+      // `01` is a syntax error in Python 3: not what torch prints, and exec() would fail on it.
+      if (j - i > 1 && src[i] === '0') throw new GuardSyntaxError('an integer with a leading zero', i);
       tokens.push({ kind: 'int', text: src.slice(i, j), at: i });
       i = j;
       continue;

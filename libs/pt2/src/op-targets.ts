@@ -9,7 +9,8 @@ import { excerpt, pt2Error } from './errors.js';
  *
  *  - `torch.ops.<ns>.<op>.<overload>` with `<ns>` in the allowed namespaces (an OpOverload, the form
  *    serialize_operator writes for every ATen/prims op);
- *  - `torch.ops.higher_order.<name>` (higher-order ops have no overloads) when `higher_order` is allowed;
+ *  - `torch.ops.higher_order.<name>` (higher-order ops have no overloads) when `higher_order` is allowed and
+ *    `<name>` is in HIGHER_ORDER_OPS;
  *  - the exact Python builtins export serializes for symbolic-int arithmetic (`_SYM_OPS` in
  *    torch/_export/serde/serialize.py, plus `operator.getitem` for multi-output nodes).
  */
@@ -43,6 +44,45 @@ const PYTHON_SYM_OPS: ReadonlySet<string> = new Set([
   'torch.sym_min',
   'torch.sym_sum',
   'torch._sym_sqrt',
+]);
+
+/**
+ * The higher-order operators a program may call. torch resolves `torch.ops.higher_order.<name>` against its
+ * registry of higher-order operators (41 in torch 2.13: `torch._ops._higher_order_ops`), which export's
+ * serializer writes generically and the deserializer accepts generically. Of those, Kiln accepts the ones
+ * torch.export produces for inference programs and whose arguments are graphs, tensors and operators that are
+ * themselves checked (subgraphs, `as_operator` targets):
+ *
+ *  - control flow: cond, while_loop, map_impl, scan, associative_scan;
+ *  - what export's own passes insert: wrap_with_set_grad_enabled, wrap_with_autocast (set_grad/autocast
+ *    regions), invoke_subgraph (nested compile regions), auto_functionalized(_v2) (custom ops that mutate
+ *    inputs, wrapping an op passed as `as_operator`), with_effects (ops with effect tokens), run_const_graph;
+ *  - flex_attention (its score/mask modifiers are subgraphs), out_dtype (quantized matmuls), hints_wrapper.
+ *
+ * Refused: the ones that carry code or native artifacts (aoti_call_delegate loads a compiled .so by path,
+ * executorch_call_delegate a backend blob, inline_asm_elementwise inline assembly, triton_kernel_wrapper_*
+ * user kernels), that call Python objects (invoke_leaf_function, flat_apply, autograd_function_apply,
+ * custom_function_call, call_torchbind), that have side effects (print, _export_tracepoint), and training
+ * or compiler internals (flex_attention_backward, the rng-state, checkpointing and dynamo/inductor wrappers,
+ * strict_mode, local_map_hop, invoke_quant*, foreach_map, while_loop_stack_output, wrap).
+ * libs/pt2/src/op-targets.spec.ts checks that each accepted name exists in the installed torch.
+ */
+export const HIGHER_ORDER_OPS: ReadonlySet<string> = new Set([
+  'cond',
+  'while_loop',
+  'map_impl',
+  'scan',
+  'associative_scan',
+  'wrap_with_set_grad_enabled',
+  'wrap_with_autocast',
+  'invoke_subgraph',
+  'auto_functionalized',
+  'auto_functionalized_v2',
+  'with_effects',
+  'run_const_graph',
+  'flex_attention',
+  'out_dtype',
+  'hints_wrapper',
 ]);
 
 /** ATen ops with host side effects that have no place in a model uploaded for compilation. */
@@ -89,6 +129,11 @@ export function checkOpTarget(target: string, allowedNamespaces: readonly string
       namespace === 'higher_order'
         ? 'expected torch.ops.higher_order.<name>'
         : `expected torch.ops.${namespace}.<op>.<overload>`,
+    );
+  }
+  if (namespace === 'higher_order' && !HIGHER_ORDER_OPS.has(parts[1])) {
+    reject(
+      `higher-order operator '${parts[1]}' is not one Kiln accepts (${[...HIGHER_ORDER_OPS].join(', ')}); others carry native code, Python callables or training internals`,
     );
   }
   if (DENIED_OPS.has(`${namespace}.${parts[1]}`)) reject('this op touches the host filesystem');

@@ -1,6 +1,7 @@
 import { ErrorCode } from '@kiln/contracts';
 import { PAYLOAD_FILE_NAME, PT2_PATHS } from './archive-layout.js';
 import { excerpt, pt2Error } from './errors.js';
+import { checkExportSchema } from './export-schema.js';
 import type { ShapeExprCache } from './expr-cache.js';
 import { JsonDoc, jsonPath, walkJson } from './json-doc.js';
 import type { Pt2Limits } from './limits.js';
@@ -45,6 +46,7 @@ export function analyzePayloadConfig(
     if (typeof value !== 'string') doc.string(value, jsonPath(location));
     exprs.parse(value as string, entry, () => jsonPath(location));
   });
+  checkExportSchema(doc, root, 'PayloadConfig');
   const config = doc.object(own(doc.object(root, ''), 'config'), 'config');
   const dir = kind === 'weights' ? PT2_PATHS.weightsDir : PT2_PATHS.constantsDir;
   const analysis: PayloadConfigAnalysis = { tensors: new Map(), referencedFiles: new Set() };
@@ -137,6 +139,17 @@ export function checkStateAgainstConfig(
   state: ReadonlyMap<string, StateRef>,
   config: PayloadConfigAnalysis,
 ): void {
+  // And the other way round: a config entry no parameter, buffer or constant of the program names would be
+  // loaded into the state dict unvalidated against the graph.
+  for (const fqn of config.tensors.keys()) {
+    if (!state.has(fqn)) {
+      throw pt2Error(
+        ErrorCode.PT2_MALFORMED_PROGRAM,
+        `${entry}: '${excerpt(fqn, 80)}' is not a ${kind === 'weights' ? 'parameter or persistent buffer' : 'constant or non-persistent buffer'} of the program`,
+        { entry, fqn: excerpt(fqn, 200) },
+      );
+    }
+  }
   for (const [fqn, ref] of state) {
     const stored = config.tensors.get(fqn);
     const fail = (problem: string): never => {

@@ -11,7 +11,10 @@ import {
   type JsonObject,
 } from './json-doc.js';
 import type { Pt2Limits } from './limits.js';
+import { checkExportSchema } from './export-schema.js';
+import { checkGraphWellFormed } from './graph-check.js';
 import { checkGuard } from './guard-expr.js';
+import { checkTreeSpec } from './treespec.js';
 import { checkOpTarget } from './op-targets.js';
 import { SYMBOL_NAME } from './shape-expr.js';
 import {
@@ -125,7 +128,10 @@ export function analyzeProgram(
     );
   }
 
+  // The iterative walk first: it bounds the nesting depth before anything recursive looks at the tree.
   const scan = scanProgram(doc, root, limits);
+  // Every field torch reads must be one this validator knows: the whole document against torch's schema.
+  checkExportSchema(doc, root, 'ExportedProgram');
 
   // guards_code holds Python source: ExportedProgram.module() exec()s it to build the input guards. Each
   // entry must fit the guard grammar (guard-expr.ts).
@@ -158,7 +164,7 @@ export function analyzeProgram(
       : doc.array(verifiersValue, 'verifiers').map((v, i) => doc.string(v, `verifiers[${i}]`));
 
   const graphModule = doc.object(own(program, 'graph_module'), 'graph_module');
-  doc.array(own(graphModule, 'module_call_graph'), 'graph_module.module_call_graph');
+  checkModuleCallGraph(doc, doc.array(own(graphModule, 'module_call_graph'), 'graph_module.module_call_graph'));
   const signature = doc.object(own(graphModule, 'signature'), 'graph_module.signature');
   const inputSpecs = doc.array(own(signature, 'input_specs'), 'graph_module.signature.input_specs');
   const outputSpecs = doc.array(own(signature, 'output_specs'), 'graph_module.signature.output_specs');
@@ -173,6 +179,7 @@ export function analyzeProgram(
 
   checkCustomObjects(doc, graphs, inputSpecs, scan);
   const { opHistogram, nodeCount } = checkGraphs(doc, graphs, scan, limits);
+  checkGraphWellFormed(entry, program);
 
   for (const { value, location } of scan.exprs) exprs.parse(value, entry, () => jsonPath(location));
   const rangeConstraints = parseRangeConstraints(doc, own(program, 'range_constraints'));
@@ -281,6 +288,7 @@ function checkGraphs(
       histogram.set(key, (histogram.get(key) ?? 0) + 1);
       doc.array(own(node, 'inputs'), `${nodePath}.inputs`);
       doc.array(own(node, 'outputs'), `${nodePath}.outputs`);
+      checkNodeMetadata(doc, own(node, 'metadata'), `${nodePath}.metadata`);
     });
   }
   for (const { value, location } of scan.operators) {
@@ -288,6 +296,54 @@ function checkGraphs(
   }
   const opHistogram = Object.fromEntries([...histogram].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   return { opHistogram, nodeCount };
+}
+
+/**
+ * Each module call signature's pytree specs (see treespec.ts), and `forward_arg_names`, which torch turns into
+ * the parameter names of the unlifted module's forward.
+ */
+function checkModuleCallGraph(doc: JsonDoc, entries: Json[]): void {
+  entries.forEach((value, i) => {
+    const path = `graph_module.module_call_graph[${i}]`;
+    const entry = doc.object(value, path);
+    const signature = own(entry, 'signature');
+    if (signature === null || signature === undefined) return;
+    const sig = doc.object(signature, `${path}.signature`);
+    checkTreeSpec(doc, doc.string(own(sig, 'in_spec'), `${path}.signature.in_spec`), `${path}.signature.in_spec`);
+    checkTreeSpec(doc, doc.string(own(sig, 'out_spec'), `${path}.signature.out_spec`), `${path}.signature.out_spec`);
+    const names = own(sig, 'forward_arg_names');
+    if (Array.isArray(names)) {
+      names.forEach((n, j) => {
+        if (typeof n !== 'string' || !PYTHON_IDENTIFIER.test(n) || n.length > 256) {
+          doc.fail(`${path}.signature.forward_arg_names[${j}]`, 'must be a Python identifier');
+        }
+      });
+    }
+  });
+}
+
+const PYTHON_IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** A dotted Python path without dunder components (`torch.nn.modules.linear.Linear`, `_operator.add`). */
+const DOTTED_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+
+/**
+ * Node metadata torch reads back (`deserialize_metadata`): `source_fn_stack` entries are `name,target` whose
+ * target torch resolves by walking attributes from `torch`, `operator` or `math`; a dunder in that walk would
+ * reach Python internals. (`custom` and `from_node` are JSON that torch parses as plain data: nothing to check.)
+ */
+function checkNodeMetadata(doc: JsonDoc, value: Json | undefined, path: string): void {
+  if (!isJsonObject(value ?? null)) return;
+  const metadata = value as JsonObject;
+  const sourceFnStack = own(metadata, 'source_fn_stack');
+  if (typeof sourceFnStack === 'string' && sourceFnStack.length > 0) {
+    for (const item of sourceFnStack.split(';')) {
+      const target = item.slice(item.indexOf(',') + 1);
+      const resolved = target.startsWith('torch') || target.startsWith('_operator') || target.startsWith('math');
+      if (resolved && (!DOTTED_NAME.test(target) || target.split('.').some((p) => p.startsWith('__')))) {
+        doc.fail(`${path}.source_fn_stack`, `names '${excerpt(target, 80)}', which is not a plain dotted name`);
+      }
+    }
+  }
 }
 
 function parseRangeConstraints(doc: JsonDoc, value: Json | undefined): Pt2Summary['rangeConstraints'] {
@@ -306,9 +362,14 @@ function parseRangeConstraints(doc: JsonDoc, value: Json | undefined): Pt2Summar
       );
     }
     const r = doc.object(range, `range_constraints.${symbol}`);
+    const [minVal, maxVal] = [own(r, 'min_val'), own(r, 'max_val')];
+    // An empty range makes every input size invalid; torch would build the program and fail at the first call.
+    if (typeof minVal === 'number' && typeof maxVal === 'number' && minVal > maxVal) {
+      doc.fail(`range_constraints.${symbol}`, `is empty (min ${minVal} > max ${maxVal})`);
+    }
     ranges[symbol] = {
-      min: rangeBound(doc, own(r, 'min_val'), `range_constraints.${symbol}.min_val`),
-      max: rangeBound(doc, own(r, 'max_val'), `range_constraints.${symbol}.max_val`),
+      min: rangeBound(doc, minVal, `range_constraints.${symbol}.min_val`),
+      max: rangeBound(doc, maxVal, `range_constraints.${symbol}.max_val`),
     };
   }
   return ranges;
@@ -325,7 +386,19 @@ function rangeBound(doc: JsonDoc, value: Json | undefined, path: string): number
 function parseTensorValues(doc: JsonDoc, graph: JsonObject, path: string): Map<string, TensorMetaInfo> {
   const values = new Map<string, TensorMetaInfo>();
   for (const [name, meta] of Object.entries(doc.object(own(graph, 'tensor_values'), `${path}.tensor_values`))) {
-    values.set(name, parseTensorMeta(doc, meta, `${path}.tensor_values.${name}`));
+    const info = parseTensorMeta(doc, meta, `${path}.tensor_values.${name}`);
+    // Sizes, strides and offsets are never negative in a real tensor; torch would build fake tensors from them.
+    for (const [field, list] of [
+      ['sizes', info.sizes],
+      ['strides', info.strides],
+      ['storage_offset', [info.storageOffset]],
+    ] as const) {
+      list.forEach((v, i) => {
+        if (v.kind === 'int' && v.value < 0)
+          doc.fail(`${path}.tensor_values.${name}.${field}[${i}]`, `is negative (${v.value})`);
+      });
+    }
+    values.set(name, info);
   }
   for (const [name, value] of Object.entries(doc.object(own(graph, 'sym_int_values'), `${path}.sym_int_values`))) {
     parseSymInt(doc, value, `${path}.sym_int_values.${name}`);

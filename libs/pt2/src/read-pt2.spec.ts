@@ -11,6 +11,7 @@ import {
   prependConsistently,
   Pt2Files,
   type FixtureName,
+  type PayloadConfigJson,
   type SymIntJson,
 } from './testing/archive-fixtures.js';
 
@@ -257,24 +258,25 @@ describe('readPt2 rejections: the zip container', () => {
     assert.equal(summary.contentHash, (await read(fixtures.mlp)).contentHash);
   });
 
-  it('PT2_TRUNCATED for ambiguous layouts two zip parsers could read differently', async () => {
+  it('PT2_AMBIGUOUS_ZIP for layouts two zip parsers could read differently', async () => {
     // torch.export.load falls back to Python's zipfile (and torch.load of legacy pickles) when its own
     // reader fails; these layouts make the two parsers disagree.
+    // Bytes after the end record: the end record is not found where it must be (as for a cut-short file).
     await expectRejected(Buffer.concat([fixtures.mlp, Buffer.from('trailing')]), ErrorCode.PT2_TRUNCATED);
     // Junk before the zip: the offsets no longer match, so it does not even open as a zip.
     await expectRejected(Buffer.concat([Buffer.from('prefix'), fixtures.mlp]), ErrorCode.PT2_NOT_ZIP);
     // A consistent polyglot (offsets fixed up): something other than the zip sits at byte 0.
     const polyglot = prependConsistently(await (await edit()).build(), Buffer.from('#!/bin/sh\necho hi\n'));
-    await expectRejected(polyglot, ErrorCode.PT2_TRUNCATED, /18 bytes precede the first entry/);
+    await expectRejected(polyglot, ErrorCode.PT2_AMBIGUOUS_ZIP, /18 bytes precede the first entry/);
     const withComment = Buffer.concat([fixtures.mlp, Buffer.from('hi')]);
     withComment.writeUInt16LE(2, fixtures.mlp.length - 2);
-    await expectRejected(withComment, ErrorCode.PT2_TRUNCATED, /zip comment/);
+    await expectRejected(withComment, ErrorCode.PT2_AMBIGUOUS_ZIP, /zip comment/);
     // A record hidden past the count: the end record says 15 entries, the directory holds 16.
     const sixteen = await (await edit()).set('extra/hidden.txt', 'x').build();
     const hidden = Buffer.from(sixteen);
     hidden.writeUInt16LE(15, hidden.length - 22 + 8);
     hidden.writeUInt16LE(15, hidden.length - 22 + 10);
-    await expectRejected(hidden, ErrorCode.PT2_TRUNCATED, /records take/);
+    await expectRejected(hidden, ErrorCode.PT2_AMBIGUOUS_ZIP, /records take/);
   });
 
   it('PT2_MISSING_ENTRY without .data/version (torch would fall back to its legacy loader)', async () => {
@@ -287,6 +289,20 @@ describe('readPt2 rejections: the zip container', () => {
       (await edit()).set('.data/version', 'six').build(),
       ErrorCode.PT2_MALFORMED_PROGRAM,
       /\.data\/version/,
+    );
+  });
+
+  it('PT2_MALFORMED_PROGRAM / PT2_ENTRY_TOO_LARGE for a .data/serialization_id that is not the digits torch writes', async () => {
+    // torch's reader loads this record whole on open: it must stay the 40 digits torch writes.
+    await expectRejected(
+      (await edit()).set('.data/serialization_id', Buffer.alloc(1 << 20, 0x31)).build(),
+      ErrorCode.PT2_ENTRY_TOO_LARGE,
+      /serialization_id is 1048576 bytes/,
+    );
+    await expectRejected(
+      (await edit()).set('.data/serialization_id', "__import__('os')").build(),
+      ErrorCode.PT2_MALFORMED_PROGRAM,
+      /serialization_id is '__import__\('os'\)'/,
     );
   });
 
@@ -320,7 +336,7 @@ describe('readPt2 rejections: the zip container', () => {
     await expectRejected(
       files.build({ extra: [{ name: 'mlp/Archive_Format', data: Buffer.from('pt2') }] }),
       ErrorCode.PT2_BAD_ENTRY_NAME,
-      /appears twice in the archive \(names compared ignoring case\)/,
+      /appears twice in the archive \(names compared ignoring case and Unicode normalization\)/,
     );
     await expectRejected(
       files.build({ extra: [{ name: 'mlp/extra/link', data: Buffer.from('/etc/passwd'), mode: 0o120777 }] }),
@@ -452,8 +468,10 @@ describe('readPt2 rejections: pickles and custom objects', () => {
   it('PT2_PICKLED_DATA for a use_pickle constant', async () => {
     const files = await edit();
     files.set('data/constants/tensor_0', Buffer.from([0x80, 0x02, 0x29, 0x2e]));
+    const weights = files.json<PayloadConfigJson>('data/weights/model_weights_config.json');
     files.editPayloadConfig('constants', (c) => {
-      c.config.lifted = { path_name: 'tensor_0', is_param: false, use_pickle: true, tensor_meta: { sizes: [] } };
+      const meta = weights.config['net.0.bias'].tensor_meta;
+      c.config.lifted = { path_name: 'tensor_0', is_param: false, use_pickle: true, tensor_meta: meta };
     });
     await expectRejected(files.build(), ErrorCode.PT2_PICKLED_DATA, /constant 'lifted'/);
   });
@@ -655,14 +673,18 @@ describe('readPt2 rejections: the program', () => {
     await expectRejected(
       noNodes.build(),
       ErrorCode.PT2_MALFORMED_PROGRAM,
-      /graph_module\.graph\.nodes must be a list, got nothing/,
+      /graph_module\.graph\.nodes is missing \(a required field of Graph\)/,
     );
     const badDtype = (await edit()).editJson<{
       graph_module: { graph: { tensor_values: Record<string, { dtype: number }> } };
     }>('models/model.json', (p) => {
       p.graph_module.graph.tensor_values.x.dtype = 99;
     });
-    await expectRejected(badDtype.build(), ErrorCode.PT2_MALFORMED_PROGRAM, /tensor_values\.x\.dtype is 99/);
+    await expectRejected(
+      badDtype.build(),
+      ErrorCode.PT2_MALFORMED_PROGRAM,
+      /tensor_values\.x\.dtype must be one of the ScalarType values .*got number 99/,
+    );
   });
 
   it('PT2_MALFORMED_PROGRAM past the node or nesting limits', async () => {

@@ -28,6 +28,18 @@ const MAX_MARKER_BYTES = 64;
  * (disk, network) are rethrown as they are: they are not the uploader's fault.
  */
 export async function readPt2(source: ByteSource, limits?: Partial<Pt2Limits>): Promise<Pt2Summary> {
+  return (await validatePt2(source, limits)).summary;
+}
+
+/** What validation established about an archive, beyond its summary. */
+export interface ValidatedPt2 {
+  summary: Pt2Summary;
+  /** sha256 (hex) of each file the content hash covers, by path below the top folder. */
+  contentFiles: ReadonlyMap<string, string>;
+}
+
+/** readPt2, also returning the sha256 of each content file (writePortablePt2 checks its copy against them). */
+export async function validatePt2(source: ByteSource, limits?: Partial<Pt2Limits>): Promise<ValidatedPt2> {
   const resolved = resolvePt2Limits(limits);
   const zip = await Pt2Zip.open(source, resolved);
   try {
@@ -47,7 +59,7 @@ export async function readPt2File(path: string, limits?: Partial<Pt2Limits>): Pr
   }
 }
 
-async function summarize(zip: Pt2Zip, source: ByteSource, limits: Pt2Limits): Promise<Pt2Summary> {
+async function summarize(zip: Pt2Zip, source: ByteSource, limits: Pt2Limits): Promise<ValidatedPt2> {
   const layout = classifyEntries(zip.entries.values());
   // Format markers before anything else, so a TorchScript file or a random zip gets a message that
   // says so rather than a complaint about its first unexpected entry.
@@ -90,8 +102,11 @@ async function summarize(zip: Pt2Zip, source: ByteSource, limits: Pt2Limits): Pr
   for (const entry of payloads) {
     contentFiles.push({ path: entry.path, size: entry.size, sha256: await zip.sha256(entry) });
   }
+  // The entries not read above (sample inputs, markers read only in part) still get their local header and
+  // data descriptor checked, and all entries must tile the file: no byte goes unaccounted for.
+  await zip.finishLayout();
 
-  return {
+  const summary: Pt2Summary = {
     archiveRoot: zip.root,
     modelName,
     schemaVersion: program.schemaVersion,
@@ -109,6 +124,7 @@ async function summarize(zip: Pt2Zip, source: ByteSource, limits: Pt2Limits): Pr
     archive: { entries: zip.entries.size, bytes: source.size },
     contentHash: combineContentHash(contentFiles),
   };
+  return { summary, contentFiles: new Map(contentFiles.map((f) => [f.path, f.sha256.toString('hex')])) };
 }
 
 async function checkMarkers(zip: Pt2Zip, layout: Pt2Layout): Promise<void> {
@@ -136,6 +152,18 @@ async function checkMarkers(zip: Pt2Zip, layout: Pt2Layout): Promise<void> {
       `.data/version is '${excerpt(containerVersion, 40)}', expected the zip container version number`,
       { entry: PT2_PATHS.dataVersion },
     );
+  }
+  // torch's reader (PyTorchStreamReader) reads this record whole when it opens the archive, on every device:
+  // 40 digits when torch writes it, never a place for megabytes.
+  if (layout.serializationId) {
+    const id = await readMarker(zip, layout.serializationId, '.data/serialization_id');
+    if (!/^[0-9]{1,64}$/.test(id)) {
+      throw pt2Error(
+        ErrorCode.PT2_MALFORMED_PROGRAM,
+        `.data/serialization_id is '${excerpt(id, 40)}', expected the digits torch writes`,
+        { entry: '.data/serialization_id' },
+      );
+    }
   }
   if (layout.byteorder) {
     const order = await readMarker(zip, layout.byteorder, PT2_PATHS.byteorder);

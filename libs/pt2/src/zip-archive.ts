@@ -6,6 +6,24 @@ import { ErrorCode, KilnError } from '@kiln/contracts';
 import type { ByteSource } from './byte-source.js';
 import { excerpt, pt2Error } from './errors.js';
 import type { Pt2Limits } from './limits.js';
+import {
+  ambiguous,
+  type CentralRecord,
+  checkContiguous,
+  checkDescriptor,
+  checkLocalHeader,
+  descriptorLength,
+  END_RECORD_BYTES,
+  LOCAL_HEADER_BYTES,
+  localVariableLength,
+  MAX_CENTRAL_RECORD_BYTES,
+  parseCentralDirectory,
+  parseEnvelope,
+  SIGNATURE,
+  ZIP64_END_RECORD_BYTES,
+  ZIP64_LOCATOR_BYTES,
+  type ZipEnvelope,
+} from './zip-layout.js';
 
 /** One stored file of the archive, with the top folder already stripped from its path. */
 export interface ArchiveEntry {
@@ -16,6 +34,8 @@ export interface ArchiveEntry {
   readonly offset: number;
   readonly crc32: number;
   readonly zipEntry: yauzl.Entry;
+  /** The central-directory record as stored, for the layout checks (zip-layout.ts). */
+  readonly record: CentralRecord;
 }
 
 /**
@@ -70,6 +90,16 @@ class ByteSourceReader extends yauzl.RandomAccessReader {
     return end - start <= this.windowBytes ? this.readSmall(start, end) : this.fetch(start, end - start);
   }
 
+  /** Any range, in reads of at most a chunk (the central directory can be larger than the window). */
+  async readChunked(start: number, end: number): Promise<Buffer> {
+    if (end - start <= this.windowBytes) return this.readSmall(start, end);
+    const parts: Buffer[] = [];
+    for (let pos = start; pos < end; pos += this.chunkBytes) {
+      parts.push(await this.fetch(pos, Math.min(this.chunkBytes, end - pos)));
+    }
+    return Buffer.concat(parts);
+  }
+
   private async readSmall(start: number, end: number): Promise<Buffer> {
     const w = this.window;
     if (w && start >= w.start && end <= w.start + w.bytes.length) {
@@ -105,15 +135,27 @@ const S_IFLNK = 0o120000;
 const UNIX_HOSTS = new Set([3, 19]);
 const MSDOS_DIRECTORY = 0x10;
 const MAX_NAME_BYTES = 1024;
-const LOCAL_HEADER_BYTES = 30;
+
+/** Where an entry's bytes lie, once its local header (and data descriptor) have been checked. */
+interface EntrySpan {
+  dataStart: number;
+  /** End of the entry: data plus data descriptor. Set once the descriptor has been checked. */
+  end?: number;
+}
 
 /**
  * A validated view of a `.pt2` zip: every entry is a stored, unencrypted regular file with a clean
  * name under one top folder, sizes are within limits, and entries neither overlap nor run past EOF.
+ * The byte-level layout (local headers, data descriptors, no bytes between entries) is checked as entries
+ * are read, and for all entries by `finishLayout()`, which the caller runs before trusting the archive.
  */
 export class Pt2Zip {
+  private readonly spans = new Map<ArchiveEntry, EntrySpan>();
+
   private constructor(
+    private readonly reader: ByteSourceReader,
     private readonly zipfile: yauzl.ZipFile,
+    private readonly directoryOffset: number,
     readonly root: string,
     readonly entries: ReadonlyMap<string, ArchiveEntry>,
     readonly totalBytes: number,
@@ -135,8 +177,30 @@ export class Pt2Zip {
     }
     try {
       const envelope = await readEnvelope(reader, source.size);
-      const listed = await listEntries(zipfile, source, limits, envelope);
-      return new Pt2Zip(zipfile, listed.root, listed.entries, listed.totalBytes);
+      // Checked before listing, so a central directory claiming millions of entries costs nothing.
+      if (envelope.entryCount > limits.maxEntries) {
+        throw pt2Error(
+          ErrorCode.PT2_TOO_MANY_ENTRIES,
+          `archive has ${envelope.entryCount} entries, more than the limit of ${limits.maxEntries}`,
+          { entries: envelope.entryCount, limit: limits.maxEntries },
+        );
+      }
+      if (envelope.entryCount === 0) throw pt2Error(ErrorCode.PT2_MISSING_ENTRY, 'archive has no entries');
+      if (zipfile.entryCount !== envelope.entryCount) {
+        throw ambiguous(`zip readers find ${zipfile.entryCount} or ${envelope.entryCount} entries`);
+      }
+      if (envelope.directorySize > envelope.entryCount * MAX_CENTRAL_RECORD_BYTES) {
+        throw ambiguous(
+          `the central directory is ${envelope.directorySize} bytes for ${envelope.entryCount} entries (names up to ${MAX_NAME_BYTES} bytes, no comments)`,
+        );
+      }
+      const directory = await reader.readChunked(
+        envelope.directoryOffset,
+        envelope.directoryOffset + envelope.directorySize,
+      );
+      const records = parseCentralDirectory(directory, envelope.entryCount);
+      const listed = await listEntries(zipfile, source, limits, records);
+      return new Pt2Zip(reader, zipfile, envelope.directoryOffset, listed.root, listed.entries, listed.totalBytes);
     } catch (err) {
       zipfile.close();
       throw toKilnError(err, 'central directory');
@@ -164,35 +228,105 @@ export class Pt2Zip {
   /** Streams an entry through sha256 in chunks, so multi-GB weights keep memory flat. */
   async sha256(entry: ArchiveEntry): Promise<Buffer> {
     const hash = createHash('sha256');
-    await this.stream(entry, (chunk) => hash.update(chunk));
+    await this.stream(entry, (chunk) => {
+      hash.update(chunk);
+    });
     return hash.digest();
   }
 
-  /** The first bytes of an entry, to recognise pickles and nested zips by their magic numbers. */
+  /**
+   * The first bytes of an entry, to recognise pickles and nested zips by their magic numbers. The whole
+   * entry is read, so that its CRC-32 is checked too.
+   */
   async head(entry: ArchiveEntry, length: number): Promise<Buffer> {
-    const end = Math.min(length, entry.size);
     const chunks: Buffer[] = [];
-    try {
-      const stream = await this.zipfile.openReadStreamPromise(entry.zipEntry, { start: 0, end });
-      for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
-    } catch (err) {
-      throw toKilnError(err, entry.path);
-    }
+    let kept = 0;
+    await this.stream(entry, (chunk) => {
+      if (kept >= length) return;
+      chunks.push(chunk.subarray(0, length - kept));
+      kept += Math.min(chunk.length, length - kept);
+    });
     return Buffer.concat(chunks);
+  }
+
+  /**
+   * Checks the local header and data descriptor of every entry not read yet, then that the entries tile the
+   * file up to the central directory without a gap. Call once the entries the caller needs have been read.
+   */
+  async finishLayout(): Promise<void> {
+    const ordered = [...this.entries.values()].sort((a, b) => a.offset - b.offset);
+    const spans: { name: string; start: number; end: number }[] = [];
+    try {
+      for (const entry of ordered) {
+        const span = await this.localHeader(entry);
+        const end = span.end ?? (await this.descriptor(entry, span));
+        spans.push({ name: entry.path, start: entry.offset, end });
+      }
+      checkContiguous(spans, this.directoryOffset);
+    } catch (err) {
+      throw toKilnError(err, 'zip layout');
+    }
   }
 
   close(): void {
     this.zipfile.close();
   }
 
-  private async stream(entry: ArchiveEntry, onChunk: (chunk: Buffer) => void): Promise<void> {
+  private async localHeader(entry: ArchiveEntry): Promise<EntrySpan> {
+    const known = this.spans.get(entry);
+    if (known) return known;
+    const start = entry.offset;
+    if (start + LOCAL_HEADER_BYTES > this.directoryOffset) throw truncatedEntry(entry);
+    const fixed = await this.reader.readRange(start, start + LOCAL_HEADER_BYTES);
+    const variableEnd = start + LOCAL_HEADER_BYTES + localVariableLength(fixed);
+    if (fixed.readUInt32LE(0) === SIGNATURE.local && variableEnd + entry.size > this.directoryOffset) {
+      throw truncatedEntry(entry);
+    }
+    const variable =
+      variableEnd <= this.directoryOffset
+        ? await this.reader.readRange(start + LOCAL_HEADER_BYTES, variableEnd)
+        : Buffer.alloc(0);
+    const { dataStart } = checkLocalHeader(entry.record, `${this.root}/${entry.path}`, fixed, variable);
+    const span: EntrySpan = { dataStart };
+    this.spans.set(entry, span);
+    return span;
+  }
+
+  /** Checks the data descriptor after the entry's data; returns where the entry ends. */
+  private async descriptor(entry: ArchiveEntry, span: EntrySpan): Promise<number> {
+    const dataEnd = span.dataStart + entry.size;
+    const length = descriptorLength(entry.record);
+    if (dataEnd + length > this.directoryOffset) throw truncatedEntry(entry);
+    if (length > 0) {
+      checkDescriptor(
+        entry.record,
+        `${this.root}/${entry.path}`,
+        await this.reader.readRange(dataEnd, dataEnd + length),
+      );
+    }
+    span.end = dataEnd + length;
+    return span.end;
+  }
+
+  private async stream(entry: ArchiveEntry, onChunk: (chunk: Buffer) => void | Promise<void>): Promise<void> {
+    for await (const chunk of this.chunks(entry)) await onChunk(chunk);
+  }
+
+  /**
+   * An entry's bytes as they are read; the CRC-32 is checked after the last chunk (a consumer that writes
+   * them somewhere must discard what it wrote when this throws). Reads are chunked (`readChunkBytes`).
+   */
+  async *chunks(entry: ArchiveEntry): AsyncGenerator<Buffer> {
     let crc = 0;
     try {
+      // Read through the reader's window first, so yauzl's own read of the header costs nothing.
+      const span = await this.localHeader(entry);
       const stream = await this.zipfile.openReadStreamPromise(entry.zipEntry);
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         crc = crc32(chunk, crc);
-        onChunk(chunk);
+        yield chunk;
       }
+      if (span.end === undefined) await this.descriptor(entry, span);
     } catch (err) {
       throw toKilnError(err, entry.path);
     }
@@ -206,33 +340,43 @@ export class Pt2Zip {
   }
 }
 
+function truncatedEntry(entry: ArchiveEntry): KilnError {
+  return pt2Error(
+    ErrorCode.PT2_TRUNCATED,
+    `${excerpt(entry.path)} runs past the end of the entries (into the central directory or beyond); the upload is cut short or damaged`,
+    { entry: entry.path },
+  );
+}
+
 async function listEntries(
   zipfile: yauzl.ZipFile,
   source: ByteSource,
   limits: Pt2Limits,
-  envelope: ZipEnvelope,
+  records: readonly CentralRecord[],
 ): Promise<{ root: string; entries: Map<string, ArchiveEntry>; totalBytes: number }> {
-  // Checked before listing, so a central directory claiming millions of entries costs nothing.
-  if (zipfile.entryCount > limits.maxEntries) {
-    throw pt2Error(
-      ErrorCode.PT2_TOO_MANY_ENTRIES,
-      `archive has ${zipfile.entryCount} entries, more than the limit of ${limits.maxEntries}`,
-      { entries: zipfile.entryCount, limit: limits.maxEntries },
-    );
-  }
-  if (zipfile.entryCount === 0) throw pt2Error(ErrorCode.PT2_MISSING_ENTRY, 'archive has no entries');
-
-  const listed: { name: string; entry: yauzl.Entry }[] = [];
-  // Lower-cased: miniz (torch's reader) can look names up case-insensitively.
+  const listed: { name: string; entry: yauzl.Entry; record: CentralRecord }[] = [];
+  // Lower-cased and NFC-normalized: miniz (torch's reader) can look names up case-insensitively, and file
+  // systems fold case or normalize Unicode, so `A` and `a`, or `é` composed and decomposed, are one file.
   const names = new Set<string>();
   let totalBytes = 0;
-  let directoryBytes = 0;
   for await (const entry of zipfile.eachEntry()) {
+    const record = records[listed.length];
+    // yauzl parsed the same bytes; a difference would mean the two parses drifted apart.
+    if (
+      !record ||
+      !record.nameRaw.equals(entry.fileNameRaw) ||
+      record.offset !== entry.relativeOffsetOfLocalHeader ||
+      record.uncompressedSize !== entry.uncompressedSize ||
+      record.compressedSize !== entry.compressedSize
+    ) {
+      throw ambiguous(`central directory record ${listed.length} reads differently in two parsers`);
+    }
     const name = checkEntry(entry, source, limits);
-    if (names.has(name.toLowerCase()))
-      throw badName(name, 'appears twice in the archive (names compared ignoring case)');
-    names.add(name.toLowerCase());
-    directoryBytes += CENTRAL_HEADER_BYTES + entry.fileNameLength + entry.extraFieldLength + entry.fileCommentLength;
+    const folded = name.normalize('NFC').toLowerCase();
+    if (names.has(folded)) {
+      throw badName(name, 'appears twice in the archive (names compared ignoring case and Unicode normalization)');
+    }
+    names.add(folded);
     totalBytes += entry.uncompressedSize;
     if (totalBytes > limits.maxTotalBytes) {
       throw pt2Error(
@@ -241,15 +385,7 @@ async function listEntries(
         { limit: limits.maxTotalBytes },
       );
     }
-    listed.push({ name, entry });
-  }
-
-  // Python's zipfile parses records until it has consumed the directory's byte size, whatever the
-  // count says; miniz and yauzl go by the count. Both must see the same records.
-  if (directoryBytes !== envelope.directorySize) {
-    throw ambiguous(
-      `the central directory is ${envelope.directorySize} bytes but its ${listed.length} records take ${directoryBytes}`,
-    );
+    listed.push({ name, entry, record });
   }
 
   // Stored entries cannot hold more bytes than the file; more means sizes lie or entries overlap.
@@ -259,28 +395,11 @@ async function listEntries(
       `entries claim ${totalBytes} bytes but the archive is only ${source.size} bytes; sizes are wrong or entries overlap`,
     );
   }
-  const byOffset = [...listed].sort(
-    (a, b) => a.entry.relativeOffsetOfLocalHeader - b.entry.relativeOffsetOfLocalHeader,
-  );
-  // Anything before the first entry (a script, a pickle) would make the file a polyglot.
-  if (byOffset[0].entry.relativeOffsetOfLocalHeader !== 0) {
-    throw ambiguous(`${byOffset[0].entry.relativeOffsetOfLocalHeader} bytes precede the first entry`);
-  }
-  for (let i = 1; i < byOffset.length; i++) {
-    const prev = byOffset[i - 1].entry;
-    const minEnd = prev.relativeOffsetOfLocalHeader + LOCAL_HEADER_BYTES + prev.fileNameLength + prev.compressedSize;
-    if (minEnd > byOffset[i].entry.relativeOffsetOfLocalHeader) {
-      throw pt2Error(
-        ErrorCode.PT2_TRUNCATED,
-        `entries ${excerpt(byOffset[i - 1].name)} and ${excerpt(byOffset[i].name)} overlap in the archive`,
-      );
-    }
-  }
 
   // torch.export.save puts everything under one folder (the file stem, or `archive/`); strip it.
   const root = listed[0].name.split('/')[0];
   const entries = new Map<string, ArchiveEntry>();
-  for (const { name, entry } of listed) {
+  for (const { name, entry, record } of listed) {
     const slash = name.indexOf('/');
     if (slash < 0 || name.slice(0, slash) !== root) {
       throw badName(
@@ -295,67 +414,16 @@ async function listEntries(
       offset: entry.relativeOffsetOfLocalHeader,
       crc32: entry.crc32,
       zipEntry: entry,
+      record,
     });
   }
   return { root, entries, totalBytes };
 }
 
-const END_RECORD_BYTES = 22;
-const ZIP64_LOCATOR_BYTES = 20;
-const ZIP64_END_RECORD_BYTES = 56;
-const CENTRAL_HEADER_BYTES = 46;
-
-interface ZipEnvelope {
-  directoryOffset: number;
-  directorySize: number;
-}
-
-/**
- * torch.export.load reads the archive with two zip parsers: miniz (PyTorchFileReader) and, when that
- * fails with a RuntimeError (any deserialization error), Python's zipfile for the legacy format, which
- * torch.load()s `serialized_state_dict.pt`. The parsers disagree on ambiguous archives: Python shifts
- * all offsets when the central directory is not where the end record says ("prepended data"), and
- * finds the zip64 end record next to its locator rather than where the locator points. So require the
- * unambiguous layout torch writes: no comment, nothing after the end record, the (zip64) end record
- * right after the central directory, and the directory ending exactly where the end records begin.
- */
+/** The end records (see parseEnvelope): read from the last bytes of the file. */
 async function readEnvelope(reader: ByteSourceReader, size: number): Promise<ZipEnvelope> {
   const tailStart = Math.max(0, size - END_RECORD_BYTES - ZIP64_LOCATOR_BYTES - ZIP64_END_RECORD_BYTES);
-  const tail = await reader.readRange(tailStart, size);
-  const end = tail.subarray(tail.length - END_RECORD_BYTES);
-  if (end.readUInt32LE(0) !== 0x06054b50 || end.readUInt16LE(20) !== 0) {
-    throw ambiguous('the archive has a zip comment or data after its end record');
-  }
-  let directorySize = end.readUInt32LE(12);
-  let directoryOffset = end.readUInt32LE(16);
-  let directoryEnd = size - END_RECORD_BYTES;
-  const locatorAt = tail.length - END_RECORD_BYTES - ZIP64_LOCATOR_BYTES;
-  if (locatorAt >= 0 && tail.readUInt32LE(locatorAt) === 0x07064b50) {
-    const recordAt = size - END_RECORD_BYTES - ZIP64_LOCATOR_BYTES - ZIP64_END_RECORD_BYTES;
-    const pointsAt = Number(tail.readBigUInt64LE(locatorAt + 8));
-    if (tailStart !== recordAt || pointsAt !== recordAt || tail.readUInt32LE(0) !== 0x06064b50) {
-      throw ambiguous('the zip64 end record is not right before its locator');
-    }
-    if (tail.readBigUInt64LE(4) !== BigInt(ZIP64_END_RECORD_BYTES - 12)) {
-      throw ambiguous('the zip64 end record has an extensible data sector');
-    }
-    directorySize = Number(tail.readBigUInt64LE(40));
-    directoryOffset = Number(tail.readBigUInt64LE(48));
-    directoryEnd = recordAt;
-  }
-  if (directoryOffset + directorySize !== directoryEnd) {
-    throw ambiguous(
-      `the central directory (${directoryOffset} + ${directorySize} bytes) does not end where the end record starts (${directoryEnd})`,
-    );
-  }
-  return { directoryOffset, directorySize };
-}
-
-function ambiguous(problem: string): KilnError {
-  return pt2Error(
-    ErrorCode.PT2_TRUNCATED,
-    `damaged or ambiguous zip structure: ${problem}; torch.export.save never writes this`,
-  );
+  return parseEnvelope(await reader.readRange(tailStart, size), size);
 }
 
 /** Validates one central-directory record and returns its name. */
@@ -415,17 +483,34 @@ function checkEntry(entry: yauzl.Entry, source: ByteSource, limits: Pt2Limits): 
   return name;
 }
 
+/**
+ * Characters no entry name may hold, anywhere: C0/C1 controls (NUL included) and DEL; Unicode format
+ * characters (bidirectional overrides like U+202E that make `cod.exe` read `exe.doc`, zero-width joiners and
+ * spaces that make two names look alike), line and paragraph separators, surrogates, private-use and
+ * unassigned code points; and the characters Windows file systems refuse or treat as syntax (`\ : * ? " < > |`:
+ * a backslash is a path separator there, a colon opens an alternate data stream).
+ */
+const FORBIDDEN_NAME_CHARACTERS = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\\:*?"<>|]/u;
+
 /** Rules for a full entry name (top folder included). */
 export function checkEntryName(name: string): void {
   if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw badName(name, `is longer than ${MAX_NAME_BYTES} bytes`);
-  // C0 controls (NUL included), DEL and C1 controls: invisible in logs, meaningful to some filesystems.
   if (hasControlCharacters(name)) throw badName(name, 'contains control characters');
   if (name.includes('\\')) throw badName(name, 'contains a backslash');
+  const forbidden = FORBIDDEN_NAME_CHARACTERS.exec(name);
+  if (forbidden) {
+    const code = forbidden[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
+    throw badName(name, `contains the character U+${code}, which entry names may not hold`);
+  }
   if (name.startsWith('/') || /^[A-Za-z]:/.test(name)) throw badName(name, 'is an absolute path');
   if (name.endsWith('/')) throw badName(name, 'is a directory entry');
   for (const segment of name.split('/')) {
     if (segment === '..') throw badName(name, "contains a '..' segment");
     if (segment === '.' || segment === '') throw badName(name, "contains an empty or '.' segment");
+    // Windows drops trailing dots and spaces: `model.json.` and `model.json` would be one file there.
+    if (/[. ]$/.test(segment) || segment.startsWith(' ')) {
+      throw badName(name, 'has a segment that starts with a space or ends with a dot or space');
+    }
   }
 }
 
@@ -453,6 +538,8 @@ async function openFailure(err: unknown, source: ByteSource): Promise<Error> {
       return asError(readErr);
     }
   }
+  if (/^multi-disk zip files are not supported/.test(reason))
+    return ambiguous('the archive claims to be split over disks');
   // Every zip torch writes starts with a local file header (PK\3\4).
   if (head.equals(Buffer.from([0x50, 0x4b, 0x03, 0x04]))) {
     return pt2Error(

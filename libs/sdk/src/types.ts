@@ -52,6 +52,9 @@ export interface ModelVersion {
   number: number;
   sizeBytes: number;
   fileSha256: string;
+  /** sha256 and size of the archive Kiln stores: the upload with its sample-input pickles emptied. */
+  storedSha256: string;
+  storedSizeBytes: number;
   contentHash: string;
   originalFilename: string;
   createdAt: string;

@@ -3,8 +3,14 @@
  * never be addressed through another tenant's records, and a tenant can be exported or erased by prefix.
  */
 export const objectKeys = {
-  /** An uploaded .pt2, keyed by the version id chosen before the upload started. */
+  /**
+   * An uploaded .pt2 as the client sent it, keyed by the version id chosen before the upload started. Kept only
+   * until it is validated and rewritten as the version's portable archive (below), then deleted.
+   */
   modelVersion: (tenantId: string, versionId: string): string => `tenants/${tenantId}/versions/${versionId}.pt2`,
+  /** The version's stored archive: the upload without its sample-input pickles (what workers and devices get). */
+  portableModel: (tenantId: string, versionId: string): string =>
+    `tenants/${tenantId}/versions/${versionId}.portable.pt2`,
   /** A content-addressed artifact part (code package or weights blob): stored once per tenant. */
   blob: (tenantId: string, sha256: string): string => `tenants/${tenantId}/blobs/sha256/${sha256}`,
   /** The manifest of the artifact with this cache key. */

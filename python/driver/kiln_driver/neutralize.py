@@ -4,12 +4,15 @@
 every `data/sample_inputs/*` entry instead: torch's loader reads empty bytes as "no example inputs", and we
 synthesize inputs from the declared signature ourselves. Pickled weights, custom/opaque objects and
 legacy pickled weight files would be unpickled too, so they are refused, and precompiled AOTInductor code
-inside an upload (which the loader would dlopen) is dropped. Every other entry is copied byte for byte.
-The TypeScript validator rejects most of this before a job exists; this is the second line of defense.
+inside an upload (which the loader would dlopen) is dropped. Text torch evaluates while loading must fit the
+strict grammars (expr_grammar.py: shape expressions are sympified, guards exec()ed), and pytree specs must not
+name modules for torch to import. Every other entry is copied byte for byte.
+The TypeScript validator rejects all of this before a job exists; this is the second line of defense.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import zipfile
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DriverError, ErrorCode
+from .expr_grammar import program_expression_problems
 from .package_parts import copy_entry, write_stored_entry
 
 SAMPLE_INPUTS_DIR = "data/sample_inputs/"
@@ -45,12 +49,61 @@ def _split_top(name: str) -> tuple[str, str]:
     return top, rest
 
 
+def _check_expressions(rel: str, document: object, *, is_program: bool) -> None:
+    problems = program_expression_problems(document, is_program=is_program)
+    if problems:
+        raise _invalid(
+            f"{rel}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+            entry=rel,
+            problems=problems[:20],
+        )
+
+
+# torch.utils._pytree.treespec_loads imports the module an enum in a context names (enum_object_hook), and the
+# module of a defaultdict's default factory: neither may appear in a spec torch will decode.
+_IMPORTING_PYTREE_TYPES = frozenset({"collections.defaultdict"})
+
+
+def _check_pytree_specs(rel: str, program: object) -> None:
+    entries = program.get("graph_module", {}).get("module_call_graph", []) if isinstance(program, dict) else []
+    for entry in entries if isinstance(entries, list) else []:
+        signature = entry.get("signature") if isinstance(entry, dict) else None
+        for key in ("in_spec", "out_spec") if isinstance(signature, dict) else ():
+            try:
+                stack = [json.loads(signature[key])]
+            except (ValueError, TypeError, KeyError, RecursionError) as exc:
+                raise _invalid(f"{rel}: a {key} is not valid JSON", entry=rel) from exc
+            while stack:
+                node = stack.pop()
+                if isinstance(node, list):
+                    stack.extend(node)
+                elif isinstance(node, dict):
+                    if "__enum__" in node or node.get("type") in _IMPORTING_PYTREE_TYPES:
+                        raise _invalid(f"{rel}: a {key} names a module for torch to import", entry=rel)
+                    context = node.get("context")
+                    if isinstance(context, str) and context[:1] in ("[", "{"):
+                        with contextlib.suppress(ValueError, RecursionError):
+                            stack.append(json.loads(context))
+                    stack.extend(node.values())
+
+
+def _check_program(zin: zipfile.ZipFile, info: zipfile.ZipInfo, rel: str) -> None:
+    try:
+        program = json.loads(zin.read(info))
+    except (ValueError, RecursionError) as exc:
+        raise _invalid(f"{rel} is not valid JSON: {exc}", entry=rel) from exc
+    _check_expressions(rel, program, is_program=True)
+    _check_pytree_specs(rel, program)
+
+
 def _check_payload_config(zin: zipfile.ZipFile, info: zipfile.ZipInfo, rel: str) -> None:
     try:
-        config = json.loads(zin.read(info))["config"]
+        document = json.loads(zin.read(info))
+        config = document["config"]
         items = config.items()
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise _invalid(f"{rel} is not a payload config: {exc}", entry=rel) from exc
+    _check_expressions(rel, document, is_program=False)
     for fqn, meta in items:
         path_name = str(meta.get("path_name", "")) if isinstance(meta, dict) else ""
         if not isinstance(meta, dict) or meta.get("use_pickle") or path_name.startswith(_PICKLED_CONSTANT_PREFIXES):
@@ -85,6 +138,8 @@ def neutralize_model(src: Path, dst: Path) -> NeutralizeReport:
                 raise _invalid(f"{rel} is a legacy pickled payload file", entry=rel)
             if rel.endswith("_weights_config.json") or rel.endswith("_constants_config.json"):
                 _check_payload_config(zin, info, rel)
+            elif rel.startswith("models/") and rel.endswith(".json"):
+                _check_program(zin, info, rel)
 
         try:
             with zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:

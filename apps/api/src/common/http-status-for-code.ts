@@ -59,6 +59,8 @@ export function httpStatusFor(code: ErrorCode): HttpStatus {
     case ErrorCode.PT2_UNKNOWN_OP_NAMESPACE:
     case ErrorCode.PT2_GUARDS_CODE:
     case ErrorCode.PT2_MULTIPLE_MODELS:
+    case ErrorCode.PT2_AMBIGUOUS_ZIP:
+    case ErrorCode.PT2_MALFORMED_GRAPH:
       return HttpStatus.UNPROCESSABLE_ENTITY;
     // Build outcomes are reported inside a compilation, never as the status of a request.
     case ErrorCode.UNSUPPORTED_OP:
@@ -74,6 +76,7 @@ export function httpStatusFor(code: ErrorCode): HttpStatus {
     case ErrorCode.PRECISION_UNSUPPORTED:
     case ErrorCode.INPUT_RANGE_NARROWED:
     case ErrorCode.NO_WORKER:
+    case ErrorCode.MODEL_INTEGRITY_MISMATCH:
     case ErrorCode.CANCELLED:
       return HttpStatus.CONFLICT;
   }

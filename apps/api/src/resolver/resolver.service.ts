@@ -151,8 +151,9 @@ export class ResolverService {
       fallback: {
         kind: 'portable',
         url: fallbackUrl.url,
-        sha256: version.fileSha256,
-        size: version.sizeBytes,
+        // The object devices download is the stored (portable) archive, not the uploaded file.
+        sha256: version.storedSha256,
+        size: version.storedSizeBytes,
         expiresAt: fallbackUrl.expiresAt,
         reason: resolution.fallback.reason,
       },

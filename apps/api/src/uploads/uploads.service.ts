@@ -248,7 +248,10 @@ export class UploadsService implements OnApplicationBootstrap, OnModuleDestroy {
     try {
       // An earlier attempt may have got as far as the version (and died before recording it).
       const already = await this.versions.find(tenantId, upload.versionId);
-      if (already) return await this.finish(upload, already);
+      if (already) {
+        await this.versions.deleteUpload(already);
+        return await this.finish(upload, already);
+      }
 
       const listed = await this.storage.listParts(upload.objectKey, upload.s3UploadId);
       if (listed !== null) {
@@ -345,6 +348,8 @@ export class UploadsService implements OnApplicationBootstrap, OnModuleDestroy {
         await this.storage.abortMultipartUpload(upload.objectKey, upload.s3UploadId);
         if (upload.status === 'completing' && !(await this.versions.find(upload.tenantId, upload.versionId))) {
           await this.storage.delete(upload.objectKey);
+          // A complete that died after writing the portable archive but before recording the version.
+          await this.storage.delete(objectKeys.portableModel(upload.tenantId, upload.versionId));
         }
         await this.markFinished(upload, 'expired', null);
       } catch (err) {

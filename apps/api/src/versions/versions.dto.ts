@@ -7,6 +7,13 @@ export class ModelVersionResponseDto {
   @ApiProperty() number!: number;
   @ApiProperty() sizeBytes!: number;
   @ApiProperty({ description: 'sha256 of the uploaded file' }) fileSha256!: string;
+  @ApiProperty({
+    description:
+      'sha256 of the archive Kiln stores for this version (the upload with its sample-input pickles emptied): ' +
+      'what build workers compile and devices download as the portable fallback',
+  })
+  storedSha256!: string;
+  @ApiProperty({ description: 'Bytes of the stored archive' }) storedSizeBytes!: number;
   @ApiProperty({ description: 'sha256 of the canonical model content: the cache identity' }) contentHash!: string;
   @ApiProperty() originalFilename!: string;
   @ApiProperty() createdAt!: string;

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
-import { ErrorCode, KilnError, type Pt2Summary } from '@kiln/contracts';
+import { ErrorCode, KilnError } from '@kiln/contracts';
 import { ModelEntity, ModelVersionEntity } from '@kiln/database';
-import { readPt2 } from '@kiln/pt2';
+import { validatePt2, writePortablePt2, type ValidatedPt2 } from '@kiln/pt2';
 import { ObjectStorage, objectKeys } from '@kiln/storage';
 import { QuotasService } from '../fair-use/quotas.service.js';
 import { ModelsService } from '../models/models.service.js';
@@ -19,6 +19,8 @@ export const toVersionResponse = (v: ModelVersionEntity): ModelVersionResponseDt
   number: v.number,
   sizeBytes: v.sizeBytes,
   fileSha256: v.fileSha256,
+  storedSha256: v.storedSha256,
+  storedSizeBytes: v.storedSizeBytes,
   contentHash: v.contentHash,
   originalFilename: v.originalFilename,
   createdAt: v.createdAt.toISOString(),
@@ -46,8 +48,9 @@ export class VersionsService {
 
   /**
    * Streams the request body to S3 (never holding it in memory), then validates the stored archive with
-   * the TypeScript .pt2 reader through ranged reads. Only a valid archive becomes a version; anything
-   * else is deleted again and answered with a PT2_* code, so a rejected upload leaves nothing behind.
+   * the TypeScript .pt2 reader through ranged reads and stores its portable rewrite. Only a valid archive
+   * becomes a version; anything else is deleted again and answered with a PT2_* code, so a rejected upload
+   * leaves nothing behind.
    */
   async upload(
     tenantId: string,
@@ -93,19 +96,22 @@ export class VersionsService {
     } catch (err) {
       // Nothing else could ever complete this upload: whatever went wrong, its bytes go.
       await this.deleteObject(key);
+      await this.deleteObject(objectKeys.portableModel(tenantId, versionId));
       throw err;
     }
   }
 
   /**
    * The one way a stored .pt2 becomes a version, for the direct upload and for completed multipart uploads
-   * (apps/api/src/uploads): validate the object where it lies with the TypeScript .pt2 reader (ranged reads,
-   * nothing buffered whole), then number and record the version. When the caller does not know the file's
-   * sha256 yet (multipart: the API never saw the bytes), it is computed from the validator's own reads.
+   * (apps/api/src/uploads): validate the uploaded object where it lies with the TypeScript .pt2 reader (ranged
+   * reads, nothing buffered whole), write the version's portable archive next to it (the upload without its
+   * sample-input pickles: @kiln/pt2 writePortablePt2), then number and record the version and delete the upload.
+   * When the caller does not know the file's sha256 yet (multipart: the API never saw the bytes), it is computed
+   * from the validator's own reads.
    *
    * A rejected archive (any PT2_* code, or a sha256 other than `expectedSha256`) is deleted before the error
    * is rethrown, so nothing half-stored remains. Other errors (S3 or PostgreSQL unavailable) leave the
-   * object in place for the caller to retry or delete.
+   * upload in place for the caller to retry or delete.
    */
   async createFromStoredObject(input: {
     tenantId: string;
@@ -118,17 +124,19 @@ export class VersionsService {
     filename: string;
   }): Promise<ModelVersionEntity> {
     const { tenantId, modelId, versionId, key, size } = input;
-    let summary: Pt2Summary;
+    const portableKey = objectKeys.portableModel(tenantId, versionId);
+    let validated: ValidatedPt2;
     let fileSha256: string;
+    let stored: { size: number; sha256: string };
     try {
       if (size === 0) throw new KilnError(ErrorCode.PT2_NOT_ZIP, 'The upload is empty.');
       const objectSource = this.storage.byteSource(key, size);
       if (input.sha256 !== null) {
-        summary = await readPt2(objectSource);
+        validated = await validatePt2(objectSource);
         fileSha256 = input.sha256;
       } else {
         const hashing = new Sha256ByteSource(objectSource);
-        summary = await readPt2(hashing);
+        validated = await validatePt2(hashing);
         fileSha256 = await hashing.digest();
       }
       if (input.expectedSha256 && input.expectedSha256.toLowerCase() !== fileSha256) {
@@ -138,11 +146,20 @@ export class VersionsService {
           { expected: input.expectedSha256, actual: fileSha256 },
         );
       }
+      // What workers compile and devices download is this rewrite, never the uploaded bytes.
+      stored = await this.storage.putStream(
+        portableKey,
+        Readable.from(writePortablePt2(this.storage.byteSource(key, size), validated)),
+      );
     } catch (err) {
-      if (err instanceof KilnError && isRejection(err.code)) await this.deleteObject(key);
+      if (err instanceof KilnError && isRejection(err.code)) {
+        await this.deleteObject(key);
+        await this.deleteObject(portableKey);
+      }
       throw err;
     }
-    return this.dataSource.transaction(async (tx) => {
+    const summary = validated.summary;
+    const version = await this.dataSource.transaction(async (tx) => {
       // Serialises version numbering per model.
       await tx.getRepository(ModelEntity).findOne({ where: { id: modelId }, lock: { mode: 'pessimistic_write' } });
       const { max } = (await tx
@@ -157,15 +174,28 @@ export class VersionsService {
           tenantId,
           modelId,
           number: Number(max) + 1,
-          objectKey: key,
+          objectKey: portableKey,
           sizeBytes: size,
           fileSha256,
+          storedSha256: stored.sha256,
+          storedSizeBytes: stored.size,
           contentHash: summary.contentHash,
           summary,
           originalFilename: input.filename,
         }),
       );
     });
+    await this.deleteUpload(version);
+    return version;
+  }
+
+  /**
+   * Deletes the uploaded file once its version exists (its portable archive is the version's object). Idempotent:
+   * the uploads module calls it again when a retried complete finds the version already recorded.
+   */
+  async deleteUpload(version: ModelVersionEntity): Promise<void> {
+    const uploadKey = objectKeys.modelVersion(version.tenantId, version.id);
+    if (version.objectKey !== uploadKey) await this.deleteObject(uploadKey);
   }
 
   /** The tenant's version with this id, or null (the uploads module checks for a version it completed). */

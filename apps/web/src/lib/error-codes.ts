@@ -42,6 +42,8 @@ export const ERROR_EXPLANATIONS: Partial<Record<ErrorCode, string>> = {
   PT2_UNKNOWN_OP_NAMESPACE: 'An operator outside the allowed namespaces (aten, prims, …).',
   PT2_GUARDS_CODE: 'The program carries guards_code (Python source torch would compile at load time).',
   PT2_MULTIPLE_MODELS: 'The archive holds more than one program; upload one model per file.',
+  PT2_AMBIGUOUS_ZIP: 'The zip has structures torch never writes, which zip readers could read differently.',
+  PT2_MALFORMED_GRAPH: 'The graph reads values before they are defined, has a cycle, or disagrees with its signature.',
   UNSUPPORTED_OP: 'Inductor cannot lower an operator of this model for this target.',
   INVALID_MODEL: 'torch could not load the program.',
   COMPILE_FAILED: 'The generated C++ did not compile; the log has the compiler’s error.',
@@ -54,6 +56,7 @@ export const ERROR_EXPLANATIONS: Partial<Record<ErrorCode, string>> = {
   DRIVER_CRASHED: 'The compile driver or worker died; Kiln retried it.',
   TOOLCHAIN_MISMATCH: 'The worker’s torch or compiler is not the recipe’s.',
   NO_WORKER: 'No worker serving this target picked the build up in time.',
+  MODEL_INTEGRITY_MISMATCH: 'The stored model is not the one validated at upload; nothing was compiled.',
   CANCELLED: 'The compilation was cancelled.',
 };
 

@@ -1,15 +1,13 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { Injectable, Logger } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
-import { type ArtifactManifest, ErrorCode } from '@kiln/contracts';
+import { type ArtifactManifest, ErrorCode, KilnError } from '@kiln/contracts';
 import { ArtifactEntity, BuildEntity, ModelVersionEntity } from '@kiln/database';
 import { ArtifactSigner } from '@kiln/signing';
 import { ObjectStorage, objectKeys } from '@kiln/storage';
@@ -17,6 +15,7 @@ import { findTarget, recipeHash } from '@kiln/targets';
 import type { BuildActivities, BuildTargetInput, BuildTargetResult } from '@kiln/temporal';
 import { runCompileDriver } from '../build-runner/driver-runner.js';
 import { type GpuLease, gpuEnvironment } from '../build-runner/gpu-slots.js';
+import { writeVerifiedModel } from '../build-runner/verified-download.js';
 import { HostService } from '../host/host.service.js';
 
 const HEARTBEAT_EVERY_MS = 5_000;
@@ -67,7 +66,22 @@ export class BuildActivitiesService implements BuildActivities {
     try {
       const version = await this.versions.findOneByOrFail({ id: input.modelVersionId, tenantId: input.tenantId });
       await mkdir(downloadDir, { recursive: true });
-      await pipeline(await this.storage.getStream(version.objectKey), createWriteStream(modelPath));
+      try {
+        // The driver only ever sees bytes with the sha256 and size recorded when the upload was validated.
+        await writeVerifiedModel(await this.storage.getStream(version.objectKey), modelPath, {
+          sha256: version.storedSha256,
+          size: version.storedSizeBytes,
+        });
+      } catch (err) {
+        if (!(err instanceof KilnError) || err.code !== ErrorCode.MODEL_INTEGRITY_MISMATCH) throw err;
+        this.logger.error(`build ${input.buildId}: ${err.message}`);
+        throw ApplicationFailure.create({
+          type: err.code,
+          message: err.message,
+          nonRetryable: true,
+          details: [err.details ?? {}],
+        });
+      }
 
       // A CUDA build holds one GPU of its compute capability from here to the end of the driver run: it compiles
       // for it, verifies and times on it, and sees no other (CUDA_VISIBLE_DEVICES).

@@ -52,6 +52,8 @@ export async function zip(files: readonly ZipFileSpec[], options: { zip64?: bool
     out.addBuffer(file.data, file.name, {
       compress: file.compress ?? false,
       forceZip64Format: options.zip64 ?? false,
+      // torch writes no timestamp extra field (yazl's default 'UT' field is one the validator refuses).
+      forceDosTimestamp: true,
       ...(file.mode !== undefined ? { mode: file.mode } : {}),
     });
   }
@@ -67,23 +69,58 @@ export interface SymIntJson {
   as_expr?: { expr_str: string; hint?: { as_int: number } | null };
 }
 
+/** An Argument of the export schema: a single-key union (`{ as_tensor: { name } }`, `{ as_int: 3 }`, ...). */
+export type ArgumentJson = Record<string, unknown>;
+
+export interface NodeJson {
+  target: string;
+  name?: string | null;
+  inputs: { name: string; arg: ArgumentJson; kind: number | null }[];
+  outputs: ArgumentJson[];
+  metadata: Record<string, string>;
+  is_hop_single_tensor_return?: boolean | null;
+}
+
+export interface TensorMetaJson {
+  dtype: number;
+  sizes: SymIntJson[];
+  strides: SymIntJson[];
+  storage_offset: SymIntJson;
+  requires_grad: boolean;
+  device: { type: string; index?: number | null };
+  layout: number;
+}
+
+export interface GraphJson {
+  inputs: ArgumentJson[];
+  outputs: ArgumentJson[];
+  nodes: NodeJson[];
+  tensor_values: Record<string, TensorMetaJson>;
+  sym_int_values: Record<string, SymIntJson>;
+  sym_bool_values: Record<string, unknown>;
+  sym_float_values?: Record<string, unknown>;
+  custom_obj_values: Record<string, unknown>;
+  is_single_tensor_return?: boolean;
+}
+
 export interface ProgramJson {
   schema_version: { major: number; minor: number };
   guards_code: string[];
   range_constraints: Record<string, { min_val: number | string | null; max_val: number | string | null }>;
   graph_module: {
-    graph: {
-      nodes: {
-        target: string;
-        inputs: { name: string; arg: Record<string, unknown>; kind: number }[];
-        outputs?: unknown[];
-        metadata?: Record<string, string>;
-      }[];
-      tensor_values: Record<string, { sizes: SymIntJson[] }>;
-      sym_int_values: Record<string, SymIntJson>;
-      custom_obj_values: Record<string, unknown>;
-    };
+    graph: GraphJson;
     signature: { input_specs: Record<string, unknown>[]; output_specs: Record<string, unknown>[] };
+    module_call_graph: {
+      fqn: string;
+      signature: {
+        inputs: ArgumentJson[];
+        outputs: ArgumentJson[];
+        in_spec: string;
+        out_spec: string;
+        forward_arg_names?: string[] | null;
+      } | null;
+    }[];
+    metadata: Record<string, string>;
   };
 }
 
@@ -91,7 +128,7 @@ export interface PayloadMetaJson {
   path_name: string;
   is_param: boolean;
   use_pickle: boolean;
-  tensor_meta: { sizes: SymIntJson[] } | null;
+  tensor_meta: TensorMetaJson | null;
 }
 
 export interface PayloadConfigJson {
