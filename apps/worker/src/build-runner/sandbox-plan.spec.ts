@@ -33,7 +33,7 @@ const request = (extra: Partial<SandboxRequest> = {}): SandboxRequest => ({
   jobDir: JOB,
   env: { HOME: `${JOB}/home`, TMPDIR: `${JOB}/tmp`, TORCHINDUCTOR_CACHE_DIR: `${JOB}/cache` },
   timeoutMs: 60_000,
-  memoryBytes: 8 << 30,
+  memoryBytes: 8 * 1024 ** 3,
   readOnly: ['/srv/kiln/venv', '/usr/lib/python3.11', '/etc/ld.so.cache', `${JOB}/model.pt2`, `${JOB}/job.json`],
   writable: ['tmp', 'cache', 'home', 'out'].map((d) => `${JOB}/${d}`),
   protectedPaths: ['/srv/kiln/keys', '/srv/kiln/.env', '/srv/kiln/data'],
@@ -171,7 +171,7 @@ describe('planSandbox (enforced)', () => {
       ['none', 'private-pid-namespace', 'allowlist', 'nobody', 'none', true],
     );
     assert.deepEqual([r.uid, r.gid], [65534, 65534]);
-    assert.deepEqual([r.memoryLimit, r.memoryBytes, r.pidsLimit], ['cgroup-v1', 8 << 30, 4096]);
+    assert.deepEqual([r.memoryLimit, r.memoryBytes, r.pidsLimit], ['cgroup-v1', 8 * 1024 ** 3, 4096]);
     assert.deepEqual(r.rlimits, { nofile: 16_384, core: 0 });
     assert.equal(r.cpuLimit, null);
     assert.equal(r.timeoutMs, 60_000);

@@ -164,6 +164,12 @@ export function missingWalls(host: SandboxHost): MissingWall[] {
     missing.push({ wall: 'rlimit-core', why: 'prlimit is not installed' });
     missing.push({ wall: 'rlimit-nofile', why: 'prlimit is not installed' });
   }
+  for (const failed of host.failedSelfTest ?? []) {
+    const wall = SANDBOX_WALLS.find((w) => w === failed.wall);
+    if (wall && !missing.some((m) => m.wall === wall)) {
+      missing.push({ wall, why: `the self-test found it missing inside a job: ${failed.why}` });
+    }
+  }
   return missing;
 }
 
@@ -174,6 +180,9 @@ export function missingWalls(host: SandboxHost): MissingWall[] {
 export function planSandbox(req: SandboxRequest, host: SandboxHost): SandboxPlan {
   const missing = missingWalls(host);
   if (missing.length > 0 && !req.insecureLocal) throw new SandboxUnavailableError(missing);
+  if (!Number.isSafeInteger(req.memoryBytes) || req.memoryBytes < 16 * 1024 * 1024) {
+    throw new Error(`memoryBytes ${req.memoryBytes} is not a usable memory limit (at least 16 MiB)`);
+  }
   const notes = [...host.notes];
   const jobDir = path.resolve(req.jobDir);
   const cwd = path.resolve(req.cwd);
@@ -229,19 +238,21 @@ export function planSandbox(req: SandboxRequest, host: SandboxHost): SandboxPlan
   }
   argv.push(...req.argv);
 
+  // What holds: the tool is there AND the self-test did not find the wall missing.
+  const held = (wall: SandboxWall): boolean => !missing.some((m) => m.wall === wall);
   const record: SandboxRecord = {
     mode: missing.length === 0 ? 'enforced' : 'insecure-local',
     tool: useBwrap ? (host.bwrapVersion ?? 'bubblewrap') : null,
     missing,
-    network: useBwrap ? 'none' : 'host',
-    processes: useBwrap ? 'private-pid-namespace' : 'host',
-    filesystem: useBwrap ? 'allowlist' : 'host',
-    user: drop ? 'nobody' : 'same',
+    network: useBwrap && held('network') ? 'none' : 'host',
+    processes: useBwrap && held('pid-namespace') ? 'private-pid-namespace' : 'host',
+    filesystem: useBwrap && held('filesystem-allowlist') ? 'allowlist' : 'host',
+    user: drop && held('user') ? 'nobody' : 'same',
     uid,
     gid,
-    capabilities: drop || useBwrap || !host.isRoot ? 'none' : 'inherited',
-    noNewPrivs: drop || useBwrap,
-    memoryLimit: cg ? (cg.version === 1 ? 'cgroup-v1' : 'cgroup-v2') : 'none',
+    capabilities: (drop || useBwrap || !host.isRoot) && held('capabilities') ? 'none' : 'inherited',
+    noNewPrivs: (drop || useBwrap) && held('no-new-privs'),
+    memoryLimit: cg && held('memory-limit') ? (cg.version === 1 ? 'cgroup-v1' : 'cgroup-v2') : 'none',
     memoryBytes: cg ? req.memoryBytes : null,
     pidsLimit: pidsAvailable ? (req.pidsLimit ?? DEFAULT_PIDS_LIMIT) : null,
     cpuLimit: req.cpus !== undefined && cpuAvailable ? req.cpus : null,

@@ -64,6 +64,11 @@ export interface SandboxHost {
   rootFolders: string[];
   /** Why a part is unavailable. */
   notes: string[];
+  /**
+   * Walls the worker's self-test found missing from inside a job although the tools are there (a bubblewrap that
+   * shares the network, say). Set by the worker after the self-test; every plan then counts them as missing.
+   */
+  failedSelfTest?: { wall: string; why: string }[];
 }
 
 export interface SandboxProbeOptions {

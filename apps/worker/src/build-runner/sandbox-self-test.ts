@@ -367,7 +367,13 @@ export function judgeSandboxCheck(r: SandboxCheckReport, ctx: JudgeContext): Wal
   for (const [p, outcome] of Object.entries(r.files.writes)) {
     const mayWrite = writable.some((w) => isWithin(p, w));
     if (mayWrite && outcome !== 'ok') fsProblems.push(`cannot write its own folder ${p} (${outcome})`);
-    if (!mayWrite && outcome === 'ok') fsProblems.push(`could write ${p}`);
+    if (!mayWrite && outcome === 'ok') {
+      const privateTmp = ['/tmp', '/var/tmp', '/dev/shm'].find((t) => isWithin(p, t));
+      fsProblems.push(
+        `could write ${p}` +
+          (privateTmp ? ` (it lies in the sandbox's private ${privateTmp}: keep KILN_HOME out of ${privateTmp})` : ''),
+      );
+    }
   }
   add(
     'filesystem-allowlist',

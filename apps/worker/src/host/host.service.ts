@@ -86,7 +86,10 @@ export class HostService {
       gpuOk: !report.failed.some((c) => c.wall === 'gpu'),
       report,
     };
-    this.sandbox = { host, gate };
+    // Builds plan with what the self-test found: a wall it saw missing counts as missing in every build's plan
+    // (refused outright, or recorded as insecure-local).
+    const failedSelfTest = report.failed.map((c) => ({ wall: c.wall, why: c.detail }));
+    this.sandbox = { host: { ...host, failedSelfTest }, gate };
     const tool = host.bwrapVersion ?? 'no bubblewrap';
     for (const c of report.checks) {
       if (c.ok) this.logger.log(`sandbox wall ${c.wall}: holds — ${c.detail}`);
