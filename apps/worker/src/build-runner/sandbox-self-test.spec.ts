@@ -153,7 +153,7 @@ describe('judgeSandboxCheck', () => {
     r.namespaces.net = 'net:[1]';
     r.connections.push({ path: '/var/run/postgresql/.s.PGSQL.5432', connected: true, error: null });
     r.processes.push({ pid: 4242, cmdline: 'node dist/apps/worker/main.js' });
-    r.files.listings['/'].push('root');
+    (r.files.listings['/'] as string[]).push('root');
     r.files.hidden['/srv/kiln/.env'] = 'exists';
     r.files.writes['/'] = 'ok';
     r.memory = { returncode: 0, stdout: 'survived', stderr: '' };
