@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, chown, copyFile, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, cp, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseEnv } from 'node:util';
@@ -114,6 +114,8 @@ after(async () => {
 interface HostileRun {
   outcome: DriverOutcome;
   attack: Record<string, unknown> | null;
+  /** Host uid owning the file the job wrote (out/attack.json): who the job really was outside its namespace. */
+  attackFileOwner: number | null;
 }
 
 /** Runs the hostile driver as the worker runs a build: same settings, its plan as the job's "model". */
@@ -139,8 +141,9 @@ async function hostile(plan: Record<string, unknown>, extra: Partial<JobSandboxS
   const attack = existsSync(attackFile)
     ? (JSON.parse(await readFile(attackFile, 'utf8')) as Record<string, unknown>)
     : null;
+  const attackFileOwner = existsSync(attackFile) ? (await lstat(attackFile)).uid : null;
   await outcome.cleanup();
-  return { outcome, attack };
+  return { outcome, attack, attackFileOwner };
 }
 
 /** Processes on the host whose command line mentions `text`. */
@@ -239,7 +242,7 @@ describe('a hostile build job', () => {
       ],
     };
     // A hung attempt ends at this timeout (COMPILE_TIMEOUT, and the test fails), never at the builds' 30 minutes.
-    const { outcome, attack } = await hostile(plan, { timeoutMs: 180_000 });
+    const { outcome, attack, attackFileOwner } = await hostile(plan, { timeoutMs: 180_000 });
 
     // A clean coded failure: the job's own code (non-retryable), its log, its sandbox recorded.
     assert.ok(!outcome.ok, outcome.log);
@@ -297,7 +300,9 @@ describe('a hostile build job', () => {
     }
     assert.equal(existsSync(hostTmpMarker), false, 'its /tmp is private');
     assert.equal(existsSync(path.join(otherJob.dir, 'evil')), false);
-    // Privileges: nobody, no capabilities, no_new_privs; every escalation refused.
+    // Privileges: nobody (inside its namespace AND on the host: the file it wrote is nobody's), no capabilities,
+    // no_new_privs; every escalation refused.
+    assert.equal(attackFileOwner, 65534, 'the job is nobody on the host, not a root mapped into its namespace');
     const priv = report.privileges;
     assert.deepEqual(priv.uid, [65534, 65534, 65534, 65534, []]);
     for (const cap of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) {

@@ -227,6 +227,27 @@ describe('planSandbox (walls missing)', () => {
     );
   });
 
+  it('counts a wall the self-test found missing as missing, though the tools are there', () => {
+    const tested: SandboxHost = {
+      ...FULL,
+      failedSelfTest: [
+        { wall: 'network', why: 'the job shares the host network namespace' },
+        { wall: 'toolchain', why: 'not a wall: ignored here' },
+      ],
+    };
+    assert.throws(() => planSandbox(request(), tested), SandboxUnavailableError);
+    const plan = planSandbox(request({ insecureLocal: true }), tested);
+    assert.equal(plan.record.mode, 'insecure-local');
+    assert.deepEqual(plan.record.missing, [
+      {
+        wall: 'network',
+        why: 'the self-test found it missing inside a job: the job shares the host network namespace',
+      },
+    ]);
+    assert.equal(plan.record.network, 'host', 'the record does not claim what the self-test disproved');
+    assert.equal(plan.record.filesystem, 'allowlist');
+  });
+
   it('with KILN_SANDBOX=insecure-local keeps what the host has and records what is missing', () => {
     const plan = planSandbox(request({ insecureLocal: true }), weak);
     assert.equal(plan.bwrap, false);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -113,12 +113,18 @@ describe('runSandboxed: the walls', () => {
   });
 
   it('runs as nobody without groups, capabilities or new privileges', async (t) => {
+    const jobDir = await newJobDir();
     const result = await run(
       t,
       'import os; s = open("/proc/self/status").read(); print(os.getuid(), os.getgid(), os.getgroups()); ' +
-        'print([l for l in s.splitlines() if l.startswith(("Cap", "NoNewPrivs"))])',
+        'print([l for l in s.splitlines() if l.startswith(("Cap", "NoNewPrivs"))]); ' +
+        'open(os.path.join(os.environ["HOME"], "mine"), "w").write("x")',
+      { jobDir },
     );
     assert.equal(result.exitCode, 0, result.stderrTail);
+    // nobody on the host too (bubblewrap runs as nobody, so its user namespace maps nobody to nobody).
+    const mine = await lstat(path.join(jobDir, 'home', 'mine'));
+    assert.deepEqual([mine.uid, mine.gid], [65534, 65534]);
     assert.equal(result.record.user, 'nobody');
     assert.match(result.stdoutTail, /^65534 65534 \[\]/);
     for (const cap of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) {

@@ -110,6 +110,7 @@ function context(patch: Partial<JudgeContext> = {}): JudgeContext {
     unixSockets: [],
     hidden: [],
     forkAttempts: 128,
+    ownerUid: 65534,
     ...patch,
   };
 }
@@ -163,6 +164,7 @@ describe('judgeSandboxCheck', () => {
     const f = failed(
       r,
       context({
+        ownerUid: 0,
         result: {
           record,
           cgroupStats: { oomKills: 0, limitHits: 0, peakBytes: 1, pidsRefused: 0, cpuThrottled: 0 },
@@ -170,6 +172,7 @@ describe('judgeSandboxCheck', () => {
       }),
     );
     assert.match(f.user, /runs as uid 0\/65534; keeps supplementary groups 0/);
+    assert.match(f.user, /the file it wrote belongs to host uid 0/);
     assert.match(f.capabilities, /^CapEff 000001ffffffffff$/);
     assert.match(f['no-new-privs'], /NoNewPrivs is 0/);
     assert.match(f.network, /shares the host's network namespace .*reached \/var\/run\/postgresql\/\.s\.PGSQL\.5432/);

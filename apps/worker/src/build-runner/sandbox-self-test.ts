@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:net';
-import { readFile, readlink, writeFile } from 'node:fs/promises';
+import { lstat, readFile, readlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createJobFolder, jobSandboxRequest, type JobSandboxSettings } from './job-folder.js';
@@ -104,6 +104,7 @@ export async function runSandboxSelfTest(opts: SelfTestOptions): Promise<SelfTes
         writes: writeProbesFor(req),
         forkAttempts: SELF_TEST_PIDS_LIMIT * 2,
         memoryHogBytes: Math.round(SELF_TEST_MEMORY_BYTES * 1.5),
+        ownerProbe: path.join(req.jobDir, 'out', OWNER_PROBE),
       }),
     });
     if (!walls.report) {
@@ -123,6 +124,7 @@ export async function runSandboxSelfTest(opts: SelfTestOptions): Promise<SelfTes
         unixSockets: opts.unixSockets,
         hidden: opts.hidden,
         forkAttempts: SELF_TEST_PIDS_LIMIT * 2,
+        ownerUid: walls.ownerUid,
       }).filter((c) => !checks.some((m) => m.wall === c.wall)),
     );
 
@@ -151,7 +153,12 @@ function finish(checks: WallCheck[], record: SandboxRecord | null, toolchain: Sa
   return { ok: failed.filter((c) => c.wall !== 'gpu').length === 0, checks, failed, record, toolchain };
 }
 
+/** A file the walls run writes into its out/ folder: its owner on the host is who the job really is. */
+const OWNER_PROBE = '.owner-probe';
+
 interface CheckRun {
+  /** Host uid owning out/.owner-probe after the run (null when the job wrote none). */
+  ownerUid: number | null;
   report: SandboxCheckReport | null;
   problem: string | null;
   result: SandboxResult | null;
@@ -189,13 +196,18 @@ async function checkRun(
         }
       },
     });
+    const ownerUid = await lstat(path.join(folder.outDir, OWNER_PROBE)).then(
+      (st) => st.uid,
+      () => null,
+    );
     const problem = report
       ? null
       : `exit ${result.exitCode ?? result.signal}${result.timedOut ? ' (timed out)' : ''}: ` +
         `${lastLine(result.stderrTail) ?? 'no output'}`;
-    return { report, problem, result, request };
+    return { ownerUid, report, problem, result, request };
   } catch (err) {
     return {
+      ownerUid: null,
       report: null,
       problem: (err as Error).message,
       result: null,
@@ -295,6 +307,8 @@ export interface JudgeContext {
   unixSockets: string[];
   hidden: string[];
   forkAttempts: number;
+  /** Host uid owning the file the job wrote; undefined when not checked. */
+  ownerUid?: number | null;
 }
 
 /** Every wall, judged from what the job saw (and, for the limits, from the job cgroup's counters). Pure. */
@@ -317,7 +331,19 @@ export function judgeSandboxCheck(r: SandboxCheckReport, ctx: JudgeContext): Wal
     if (extra.length) userProblems.push(`keeps supplementary groups ${extra.join(',')}`);
   }
   if (id.setuid0 === 'ok') userProblems.push('setuid(0) succeeded');
-  add('user', userProblems, `uid ${id.uid}, gid ${id.gid}, no supplementary groups, setuid(0) → ${id.setuid0}`);
+  if (account && ctx.ownerUid !== undefined && ctx.ownerUid !== account.uid) {
+    userProblems.push(
+      ctx.ownerUid === null
+        ? 'the file it wrote is missing on the host'
+        : `the file it wrote belongs to host uid ${ctx.ownerUid} (its uid is mapped to another host user)`,
+    );
+  }
+  add(
+    'user',
+    userProblems,
+    `uid ${id.uid}, gid ${id.gid}, no supplementary groups, setuid(0) → ${id.setuid0}` +
+      (ctx.ownerUid !== undefined ? `; its files belong to host uid ${ctx.ownerUid}` : ''),
+  );
 
   const capProblems = ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']
     .filter((k) => !ZERO_CAPS.test(id.status[k] ?? ''))
