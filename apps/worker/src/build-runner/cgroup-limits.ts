@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { access, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -417,4 +417,23 @@ export async function removeJobCgroup(job: JobCgroup): Promise<string[]> {
     if (!removed) left.push(dir);
   }
   return left;
+}
+
+/** Removes the (empty) cgroups left by jobs whose folders were swept (`kiln-<job folder>-<random>`); best effort. */
+export async function removeStaleJobCgroups(layout: CgroupLayout | null, jobFolderNames: string[]): Promise<number> {
+  if (!layout || jobFolderNames.length === 0) return 0;
+  const parents = layout.version === 1 ? [layout.memory, layout.pids, layout.cpu] : [layout.parent];
+  let removed = 0;
+  for (const parent of parents.filter((p): p is string => p !== null)) {
+    for (const entry of await readdir(parent).catch(() => [] as string[])) {
+      if (!jobFolderNames.some((name) => entry.startsWith(`kiln-${name}-`))) continue;
+      try {
+        await rmdir(path.join(parent, entry));
+        removed++;
+      } catch {
+        // still holds a process (or already gone): leave it
+      }
+    }
+  }
+  return removed;
 }

@@ -1,4 +1,4 @@
-import { chmod, copyFile, link, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { SandboxRequest } from './sandbox-plan.js';
 import { probeSandboxHost, type SandboxHost } from './sandbox-probe.js';
@@ -57,6 +57,33 @@ export interface JobFolder {
 }
 
 const SUBFOLDERS = ['tmp', 'cache', 'home', 'out'] as const;
+const OWNER_FILE = '.worker-pid';
+
+/**
+ * Removes job folders whose worker is gone (killed mid-build: its model copy and outputs would stay on disk
+ * otherwise). A folder is another live worker's when its pid file names a running process. Returns the names removed.
+ */
+export async function sweepStaleJobFolders(workRoot: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(workRoot).catch(() => [] as string[])) {
+    if (!name.startsWith('job-')) continue;
+    const dir = path.join(workRoot, name);
+    const pid = Number((await readFile(path.join(dir, OWNER_FILE), 'utf8').catch(() => '')).trim());
+    if (Number.isSafeInteger(pid) && pid > 0 && isAlive(pid)) continue;
+    await rm(dir, { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 export async function createJobFolder(workRoot: string): Promise<JobFolder> {
   const root = path.resolve(workRoot);
@@ -64,6 +91,8 @@ export async function createJobFolder(workRoot: string): Promise<JobFolder> {
   await chmod(root, 0o711);
   const dir = await mkdtemp(path.join(root, 'job-'));
   await chmod(dir, 0o711);
+  // Whose job this is: a folder whose worker died (kill -9) is removed by the next worker's sweep.
+  await writeFile(path.join(dir, OWNER_FILE), `${process.pid}\n`, { mode: 0o600 });
   return {
     dir,
     modelPath: path.join(dir, 'model.pt2'),

@@ -1,8 +1,11 @@
+import path from 'node:path';
 import { Injectable, Logger } from '@nestjs/common';
 import { KilnConfig } from '@kiln/config';
 import { findTarget, TARGETS, taskQueueFor } from '@kiln/targets';
 import { compileJobSettings, ensureTimingLock, protectedPaths } from '../activities/compile-job-settings.js';
+import { removeStaleJobCgroups } from '../build-runner/cgroup-limits.js';
 import { GpuSlotPool } from '../build-runner/gpu-slots.js';
+import { sweepStaleJobFolders } from '../build-runner/job-folder.js';
 import { type BuildQueue, buildQueues, type HostProbe, probeHost } from '../build-runner/host-probe.js';
 import { probeSandboxHost, type SandboxHost } from '../build-runner/sandbox-probe.js';
 import { type HostEndpoint, runSandboxSelfTest, type SelfTestReport } from '../build-runner/sandbox-self-test.js';
@@ -49,7 +52,12 @@ export class HostService {
         `GPU ${gpu.index}: ${gpu.name}, compute capability ${gpu.computeCapability}, driver ${gpu.driverVersion}`,
       );
     }
+    const stale = await sweepStaleJobFolders(path.join(this.config.workDir, 'jobs'));
     const gate = await this.checkSandbox();
+    if (stale.length) {
+      const cgroups = await removeStaleJobCgroups(this.sandboxHost().cgroups, stale);
+      this.logger.log(`removed ${stale.length} job folder(s) and ${cgroups} cgroup(s) of workers that are gone`);
+    }
     this.probe.toolchain.sandboxed = gate.report.toolchain;
     if (!gate.report.toolchain.ok) {
       this.probe.problems.push(`the sandboxed driver cannot use ${pythonPath}: ${gate.report.toolchain.problem}`);
