@@ -37,7 +37,7 @@ describe('job folders', () => {
     const mine = await createJobFolder(jobs);
     const dead = await createJobFolder(jobs);
     // The pid of a process that has exited: the worker that made this folder is gone.
-    const exited = spawnSync('true').pid!;
+    const exited = spawnSync('true').pid;
     await writeFile(path.join(dead.dir, '.worker-pid'), `${exited}\n`);
     const legacy = path.join(jobs, 'job-legacy');
     await mkdir(legacy);
