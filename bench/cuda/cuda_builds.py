@@ -153,7 +153,7 @@ def record_machine(out: Path, python: str) -> dict[str, Any]:
             "g++ --version | head -1; $CXX --version 2>&1 | head -1; which nvcc; nvcc --version | tail -2",
             "ls -ld /usr/local/cuda /usr/local/cuda/include 2>&1; ls -l /dev/nvidia* 2>&1",
             "ldconfig -p | grep -E 'libcuda\\.so|libnvidia-ml' ; ls /usr/local/nvidia/lib64 2>&1 | head",
-            "for t in sh unshare setpriv prlimit mount; do echo $t: $(command -v $t); done; setpriv --version",
+            "for t in sh bwrap setpriv prlimit; do echo $t: $(command -v $t); done; setpriv --version; bwrap --version",
             (
                 "for f in --no-new-privs --bounding-set=-all --inh-caps=-all "
                 "--securebits=+noroot,+noroot_locked,+no_setuid_fixup,+no_setuid_fixup_locked,+keep_caps_locked; "
@@ -209,12 +209,21 @@ def write_job(
     jd = Path(job["jobDir"])
     shutil.rmtree(jd, ignore_errors=True)
     jd.mkdir(parents=True)
-    jd.chmod(0o755)
+    jd.chmod(0o711)
     for sub in ("tmp", "cache", "home", "out"):
         (jd / sub).mkdir(mode=0o700)
         os.chown(jd / sub, *NOBODY)
+    # The job's /etc/passwd and /etc/group (sandbox-view.ts sandboxPasswd), bound read-only by the plan.
+    etc = jd / ".sandbox"
+    etc.mkdir(mode=0o755)
+    (etc / "passwd").write_text(
+        "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    )
+    (etc / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    for f in etc.iterdir():
+        f.chmod(0o444)
     shutil.copyfile(model, jd / "model.pt2")
-    (jd / "model.pt2").chmod(0o644)
+    (jd / "model.pt2").chmod(0o444)
     target = plan["targets"][job["targetId"]]
     model_hash = content_hash(model)
     sandbox = json.loads(json.dumps(job["applied"]))
@@ -234,7 +243,7 @@ def write_job(
         "seed": 0,
     }
     (jd / "job.json").write_text(json.dumps(driver_job, indent=2) + "\n")
-    (jd / "job.json").chmod(0o644)
+    (jd / "job.json").chmod(0o444)
 
 
 # ---------------------------------------------------------------------------------------------- sandbox
@@ -247,10 +256,9 @@ def adapt_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     for arg in argv:
         tool = arg.startswith("/") and Path(arg).name in (
             "sh",
-            "unshare",
+            "bwrap",
             "setpriv",
             "prlimit",
-            "mount",
         )
         found = (
             shutil.which(Path(arg).name) if tool and not Path(arg).exists() else None
@@ -270,6 +278,37 @@ def adapt_argv(argv: list[str]) -> tuple[list[str], list[str]]:
         notes.append(f"this setpriv refuses {sorted(bad)}: dropped")
         out = [a for a in out if a not in bad]
     return out, notes
+
+
+def job_cgroup(name: str, memory_bytes: int, pids: int) -> list[str]:
+    """The command prefix that joins a fresh cgroup (v2) with the plan's memory and pids limits, as the worker's
+    sandbox-run.ts does before the privilege drop. The runner's own cgroup must hand memory and pids to its children:
+    when it holds processes (cgroup v2 allows no internal processes then), they move into a leaf first."""
+    own = Path("/sys/fs/cgroup") / Path("/proc/self/cgroup").read_text().strip().split(
+        "::", 1
+    )[1].lstrip("/")
+    if not {"memory", "pids"} <= set(
+        (own / "cgroup.subtree_control").read_text().split()
+    ):
+        leaf = own / "kiln-runner"
+        leaf.mkdir(exist_ok=True)
+        for pid in (own / "cgroup.procs").read_text().split():
+            try:
+                (leaf / "cgroup.procs").write_text(pid)
+            except OSError:
+                pass  # gone meanwhile
+        (own / "cgroup.subtree_control").write_text("+memory +pids")
+    job = own / f"kiln-{name}"
+    job.mkdir(exist_ok=True)
+    (job / "memory.max").write_text(str(memory_bytes))
+    (job / "memory.swap.max").write_text("0")
+    (job / "pids.max").write_text(str(pids))
+    return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(job)]
+
+
+def cgroup_prefix(job: dict[str, Any]) -> list[str]:
+    applied = job["applied"]
+    return job_cgroup(job["name"], applied["memoryBytes"], applied["pidsLimit"])
 
 
 SMOKE = (
@@ -298,7 +337,11 @@ def smoke_ladder(
         extras.append(("sandbox+env", more))
     lines = []
     for mode, extra in [*extras, ("no-sandbox", more)]:
-        cmd = ([] if mode == "no-sandbox" else prefix) + [python, "-c", SMOKE]
+        cmd = ([] if mode == "no-sandbox" else cgroup_prefix(job) + prefix) + [
+            python,
+            "-c",
+            SMOKE,
+        ]
         env = {**job["env"], **extra}
         p = subprocess.run(
             cmd,
@@ -335,7 +378,11 @@ def run_build(
 ) -> Any:
     mode, extra = how
     # Each job its own sandbox command line (its own job folder is the one bound back in).
-    argv = job["argv"] if mode == "no-sandbox" else adapt_argv(job["argv"])[0]
+    argv = (
+        job["argv"]
+        if mode == "no-sandbox"
+        else cgroup_prefix(job) + adapt_argv(job["argv"])[0]
+    )
     argv = argv[argv.index(python) :] if mode == "no-sandbox" else argv
     jd = Path(job["jobDir"])
     dest = out / "jobs" / job["name"]

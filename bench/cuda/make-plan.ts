@@ -7,32 +7,45 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CUDA_TARGETS, findTarget, recipeHash } from '@kiln/targets';
-import { type SandboxCapabilities, sandboxCommandLine } from '../../apps/worker/src/build-runner/sandbox.js';
+import { ETC_ALLOWLIST } from '../../apps/worker/src/build-runner/sandbox-view.js';
+import { planSandbox } from '../../apps/worker/src/build-runner/sandbox-plan.js';
+import type { SandboxHost } from '../../apps/worker/src/build-runner/sandbox-probe.js';
 
 /** Where the run lives on the GPU machine: outside the repo copy (its parents may not be open to nobody). */
 export const DEVICE_ROOT = '/srv/kiln';
 const WORK_ROOT = `${DEVICE_ROOT}/jobs`;
 const PYTHON = '/opt/torch/.venv/bin/python3';
 const SRC = `${DEVICE_ROOT}/src`;
+/**
+ * What the job reads of the GPU machine besides /usr: the venv, the interpreter it was made from, the driver's
+ * source, the loader and compiler files of /etc, NVIDIA's userspace (nvidia-smi's folder) and the GCC that CUDA
+ * builds use. Recorded there (sys.prefix, sys.base_prefix, sys.path; bench/cuda/README.md).
+ */
+const DEVICE_VIEW = [
+  '/opt/torch/.venv',
+  '/opt/gcc',
+  '/usr/local/nvidia',
+  `${SRC}/driver`,
+  `${SRC}/runtime`,
+  `${DEVICE_ROOT}/timing.lock`,
+  ...ETC_ALLOWLIST,
+];
 
-/** What probeSandboxCapabilities finds for a root worker on a Linux host with util-linux (checked there). */
-export const DEVICE_CAPABILITIES: SandboxCapabilities = {
+/** What probeSandboxHost finds for a root worker on that machine (Ubuntu 24.04, cgroup v2, bubblewrap). */
+export const DEVICE_HOST: SandboxHost = {
   uid: 0,
   gid: 0,
   isRoot: true,
-  tools: {
-    sh: '/bin/sh',
-    unshare: '/usr/bin/unshare',
-    setpriv: '/usr/bin/setpriv',
-    prlimit: '/usr/bin/prlimit',
-    mount: '/usr/bin/mount',
-  },
-  namespaces: { mode: 'privileged', pidAndMount: true },
-  dropTo: { user: 'nobody', uid: 65534, gid: 65534 },
-  setprivHardening: ['--no-new-privs', '--bounding-set=-all', '--inh-caps=-all'],
-  cgroups: null,
+  tools: { sh: '/bin/sh', bwrap: '/usr/bin/bwrap', setpriv: '/usr/bin/setpriv', prlimit: '/usr/bin/prlimit' },
+  bwrapVersion: 'bubblewrap',
+  account: { user: 'nobody', uid: 65534, gid: 65534 },
+  bwrapWorks: true,
+  // cuda_builds.py puts each job in a cgroup (memory.max, pids.max) of its own before this command line.
+  cgroups: { version: 2, parent: '/sys/fs/cgroup', controllers: ['memory', 'pids'] },
   nofileHardLimit: 1_048_576,
-  notes: ['sandbox replayed by bench/cuda/cuda_builds.py from a plan made off the machine: no cgroup layer'],
+  rootSymlinks: { '/bin': 'usr/bin', '/lib': 'usr/lib', '/lib64': 'usr/lib64', '/sbin': 'usr/sbin' },
+  rootFolders: ['/usr'],
+  notes: ['sandbox replayed by bench/cuda/cuda_builds.py from a plan made off the machine'],
 };
 
 const MODELS = ['mlp', 'cnn', 'transformer'] as const;
@@ -45,10 +58,24 @@ async function main(): Promise<void> {
     for (const model of MODELS) {
       const name = `${model}-${target.id.replace('linux-x86_64-cuda-', '')}`;
       const jobDir = `${WORK_ROOT}/job-${name}`;
-      // planSandbox checks the job folder's parents on this machine: make them look like the GPU machine's.
-      await mkdir(jobDir, { recursive: true, mode: 0o755 });
       const outputs = `${jobDir}/out`;
-      const command = await sandboxCommandLine(
+      const env = {
+        TMPDIR: `${jobDir}/tmp`,
+        HOME: `${jobDir}/home`,
+        TORCHINDUCTOR_CACHE_DIR: `${jobDir}/cache`,
+        PYTHONNOUSERSITE: '1',
+        PYTHONSAFEPATH: '1',
+        PYTHONDONTWRITEBYTECODE: '1',
+        PYTHONUNBUFFERED: '1',
+        // What the worker adds for a GPU job: the GPU slot it holds (PCI bus order, as nvidia-smi numbers them),
+        // the host's timing lock (builds side by side take turns to time) and the driver's source (the worker's
+        // venv has it installed).
+        PYTHONPATH: `${SRC}/driver:${SRC}/runtime`,
+        CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
+        CUDA_VISIBLE_DEVICES: '0',
+        KILN_TIMING_LOCK: `${DEVICE_ROOT}/timing.lock`,
+      };
+      const plan = planSandbox(
         {
           argv: [
             PYTHON,
@@ -64,31 +91,16 @@ async function main(): Promise<void> {
           ],
           cwd: jobDir,
           jobDir,
-          // What runCompileDriver passes, plus what the worker adds for a GPU job: the GPU slot it holds (PCI bus
-          // order, as nvidia-smi numbers them), the host's timing lock (builds side by side take turns to time)
-          // and the driver's source (the worker's venv has it installed).
-          env: {
-            TMPDIR: `${jobDir}/tmp`,
-            HOME: `${jobDir}/home`,
-            TORCHINDUCTOR_CACHE_DIR: `${jobDir}/cache`,
-            PYTHONNOUSERSITE: '1',
-            PYTHONSAFEPATH: '1',
-            PYTHONDONTWRITEBYTECODE: '1',
-            PYTHONUNBUFFERED: '1',
-            PYTHONPATH: `${SRC}/driver:${SRC}/runtime`,
-            CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
-            CUDA_VISIBLE_DEVICES: '0',
-            KILN_TIMING_LOCK: `${DEVICE_ROOT}/timing.lock`,
-          },
+          env,
           timeoutMs: 600_000,
           memoryBytes: 32 * 1024 ** 3,
-          writablePaths: ['tmp', 'cache', 'home', 'out'].map((d) => `${jobDir}/${d}`),
-          hidePaths: [WORK_ROOT],
-          allowRlimitAs: false,
-          capabilities: DEVICE_CAPABILITIES,
+          readOnly: [...DEVICE_VIEW, `${jobDir}/model.pt2`, `${jobDir}/job.json`],
+          writable: ['tmp', 'cache', 'home', 'out'].map((d) => `${jobDir}/${d}`),
+          devices: ['/dev/nvidia0', '/dev/nvidiactl', '/dev/nvidia-uvm', '/dev/nvidia-uvm-tools'],
         },
-        DEVICE_CAPABILITIES,
+        DEVICE_HOST,
       );
+      const command = { argv: plan.argv, env: plan.env, applied: plan.record };
       jobs.push({ name, model, targetId: target.id, jobDir, ...command });
     }
   }

@@ -7,6 +7,9 @@ import { WorkerModule } from './worker.module.js';
 // A Nest application context (no HTTP port): Temporal workers plus the services their activities use.
 const app = await NestFactory.createApplicationContext(WorkerModule);
 app.enableShutdownHooks();
-const { queues } = await app.get(TemporalWorkersService).start();
+const { queues, buildsRefused } = await app.get(TemporalWorkersService).start();
 // scripts/stack.sh waits for this exact line.
 new Logger('Kiln').log(`worker ready, polling: ${queues.join(', ')}`);
+if (buildsRefused) {
+  new Logger('Kiln').error(`this worker serves NO build queue: the build sandbox does not hold (${buildsRefused})`);
+}

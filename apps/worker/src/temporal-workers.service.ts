@@ -25,10 +25,12 @@ export class TemporalWorkersService implements OnApplicationShutdown {
     private readonly builder: BuildActivitiesService,
   ) {}
 
-  async start(): Promise<{ queues: string[] }> {
+  /** Starts the workers; `buildsRefused` names the missing sandbox walls when the build role serves nothing. */
+  async start(): Promise<{ queues: string[]; buildsRefused: string | null }> {
     this.connection = await NativeConnection.connect({ address: this.config.TEMPORAL_ADDRESS });
     const common = { connection: this.connection, namespace: this.config.TEMPORAL_NAMESPACE };
     const roles = this.config.KILN_WORKER_ROLES;
+    let buildsRefused: string | null = null;
 
     if (roles.includes('orchestrator')) {
       const o = this.orchestrator;
@@ -46,7 +48,10 @@ export class TemporalWorkersService implements OnApplicationShutdown {
       );
     }
     if (roles.includes('build')) {
+      // Runs the sandbox self-test: without every wall (and without the explicit opt-out) no build queue is served.
       await this.host.init();
+      const gate = this.host.sandboxGate();
+      if (!gate.serveBuilds) buildsRefused = gate.report.failed.map((c) => c.wall).join(', ');
       // CPU queues: KILN_WORKER_BUILD_CONCURRENCY builds at once. CUDA queues: one build per GPU of the target's
       // compute capability, each pinned to its GPU (a host without such a GPU serves no CUDA queue at all).
       for (const queue of this.host.servedQueues()) {
@@ -68,11 +73,16 @@ export class TemporalWorkersService implements OnApplicationShutdown {
         );
       }
     }
+    if (this.workers.length === 0) {
+      throw new Error(
+        'nothing to run: the build role serves no queue (see the log above for why) and the orchestrator role is off',
+      );
+    }
     this.running = Promise.all(this.workers.map((w) => w.run())).catch((err: unknown) => {
       this.logger.error(`A Temporal worker stopped: ${String(err)}`);
       process.exitCode = 1;
     });
-    return { queues: this.workers.map((w) => w.options.taskQueue) };
+    return { queues: this.workers.map((w) => w.options.taskQueue), buildsRefused };
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -115,6 +115,16 @@ export class KilnConfig {
   @Transform(toInt) @IsOptional() @IsInt() @Min(1) @Max(4) KILN_X86_LEVEL_CAP: 1 | 2 | 3 | 4 | null = null;
   /** Builds one worker runs at once per target queue. */
   @Transform(toInt) @IsInt() @Min(1) KILN_WORKER_BUILD_CONCURRENCY = 1;
+  /**
+   * The build sandbox: `enforce` (a build worker serves no build queue unless its self-test finds every wall in
+   * place) or `insecure-local` (builds run with whatever walls this host has; every build log line and the
+   * manifest say so, and the resolver never hands such artifacts to devices unless asked). docs/security.md.
+   */
+  @IsIn(['enforce', 'insecure-local']) KILN_SANDBOX: 'enforce' | 'insecure-local' = 'enforce';
+  /** The bubblewrap binary jobs run in (default: `bwrap` on the PATH). */
+  @IsString() KILN_SANDBOX_BWRAP = '';
+  /** Most processes and threads one build may have at once (cgroup pids limit). */
+  @Transform(toInt) @IsInt() @Min(64) KILN_BUILD_PIDS_LIMIT = 4096;
 
   /** Absolute path of a path setting, relative to the process's working directory (the repo root locally). */
   resolvePath(p: string): string {

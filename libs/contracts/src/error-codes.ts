@@ -69,6 +69,8 @@ export const ErrorCode = {
   COMPILE_OOM: 'COMPILE_OOM',
   DRIVER_CRASHED: 'DRIVER_CRASHED',
   TOOLCHAIN_MISMATCH: 'TOOLCHAIN_MISMATCH',
+  /** The worker could not put up every wall of the build sandbox for this build: nothing ran (another worker may). */
+  SANDBOX_UNAVAILABLE: 'SANDBOX_UNAVAILABLE',
   /** A reduced-precision target (e.g. bf16) cannot be built for this model: converting the program failed. */
   PRECISION_UNSUPPORTED: 'PRECISION_UNSUPPORTED',
   INPUT_RANGE_NARROWED: 'INPUT_RANGE_NARROWED',

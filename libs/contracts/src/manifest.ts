@@ -135,9 +135,20 @@ export interface TimingResult {
   /** Best-of-`runs` wall time of one call of the compiled artifact (same protocol). */
   compiledMs: number;
   speedup: number;
+  /** Interleaved rounds measured (fewer than the job asked when `truncated`). */
   runs: number;
   threads: number;
   inputShapes: number[][];
+  /**
+   * The host timing lock during the measurement: `exclusive` (no other build compiled or timed meanwhile),
+   * `contended` (the bounded wait for it ran out and the measurement went on beside other builds: noisier),
+   * `none` (no lock on that host). Absent in manifests written before it existed.
+   */
+  lock?: 'exclusive' | 'contended' | 'none';
+  /** Seconds the build waited for the lock (at most the job's `timing.lockWaitSeconds`). */
+  lockWaitS?: number;
+  /** The measurement's time budget (`timing.maxSeconds`) ended it before `runs` rounds. */
+  truncated?: boolean;
 }
 
 export interface BuildGpu {

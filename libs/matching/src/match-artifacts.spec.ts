@@ -366,3 +366,61 @@ describe('resolveArtifact: precision', () => {
     assert.deepEqual(rejectedReasons(r, 'a-odd'), ['its manifest names an unknown precision "int4"']);
   });
 });
+
+describe('resolveArtifact: build sandbox', () => {
+  const insecureRecord = {
+    mode: 'insecure-local',
+    missing: [
+      { wall: 'network', why: 'bubblewrap (bwrap) is not installed' },
+      { wall: 'memory-limit', why: 'no usable cgroup memory controller' },
+    ],
+  };
+  const withSandbox = (artifactId: string, sandbox: Record<string, unknown> | undefined, speedup: number) => {
+    const c = makeCandidate({ artifactId, requires: { x86Level: 3 }, speedup });
+    return sandbox ? { ...c, manifest: { ...c.manifest, build: { sandbox: sandbox as never } } } : c;
+  };
+
+  it('never hands out an artifact built with KILN_SANDBOX=insecure-local by default, however fast', () => {
+    const insecure = withSandbox('a-insecure', insecureRecord, 9.9);
+    const enforced = withSandbox('a-enforced', { mode: 'enforced', missing: [] }, 1.2);
+    const r = resolveArtifact(AVX2_LAPTOP_FINGERPRINT, [insecure, enforced]);
+    assert.equal(r.chosen?.artifactId, 'a-enforced');
+    const [reason, ...others] = rejectedReasons(r, 'a-insecure');
+    assert.equal(others.length, 0);
+    assert.equal(
+      reason,
+      'built without the full build sandbox (KILN_SANDBOX=insecure-local; missing: network, memory-limit): a model ' +
+        'compiled there could have tampered with its own artifact; set acceptInsecureBuilds to allow it (development only)',
+    );
+
+    const alone = resolveArtifact(AVX2_LAPTOP_FINGERPRINT, [insecure]);
+    assert.equal(alone.chosen, null);
+    assert.match(alone.fallback.reason, /no compiled artifact fits this device: 1 rejected/);
+  });
+
+  it('serves it when the request accepts insecure builds, and says so among the reasons', () => {
+    const insecure = withSandbox('a-insecure', insecureRecord, 2);
+    const r = resolveArtifact(AVX2_LAPTOP_FINGERPRINT, [insecure], { acceptInsecureBuilds: true });
+    assert.equal(r.chosen?.artifactId, 'a-insecure');
+    assert.ok(
+      r.chosen?.reasons.includes(
+        'built without the full build sandbox (KILN_SANDBOX=insecure-local; missing: network, memory-limit); ' +
+          'this request accepts insecure builds',
+      ),
+      JSON.stringify(r.chosen?.reasons),
+    );
+  });
+
+  it('judges manifests without a recorded mode (written before it existed) by their other rules', () => {
+    const legacy = withSandbox('a-legacy', { network: 'none', user: 'nobody' }, 1.5);
+    const none = withSandbox('a-none', undefined, 1.4);
+    const r = resolveArtifact(AVX2_LAPTOP_FINGERPRINT, [legacy, none]);
+    assert.deepEqual(r.rejected, []);
+    assert.deepEqual(r.ranked.map((x) => x.artifactId).sort(), ['a-legacy', 'a-none']);
+    assert.equal(checkCandidate(AVX2_LAPTOP_FINGERPRINT, withSandbox('x', insecureRecord, 1)).compatible, false);
+    assert.equal(
+      checkCandidate(AVX2_LAPTOP_FINGERPRINT, withSandbox('x', insecureRecord, 1), undefined, true).compatible,
+      true,
+    );
+  });
+});

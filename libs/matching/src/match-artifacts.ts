@@ -1,4 +1,4 @@
-import type { ArtifactManifest, ArtifactPrecision } from '@kiln/contracts';
+import type { ArtifactManifest, ArtifactPrecision, JsonValue } from '@kiln/contracts';
 import { describeDeviceX86Level, describeX86Level, deviceX86Level, missingX86Flags } from './cpu-level.js';
 import type { DeviceFingerprint } from './fingerprint.js';
 import {
@@ -17,6 +17,8 @@ export interface Candidate {
   /** `precision` is absent from manifests written before it existed: those are fp32. */
   manifest: Pick<ArtifactManifest, 'requires' | 'verification' | 'isaCheck' | 'timing'> & {
     precision?: ArtifactPrecision | null;
+    /** What the build sandbox enforced (`build.sandbox`); only its `mode` and `missing` matter here. */
+    build?: { sandbox?: Record<string, JsonValue> };
   };
 }
 
@@ -37,6 +39,12 @@ export interface ResolveOptions {
    * fp32 is always accepted: it is what the portable fallback computes anyway.
    */
   acceptPrecisions?: readonly ArtifactPrecision[];
+  /**
+   * Accept artifacts built without the full build sandbox (a worker started with KILN_SANDBOX=insecure-local;
+   * default false). A build that could escape its sandbox could have tampered with its own artifact, so these
+   * are for the developer's own machine only: devices never get one unless their request asks.
+   */
+  acceptInsecureBuilds?: boolean;
 }
 
 export interface RankedArtifact {
@@ -109,6 +117,30 @@ function checkPrecision(manifest: Candidate['manifest'], accept: ReadonlySet<str
       `computes in ${precision}: reduced precision changes the numbers it returns (verified only to a ${precision} ` +
         `tolerance against the fp32 portable graph); this request accepts ${[...accept].sort().join(', ')} — ` +
         `list "${precision}" in acceptPrecisions to allow it`,
+    );
+  }
+}
+
+/**
+ * Build sandbox: an artifact whose manifest records the insecure-local opt-out was built by a worker that lacked
+ * some wall of the sandbox (no network namespace, no memory limit, …), so the model it compiled could have reached
+ * the host or altered the artifact. Refused unless the request accepts insecure builds. Manifests written before
+ * the sandbox recorded its mode carry none and are judged by their other rules.
+ */
+function checkSandbox(manifest: Candidate['manifest'], acceptInsecure: boolean, log: RuleLog): void {
+  const sandbox = manifest.build?.sandbox;
+  if (!sandbox || sandbox.mode !== 'insecure-local') return;
+  const missing = Array.isArray(sandbox.missing)
+    ? sandbox.missing
+        .map((m) => (m && typeof m === 'object' && !Array.isArray(m) && typeof m.wall === 'string' ? m.wall : null))
+        .filter((w): w is string => w !== null)
+    : [];
+  const what = `built without the full build sandbox (KILN_SANDBOX=insecure-local; missing: ${missing.join(', ') || 'unknown'})`;
+  if (acceptInsecure) log.pass(`${what}; this request accepts insecure builds`);
+  else {
+    log.fail(
+      `${what}: a model compiled there could have tampered with its own artifact; ` +
+        'set acceptInsecureBuilds to allow it (development only)',
     );
   }
 }
@@ -273,6 +305,7 @@ export function checkCandidate(
   fp: DeviceFingerprint,
   candidate: Candidate,
   acceptPrecisions: readonly ArtifactPrecision[] = DEFAULT_ACCEPT_PRECISIONS,
+  acceptInsecureBuilds = false,
 ): CandidateCheck {
   const log = new RuleLog();
   const accept = new Set<string>(['fp32', ...acceptPrecisions]);
@@ -286,6 +319,7 @@ export function checkCandidate(
   checkLibstdcxx(fp, req, log);
   checkPrecision(candidate.manifest, accept, log);
   checkValidation(candidate.manifest, log);
+  checkSandbox(candidate.manifest, acceptInsecureBuilds, log);
   return { compatible: log.failed.length === 0, passed: log.passed, failed: log.failed };
 }
 
@@ -402,7 +436,7 @@ export function resolveArtifact(
   const compatible: RankEntry[] = [];
   const rejected: Resolution['rejected'] = [];
   for (const candidate of candidates) {
-    const check = checkCandidate(fp, candidate, acceptPrecisions);
+    const check = checkCandidate(fp, candidate, acceptPrecisions, opts.acceptInsecureBuilds === true);
     if (!check.compatible) {
       rejected.push({ artifactId: candidate.artifactId, targetId: candidate.targetId, reasons: check.failed });
       continue;

@@ -15,7 +15,7 @@ from .compare import ieee_fp32
 from .compile import compile_program, load_program, program_on
 from .elf_needs import read_needs
 from .errors import DriverError, ErrorCode
-from .host_lock import host_lock
+from .host_lock import DEFAULT_WAIT_S, host_lock
 from .input_checks import accepted_dims, narrowed_dims, narrowed_range_error, set_is_accepted
 from .inputs import input_shapes, materialize, plan_inputs
 from .isa import check_isa
@@ -26,7 +26,7 @@ from .package_parts import split_package
 from .precision import convert_program
 from .progress import Events, log
 from .toolchain import BuildGpu, build_gpu, check_toolchain
-from .verify import VerifyRequest, verify_in_fresh_process
+from .verify import DEFAULT_TIMING_MAX_S, VerifyRequest, verify_in_fresh_process
 
 MANIFEST_FILE = "manifest.json"
 ERROR_FILE = "error.json"
@@ -141,8 +141,8 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events) -> 
     example = materialize(plan["sets"][0], plan["seed"], recipe["device"])
     # The plan stays the fp32 program's: the converted one keeps its interface (dtypes, dims, ranges).
     ep = convert_program(ep, precision, plan, example, work)
-    # Shared: compiles run side by side, but never while another build on this host is timing.
-    with host_lock(exclusive=False):
+    # Shared: compiles run side by side, but never while another build on this host is timing (bounded wait).
+    with host_lock(exclusive=False, wait_s=float(job["timing"].get("lockWaitSeconds", DEFAULT_WAIT_S))):
         compiled = compile_program(ep, example, job, compiler, work / "compiled")
     del ep
 
@@ -215,6 +215,8 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events) -> 
         "precision": precision,
         "warmup": job["timing"]["warmup"],
         "runs": job["timing"]["runs"],
+        "maxSeconds": float(job["timing"].get("maxSeconds", DEFAULT_TIMING_MAX_S)),
+        "lockWaitSeconds": float(job["timing"].get("lockWaitSeconds", DEFAULT_WAIT_S)),
         "workDir": str(work / "verify"),
     }
     verification, timing = verify_in_fresh_process(request, work / "verify-request.json", events)

@@ -1,4 +1,4 @@
-"""Command line: `python -m kiln_driver build ...` (the worker's entry point) and `verify` (internal).
+"""Command line: `python -m kiln_driver build ...` (the worker's entry point), `verify` and `sandbox-check` (internal).
 
 Exit codes: 0 success; 3 deterministic failure (error.json says why; do not retry); 1 transient failure or
 crash (retry, maybe on another worker); 2 bad command line.
@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--verbose", action="store_true")
     verify = sub.add_parser("verify", help="internal: verify and time an artifact in this fresh process")
     verify.add_argument("--request", type=Path, required=True)
+    check = sub.add_parser("sandbox-check", help="internal: report what a job sees inside the build sandbox")
+    check.add_argument("--expect", type=Path, help="what to try (JSON from the worker's self-test)")
+    check.add_argument("--hang", action="store_true", help="sleep until killed (the worker's timeout check)")
     return parser
 
 
@@ -82,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         from .verify import run_child
 
         return run_child(args.request, events)
+    if args.command == "sandbox-check":
+        from .sandbox_check import run_check
+
+        return run_check(args.expect, args.hang, events)
     return _build(args, events)
 
 

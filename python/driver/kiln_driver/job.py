@@ -50,9 +50,14 @@ class JobHost(TypedDict):
     driverVersion: str | None
 
 
-class JobTiming(TypedDict):
+class _JobTimingRequired(TypedDict):
     warmup: int
     runs: int
+
+
+class JobTiming(_JobTimingRequired, total=False):
+    maxSeconds: float  # bound of the whole measurement (default 60)
+    lockWaitSeconds: float  # bound of every wait for the host timing lock (default 120)
 
 
 class Job(TypedDict):
@@ -120,6 +125,11 @@ def parse_job(raw: Any) -> Job:
     timing = _need(raw, "timing", dict, "job")
     if _need(timing, "warmup", int, "timing") < 0 or _need(timing, "runs", int, "timing") < 1:
         raise _bad("timing.warmup must be >= 0 and timing.runs >= 1")
+    for key in ("maxSeconds", "lockWaitSeconds"):
+        if key in timing and (isinstance(timing[key], bool) or not isinstance(timing[key], (int, float))):
+            raise _bad(f"timing.{key} must be a number")
+        if key in timing and timing[key] < 0:
+            raise _bad(f"timing.{key} must be >= 0")
     _need(raw, "seed", int, "job")
     return raw  # type: ignore[no-any-return]
 

@@ -23,7 +23,7 @@ from typing import Any, Literal, TypedDict
 
 from .compare import compare_outputs, ieee_fp32, interleaved_best_ms, sync
 from .errors import DriverError, ErrorCode, short_traceback
-from .host_lock import host_lock
+from .host_lock import DEFAULT_WAIT_S, host_lock
 from .input_checks import accepted_dims, is_input_range_error, narrowed_dims, narrowed_range_error
 from .inputs import InputPlan, call_args, input_shapes, materialize
 from .package_parts import assemble_package
@@ -52,6 +52,12 @@ class _VerifyRequestRequired(TypedDict):
 class VerifyRequest(_VerifyRequestRequired, total=False):
     # What the artifact computes in; the reference is always the fp32 portable graph. Absent = fp32.
     precision: str
+    # Bounds of the timing (absent: the defaults below): the whole measurement, and the wait for the host lock.
+    maxSeconds: float
+    lockWaitSeconds: float
+
+
+DEFAULT_TIMING_MAX_S = 60.0
 
 
 class _VerificationRequired(TypedDict):
@@ -74,9 +80,14 @@ class TimingResult(TypedDict):
     eagerMs: float
     compiledMs: float
     speedup: float
-    runs: int
+    runs: int  # interleaved rounds measured (fewer than asked when `truncated`)
     threads: int
     inputShapes: list[list[int]]
+    # The host timing lock: "exclusive" (no other build compiled or timed meanwhile), "contended" (the bounded
+    # wait for it ran out and the measurement went on beside other builds), "none" (no lock on this host).
+    lock: str
+    lockWaitS: float
+    truncated: bool  # the time budget (maxSeconds) ended the measurement before `runs` rounds
 
 
 # ------------------------------------------------------------------------------------------------- child
@@ -278,24 +289,38 @@ class _Child:
         import torch
 
         warmup, runs = self.req["warmup"], self.req["runs"]
-        with torch.no_grad(), host_lock(exclusive=True):
-            eager_ms, compiled_ms = interleaved_best_ms(
-                [lambda: self.call(reference, flat), lambda: self.call(compiled, flat)], warmup, runs, self.device
+        max_s = float(self.req.get("maxSeconds", DEFAULT_TIMING_MAX_S))
+        lock_wait_s = float(self.req.get("lockWaitSeconds", DEFAULT_WAIT_S))
+        with torch.no_grad(), host_lock(exclusive=True, wait_s=lock_wait_s) as lock:
+            timed = interleaved_best_ms(
+                [lambda: self.call(reference, flat), lambda: self.call(compiled, flat)],
+                warmup,
+                runs,
+                self.device,
+                max_seconds=max_s,
             )
+        eager_ms, compiled_ms = timed["bestMs"]
         timing: TimingResult = {
             "eagerMs": round(eager_ms, 4),
             "compiledMs": round(compiled_ms, 4),
             "speedup": round(eager_ms / compiled_ms, 3) if compiled_ms > 0 else 0.0,
-            "runs": runs,
+            "runs": timed["runs"],
             "threads": torch.get_num_threads(),
             "inputShapes": shapes,
+            "lock": lock["lock"],
+            "lockWaitS": lock["waitedS"],
+            "truncated": timed["truncated"],
         }
         log.info(
-            "timing: eager %.3f ms, compiled %.3f ms (%.2fx, %d threads)",
+            "timing: eager %.3f ms, compiled %.3f ms (%.2fx, %d threads, %d of %d rounds, host lock %s after %.1f s)",
             eager_ms,
             compiled_ms,
             timing["speedup"],
             timing["threads"],
+            timed["runs"],
+            runs,
+            lock["lock"],
+            lock["waitedS"],
         )
         return timing
 

@@ -51,7 +51,7 @@ SUB_KEYS = {
         "device",
         "referencePrecision",
     },
-    "timing": {"eagerMs", "compiledMs", "speedup", "runs", "threads", "inputShapes"},
+    "timing": {"eagerMs", "compiledMs", "speedup", "runs", "threads", "inputShapes", "lock", "lockWaitS", "truncated"},
     "build": {"compileSeconds", "host", "gpu", "sandbox", "finishedAt"},
 }
 

@@ -21,6 +21,8 @@ from kiln_driver.verify import mismatch_message
 def test_parse_job_accepts_the_contract() -> None:
     job = make_job(3)
     assert parse_job(job) is job
+    job["timing"].update(maxSeconds=30, lockWaitSeconds=2.5)  # the bounds of the timing lock and measurement
+    assert parse_job(job) is job
 
 
 @pytest.mark.parametrize(
@@ -33,6 +35,9 @@ def test_parse_job_accepts_the_contract() -> None:
         lambda j: j.update(seed=True),
         lambda j: j["recipe"]["toolchain"].update(cxx=""),
         lambda j: j["recipe"].update(precision="int8"),
+        lambda j: j["timing"].update(lockWaitSeconds=-1),
+        lambda j: j["timing"].update(maxSeconds="forever"),
+        lambda j: j["timing"].update(maxSeconds=True),
     ],
 )
 def test_parse_job_rejects_bad_jobs(mutate) -> None:

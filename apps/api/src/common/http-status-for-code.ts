@@ -73,6 +73,7 @@ export function httpStatusFor(code: ErrorCode): HttpStatus {
     case ErrorCode.COMPILE_OOM:
     case ErrorCode.DRIVER_CRASHED:
     case ErrorCode.TOOLCHAIN_MISMATCH:
+    case ErrorCode.SANDBOX_UNAVAILABLE:
     case ErrorCode.PRECISION_UNSUPPORTED:
     case ErrorCode.INPUT_RANGE_NARROWED:
     case ErrorCode.NO_WORKER:

@@ -2,6 +2,7 @@ import { ApiProperty } from '@nestjs/swagger';
 import {
   ArrayMaxSize,
   IsArray,
+  IsBoolean,
   IsIn,
   IsInt,
   IsNotEmpty,
@@ -62,6 +63,17 @@ export class ResolveRequestDto {
   @ArrayMaxSize(ARTIFACT_PRECISIONS.length)
   @IsIn(ARTIFACT_PRECISIONS, { each: true })
   acceptPrecisions?: ArtifactPrecision[];
+
+  @ApiProperty({
+    required: false,
+    default: false,
+    description:
+      'Also accept artifacts built without the full build sandbox (a worker run with KILN_SANDBOX=insecure-local, ' +
+      'for development only). Default false: such artifacts are rejected with the reason, whatever else fits.',
+  })
+  @IsOptional()
+  @IsBoolean()
+  acceptInsecureBuilds?: boolean;
 }
 
 export class ResolvedPartDto {

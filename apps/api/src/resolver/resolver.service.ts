@@ -67,7 +67,9 @@ export class ResolverService {
       });
     }
     const contextKey = [tenantId, dto.model, dto.version ?? '', dto.channel ?? ''].join('\0');
-    const answerKey = `${contextKey}\0${JSON.stringify(checked.value)}\0${(dto.acceptPrecisions ?? []).join(',')}`;
+    const answerKey =
+      `${contextKey}\0${JSON.stringify(checked.value)}\0${(dto.acceptPrecisions ?? []).join(',')}` +
+      `\0${dto.acceptInsecureBuilds === true ? 'insecure' : ''}`;
     const cached = this.answers.get(answerKey);
     if (cached) return inScope(cached, modelScope);
     const context = await this.context(tenantId, contextKey, dto);
@@ -115,7 +117,10 @@ export class ResolverService {
       targetId: a.targetId,
       manifest: a.manifest,
     }));
-    const resolution = resolveArtifact(fingerprint, candidates, { acceptPrecisions: dto.acceptPrecisions });
+    const resolution = resolveArtifact(fingerprint, candidates, {
+      acceptPrecisions: dto.acceptPrecisions,
+      acceptInsecureBuilds: dto.acceptInsecureBuilds === true,
+    });
 
     const ttl = this.config.KILN_PRESIGN_TTL_S;
     const fallbackUrl = await this.storage.presignGet(version.objectKey, ttl, `${model.name}-v${version.number}.pt2`);

@@ -55,6 +55,8 @@ export const ERROR_EXPLANATIONS: Partial<Record<ErrorCode, string>> = {
   COMPILE_OOM: 'The compile went over the memory limit.',
   DRIVER_CRASHED: 'The compile driver or worker died; Kiln retried it.',
   TOOLCHAIN_MISMATCH: 'The worker’s torch or compiler is not the recipe’s.',
+  SANDBOX_UNAVAILABLE:
+    'The worker could not isolate the build (its sandbox is incomplete), so nothing ran; Kiln retried it.',
   NO_WORKER: 'No worker serving this target picked the build up in time.',
   MODEL_INTEGRITY_MISMATCH: 'The stored model is not the one validated at upload; nothing was compiled.',
   CANCELLED: 'The compilation was cancelled.',

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Injectable, Logger } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
@@ -13,10 +12,12 @@ import { ArtifactSigner } from '@kiln/signing';
 import { ObjectStorage, objectKeys } from '@kiln/storage';
 import { findTarget, recipeHash } from '@kiln/targets';
 import type { BuildActivities, BuildTargetInput, BuildTargetResult } from '@kiln/temporal';
-import { runCompileDriver } from '../build-runner/driver-runner.js';
-import { type GpuLease, gpuEnvironment } from '../build-runner/gpu-slots.js';
+import { INSECURE_LOG_PREFIX, runCompileDriver } from '../build-runner/driver-runner.js';
+import type { GpuLease } from '../build-runner/gpu-slots.js';
+import { gpuDevices } from '../build-runner/sandbox-view.js';
 import { writeVerifiedModel } from '../build-runner/verified-download.js';
 import { HostService } from '../host/host.service.js';
+import { BUILD_TIMING, compileJobSettings, ensureTimingLock } from './compile-job-settings.js';
 
 const HEARTBEAT_EVERY_MS = 5_000;
 const LOG_TAIL_CHARS = 64 * 1024;
@@ -60,28 +61,9 @@ export class BuildActivitiesService implements BuildActivities {
     let phase = 'downloading';
     const heartbeat = setInterval(() => ctx.heartbeat({ phase }), HEARTBEAT_EVERY_MS);
     ctx.heartbeat({ phase });
-    const downloadDir = path.join(this.config.workDir, 'downloads');
-    const modelPath = path.join(downloadDir, `${input.buildId}-${attempt}.pt2`);
     let gpu: GpuLease | null = null;
     try {
       const version = await this.versions.findOneByOrFail({ id: input.modelVersionId, tenantId: input.tenantId });
-      await mkdir(downloadDir, { recursive: true });
-      try {
-        // The driver only ever sees bytes with the sha256 and size recorded when the upload was validated.
-        await writeVerifiedModel(await this.storage.getStream(version.objectKey), modelPath, {
-          sha256: version.storedSha256,
-          size: version.storedSizeBytes,
-        });
-      } catch (err) {
-        if (!(err instanceof KilnError) || err.code !== ErrorCode.MODEL_INTEGRITY_MISMATCH) throw err;
-        this.logger.error(`build ${input.buildId}: ${err.message}`);
-        throw ApplicationFailure.create({
-          type: err.code,
-          message: err.message,
-          nonRetryable: true,
-          details: [err.details ?? {}],
-        });
-      }
 
       // A CUDA build holds one GPU of its compute capability from here to the end of the driver run: it compiles
       // for it, verifies and times on it, and sees no other (CUDA_VISIBLE_DEVICES).
@@ -92,15 +74,32 @@ export class BuildActivitiesService implements BuildActivities {
       }
       gpu = gpuPool ? await gpuPool.acquire(ctx.cancellationSignal) : null;
 
+      let integrityError: KilnError | null = null;
       let writtenPhase = phase;
       let phaseWrites: Promise<unknown> = Promise.resolve();
       const outcome = await runCompileDriver({
-        env: { KILN_TIMING_LOCK: await this.timingLock(), ...(gpu ? gpuEnvironment(gpu) : {}) },
-        pythonPath: this.config.resolvePath(this.config.KILN_PYTHON),
-        modelPath,
-        workRoot: path.join(this.config.workDir, 'jobs'),
-        timeoutMs: this.config.KILN_BUILD_TIMEOUT_S * 1000,
-        memoryBytes: this.config.KILN_BUILD_MEMORY_MB * 1024 * 1024,
+        ...compileJobSettings(this.config, {
+          timingLock: await ensureTimingLock(this.config),
+          host: this.host.sandboxHost(),
+          gpu,
+          gpuDevices: gpu ? await gpuDevices() : [],
+        }),
+        // The model goes straight into this build's own job folder (readable by this job only), and the driver only
+        // ever sees bytes with the sha256 and size recorded when the upload was validated.
+        model: {
+          write: async (dest) => {
+            phase = 'downloading';
+            try {
+              await writeVerifiedModel(await this.storage.getStream(version.objectKey), dest, {
+                sha256: version.storedSha256,
+                size: version.storedSizeBytes,
+              });
+            } catch (err) {
+              if (err instanceof KilnError && err.code === ErrorCode.MODEL_INTEGRITY_MISMATCH) integrityError = err;
+              throw err;
+            }
+          },
+        },
         signal: ctx.cancellationSignal,
         job: {
           targetId: target.id,
@@ -110,7 +109,7 @@ export class BuildActivitiesService implements BuildActivities {
           cacheKey: input.cacheKey,
           requires: target.requires,
           host: this.host.hostInfo(gpu?.index),
-          timing: { warmup: 3, runs: 20 },
+          timing: { ...BUILD_TIMING },
           seed: 0,
         },
         onProgress: (p) => {
@@ -128,6 +127,17 @@ export class BuildActivitiesService implements BuildActivities {
         },
       });
       await phaseWrites;
+      if (integrityError) {
+        await outcome.cleanup();
+        const err: KilnError = integrityError;
+        this.logger.error(`build ${input.buildId}: ${err.message}`);
+        throw ApplicationFailure.create({
+          type: err.code,
+          message: err.message,
+          nonRetryable: true,
+          details: [err.details ?? {}],
+        });
+      }
       try {
         if (!outcome.ok) {
           await this.builds.update(
@@ -153,20 +163,7 @@ export class BuildActivitiesService implements BuildActivities {
     } finally {
       gpu?.release();
       clearInterval(heartbeat);
-      await rm(modelPath, { force: true });
     }
-  }
-
-  /**
-   * The host lock of kiln_driver (host_lock.py): compiles hold it shared and timing holds it exclusive, so a
-   * build measures its artifact while no other build on this host compiles. Readable by the sandbox user.
-   */
-  private async timingLock(): Promise<string> {
-    const dir = path.join(this.config.workDir, 'locks');
-    await mkdir(dir, { recursive: true, mode: 0o755 });
-    const file = path.join(dir, 'timing.lock');
-    await writeFile(file, '', { flag: 'a', mode: 0o644 });
-    return file;
   }
 
   /**
@@ -224,7 +221,8 @@ export class BuildActivitiesService implements BuildActivities {
         finishedAt: new Date(),
       },
     );
-    this.logger.log(`build ${buildId} ${status} (artifact ${artifactId})`);
+    const insecure = this.config.KILN_SANDBOX === 'insecure-local' && status === 'succeeded';
+    this.logger.log(`${insecure ? INSECURE_LOG_PREFIX : ''}build ${buildId} ${status} (artifact ${artifactId})`);
   }
 }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { access, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -57,6 +57,10 @@ export interface CgroupStats {
   limitHits: number;
   /** Peak memory use of the job, when the kernel reports it. */
   peakBytes: number | null;
+  /** Forks the pids limit refused (pids.events "max"). */
+  pidsRefused: number;
+  /** CPU periods in which the job was throttled by its CPU quota (cpu.stat nr_throttled). */
+  cpuThrottled: number;
 }
 
 /** One line of /proc/self/cgroup: `hierarchy-id:controllers:path`. */
@@ -341,7 +345,9 @@ function counter(text: string | null, key: string): number {
 }
 
 export async function readJobCgroupStats(job: JobCgroup): Promise<CgroupStats> {
-  if (!job.memoryDir) return { oomKills: 0, limitHits: 0, peakBytes: null };
+  const pidsRefused = job.pidsDir ? counter(await readText(path.join(job.pidsDir, 'pids.events')), 'max') : 0;
+  const cpuThrottled = job.cpuDir ? counter(await readText(path.join(job.cpuDir, 'cpu.stat')), 'nr_throttled') : 0;
+  if (!job.memoryDir) return { oomKills: 0, limitHits: 0, peakBytes: null, pidsRefused, cpuThrottled };
   if (job.version === 1) {
     const oomControl = await readText(path.join(job.memoryDir, 'memory.oom_control'));
     const failcnt = Number((await readText(path.join(job.memoryDir, 'memory.failcnt')))?.trim() ?? 0);
@@ -350,6 +356,8 @@ export async function readJobCgroupStats(job: JobCgroup): Promise<CgroupStats> {
       oomKills: counter(oomControl, 'oom_kill'),
       limitHits: failcnt || 0,
       peakBytes: peak ? Number(peak) : null,
+      pidsRefused,
+      cpuThrottled,
     };
   }
   const events = await readText(path.join(job.memoryDir, 'memory.events'));
@@ -358,6 +366,8 @@ export async function readJobCgroupStats(job: JobCgroup): Promise<CgroupStats> {
     oomKills: counter(events, 'oom_kill'),
     limitHits: counter(events, 'max'),
     peakBytes: peak ? Number(peak) : null,
+    pidsRefused,
+    cpuThrottled,
   };
 }
 
@@ -407,4 +417,23 @@ export async function removeJobCgroup(job: JobCgroup): Promise<string[]> {
     if (!removed) left.push(dir);
   }
   return left;
+}
+
+/** Removes the (empty) cgroups left by jobs whose folders were swept (`kiln-<job folder>-<random>`); best effort. */
+export async function removeStaleJobCgroups(layout: CgroupLayout | null, jobFolderNames: string[]): Promise<number> {
+  if (!layout || jobFolderNames.length === 0) return 0;
+  const parents = layout.version === 1 ? [layout.memory, layout.pids, layout.cpu] : [layout.parent];
+  let removed = 0;
+  for (const parent of parents.filter((p): p is string => p !== null)) {
+    for (const entry of await readdir(parent).catch(() => [] as string[])) {
+      if (!jobFolderNames.some((name) => entry.startsWith(`kiln-${name}-`))) continue;
+      try {
+        await rmdir(path.join(parent, entry));
+        removed++;
+      } catch {
+        // still holds a process (or already gone): leave it
+      }
+    }
+  }
+  return removed;
 }

@@ -3,12 +3,19 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode } from '@kiln/contracts';
 import { findTarget, recipeHash } from '@kiln/targets';
-import { type DriverOutcome, type DriverProgress, parseProgress, runCompileDriver } from './driver-runner.js';
-import { probeSandboxCapabilities, type SandboxCapabilities } from './sandbox.js';
+import {
+  type DriverOutcome,
+  type DriverProgress,
+  INSECURE_LOG_PREFIX,
+  parseProgress,
+  runCompileDriver,
+} from './driver-runner.js';
+import type { SandboxHost } from './sandbox-probe.js';
+import { requireFullSandbox } from './testing/require-sandbox.js';
 
 // The real driver needs torch and ~40 s per build; these tests use a fake `kiln_driver` package (fixtures/
 // fake-driver) that speaks the same protocol, to check how every way a build can end is mapped.
@@ -19,10 +26,7 @@ const target = findTarget('linux-x86_64-v3')!;
 let scratch: string;
 let workRoot: string;
 let modelPath: string;
-let caps: SandboxCapabilities;
-
 before(async () => {
-  caps = await probeSandboxCapabilities();
   scratch = await mkdtemp(path.join(os.tmpdir(), 'kiln-driver-spec-'));
   await chmod(scratch, 0o755);
   workRoot = path.join(scratch, 'jobs');
@@ -35,14 +39,18 @@ after(async () => {
 });
 
 async function build(
+  t: TestContext,
   mode: string,
   extra: Partial<Parameters<typeof runCompileDriver>[0]> = {},
-): Promise<{ outcome: DriverOutcome; progress: DriverProgress[]; logLines: string[] }> {
+): Promise<{ outcome: DriverOutcome; progress: DriverProgress[]; logLines: string[]; host: SandboxHost }> {
+  const host = await requireFullSandbox(t);
+  assert.ok(host);
   const progress: DriverProgress[] = [];
   const logLines: string[] = [];
   const outcome = await runCompileDriver({
+    host,
     pythonPath: PYTHON,
-    modelPath,
+    model: { file: modelPath },
     workRoot,
     timeoutMs: 4_000,
     memoryBytes: 256 * 1024 * 1024,
@@ -63,7 +71,7 @@ async function build(
     },
     ...extra,
   });
-  return { outcome, progress, logLines };
+  return { outcome, progress, logLines, host };
 }
 
 function failure(outcome: DriverOutcome): Extract<DriverOutcome, { ok: false }> {
@@ -72,8 +80,8 @@ function failure(outcome: DriverOutcome): Extract<DriverOutcome, { ok: false }> 
 }
 
 describe('runCompileDriver', () => {
-  it('returns a verified manifest, its parts and the progress of a successful build', async () => {
-    const { outcome, progress, logLines } = await build('success');
+  it('returns a verified manifest, its parts and the progress of a successful build', async (t) => {
+    const { outcome, progress, logLines, host } = await build(t, 'success');
     assert.equal(outcome.ok, true, outcome.log);
     if (!outcome.ok) return;
     assert.deepEqual(
@@ -98,13 +106,21 @@ describe('runCompileDriver', () => {
     const job = JSON.parse(await readFile(path.join(outcome.jobDir, 'job.json'), 'utf8')) as Record<string, unknown>;
     const planned = job.sandbox as Record<string, unknown>;
     assert.equal(planned.timeoutMs, 4_000);
-    assert.equal(planned.memoryBytes, caps.cgroups || caps.tools.prlimit ? 256 * 1024 * 1024 : null);
+    assert.equal(planned.memoryBytes, 256 * 1024 * 1024);
+    assert.equal(planned.mode, 'enforced');
     assert.deepEqual(manifest.build.sandbox, outcome.sandbox);
-    assert.equal(manifest.build.sandbox.network, caps.namespaces ? 'none' : 'host');
+    assert.equal(manifest.build.sandbox.network, 'none');
+    assert.equal(manifest.build.sandbox.mode, 'enforced');
+    // The model and the job file are the only host files of the job folder it sees (read-only).
+    const view = (manifest.build.sandbox.view as { readOnly: string[] }).readOnly;
+    assert.ok(
+      view.includes(path.join(outcome.jobDir, 'model.pt2')) && view.includes(path.join(outcome.jobDir, 'job.json')),
+    );
+    assert.ok(!view.some((p) => p === workRoot || p === outcome.jobDir));
 
     const saw = (manifest as unknown as { fakeDriverSaw: { uid: number; env: string[]; sysPath0: string } })
       .fakeDriverSaw;
-    if (caps.dropTo) assert.equal(saw.uid, caps.dropTo.uid);
+    assert.equal(saw.uid, host.account!.uid);
     for (const key of ['TMPDIR', 'HOME', 'TORCHINDUCTOR_CACHE_DIR', 'PYTHONNOUSERSITE', 'PYTHONSAFEPATH']) {
       assert.ok(saw.env.includes(key), key);
     }
@@ -119,8 +135,8 @@ describe('runCompileDriver', () => {
     await outcome.cleanup(); // idempotent
   });
 
-  it('maps exit 3 + error.json to a non-retryable error with the driver’s code and details', async () => {
-    const { outcome } = await build('unsupported-op');
+  it('maps exit 3 + error.json to a non-retryable error with the driver’s code and details', async (t) => {
+    const { outcome } = await build(t, 'unsupported-op');
     const f = failure(outcome);
     assert.equal(f.code, ErrorCode.UNSUPPORTED_OP);
     assert.equal(f.retryable, false);
@@ -131,60 +147,59 @@ describe('runCompileDriver', () => {
     await f.cleanup();
   });
 
-  it('maps another exit with error.json to that code, retryable (e.g. TOOLCHAIN_MISMATCH)', async () => {
-    const f = failure((await build('toolchain-mismatch')).outcome);
+  it('maps another exit with error.json to that code, retryable (e.g. TOOLCHAIN_MISMATCH)', async (t) => {
+    const f = failure((await build(t, 'toolchain-mismatch')).outcome);
     assert.equal(f.code, 'TOOLCHAIN_MISMATCH');
     assert.equal(f.retryable, true);
     await f.cleanup();
   });
 
-  it('turns an unknown error code into DRIVER_CRASHED, keeping what the driver said', async () => {
-    const f = failure((await build('unknown-code')).outcome);
+  it('turns an unknown error code into DRIVER_CRASHED, keeping what the driver said', async (t) => {
+    const f = failure((await build(t, 'unknown-code')).outcome);
     assert.equal(f.code, ErrorCode.DRIVER_CRASHED);
     assert.equal(f.details?.driverCode, 'SOMETHING_NEW');
     await f.cleanup();
   });
 
-  it('maps a crash without error.json to DRIVER_CRASHED, retryable', async () => {
-    const crash = failure((await build('crash')).outcome);
+  it('maps a crash without error.json to DRIVER_CRASHED, retryable', async (t) => {
+    const crash = failure((await build(t, 'crash')).outcome);
     assert.equal(crash.code, ErrorCode.DRIVER_CRASHED);
     assert.equal(crash.retryable, true);
     assert.match(crash.message, /exited with code 1: fake-driver: Traceback/);
     await crash.cleanup();
 
-    const segv = failure((await build('segfault')).outcome);
+    const segv = failure((await build(t, 'segfault')).outcome);
     assert.equal(segv.code, ErrorCode.DRIVER_CRASHED);
     assert.match(segv.message, /killed by SIGSEGV/);
     await segv.cleanup();
   });
 
-  it('maps a timeout to COMPILE_TIMEOUT (not retryable)', async () => {
-    const started = Date.now();
-    const f = failure((await build('sleep', { timeoutMs: 600 })).outcome);
+  it('maps a timeout to COMPILE_TIMEOUT (not retryable)', async (t) => {
+    const f = failure((await build(t, 'sleep', { timeoutMs: 600 })).outcome);
     assert.equal(f.code, ErrorCode.COMPILE_TIMEOUT);
     assert.equal(f.retryable, false);
-    assert.ok(Date.now() - started < 4_000);
+    assert.equal(f.details?.timeoutMs, 600);
     await f.cleanup();
   });
 
-  it('maps the memory limit to COMPILE_OOM (not retryable)', async () => {
-    const f = failure((await build('oom', { memoryBytes: 128 * 1024 * 1024 })).outcome);
+  it('maps the memory limit to COMPILE_OOM (not retryable)', async (t) => {
+    const f = failure((await build(t, 'oom', { memoryBytes: 128 * 1024 * 1024 })).outcome);
     assert.equal(f.code, ErrorCode.COMPILE_OOM, f.log);
     assert.equal(f.retryable, false);
     assert.match(f.message, /memory limit of 128 MiB/);
     await f.cleanup();
   });
 
-  it('maps an abort to CANCELLED', async () => {
+  it('maps an abort to CANCELLED', async (t) => {
     const controller = new AbortController();
-    const pending = build('sleep', { signal: controller.signal });
+    const pending = build(t, 'sleep', { signal: controller.signal });
     setTimeout(() => controller.abort(), 300);
     const f = failure((await pending).outcome);
     assert.equal(f.code, ErrorCode.CANCELLED);
     await f.cleanup();
   });
 
-  it('rejects output it cannot trust: bad hashes, symlinks, another job’s manifest, no manifest', async () => {
+  it('rejects output it cannot trust: bad hashes, symlinks, another job’s manifest, no manifest', async (t) => {
     for (const [mode, why] of [
       ['bad-hash', /content hashes to/],
       ['symlink-part', /is a symlink/],
@@ -193,27 +208,79 @@ describe('runCompileDriver', () => {
       ['wrong-precision', /manifest precision is "bf16", the recipe says fp32/],
       ['lower-level', /manifest requires x86-64-v2, below the target's v3/],
     ] as const) {
-      const f = failure((await build(mode)).outcome);
+      const f = failure((await build(t, mode)).outcome);
       assert.equal(f.code, ErrorCode.DRIVER_CRASHED, mode);
       assert.match(f.message, why, mode);
       await f.cleanup();
     }
   });
 
-  it('never reads error.json through a symlink (it could point at any file the worker can read)', async () => {
-    const f = failure((await build('symlink-error')).outcome);
+  it('never reads error.json through a symlink (it could point at any file the worker can read)', async (t) => {
+    const f = failure((await build(t, 'symlink-error')).outcome);
     assert.equal(f.code, ErrorCode.DRIVER_CRASHED);
     assert.equal(f.details?.errorJson, 'error.json is a symlink');
     assert.doesNotMatch(JSON.stringify(f), /root:x:0:0/);
     await f.cleanup();
   });
 
-  it('returns a retryable failure, not an exception, when the job cannot be prepared', async () => {
-    const f = failure((await build('success', { modelPath: path.join(scratch, 'missing.pt2') })).outcome);
+  it('returns a retryable failure, not an exception, when the job cannot be prepared', async (t) => {
+    const f = failure((await build(t, 'success', { model: { file: path.join(scratch, 'missing.pt2') } })).outcome);
     assert.equal(f.code, ErrorCode.DRIVER_CRASHED);
     assert.equal(f.retryable, true);
     assert.match(f.message, /could not prepare the build/);
     await f.cleanup();
+  });
+
+  it('writes the model straight into the build’s own job folder (no shared downloads folder), read-only', async (t) => {
+    let dest = '';
+    const { outcome } = await build(t, 'success', {
+      model: {
+        write: async (to) => {
+          dest = to;
+          await writeFile(to, 'downloaded model bytes', { mode: 0o600 });
+        },
+      },
+    });
+    assert.equal(outcome.ok, true, outcome.log);
+    assert.equal(dest, path.join(outcome.jobDir, 'model.pt2'));
+    assert.equal((await stat(dest)).mode & 0o777, 0o444);
+    assert.deepEqual(await readdir(workRoot), [path.basename(outcome.jobDir)]);
+    await outcome.cleanup();
+  });
+
+  it('runs nothing and answers SANDBOX_UNAVAILABLE (retryable) when a wall is missing', async (t) => {
+    const host = await requireFullSandbox(t);
+    const { outcome } = await build(t, 'success', { host: { ...host!, cgroups: null } });
+    const f = failure(outcome);
+    assert.equal(f.code, ErrorCode.SANDBOX_UNAVAILABLE);
+    assert.equal(f.retryable, true);
+    assert.deepEqual(
+      (f.details?.missing as { wall: string }[]).map((m) => m.wall),
+      ['memory-limit', 'pids-limit'],
+    );
+    assert.equal(f.sandbox, null, 'the driver never started');
+    await f.cleanup();
+  });
+
+  it('with KILN_SANDBOX=insecure-local marks every log line and records the mode in the manifest', async (t) => {
+    const host = await requireFullSandbox(t);
+    const { outcome, logLines } = await build(t, 'success', {
+      host: { ...host!, cgroups: null },
+      insecureLocal: true,
+    });
+    assert.equal(outcome.ok, true, outcome.log);
+    if (!outcome.ok) return;
+    assert.equal(outcome.manifest.build.sandbox.mode, 'insecure-local');
+    assert.deepEqual(
+      (outcome.manifest.build.sandbox.missing as { wall: string }[]).map((m) => m.wall),
+      ['memory-limit', 'pids-limit'],
+    );
+    const lines = outcome.log.trimEnd().split('\n');
+    assert.ok(lines.length > 3);
+    for (const line of lines) assert.ok(line.startsWith(INSECURE_LOG_PREFIX), line);
+    assert.match(outcome.log, /INSECURE: built without memory-limit/);
+    for (const line of logLines) assert.ok(line.startsWith(INSECURE_LOG_PREFIX), line);
+    await outcome.cleanup();
   });
 
   it('leaves no job folders behind once cleaned up', async () => {

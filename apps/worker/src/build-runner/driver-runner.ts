@@ -1,28 +1,23 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, copyFile, link, lstat, mkdir, mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, lstat, open, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type ArtifactManifest, ErrorCode, MANIFEST_VERSION } from '@kiln/contracts';
 import type { CompileRecipe, TargetRequirement } from '@kiln/targets';
 import {
-  planSandbox,
-  probeSandboxCapabilities,
-  runSandboxed,
-  type RunSandboxedOptions,
-  type SandboxApplied,
-  type SandboxCapabilities,
-  type SandboxResult,
-} from './sandbox.js';
+  createJobFolder,
+  type JobFolder,
+  jobSandboxRequest,
+  type JobSandboxSettings,
+  placeModelFile,
+} from './job-folder.js';
+import { planSandbox, type SandboxRecord, SandboxUnavailableError } from './sandbox-plan.js';
+import { runSandboxed, type SandboxResult } from './sandbox-run.js';
 
 /**
  * Runs the Python compile driver (`python -m kiln_driver build …`) for one job inside the sandbox and turns
  * whatever happened into a typed outcome: a verified manifest with its parts on disk, or an error code the
- * activity hands to Temporal (retryable or not).
- *
- * Job folder (`workRoot/job-XXXXXX`, owned by the worker, 0755):
- *   job.json    the job, including the sandbox that is applied (the manifest records it)
- *   model.pt2   the model, hard-linked when it is world-readable, else copied (read-only)
- *   tmp/ cache/ home/ out/   the only folders the sandboxed driver may write (owned by the sandbox user)
+ * activity hands to Temporal (retryable or not). The job folder and what the job sees: job-folder.ts.
  * The driver writes `out/manifest.json` + `out/parts/<sha256>` on success, `out/error.json` on failure.
  * Everything in out/ was written by untrusted code: it is read without following symlinks, size-capped,
  * and every part is re-hashed before anyone uploads it.
@@ -42,7 +37,11 @@ export interface DriverJob {
   host: { cpuModel: string; x86Level: number | null; gpuName: string | null; driverVersion: string | null };
   /** What the sandbox enforces for this build; filled by runCompileDriver. */
   sandbox: Record<string, unknown>;
-  timing: { warmup: number; runs: number };
+  /**
+   * Timing protocol. `maxSeconds` bounds the whole measurement, `lockWaitSeconds` every wait for the host's
+   * timing lock (a build never waits on another build for longer: it measures anyway and says so).
+   */
+  timing: { warmup: number; runs: number; maxSeconds?: number; lockWaitSeconds?: number };
   seed: number;
 }
 
@@ -54,27 +53,18 @@ export interface DriverProgress {
   elapsedS: number;
 }
 
-export interface RunCompileDriverOptions {
-  pythonPath: string;
+/** The build's model: a file to place in the job folder, or a writer that puts it there (the build's download). */
+export type DriverModelSource = { file: string } | { write: (dest: string) => Promise<void> };
+
+export interface RunCompileDriverOptions extends JobSandboxSettings {
   driverModule?: 'kiln_driver';
-  modelPath: string;
+  model: DriverModelSource;
   /** The job; its `sandbox` field is filled here from what the sandbox will enforce. */
   job: Omit<DriverJob, 'sandbox'> & { sandbox?: Record<string, unknown> };
-  /** Parent of the job folders. Created 0711 when missing: the sandbox user may pass through, not list. */
-  workRoot: string;
-  timeoutMs: number;
-  memoryBytes: number;
   signal?: AbortSignal;
   onProgress?: (p: DriverProgress) => void;
   /** Every line the driver writes to stderr (its readable log), as it comes. */
   onLogLine?: (line: string) => void;
-  /** Extra environment for the driver (PYTHONPATH when it is not installed in the venv, thread settings, …). */
-  env?: Record<string, string>;
-  killGraceMs?: number;
-  pidsLimit?: number;
-  cpus?: number;
-  /** Sandbox capabilities to use instead of probing this host. */
-  capabilities?: SandboxCapabilities;
 }
 
 interface OutcomeBase {
@@ -82,7 +72,7 @@ interface OutcomeBase {
   log: string;
   jobDir: string;
   /** What the sandbox enforced, null when the driver never started. */
-  sandbox: SandboxApplied | null;
+  sandbox: SandboxRecord | null;
   durationMs: number;
   /** Removes the job folder; call it once the parts are uploaded (idempotent). */
   cleanup: () => Promise<void>;
@@ -109,79 +99,56 @@ const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_ERROR_JSON_BYTES = 1024 * 1024;
 const MAX_MESSAGE_CHARS = 4000;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+/** Prefix of every build-log line of a build that ran without the full sandbox (KILN_SANDBOX=insecure-local). */
+export const INSECURE_LOG_PREFIX = '[kiln:INSECURE-SANDBOX] ';
 
 export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<DriverOutcome> {
   const started = Date.now();
-  let jobDir = '';
+  let folder: JobFolder | null = null;
   const cleanup = async (): Promise<void> => {
-    if (jobDir) await rm(jobDir, { recursive: true, force: true });
+    await folder?.remove();
   };
-  const base = (log: string, sandbox: SandboxApplied | null): OutcomeBase => ({
-    log,
-    jobDir,
+  const base = (log: string, sandbox: SandboxRecord | null): OutcomeBase => ({
+    log: sandbox?.mode === 'insecure-local' ? markInsecure(log) : log,
+    jobDir: folder?.dir ?? '',
     sandbox,
     durationMs: Date.now() - started,
     cleanup,
   });
 
-  let sandboxOpts: RunSandboxedOptions;
-  let outDir: string;
+  let request: Awaited<ReturnType<typeof jobSandboxRequest>>;
   try {
-    const workRoot = path.resolve(opts.workRoot);
-    await mkdir(workRoot, { recursive: true, mode: 0o711 });
-    jobDir = await mkdtemp(path.join(workRoot, 'job-'));
-    await chmod(jobDir, 0o755);
-    const dirs = { tmp: 'tmp', cache: 'cache', home: 'home', out: 'out' };
-    for (const sub of Object.values(dirs)) await mkdir(path.join(jobDir, sub), { mode: 0o700 });
-    outDir = path.join(jobDir, 'out');
-    const modelPath = path.join(jobDir, 'model.pt2');
-    await placeModel(opts.modelPath, modelPath);
-    const jobPath = path.join(jobDir, 'job.json');
-
-    const caps = opts.capabilities ?? (await probeSandboxCapabilities());
-    sandboxOpts = {
-      argv: [
-        opts.pythonPath,
-        '-m',
-        opts.driverModule ?? 'kiln_driver',
-        'build',
-        '--model',
-        modelPath,
-        '--job',
-        jobPath,
-        '--out',
-        outDir,
-      ],
-      cwd: jobDir,
-      jobDir,
-      env: {
-        TMPDIR: path.join(jobDir, 'tmp'),
-        HOME: path.join(jobDir, 'home'),
-        TORCHINDUCTOR_CACHE_DIR: path.join(jobDir, 'cache'),
-        PYTHONNOUSERSITE: '1',
-        // -m must not import modules from the job folder (cwd) before the installed driver.
-        PYTHONSAFEPATH: '1',
-        PYTHONDONTWRITEBYTECODE: '1',
-        PYTHONUNBUFFERED: '1',
-        ...opts.env,
-      },
-      timeoutMs: opts.timeoutMs,
-      memoryBytes: opts.memoryBytes,
-      signal: opts.signal,
-      killGraceMs: opts.killGraceMs,
-      pidsLimit: opts.pidsLimit,
-      cpus: opts.cpus,
-      writablePaths: Object.values(dirs).map((d) => path.join(jobDir, d)),
-      // Other jobs' folders (other tenants' models) are invisible inside the sandbox.
-      hidePaths: [workRoot],
-      // CUDA reserves huge virtual ranges: a per-process address-space limit would break every GPU build.
-      allowRlimitAs: opts.job.recipe.device !== 'cuda',
-      capabilities: caps,
-    };
-    const planned = await planSandbox(sandboxOpts, caps);
-    const job: DriverJob = { ...opts.job, sandbox: planned };
-    await writeFile(jobPath, `${JSON.stringify(job, null, 2)}\n`, { mode: 0o644 });
+    folder = await createJobFolder(opts.workRoot);
+    if ('file' in opts.model) await placeModelFile(opts.model.file, folder.modelPath);
+    else {
+      await opts.model.write(folder.modelPath);
+      await chmod(folder.modelPath, 0o444);
+    }
+    request = await jobSandboxRequest(opts, folder, [
+      '-m',
+      opts.driverModule ?? 'kiln_driver',
+      'build',
+      '--model',
+      folder.modelPath,
+      '--job',
+      folder.jobPath,
+      '--out',
+      folder.outDir,
+    ]);
+    const planned = planSandbox(request, request.host).record;
+    const job: DriverJob = { ...opts.job, sandbox: planned as unknown as Record<string, unknown> };
+    await writeFile(folder.jobPath, `${JSON.stringify(job, null, 2)}\n`, { mode: 0o444 });
   } catch (err) {
+    if (err instanceof SandboxUnavailableError) {
+      return {
+        ok: false,
+        code: ErrorCode.SANDBOX_UNAVAILABLE,
+        message: err.message,
+        details: { missing: err.missing },
+        retryable: true,
+        ...base(`[kiln] ${err.message}: nothing ran\n`, null),
+      };
+    }
     return {
       ok: false,
       code: ErrorCode.DRIVER_CRASHED,
@@ -192,33 +159,38 @@ export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<D
   }
 
   const strayStdout: string[] = [];
+  const insecure = request.insecureLocal === true;
   let result: SandboxResult;
   try {
     result = await runSandboxed({
-      ...sandboxOpts,
+      ...request,
+      signal: opts.signal,
       onStdoutLine: (line) => {
         const progress = parseProgress(line);
         if (progress) opts.onProgress?.(progress);
         else if (line.trim() && strayStdout.length < 200) strayStdout.push(line);
       },
-      onStderrLine: opts.onLogLine,
+      onStderrLine: opts.onLogLine && ((line) => opts.onLogLine!(insecure ? `${INSECURE_LOG_PREFIX}${line}` : line)),
     });
   } catch (err) {
     return {
       ok: false,
-      code: ErrorCode.DRIVER_CRASHED,
+      code: err instanceof SandboxUnavailableError ? ErrorCode.SANDBOX_UNAVAILABLE : ErrorCode.DRIVER_CRASHED,
       message: `could not start the sandbox: ${(err as Error).message}`,
       retryable: true,
       ...base(`[kiln] could not start the sandbox: ${(err as Error).message}\n`, null),
     };
   }
 
-  const outcome = await classify(result, opts, outDir);
+  const outcome = await classify(result, opts, folder.outDir);
   const log = buildLog(result, strayStdout, outcome);
   if (outcome.ok) {
     // The worker, not the driver, is the authority on what the sandbox enforced.
-    outcome.manifest.build = { ...outcome.manifest.build, sandbox: result.applied };
-    return { ok: true, manifest: outcome.manifest, partsDir: outcome.partsDir, ...base(log, result.applied) };
+    outcome.manifest.build = {
+      ...outcome.manifest.build,
+      sandbox: result.record as unknown as ArtifactManifest['build']['sandbox'],
+    };
+    return { ok: true, manifest: outcome.manifest, partsDir: outcome.partsDir, ...base(log, result.record) };
   }
   return {
     ok: false,
@@ -226,8 +198,15 @@ export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<D
     message: outcome.message,
     ...(outcome.details ? { details: outcome.details } : {}),
     retryable: outcome.retryable,
-    ...base(log, result.applied),
+    ...base(log, result.record),
   };
+}
+
+function markInsecure(log: string): string {
+  return log
+    .split('\n')
+    .map((line, i, all) => (i === all.length - 1 && line === '' ? '' : `${INSECURE_LOG_PREFIX}${line}`))
+    .join('\n');
 }
 
 /** A JSON progress line of the driver, or null for anything else. */
@@ -244,22 +223,6 @@ export function parseProgress(line: string): DriverProgress | null {
   } catch {
     return null;
   }
-}
-
-/** Hard link when the sandbox user can read the original anyway, else a read-only copy (never chown the caller's file). */
-async function placeModel(source: string, dest: string): Promise<void> {
-  const st = await stat(source);
-  if (!st.isFile()) throw new Error(`${source} is not a regular file`);
-  if (st.mode & 0o004) {
-    try {
-      await link(source, dest);
-      return;
-    } catch {
-      // another file system (EXDEV) or no hard links: copy
-    }
-  }
-  await copyFile(source, dest);
-  await chmod(dest, 0o444);
 }
 
 type Classified =
@@ -478,7 +441,7 @@ async function hashUntrustedFile(file: string): Promise<{ sha256: string; size: 
 }
 
 function buildLog(result: SandboxResult, strayStdout: string[], outcome: Classified): string {
-  const a = result.applied;
+  const a = result.record;
   const how = result.timedOut
     ? `timed out after ${formatSeconds(a.timeoutMs)}`
     : result.cancelled
@@ -495,7 +458,11 @@ function buildLog(result: SandboxResult, strayStdout: string[], outcome: Classif
     result.stderrTail.replace(/\n?$/, '\n'),
     ...(strayStdout.length ? [`[kiln] other output on stdout:\n${strayStdout.join('\n').slice(-8192)}\n`] : []),
     `[kiln] the driver ${how} after ${formatSeconds(result.durationMs)}; ` +
-      `sandbox: network ${a.network}, user ${a.user}, ${memory}\n`,
+      `sandbox ${a.mode} (${a.tool ?? 'no bubblewrap'}): network ${a.network}, files ${a.filesystem}, ` +
+      `user ${a.user}, ${memory}, pids ${a.pidsLimit ?? 'unlimited'}\n`,
+    ...(a.missing.length
+      ? [`[kiln] INSECURE: built without ${a.missing.map((m) => `${m.wall} (${m.why})`).join(', ')}\n`]
+      : []),
     outcome.ok ? '' : `[kiln] ${outcome.code}: ${outcome.message}\n`,
   ];
   return lines.join('');

@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import path from 'node:path';
 import { capX86Flags, parseCpuinfoFlags, TARGETS, type TargetDefinition, x86LevelFromFlags } from '@kiln/targets';
-import { findExecutable, runSandboxed, SANDBOX_PATH } from './sandbox.js';
+import { createJobFolder, jobSandboxRequest, type JobSandboxSettings } from './job-folder.js';
+import { findExecutable, SANDBOX_PATH } from './sandbox-probe.js';
+import { runSandboxed } from './sandbox-run.js';
 
 /**
  * What a build worker finds out about its host before it polls any queue: CPU (→ x86-64 level), arch,
@@ -483,23 +484,31 @@ except Exception as e:
 print(json.dumps(out))
 `;
 
-/** Can the sandbox user (nobody, no network) run `pythonPath` and start torch subprocesses with it? */
+/**
+ * Can the sandbox user (nobody, no network, the toolchain view) run `pythonPath` and start torch subprocesses
+ * with it? The worker itself learns this from its sandbox self-test; this is the same question for any Python.
+ */
 export async function checkSandboxedPython(
   pythonPath: string,
-  opts: { workRoot?: string; timeoutMs?: number } = {},
+  opts: Partial<Pick<JobSandboxSettings, 'workRoot' | 'timeoutMs' | 'insecureLocal' | 'host'>> = {},
 ): Promise<SandboxedPythonCheck> {
-  const jobDir = await mkdtemp(path.join(opts.workRoot ?? os.tmpdir(), 'kiln-python-check-'));
+  const folder = await createJobFolder(opts.workRoot ?? os.tmpdir());
   try {
-    await chmod(jobDir, 0o755);
-    const result = await runSandboxed({
-      argv: [pythonPath, '-c', SANDBOX_PYTHON_PROBE],
-      cwd: jobDir,
-      jobDir,
-      env: { PYTHONNOUSERSITE: '1', PYTHONSAFEPATH: '1', PYTHONDONTWRITEBYTECODE: '1' },
-      timeoutMs: opts.timeoutMs ?? 180_000,
-      memoryBytes: 4 * 1024 * 1024 * 1024,
-      killGraceMs: 1_000,
-    });
+    const request = await jobSandboxRequest(
+      {
+        pythonPath,
+        workRoot: folder.dir,
+        timeoutMs: opts.timeoutMs ?? 180_000,
+        memoryBytes: 4 * 1024 * 1024 * 1024,
+        killGraceMs: 1_000,
+        insecureLocal: opts.insecureLocal,
+        host: opts.host,
+      },
+      folder,
+      ['-c', SANDBOX_PYTHON_PROBE],
+    );
+    await Promise.all([folder.modelPath, folder.jobPath].map((f) => writeFile(f, '', { mode: 0o444 })));
+    const result = await runSandboxed(request);
     const line = lastLine(result.stdoutTail);
     let parsed: { python?: string; torch?: string | null; error?: string | null } = {};
     try {
@@ -511,13 +520,11 @@ export async function checkSandboxedPython(
     const torch = parsed.torch ?? null;
     const problem = torch
       ? null
-      : (parsed.error ??
-        `exit ${result.exitCode ?? result.signal}: ${lastLine(result.stderrTail) ?? 'no output'}` +
-          (result.applied.notes.length ? ` (${result.applied.notes.join('; ')})` : ''));
+      : (parsed.error ?? `exit ${result.exitCode ?? result.signal}: ${lastLine(result.stderrTail) ?? 'no output'}`);
     return { ok: torch !== null, python, torch, problem };
   } catch (err) {
     return { ok: false, python: null, torch: null, problem: (err as Error).message };
   } finally {
-    await rm(jobDir, { recursive: true, force: true });
+    await folder.remove();
   }
 }

@@ -1,8 +1,15 @@
+import path from 'node:path';
 import { Injectable, Logger } from '@nestjs/common';
 import { KilnConfig } from '@kiln/config';
 import { findTarget, TARGETS, taskQueueFor } from '@kiln/targets';
+import { compileJobSettings, ensureTimingLock, protectedPaths } from '../activities/compile-job-settings.js';
+import { removeStaleJobCgroups } from '../build-runner/cgroup-limits.js';
 import { GpuSlotPool } from '../build-runner/gpu-slots.js';
+import { sweepStaleJobFolders } from '../build-runner/job-folder.js';
 import { type BuildQueue, buildQueues, type HostProbe, probeHost } from '../build-runner/host-probe.js';
+import { probeSandboxHost, type SandboxHost } from '../build-runner/sandbox-probe.js';
+import { type HostEndpoint, runSandboxSelfTest, type SelfTestReport } from '../build-runner/sandbox-self-test.js';
+import { gpuDevices } from '../build-runner/sandbox-view.js';
 
 export interface HostInfo {
   cpuModel: string;
@@ -11,9 +18,20 @@ export interface HostInfo {
   driverVersion: string | null;
 }
 
+/** Whether this worker may serve build queues, after its sandbox self-test. */
+export interface SandboxGate {
+  serveBuilds: boolean;
+  /** Builds run without every wall (KILN_SANDBOX=insecure-local and a wall is missing). */
+  insecure: boolean;
+  /** CUDA queues: the GPU is usable inside the sandbox. */
+  gpuOk: boolean;
+  report: SelfTestReport;
+}
+
 /**
  * This host as the build worker sees it: probed once at start, decides which target queues to poll, how many
- * builds of each run at once, and which GPU each CUDA build gets (one pool per compute capability).
+ * builds of each run at once, and which GPU each CUDA build gets (one pool per compute capability). No build
+ * queue at all unless the sandbox self-test finds every wall in place (or the operator opted out, loudly).
  */
 @Injectable()
 export class HostService {
@@ -21,14 +39,14 @@ export class HostService {
   private probe?: HostProbe;
   private queues?: BuildQueue[];
   private readonly gpuPools = new Map<string, GpuSlotPool>();
+  private sandbox?: { host: SandboxHost; gate: SandboxGate };
 
   constructor(private readonly config: KilnConfig) {}
 
   async init(): Promise<HostProbe> {
-    this.probe = await probeHost({
-      pythonPath: this.config.resolvePath(this.config.KILN_PYTHON),
-      x86LevelCap: this.config.KILN_X86_LEVEL_CAP,
-    });
+    const pythonPath = this.config.resolvePath(this.config.KILN_PYTHON);
+    // The Python as the sandboxed driver sees it comes from the self-test below, which runs it exactly so.
+    this.probe = await probeHost({ pythonPath, sandboxCheck: false, x86LevelCap: this.config.KILN_X86_LEVEL_CAP });
     if (this.probe.x86LevelCap !== null) {
       this.logger.warn(
         `KILN_X86_LEVEL_CAP=${this.probe.x86LevelCap}: probing this CPU as x86-64-v${this.probe.x86Level}`,
@@ -39,12 +57,126 @@ export class HostService {
         `GPU ${gpu.index}: ${gpu.name}, compute capability ${gpu.computeCapability}, driver ${gpu.driverVersion}`,
       );
     }
+    const stale = await sweepStaleJobFolders(path.join(this.config.workDir, 'jobs'));
+    const gate = await this.checkSandbox();
+    if (stale.length) {
+      const cgroups = await removeStaleJobCgroups(this.sandboxHost().cgroups, stale);
+      this.logger.log(`removed ${stale.length} job folder(s) and ${cgroups} cgroup(s) of workers that are gone`);
+    }
+    this.probe.toolchain.sandboxed = gate.report.toolchain;
+    if (!gate.report.toolchain.ok) {
+      this.probe.problems.push(`the sandboxed driver cannot use ${pythonPath}: ${gate.report.toolchain.problem}`);
+    }
     return this.probe;
+  }
+
+  /**
+   * The self-test: `python -m kiln_driver sandbox-check` inside the sandbox, with exactly the settings builds get
+   * (on a GPU host, with the GPU's device nodes), every wall checked from inside. Logged wall by wall.
+   */
+  private async checkSandbox(): Promise<SandboxGate> {
+    const host = await probeSandboxHost({ bwrap: this.config.KILN_SANDBOX_BWRAP || undefined });
+    const gpus = this.requireProbe().gpus;
+    const settings = compileJobSettings(this.config, {
+      timingLock: await ensureTimingLock(this.config),
+      host,
+      gpu: gpus.length > 0 ? { index: gpus[0].index, release: () => undefined } : null,
+      gpuDevices: gpus.length > 0 ? await gpuDevices() : [],
+    });
+    const report = await runSandboxSelfTest({
+      settings,
+      endpoints: this.serviceEndpoints(),
+      unixSockets: ['/var/run/postgresql', '/run/postgresql'].flatMap((d) =>
+        [5432, this.databasePort()].map((port) => `${d}/.s.PGSQL.${port}`),
+      ),
+      hidden: protectedPaths(this.config),
+      gpu: gpus.length > 0,
+    });
+    const insecureLocal = this.config.KILN_SANDBOX === 'insecure-local';
+    const gate: SandboxGate = {
+      serveBuilds: report.ok || insecureLocal,
+      insecure: !report.ok,
+      gpuOk: !report.failed.some((c) => c.wall === 'gpu'),
+      report,
+    };
+    // Builds plan with what the self-test found: a wall it saw missing counts as missing in every build's plan
+    // (refused outright, or recorded as insecure-local).
+    const failedSelfTest = report.failed.map((c) => ({ wall: c.wall, why: c.detail }));
+    this.sandbox = { host: { ...host, failedSelfTest }, gate };
+    const tool = host.bwrapVersion ?? 'no bubblewrap';
+    for (const c of report.checks) {
+      if (c.ok) this.logger.log(`sandbox wall ${c.wall}: holds — ${c.detail}`);
+      else this.logger.error(`SANDBOX WALL MISSING: ${c.wall} — ${c.detail}`);
+    }
+    if (report.ok) {
+      this.logger.log(`build sandbox holds (${tool}, every wall checked from inside a job)`);
+    } else if (insecureLocal) {
+      this.logger.warn(
+        `INSECURE: the build sandbox does NOT hold (${report.failed.map((c) => c.wall).join(', ')}), and ` +
+          'KILN_SANDBOX=insecure-local lets this worker build anyway. Every build log and manifest says so; the ' +
+          'resolver serves none of these artifacts to devices unless asked. Never do this with untrusted models.',
+      );
+    } else {
+      this.logger.error(
+        `REFUSING TO BUILD: the build sandbox does not hold (${report.failed.map((c) => c.wall).join(', ')}); ` +
+          'this worker polls no build queue. Fix the host (docs/security.md, "Build sandbox") or, on a ' +
+          'developer machine only, set KILN_SANDBOX=insecure-local.',
+      );
+    }
+    return gate;
+  }
+
+  /** Where this worker's own services listen: a job must reach none of them (nor the usual ports). */
+  private serviceEndpoints(): HostEndpoint[] {
+    const endpoints: HostEndpoint[] = [
+      { host: '127.0.0.1', port: 5432, what: 'PostgreSQL' },
+      { host: '127.0.0.1', port: 7233, what: 'Temporal' },
+      { host: '127.0.0.1', port: 8333, what: 'S3' },
+      { host: '127.0.0.1', port: this.config.KILN_API_PORT, what: 'the API' },
+      { host: '127.0.0.1', port: this.databasePort(), what: 'PostgreSQL (DATABASE_URL)' },
+    ];
+    const temporal = /^\[?([^\]]+?)\]?:(\d+)$/.exec(this.config.TEMPORAL_ADDRESS);
+    if (temporal) endpoints.push({ host: temporal[1], port: Number(temporal[2]), what: 'Temporal (TEMPORAL_ADDRESS)' });
+    try {
+      const s3 = new URL(this.config.S3_ENDPOINT);
+      endpoints.push({ host: s3.hostname, port: Number(s3.port || 80), what: 'S3 (S3_ENDPOINT)' });
+    } catch {
+      // validated by KilnConfig
+    }
+    const seen = new Set<string>();
+    return endpoints.filter(
+      (e) => /^[\d.]+$/.test(e.host) && !seen.has(`${e.host}:${e.port}`) && seen.add(`${e.host}:${e.port}`),
+    );
+  }
+
+  private databasePort(): number {
+    try {
+      return Number(new URL(this.config.DATABASE_URL).port || 5432);
+    } catch {
+      return 5432;
+    }
+  }
+
+  /** What this host offers the sandbox (probed in init). */
+  sandboxHost(): SandboxHost {
+    if (!this.sandbox) throw new Error('HostService.init() has not run');
+    return this.sandbox.host;
+  }
+
+  /** The outcome of the sandbox self-test (init). */
+  sandboxGate(): SandboxGate {
+    if (!this.sandbox) throw new Error('HostService.init() has not run');
+    return this.sandbox.gate;
   }
 
   /** The queues to poll, with their concurrency; the reasons others were left out are logged. */
   servedQueues(): BuildQueue[] {
     if (!this.queues) {
+      const gate = this.sandboxGate();
+      if (!gate.serveBuilds) {
+        this.queues = [];
+        return this.queues;
+      }
       const restrict = this.config.KILN_WORKER_TARGETS.length > 0 ? this.config.KILN_WORKER_TARGETS : undefined;
       const { queues, rejected } = buildQueues(this.requireProbe(), TARGETS, {
         restrictTo: restrict,
@@ -52,13 +184,17 @@ export class HostService {
         taskQueueFor,
       });
       for (const r of rejected) this.logger.log(`not serving ${r.targetId}: ${r.reason}`);
-      for (const q of queues) {
+      const usable = queues.filter((q) => !q.gpus || gate.gpuOk);
+      for (const q of queues.filter((q) => !usable.includes(q))) {
+        this.logger.error(`not serving ${q.targetId}: the GPU is not usable inside the build sandbox`);
+      }
+      for (const q of usable) {
         this.logger.log(`serving ${q.targetId} (${q.concurrency} at a time): ${q.reason}`);
         if (q.gpus && !this.gpuPools.has(q.gpus.computeCapability)) {
           this.gpuPools.set(q.gpus.computeCapability, new GpuSlotPool(q.gpus.computeCapability, q.gpus.indices));
         }
       }
-      this.queues = queues;
+      this.queues = usable;
     }
     return this.queues;
   }

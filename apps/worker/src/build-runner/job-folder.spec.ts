@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createJobFolder, sweepStaleJobFolders } from './job-folder.js';
+
+let root: string;
+
+before(async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'kiln-job-folder-spec-'));
+});
+
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('job folders', () => {
+  it('are private to the worker: the jobs folder and each job folder can be passed through, not listed', async () => {
+    const jobs = path.join(root, 'jobs');
+    const folder = await createJobFolder(jobs);
+    assert.equal((await stat(jobs)).mode & 0o777, 0o711);
+    assert.equal((await stat(folder.dir)).mode & 0o777, 0o711);
+    assert.equal(folder.modelPath, path.join(folder.dir, 'model.pt2'));
+    assert.deepEqual(
+      folder.writable.map((w) => path.basename(w)),
+      ['tmp', 'cache', 'home', 'out'],
+    );
+    await folder.remove();
+    assert.equal(existsSync(folder.dir), false);
+  });
+
+  it('sweeps the folders of workers that are gone (a kill -9 mid-build), never a live worker’s', async () => {
+    const jobs = path.join(root, 'sweep');
+    const mine = await createJobFolder(jobs);
+    const dead = await createJobFolder(jobs);
+    // The pid of a process that has exited: the worker that made this folder is gone.
+    const exited = spawnSync('true').pid;
+    await writeFile(path.join(dead.dir, '.worker-pid'), `${exited}\n`);
+    const legacy = path.join(jobs, 'job-legacy');
+    await mkdir(legacy);
+    await writeFile(path.join(legacy, 'model.pt2'), 'a model left behind');
+    await mkdir(path.join(jobs, 'locks'));
+
+    const removed = await sweepStaleJobFolders(jobs);
+    assert.deepEqual(removed.sort(), [path.basename(dead.dir), 'job-legacy'].sort());
+    assert.deepEqual((await readdir(jobs)).sort(), [path.basename(mine.dir), 'locks'].sort());
+    await mine.remove();
+  });
+});
