@@ -5,6 +5,9 @@
 export const objectKeys = {
   /** An uploaded .pt2, keyed by the version id chosen before the upload started. */
   modelVersion: (tenantId: string, versionId: string): string => `tenants/${tenantId}/versions/${versionId}.pt2`,
+  /** The signed manifest of a version's portable graph (binds the .pt2's sha256 to tenant, model and version). */
+  portableManifest: (tenantId: string, versionId: string): string =>
+    `tenants/${tenantId}/versions/${versionId}.portable-manifest.json`,
   /** A content-addressed artifact part (code package or weights blob): stored once per tenant. */
   blob: (tenantId: string, sha256: string): string => `tenants/${tenantId}/blobs/sha256/${sha256}`,
   /** The manifest of the artifact with this cache key. */

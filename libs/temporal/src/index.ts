@@ -7,6 +7,7 @@ import proto from '@temporalio/proto';
 const { temporal } = proto;
 
 export * from '@kiln/workflows/contracts';
+export * from '@kiln/workflows/rollout-contracts';
 
 /** The workflow bundle entry, for Worker.create({ workflowsPath }) and bundleWorkflowCode. */
 export const WORKFLOWS_PATH = fileURLToPath(import.meta.resolve('@kiln/workflows'));

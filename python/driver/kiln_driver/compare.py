@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any, TypedDict
 
 
@@ -78,24 +76,3 @@ def sync(device: str) -> None:
         import torch
 
         torch.cuda.synchronize()
-
-
-def interleaved_best_ms(fns: list[Callable[[], Any]], warmup: int, runs: int, device: str) -> list[float]:
-    """Best-of-`runs` wall time of each function, in milliseconds, with the calls interleaved.
-
-    Build hosts are shared (other builds compile next to this one), so samples are noisy in bursts.
-    Interleaving exposes every function to the same bursts, and the minimum is the sample least
-    disturbed by them: the ratio of two minima is far more repeatable than the ratio of two medians.
-    """
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    sync(device)
-    best = [float("inf")] * len(fns)
-    for _ in range(runs):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            best[i] = min(best[i], time.perf_counter() - start)
-    return [b * 1000.0 for b in best]

@@ -55,7 +55,7 @@ class JobTiming(TypedDict):
     runs: int
 
 
-class Job(TypedDict):
+class _JobRequired(TypedDict):
     targetId: str
     recipe: Recipe
     recipeHash: str
@@ -66,6 +66,10 @@ class Job(TypedDict):
     sandbox: dict[str, Any]
     timing: JobTiming
     seed: int
+
+
+class Job(_JobRequired, total=False):
+    tenantId: str  # written into the manifest (absent from older workers' jobs)
 
 
 def _bad(message: str) -> DriverError:
@@ -121,6 +125,8 @@ def parse_job(raw: Any) -> Job:
     if _need(timing, "warmup", int, "timing") < 0 or _need(timing, "runs", int, "timing") < 1:
         raise _bad("timing.warmup must be >= 0 and timing.runs >= 1")
     _need(raw, "seed", int, "job")
+    if "tenantId" in raw and not isinstance(raw["tenantId"], str):
+        raise _bad("job.tenantId must be a string")
     return raw  # type: ignore[no-any-return]
 
 

@@ -2,11 +2,12 @@ import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ModelEntity, ModelVersionEntity } from '@kiln/database';
 import { ModelsModule } from '../models/models.module.js';
+import { PortableSigningModule } from '../portable-signing/portable-signing.module.js';
 import { VersionsController } from './versions.controller.js';
 import { VersionsService } from './versions.service.js';
 
 @Module({
-  imports: [TypeOrmModule.forFeature([ModelEntity, ModelVersionEntity]), ModelsModule],
+  imports: [TypeOrmModule.forFeature([ModelEntity, ModelVersionEntity]), ModelsModule, PortableSigningModule],
   controllers: [VersionsController],
   providers: [VersionsService],
   exports: [VersionsService],

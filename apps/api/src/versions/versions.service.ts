@@ -9,6 +9,7 @@ import { ModelEntity, ModelVersionEntity } from '@kiln/database';
 import { readPt2 } from '@kiln/pt2';
 import { ObjectStorage, objectKeys } from '@kiln/storage';
 import { ModelsService } from '../models/models.service.js';
+import { PortableSigningService } from '../portable-signing/portable-signing.service.js';
 import { Sha256ByteSource } from './sha256-byte-source.js';
 import type { ModelVersionResponseDto } from './versions.dto.js';
 
@@ -40,6 +41,7 @@ export class VersionsService {
     private readonly models: ModelsService,
     private readonly storage: ObjectStorage,
     private readonly config: KilnConfig,
+    private readonly portableSigning: PortableSigningService,
   ) {}
 
   /**
@@ -134,25 +136,41 @@ export class VersionsService {
     }
     return this.dataSource.transaction(async (tx) => {
       // Serialises version numbering per model.
-      await tx.getRepository(ModelEntity).findOne({ where: { id: modelId }, lock: { mode: 'pessimistic_write' } });
+      const model = await tx
+        .getRepository(ModelEntity)
+        .findOneOrFail({ where: { id: modelId }, lock: { mode: 'pessimistic_write' } });
       const { max } = (await tx
         .getRepository(ModelVersionEntity)
         .createQueryBuilder('v')
         .select('COALESCE(MAX(v.number), 0)', 'max')
         .where('v.model_id = :modelId', { modelId })
         .getRawOne<{ max: number }>()) ?? { max: 0 };
+      const number = Number(max) + 1;
+      // The portable graph devices fall back to is signed where the version is recorded (portable-signing/).
+      const signed = await this.portableSigning.sign({
+        tenantId,
+        modelId,
+        modelName: model.name,
+        versionId,
+        versionNumber: number,
+        fileSha256,
+        sizeBytes: size,
+        contentHash: summary.contentHash,
+        guards: summary.guards,
+      });
       return tx.getRepository(ModelVersionEntity).save(
         tx.getRepository(ModelVersionEntity).create({
           id: versionId,
           tenantId,
           modelId,
-          number: Number(max) + 1,
+          number,
           objectKey: key,
           sizeBytes: size,
           fileSha256,
           contentHash: summary.contentHash,
           summary,
           originalFilename: input.filename,
+          ...signed,
         }),
       );
     });

@@ -89,6 +89,7 @@ export class BuildActivitiesService implements BuildActivities {
         memoryBytes: this.config.KILN_BUILD_MEMORY_MB * 1024 * 1024,
         signal: ctx.cancellationSignal,
         job: {
+          tenantId: input.tenantId,
           targetId: target.id,
           recipe: target.recipe,
           recipeHash: recipeHash(target.recipe),
