@@ -8,7 +8,8 @@ Method `interleaved-median-ci`, per input size (up to MAX_SIZES of the verified 
      it, or MAX_SAMPLES pairs, or the size's time budget is spent;
   3. the noise guard: the share of wall time some task waited for a CPU while sampling (/proc/pressure/cpu "some",
      Linux PSI; else the 1-minute load average per CPU, beyond this process's own threads). A noisy attempt is
-     measured again (up to MAX_ATTEMPTS, the quietest kept); still noisy, or an interval wider than
+     measured again (up to MAX_ATTEMPTS while the timing is within TOTAL_BUDGET_S, the quietest kept); still noisy,
+     or an interval wider than
      UNCERTAIN_REL, marks the result `uncertain` and says why. How long the build waited for the host's timing
      lock (other builds compiling or timing) is recorded, and a long wait earns extra warm-up (the compilers
      just evicted everything from the caches).
@@ -37,8 +38,9 @@ STABLE_REL = 0.05
 WARMUP_MAX = 60
 TARGET_REL = 0.03
 MAX_SAMPLES = 400
-BUDGET_S = 6.0  # per input size and attempt, once the minimum of samples is reached
+BUDGET_S = 4.0  # per input size and attempt, once the minimum of samples is reached
 MAX_ATTEMPTS = 3
+TOTAL_BUDGET_S = 30.0  # no further re-measuring of a noisy size past this (the figure is then marked uncertain)
 NOISY_PRESSURE = 0.10  # share of wall time some task waited for a CPU
 NOISY_LOAD_PER_CPU = 0.5  # beyond this process's own threads, when PSI is unavailable
 UNCERTAIN_REL = 0.10  # interval half-width relative to the median
@@ -198,9 +200,12 @@ def measure(
     worst_pressure: float | None = None
     worst_load: float | None = None
     still_noisy: list[str] = []
+    began = time.perf_counter()
     for eager, compiled, shapes in sizes[:MAX_SIZES]:
         best: tuple[float, list[float], list[float], int, float | None, float | None, list[str]] | None = None
-        for _attempt in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt > 0 and time.perf_counter() - began > TOTAL_BUDGET_S:
+                break
             noise["attempts"] += 1
             watch = _Noise(threads)
             eager_ms, compiled_ms, pairs = _measure_size(eager, compiled, device, warmup, runs)

@@ -26,6 +26,8 @@ const MAX_BODY_BYTES = 64 * 1024;
  */
 export class ResolveFastPath {
   private readonly answers = new LRUCache<string, Buffer>({ max: 50_000, ttl: RESOLUTION_CACHE_TTL_MS });
+  /** Misses in flight: requests that miss the same answer at once wait for one resolution, not one each. */
+  private readonly pending = new Map<string, Promise<Buffer>>();
 
   constructor(
     private readonly apiKeys: ApiKeysService,
@@ -74,12 +76,22 @@ export class ResolveFastPath {
     const auth = await this.apiKeys.authenticate(key);
     if (!auth) throw new KilnError(ErrorCode.UNAUTHENTICATED, 'Invalid or revoked API key.');
     const cacheKey = `${auth.tenantId}\0${body}`;
-    let answer = this.answers.get(cacheKey);
-    if (!answer) {
-      answer = Buffer.from(JSON.stringify(await this.resolver.resolve(auth.tenantId, await parseRequest(body))));
-      this.answers.set(cacheKey, answer);
+    const answer = this.answers.get(cacheKey);
+    if (answer) return answer;
+    let pending = this.pending.get(cacheKey);
+    if (!pending) {
+      pending = (async () => {
+        const fresh = Buffer.from(JSON.stringify(await this.resolver.resolve(auth.tenantId, await parseRequest(body))));
+        this.answers.set(cacheKey, fresh);
+        return fresh;
+      })();
+      this.pending.set(cacheKey, pending);
+      void pending.then(
+        () => this.pending.delete(cacheKey),
+        () => this.pending.delete(cacheKey),
+      );
     }
-    return answer;
+    return pending;
   }
 }
 

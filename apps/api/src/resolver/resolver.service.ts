@@ -76,7 +76,12 @@ export class ResolverService {
     max: 10_000,
     ttl: RESOLUTION_CACHE_TTL_MS,
   });
-  private readonly answers = new LRUCache<string, ResolutionResponseDto>({ max: 50_000, ttl: RESOLUTION_CACHE_TTL_MS });
+  // Promises too: when an answer expires under load, the requests that miss it at once share one computation
+  // (presigning the part URLs is the expensive part) instead of each making its own.
+  private readonly answers = new LRUCache<string, Promise<ResolutionResponseDto>>({
+    max: 50_000,
+    ttl: RESOLUTION_CACHE_TTL_MS,
+  });
   private readonly policy: Partial<EvidencePolicy>;
 
   constructor(
@@ -120,10 +125,12 @@ export class ResolverService {
       assignment.rollout?.arm ?? '',
       assignment.rollout?.reason ?? '',
     ].join('\0');
-    const cached = this.answers.get(answerKey);
-    if (cached) return cached;
-    const answer = await this.answer(context, assignment, checked.value, deviceClass, dto, tenantId);
-    this.answers.set(answerKey, answer);
+    let answer = this.answers.get(answerKey);
+    if (!answer) {
+      answer = this.answer(context, assignment, checked.value, deviceClass, dto, tenantId);
+      this.answers.set(answerKey, answer);
+      answer.catch(() => this.answers.delete(answerKey));
+    }
     return answer;
   }
 
