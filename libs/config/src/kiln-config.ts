@@ -98,8 +98,11 @@ export class KilnConfig {
   @Transform(toInt) @IsInt() @Min(1) KILN_WORKER_BUILD_CONCURRENCY = 1;
 
   // Fleet evidence and staged rollouts (docs/fleet.md).
-  /** Raw device reports are kept this long (whole monthly partitions are dropped once past it); rollups stay. */
-  @Transform(toInt) @IsInt() @Min(1) KILN_TELEMETRY_RETENTION_DAYS = 90;
+  /**
+   * Raw device reports are kept this long (whole monthly partitions are dropped once past it); rollups stay. At least
+   * 40 days: a month's partition must outlive the 7 days a report may arrive late.
+   */
+  @Transform(toInt) @IsInt() @Min(40) KILN_TELEMETRY_RETENTION_DAYS = 90;
   /** Device-measured speedups rank an artifact for a class once this many runs of the class timed it. */
   @Transform(toInt) @IsInt() @Min(1) KILN_EVIDENCE_MIN_SAMPLES = 5;
   /** An artifact is quarantined for a device class at this many failures on the class ... */

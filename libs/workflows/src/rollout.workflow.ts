@@ -120,6 +120,7 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutState
       if (verdict.breaches.length > 0) {
         await acts.rollBackClasses({ rolloutId: input.rolloutId, stageIndex, breaches: verdict.breaches });
       }
+      if (rollback) return rollBack(rollback); // asked for while the gates were read: never promote first
       if (Date.now() - state.holdStartedAt < gates.holdSeconds * 1000 || state.status !== 'running') continue;
       // The stage held. Nothing left to roll out to (every class that ran the new version was rolled back): halt.
       if (verdict.activeClasses === 0 && verdict.rolledBackClasses > 0) {
