@@ -99,7 +99,9 @@ def run_device(request: dict[str, Any], device: dict[str, Any]) -> dict[str, Any
     fp = device.get("fingerprint") or HOST_FINGERPRINT
     me = device_id(client.cache)
     telemetry = Telemetry(client)
-    res = client.resolve(request["model"], fingerprint=fp, device_id=me, version=request.get("version"))
+    res = client.resolve(
+        request["model"], fingerprint=fp, device_id=me, version=request.get("version")
+    )
     out: dict[str, Any] = {
         "name": device["name"],
         "class": device["class"],

@@ -39,20 +39,19 @@ def telemetry_enabled(opt_out: bool = False) -> bool:
     return not opt_out and os.environ.get("KILN_TELEMETRY", "").strip().lower() not in _OFF
 
 
-_last_uuid7 = 0
+_last_uuid7 = [0]  # the last id made in this process (a list: mutable without `global`)
 
 
 def uuid7() -> str:
     """A UUIDv7 (RFC 9562): 48 bits of Unix time in ms, 12 bits of sub-millisecond time (method 3), 62 random bits;
     strictly increasing within a process, so the queue's file names sort in the order reports were made."""
-    global _last_uuid7
     ns = time.time_ns()
     ms, sub = divmod(ns, 1_000_000)
     value = (ms & ((1 << 48) - 1)) << 80 | (0x7 << 76) | ((sub * 4096 // 1_000_000) << 64)
     value |= (0x2 << 62) | secrets.randbits(62)
-    if value <= _last_uuid7:
-        value = _last_uuid7 + 1  # same instant: one more in the random tail keeps the order
-    _last_uuid7 = value
+    if value <= _last_uuid7[0]:
+        value = _last_uuid7[0] + 1  # same instant: one more in the random tail keeps the order
+    _last_uuid7[0] = value
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
