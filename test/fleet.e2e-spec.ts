@@ -660,6 +660,8 @@ describe('fleet evidence', () => {
       await controls.getByRole('button', { name: 'Roll back' }).click();
       await page.locator('[data-rollout-state="rolled_back"]').waitFor();
       await history.locator('[data-event="rolled_back"]').waitFor();
+      // The class the first rollout rolled back still keeps v1 (the channel stayed at that rollout's version).
+      assert.equal(await failing.getAttribute('data-rollout-status'), 'rolled_back');
       await screenshot(page, '11-fleet-rolled-back');
       const after = (await api(app).get(`/v1/models/${modelId}/channels/prod/rollouts`).set(tenant.auth).expect(200))
         .body as RolloutBody[];

@@ -41,6 +41,11 @@ export class FleetService {
     const channel = await this.channels.findOne({ where: { tenantId, modelId, name }, relations: { version: true } });
     if (!channel?.version) throw new KilnError(ErrorCode.NOT_FOUND, `This model has no channel "${name}".`);
     const rollout = await this.rollouts.latest(tenantId, channel.id, name);
+    const completed =
+      rollout?.status === 'completed' ? rollout : await this.rollouts.latestCompleted(tenantId, channel.id, name);
+    // The classes that completed rollout rolled back still get the previous version while the channel points at its
+    // version (the resolver's rule): they keep their state on the page after later rollouts that did not move it.
+    const excluded = completed && completed.toVersion === channel.version.number ? completed : null;
 
     const rows = await this.evidence.find({
       where: { tenantId, modelId },
@@ -104,7 +109,11 @@ export class FleetService {
           lastReportAt: r.lastReportAt.toISOString(),
         };
       });
-      const state = rollout?.classes.find((c) => c.deviceClass === deviceClass);
+      // In a running rollout every class has a state (active or rolled back); otherwise only the classes the last
+      // completed rollout rolled back keep one.
+      const state = rolloutActive
+        ? rollout.classes.find((c) => c.deviceClass === deviceClass)
+        : excluded?.classes.find((c) => c.deviceClass === deviceClass && c.status === 'rolled_back');
       const latest = list.reduce((a, b) => (a.lastReportAt > b.lastReportAt ? a : b));
       const fingerprint = latest.sampleFingerprint as unknown as DeviceFingerprint;
       const arms: ('new' | 'previous' | undefined)[] = rolloutActive ? ['previous', 'new'] : [undefined];

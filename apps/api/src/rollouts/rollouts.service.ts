@@ -163,6 +163,15 @@ export class RolloutsService {
     return row ? this.toResponse(row, name) : null;
   }
 
+  /** The channel's last completed rollout (its rolled-back classes keep the previous version while the channel stays). */
+  async latestCompleted(tenantId: string, channelId: string, name: string): Promise<RolloutResponseDto | null> {
+    const row = await this.rollouts.findOne({
+      where: { tenantId, channelId, status: 'completed' },
+      order: { finishedAt: 'DESC' },
+    });
+    return row ? this.toResponse(row, name) : null;
+  }
+
   async get(tenantId: string, id: string): Promise<RolloutResponseDto> {
     const row = await this.rollouts.findOne({ where: { id, tenantId }, relations: { channel: true } });
     if (!row) throw new KilnError(ErrorCode.NOT_FOUND, 'No such rollout.');

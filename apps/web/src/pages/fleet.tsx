@@ -103,8 +103,8 @@ function ClassRow({ cls }: { cls: FleetClass }) {
         <div>
           <strong>{cls.label}</strong>
           <div className="muted small">
-            {formatCount(cls.reports)} {plural(cls.reports, 'run')} reported · {formatCount(cls.failures)}{' '}
-            {plural(cls.failures, 'failure')} · last {relativeTime(cls.lastReportAt)}
+            {plural(cls.reports, 'run')} reported · {plural(cls.failures, 'failure')} · last{' '}
+            {relativeTime(cls.lastReportAt)}
           </div>
         </div>
         <div className="fleet-badges">
@@ -180,7 +180,7 @@ function EvidenceRow({ e }: { e: FleetEvidence }) {
           <>
             <strong>{formatSpeedup(e.deviceSpeedup)}</strong>
             <div className="muted small">
-              {formatInterval(e.deviceSpeedupCi)} · {e.deviceSamples} {plural(e.deviceSamples, 'run')}
+              {formatInterval(e.deviceSpeedupCi)} · {plural(e.deviceSamples, 'run')}
             </div>
           </>
         ) : (
