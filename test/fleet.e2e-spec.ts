@@ -42,7 +42,8 @@ const KILN_DEVICE = path.join(REPO_ROOT, '.kiln', 'venv', 'bin', 'kiln-device');
 const TARGET = 'linux-x86_64-v2';
 const MODEL = 'fleet-mlp';
 const PER_CLASS = 20;
-const CLASSES = ['host', 'slow', 'fails'] as const;
+/** Recorded classes first: see devices(). */
+const CLASSES = ['fails', 'slow', 'host'] as const;
 type ClassName = (typeof CLASSES)[number];
 /** Short gate holds (settings of the rollout itself, docs/fleet.md): a stage holds 12 s, gates checked every second. */
 const GATES = {
@@ -147,6 +148,10 @@ const RECORDED: Record<Exclude<ClassName, 'host'>, Record<string, unknown>> = {
   fails: { '1': { speedup: 3.8 }, '2': { errorCode: 'LOAD_FAILED' }, portableMs: 2.0 },
 };
 
+/**
+ * The fleet, recorded classes first: their devices answer in milliseconds, so every stage of a rollout hears from them
+ * early in a round, however long this host's real runs take on a loaded machine.
+ */
 function devices(): unknown[] {
   return CLASSES.flatMap((cls) =>
     Array.from({ length: PER_CLASS }, (_, i) => ({
@@ -393,7 +398,7 @@ describe('fleet evidence', () => {
   });
 
   let rolloutId = '';
-  const observations = new Map<string, { stage: number; arm: string | null }[]>();
+  const observations = new Map<string, { stage: number; arm: string | null; version: number }[]>();
   const classOf = new Map<string, ClassName>();
 
   test('a rollout 10 % → 50 % → 100 % of v2: the class it fails on rolls back by itself, the others proceed', async (t) => {
@@ -428,7 +433,7 @@ describe('fleet evidence', () => {
       for (const a of answers) {
         const stageIndex = Number(/stage (\d+)/.exec(a.rolloutReason ?? '')?.[1] ?? 0) - 1;
         const seen = observations.get(a.deviceId) ?? observations.set(a.deviceId, []).get(a.deviceId)!;
-        seen.push({ stage: stageIndex, arm: a.arm });
+        seen.push({ stage: stageIndex, arm: a.arm, version: a.version });
       }
       state = await rollout(rolloutId);
       t.diagnostic(
@@ -456,13 +461,14 @@ describe('fleet evidence', () => {
     assert.equal(state.classes.filter((c) => c.status === 'active').length, 2, 'host and slow proceeded');
 
     // Stages nest: a device that got v2 keeps it for the rest of the rollout (classes still in it), whatever stage it
-    // was seen at; and at 100 % every such device has it.
+    // was seen at (its last answers may come after the completion: v2 then too); at 100 % every such device has it.
+    // (Answers are cached a few seconds, so the first ones after the start may still predate it: v1.)
     for (const [id, seen] of observations) {
       if (classOf.get(id) === 'fails') continue;
       const firstNew = seen.findIndex((o) => o.arm === 'new');
       if (firstNew >= 0) {
         assert.deepEqual(
-          seen.slice(firstNew).filter((o) => o.arm !== 'new'),
+          seen.slice(firstNew).filter((o) => o.version !== 2),
           [],
           `${id} left the rollout after joining it: ${JSON.stringify(seen)}`,
         );
@@ -509,11 +515,12 @@ describe('fleet evidence', () => {
 
   test('devices pinned to v2: its artifact is quarantined for the class it fails on, and only for it', async (t) => {
     if (skipReason) return t.skip(skipReason);
+    // Whether the rollout's failures already passed the threshold or this round's do: no device of the class runs v2's
+    // artifact; each either fails to load it (before the quarantine) or is served the portable graph.
     const pinned = await round(MODEL, 2);
-    assert.ok(
-      pinned.filter((a) => a.class === 'fails').some((a) => a.outcome === 'failed'),
-      'v2 failed to load there',
-    );
+    for (const a of pinned.filter((x) => x.class === 'fails')) {
+      assert.ok(a.outcome === 'failed' || a.artifactId === null, `${a.name}: ${a.outcome} ${a.artifactId}`);
+    }
     const quarantine = await eventually(async () => {
       const answer = (
         await api(app)
