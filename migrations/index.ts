@@ -4,6 +4,7 @@ import { SignaturesAndChannels1764158400000 } from './1764158400000-SignaturesAn
 import { Uploads1764172800000 } from './1764172800000-Uploads.js';
 import { KeyScopesAndQuotas1764860000000 } from './1764860000000-KeyScopesAndQuotas.js';
 import { PortableModelObject1764907200000 } from './1764907200000-PortableModelObject.js';
+import { FleetEvidence1764950400000 } from './1764950400000-FleetEvidence.js';
 
 export const MIGRATIONS = [
   InitialSchema1764151200000,
@@ -11,4 +12,5 @@ export const MIGRATIONS = [
   Uploads1764172800000,
   KeyScopesAndQuotas1764860000000,
   PortableModelObject1764907200000,
+  FleetEvidence1764950400000,
 ];

@@ -37,6 +37,8 @@ interface DemoCredentials {
   tenantId: string;
   key: string;
   deviceToken: string;
+  /** The API's signing key, which devices are enrolled with (pinned): kiln-device trusts nothing else by default. */
+  signingPublicKey?: string;
 }
 
 /**
@@ -47,7 +49,7 @@ async function demoCredentials(): Promise<DemoCredentials> {
   try {
     const saved = JSON.parse(await readFile(credentialsFile, 'utf8')) as DemoCredentials;
     await call('GET', '/v1/models', { key: saved.key });
-    if (saved.deviceToken) return saved;
+    if (saved.deviceToken) return { ...saved, signingPublicKey: await signingPublicKey() };
   } catch {
     // first run, or a reset database: create them below
   }
@@ -59,11 +61,22 @@ async function demoCredentials(): Promise<DemoCredentials> {
     key: config.KILN_ADMIN_TOKEN,
     json: { kind: 'device', name: 'this machine', models: ['demo-mlp'] },
   });
-  const credentials = { tenantId: tenant.id, key: tenant.apiKey.key, deviceToken: device.key };
+  const credentials = {
+    tenantId: tenant.id,
+    key: tenant.apiKey.key,
+    deviceToken: device.key,
+    signingPublicKey: await signingPublicKey(),
+  };
   await mkdir(path.dirname(credentialsFile), { recursive: true });
   await writeFile(credentialsFile, JSON.stringify(credentials, null, 2), { mode: 0o600 });
   console.log(`created the demo tenant; its API key and a device token are in ${credentialsFile}`);
   return credentials;
+}
+
+/** Enrollment: the operator hands each device the public key artifacts are signed with (here, its own API's). */
+async function signingPublicKey(): Promise<string> {
+  const keys = await call<{ publicKey: string }[]>('GET', '/v1/signing-keys', {});
+  return keys[0].publicKey;
 }
 
 interface Build {
@@ -175,12 +188,13 @@ async function main(): Promise<void> {
     ['run', 'demo-mlp@prod', '--runs', '50'],
     {
       stdio: 'inherit',
-      // This machine's device state (downloads and the signing keys it trusts, pinned on first use) belongs to this
-      // local Kiln: another clone or a reset stack has another signing key, which a shared ~/.cache/kiln would refuse.
+      // This machine's device state (downloads, device id, queued reports) belongs to this local Kiln: another clone
+      // or a reset stack has another signing key and other records. The device is enrolled with this API's key.
       env: {
         ...process.env,
         KILN_API_URL: api,
         KILN_DEVICE_TOKEN: credentials.deviceToken,
+        KILN_SIGNING_PUBLIC_KEY: credentials.signingPublicKey ?? '',
         KILN_CACHE_DIR: path.resolve(config.KILN_HOME, 'device-cache'),
       },
     },

@@ -46,6 +46,8 @@ let bobDevice: string;
 let modelId: string;
 let versionId: string;
 let scratch: string;
+/** The API's public signing key: devices are enrolled with it (pinned), the runtime's default trust. */
+let signingKey: string;
 const worker = new WorkerProcess();
 const s3 = storage();
 /** The x86 targets this host's worker serves, lowest level first. */
@@ -92,7 +94,13 @@ function kilnDevice(args: string[], env: Record<string, string> = {}): Promise<C
       args[0] === 'fingerprint' ? args : [...args, '--api', apiUrl, '--no-progress'],
       {
         cwd: scratch,
-        env: { ...process.env, KILN_DEVICE_TOKEN: aliceDevice, KILN_SIGNING_PUBLIC_KEY: '', ...env },
+        env: {
+          ...process.env,
+          KILN_DEVICE_TOKEN: aliceDevice,
+          KILN_SIGNING_PUBLIC_KEY: signingKey,
+          KILN_TRUST_ON_FIRST_USE: '',
+          ...env,
+        },
         maxBuffer: 16 << 20,
         timeout: 300_000,
       },
@@ -139,6 +147,7 @@ before(async () => {
   bob = await createTenant(app, 'device-bob');
   aliceDevice = await deviceToken(alice);
   bobDevice = await deviceToken(bob);
+  signingKey = ((await api(app).get('/v1/signing-keys').expect(200)).body as { publicKey: string }[])[0].publicKey;
   await worker.start();
   served = worker.servedX86Targets();
   assert.ok(served.length > 0, `the worker serves no x86 target:\n${worker.output}`);
@@ -363,6 +372,25 @@ describe('tampering is refused before anything is loaded', () => {
       KILN_SIGNING_PUBLIC_KEY: published,
     });
     assert.equal(ok.code, 0, ok.stderr);
+  });
+
+  test('with no key pinned or enrolled nothing verifies; enrolling with keys --pin, or asking for TOFU, does', async () => {
+    const bare = { KILN_CACHE_DIR: cacheDir('enroll'), KILN_SIGNING_PUBLIC_KEY: '' };
+    const refused = await kilnDevice(['fetch', MODEL, '--json'], bare);
+    assert.equal(refused.code, 5, refused.stderr);
+    assert.equal(json(refused).error?.code, 'UNKNOWN_SIGNING_KEY');
+    assert.match(refused.stderr, /kiln-device keys --pin/);
+    const pin = await kilnDevice(['keys', '--pin', signingKey, '--json'], bare);
+    assert.equal(pin.code, 0, pin.stderr);
+    assert.equal(json(pin).error, undefined);
+    const ok = await kilnDevice(['fetch', MODEL, '--json'], bare);
+    assert.equal(ok.code, 0, ok.stderr);
+    const tofu = await kilnDevice(['fetch', MODEL, '--json', '--trust-on-first-use'], {
+      ...bare,
+      KILN_CACHE_DIR: cacheDir('tofu'),
+    });
+    assert.equal(tofu.code, 0, tofu.stderr);
+    assert.match(tofu.stderr, /trusting signing key \w+ on first use/);
   });
 });
 

@@ -4,10 +4,13 @@ import { ArtifactsModule } from './artifacts/artifacts.module.js';
 import { AuthModule } from './auth/auth.module.js';
 import { ChannelsModule } from './channels/channels.module.js';
 import { CompilationsModule } from './compilations/compilations.module.js';
+import { FleetModule } from './fleet/fleet.module.js';
 import { HealthController } from './health/health.controller.js';
 import { ModelsModule } from './models/models.module.js';
 import { ResolverModule } from './resolver/resolver.module.js';
+import { RolloutsModule } from './rollouts/rollouts.module.js';
 import { TargetsController } from './targets/targets.controller.js';
+import { TelemetryModule } from './telemetry/telemetry.module.js';
 import { TenantsModule } from './tenants/tenants.module.js';
 import { UploadsModule } from './uploads/uploads.module.js';
 import { VersionsModule } from './versions/versions.module.js';
@@ -24,6 +27,9 @@ import { VersionsModule } from './versions/versions.module.js';
     ChannelsModule,
     ResolverModule,
     UploadsModule,
+    TelemetryModule,
+    RolloutsModule,
+    FleetModule,
   ],
   controllers: [HealthController, TargetsController],
 })

@@ -5,6 +5,7 @@ import { EmptyState } from './components/ui.js';
 import { ArtifactsPage } from './pages/artifacts.js';
 import { ChannelsPage } from './pages/channels.js';
 import { CompilationPage } from './pages/compilation.js';
+import { FleetPage } from './pages/fleet.js';
 import { ModelPage } from './pages/model.js';
 import { ModelsPage } from './pages/models.js';
 import { PlaygroundPage } from './pages/playground.js';
@@ -21,6 +22,7 @@ export function App() {
             <Route index element={<ModelsPage />} />
             <Route path="models/:modelId" element={<ModelPage />} />
             <Route path="models/:modelId/channels" element={<ChannelsPage />} />
+            <Route path="models/:modelId/channels/:channel/fleet" element={<FleetPage />} />
             <Route path="versions/:versionId" element={<VersionPage />} />
             <Route path="versions/:versionId/artifacts" element={<ArtifactsPage />} />
             <Route path="compilations/:compilationId" element={<CompilationPage />} />

@@ -4,10 +4,11 @@ import { KilnConfig } from '@kiln/config';
 import { ORCHESTRATOR_TASK_QUEUE, WORKFLOWS_PATH } from '@kiln/temporal';
 import { BuildActivitiesService } from './activities/build.activities.js';
 import { OrchestratorActivitiesService } from './activities/orchestrator.activities.js';
+import { RolloutActivitiesService } from './activities/rollout.activities.js';
 import { HostService } from './host/host.service.js';
 
 /**
- * Runs this process's Temporal workers: the orchestrator (CompileModel workflows and their bookkeeping)
+ * Runs this process's Temporal workers: the orchestrator (CompileModel and rollout workflows, their bookkeeping)
  * and one build worker per target queue this host can serve. Shutdown drains them, then closes the
  * connection: an in-flight build either finishes or is retried elsewhere after its heartbeat stops.
  */
@@ -22,6 +23,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
     private readonly config: KilnConfig,
     private readonly host: HostService,
     private readonly orchestrator: OrchestratorActivitiesService,
+    private readonly rollouts: RolloutActivitiesService,
     private readonly builder: BuildActivitiesService,
   ) {}
 
@@ -34,6 +36,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
 
     if (roles.includes('orchestrator')) {
       const o = this.orchestrator;
+      const r = this.rollouts;
       this.workers.push(
         await Worker.create({
           ...common,
@@ -43,6 +46,12 @@ export class TemporalWorkersService implements OnApplicationShutdown {
             findQueuesWithoutWorkers: (queues: string[]) => o.findQueuesWithoutWorkers(queues),
             updateBuild: (u: Parameters<typeof o.updateBuild>[0]) => o.updateBuild(u),
             finishCompilation: (i: Parameters<typeof o.finishCompilation>[0]) => o.finishCompilation(i),
+            // Staged rollouts (rolloutWorkflow).
+            enterStage: (i: Parameters<typeof r.enterStage>[0]) => r.enterStage(i),
+            evaluateGates: (i: Parameters<typeof r.evaluateGates>[0]) => r.evaluateGates(i),
+            rollBackClasses: (i: Parameters<typeof r.rollBackClasses>[0]) => r.rollBackClasses(i),
+            setPaused: (i: Parameters<typeof r.setPaused>[0]) => r.setPaused(i),
+            finishRollout: (i: Parameters<typeof r.finishRollout>[0]) => r.finishRollout(i),
           },
         }),
       );

@@ -5,6 +5,7 @@ import {
   IsIn,
   IsInt,
   IsNotEmpty,
+  IsNumber,
   IsOptional,
   IsString,
   IsUrl,
@@ -20,6 +21,8 @@ export const DEFAULT_ADMIN_TOKEN = 'kiln-local-admin';
 export const MIN_ADMIN_TOKEN_LENGTH = 32;
 
 const toInt = ({ value }: { value: unknown }): unknown =>
+  value === undefined || value === '' ? undefined : Number(value);
+const toNumber = ({ value }: { value: unknown }): unknown =>
   value === undefined || value === '' ? undefined : Number(value);
 const toBool = ({ value }: { value: unknown }): unknown =>
   value === undefined || value === '' ? undefined : value === true || value === 'true' || value === '1';
@@ -125,6 +128,33 @@ export class KilnConfig {
   @IsString() KILN_SANDBOX_BWRAP = '';
   /** Most processes and threads one build may have at once (cgroup pids limit). */
   @Transform(toInt) @IsInt() @Min(64) KILN_BUILD_PIDS_LIMIT = 4096;
+
+  // Fleet evidence and staged rollouts (docs/fleet.md).
+  /**
+   * Raw device reports are kept this long (whole monthly partitions are dropped once past it); rollups stay. At least
+   * 40 days: a month's partition must outlive the 7 days a report may arrive late.
+   */
+  @Transform(toInt) @IsInt() @Min(40) KILN_TELEMETRY_RETENTION_DAYS = 90;
+  /** Device-measured speedups rank an artifact for a class once this many runs of the class timed it. */
+  @Transform(toInt) @IsInt() @Min(1) KILN_EVIDENCE_MIN_SAMPLES = 5;
+  /** An artifact is quarantined for a device class at this many failures on the class ... */
+  @Transform(toInt) @IsInt() @Min(1) KILN_QUARANTINE_MIN_FAILURES = 3;
+  /** ... when they are at least this share of the class's runs of it. */
+  @Transform(toNumber) @IsNumber() @Min(0) @Max(1) KILN_QUARANTINE_FAILURE_RATE = 0.25;
+  /** Rollout stages (percent of devices, increasing, ending at 100) when a rollout does not give its own. */
+  @Transform(toList) @IsString({ each: true }) KILN_ROLLOUT_STAGES: string[] = ['10', '50', '100'];
+  /** Rollout gate defaults, each overridable per rollout: how long a stage holds before promotion ... */
+  @Transform(toInt) @IsInt() @Min(1) KILN_ROLLOUT_HOLD_S = 1800;
+  /** ... how often its gates are evaluated ... */
+  @Transform(toInt) @IsInt() @Min(1) KILN_ROLLOUT_CHECK_INTERVAL_S = 60;
+  /** ... the error rate (failures / reports of the new version, per class) that breaks the error gate ... */
+  @Transform(toNumber) @IsNumber() @Min(0) @Max(1) KILN_ROLLOUT_MAX_ERROR_RATE = 0.05;
+  /** ... the reports of a class a gate needs before it judges the class ... */
+  @Transform(toInt) @IsInt() @Min(1) KILN_ROLLOUT_MIN_REPORTS = 20;
+  /** ... how much slower than the previous version (same class, same stage) breaks the latency gate ... */
+  @Transform(toNumber) @IsNumber() @Min(1) KILN_ROLLOUT_MAX_LATENCY_RATIO = 1.25;
+  /** ... and the reports of the new version a stage needs before it is promoted (0: time alone promotes). */
+  @Transform(toInt) @IsInt() @Min(0) KILN_ROLLOUT_MIN_REPORTS_TO_PROMOTE = 20;
 
   /** Absolute path of a path setting, relative to the process's working directory (the repo root locally). */
   resolvePath(p: string): string {

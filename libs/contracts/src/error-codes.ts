@@ -35,6 +35,12 @@ export const ErrorCode = {
   UPLOAD_COMPLETING: 'UPLOAD_COMPLETING',
   UPLOAD_CHECKSUM_MISMATCH: 'UPLOAD_CHECKSUM_MISMATCH',
 
+  // staged rollouts (POST /v1/models/:id/channels/:name/rollouts, /v1/rollouts/:id/...)
+  /** The channel already has a rollout running or paused: finish, roll back or wait for it first. */
+  ROLLOUT_IN_PROGRESS: 'ROLLOUT_IN_PROGRESS',
+  /** The rollout already completed or was rolled back: it cannot be paused, resumed or rolled back again. */
+  ROLLOUT_FINISHED: 'ROLLOUT_FINISHED',
+
   // .pt2 validation (the TypeScript reader, before torch sees anything)
   PT2_NOT_ZIP: 'PT2_NOT_ZIP',
   PT2_TRUNCATED: 'PT2_TRUNCATED',

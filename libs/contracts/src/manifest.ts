@@ -126,14 +126,50 @@ export interface VerificationResult {
   tf32?: boolean;
 }
 
+/** A median and its confidence interval (distribution-free, from order statistics). */
+export interface MedianWithInterval {
+  median: number;
+  /** [low, high] at `TimingResult.confidence`. */
+  ci: [number, number];
+}
+
+/** The timing distribution on one input size (timing method `interleaved-median-ci`). */
+export interface TimingPerInput {
+  inputShapes: number[][];
+  /** Timed pairs (one eager and one compiled call each, in alternating order). */
+  samples: number;
+  /** Pairs run before sampling, until the per-pair ratio stopped moving. */
+  warmupPairs: number;
+  eagerMs: MedianWithInterval;
+  compiledMs: MedianWithInterval;
+  /** Of the per-pair ratios eager / compiled. */
+  speedup: MedianWithInterval;
+}
+
+/** What the noise guard saw while timing (driver: kiln_driver/timing.py). */
+export interface TimingNoise {
+  /** /proc/pressure/cpu "some" share of wall time while measuring (0..1); null where PSI is unavailable. */
+  cpuPressure: number | null;
+  /** 1-minute load average per CPU when measuring ended; null where unknown. */
+  loadPerCpu: number | null;
+  /** How long the build waited for the host's timing lock (other builds compiling or timing). */
+  lockWaitMs: number;
+  /** Measurement attempts (a noisy one is measured again, up to a limit). */
+  attempts: number;
+  /** Why the last attempt counts as noisy; empty when it was quiet. */
+  reasons: string[];
+}
+
 export interface TimingResult {
   /**
-   * Best-of-`runs` wall time of one call of the portable graph (ExportedProgram.module()); on CUDA,
-   * synchronized. Calls are interleaved with the compiled artifact's, under the build host's timing lock.
+   * The portable graph's time for one call (ExportedProgram.module()); on CUDA, synchronized. Calls are
+   * interleaved with the compiled artifact's, under the build host's timing lock. Method `interleaved-median-ci`:
+   * the median on the first input size (the export's); manifests without `method`: best of `runs`.
    */
   eagerMs: number;
-  /** Best-of-`runs` wall time of one call of the compiled artifact (same protocol). */
+  /** The compiled artifact's time for one call (same protocol). */
   compiledMs: number;
+  /** eager / compiled: the median per-pair ratio on the first input size (older manifests: ratio of the bests). */
   speedup: number;
   /** Interleaved rounds measured (fewer than the job asked when `truncated`). */
   runs: number;
@@ -149,6 +185,19 @@ export interface TimingResult {
   lockWaitS?: number;
   /** The measurement's time budget (`timing.maxSeconds`) ended it before `runs` rounds. */
   truncated?: boolean;
+  /** Absent in manifests written before the timing method was recorded (best-of-N, one input size). */
+  method?: 'interleaved-median-ci';
+  /** Confidence interval of `speedup` at `confidence`. */
+  speedupCi?: [number, number];
+  confidence?: number;
+  /**
+   * True when the host was noisy while timing (CPU pressure, load, the lock contended) even after re-measuring,
+   * or the interval stayed wide: the resolver then treats the figure as a guess, never as proof of slowness.
+   */
+  uncertain?: boolean;
+  noise?: TimingNoise;
+  /** The distribution per verified input size, the first being the one `speedup` is taken from. */
+  perInput?: TimingPerInput[];
 }
 
 export interface BuildGpu {
@@ -169,6 +218,12 @@ export interface BuildGpu {
 
 export interface ArtifactManifest {
   manifestVersion: typeof MANIFEST_VERSION;
+  /**
+   * The tenant it was built for. Signed with the rest, so a device can check that an artifact belongs to the
+   * tenant of the version it resolved (with `modelContentHash`, against the version's signed portable manifest).
+   * Absent in manifests written before it existed.
+   */
+  tenantId?: string;
   target: string;
   recipeHash: string;
   modelContentHash: string;

@@ -25,19 +25,26 @@ export {
   type FingerprintValidation,
   type X86Level,
 } from './fingerprint.js';
+export { deviceClassOf, fnv1a64, type DeviceClass } from './device-class.js';
 export {
   ARTIFACT_PRECISIONS,
   DEFAULT_ACCEPT_PRECISIONS,
+  DEFAULT_EVIDENCE_POLICY,
   DEFAULT_SPEEDUP_TOLERANCE,
   asFastAs,
   checkCandidate,
+  readEvidence,
   resolveArtifact,
+  type ArtifactEvidence,
   type Candidate,
   type CandidateCheck,
+  type EvidencePolicy,
   type RankedArtifact,
   type Resolution,
   type ResolveOptions,
+  type SpeedupBasis,
 } from './match-artifacts.js';
+export { inRolloutStage, ROLLOUT_BUCKETS, rolloutBucket } from './rollout-bucket.js';
 export {
   compareDottedVersions,
   cudaMajorMinor,

@@ -287,8 +287,8 @@ describe('resolveArtifact: validation and fallback', () => {
     const slow = makeCandidate({ artifactId: 'a-slow', requires: { x86Level: 2 }, speedup: 0.8 });
     const r = resolveArtifact(AVX512_SERVER_FINGERPRINT, [nan, slow]);
     assert.deepEqual(r.ranked, [
-      { artifactId: 'a-slow', targetId: 'linux-x86_64-v2', speedup: 0.8 },
-      { artifactId: 'a-nan', targetId: 'linux-x86_64-v4', speedup: 0 },
+      { artifactId: 'a-slow', targetId: 'linux-x86_64-v2', speedup: 0.8, basis: 'build-host', speedupCi: null },
+      { artifactId: 'a-nan', targetId: 'linux-x86_64-v4', speedup: 0, basis: 'build-host', speedupCi: null },
     ]);
     assert.ok(r.chosen?.reasons.includes('note: measured slower than the portable graph on the build host (0.8x)'));
   });

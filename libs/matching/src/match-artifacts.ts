@@ -27,6 +27,48 @@ export const ARTIFACT_PRECISIONS: readonly ArtifactPrecision[] = ['fp32', 'bf16'
 /** What a request accepts when it says nothing: the portable graph's own fp32 numerics only. */
 export const DEFAULT_ACCEPT_PRECISIONS: readonly ArtifactPrecision[] = ['fp32'];
 
+/**
+ * What devices of one class reported about one artifact (the API reads it from its rollup table; docs/fleet.md).
+ * Only outcomes that are the artifact's fault count as failures (it failed to verify, load or run, or computed
+ * other numbers than the portable graph); a device that could not download it is not evidence against it.
+ */
+export interface ArtifactEvidence {
+  /** Runs that tried this artifact. */
+  reports: number;
+  /** Of those, the ones where it failed to verify, load or run, or disagreed with the portable graph. */
+  failures: number;
+  /** Failures by error code (LOAD_FAILED, SIGNATURE_INVALID, OUTPUT_MISMATCH, ...). */
+  failureCodes: Record<string, number>;
+  /** Successful runs that timed both the artifact and the portable graph on the device. */
+  speedupSamples: number;
+  /** Mean of ln(portable ms / artifact ms) over those runs. */
+  logSpeedupMean: number;
+  /** Sample variance of ln(speedup) (0 with fewer than two samples). */
+  logSpeedupVariance: number;
+}
+
+/** When evidence counts, and how much (defaults: DEFAULT_EVIDENCE_POLICY, documented in docs/fleet.md). */
+export interface EvidencePolicy {
+  /** Device-measured speedups rank an artifact once this many runs of the class timed it. */
+  minSpeedupSamples: number;
+  /** Quarantine for a class: at least this many failures ... */
+  quarantineMinFailures: number;
+  /** ... making up at least this share of the class's runs of the artifact. */
+  quarantineFailureRate: number;
+  /** Two-sided normal quantile of the device intervals (1.96: 95 %). */
+  z: number;
+  /** Floor of the per-run spread of ln(speedup): a handful of identical figures is no proof of zero variance. */
+  minLogSd: number;
+}
+
+export const DEFAULT_EVIDENCE_POLICY: EvidencePolicy = {
+  minSpeedupSamples: 5,
+  quarantineMinFailures: 3,
+  quarantineFailureRate: 0.25,
+  z: 1.96,
+  minLogSd: 0.05,
+};
+
 export interface ResolveOptions {
   /**
    * Relative speedup difference treated as noise (default 0.15): an artifact slower than the fastest compatible
@@ -45,13 +87,31 @@ export interface ResolveOptions {
    * are for the developer's own machine only: devices never get one unless their request asks.
    */
   acceptInsecureBuilds?: boolean;
+  /**
+   * What devices of the requesting device's class reported, per artifactId. When given (the API always gives
+   * it, empty for a class never seen), every answer says which evidence decided; absent, only build-host figures
+   * exist (the playground, old callers).
+   */
+  evidence?: ReadonlyMap<string, ArtifactEvidence>;
+  /** The requesting device's class label, for the reasons. */
+  deviceClass?: string;
+  evidencePolicy?: Partial<EvidencePolicy>;
 }
+
+/** Where a ranked speedup comes from. */
+export type SpeedupBasis = 'device' | 'build-host';
 
 export interface RankedArtifact {
   artifactId: string;
   targetId: string;
-  /** Measured speedup over the portable graph on the build host; 0 when the manifest has no valid one. */
+  /**
+   * Speedup over the portable graph the artifact is ranked by: measured on devices of the requesting class when
+   * enough of them reported (`basis: 'device'`), else on the build host; 0 when there is no valid figure.
+   */
   speedup: number;
+  basis: SpeedupBasis;
+  /** Its confidence interval; null when unknown (build-host figures written before intervals were recorded). */
+  speedupCi: [number, number] | null;
 }
 
 export interface Resolution {
@@ -339,6 +399,7 @@ interface RankEntry {
   candidate: Candidate;
   check: CandidateCheck;
   speedup: number;
+  estimate: SpeedEstimate;
   /** 1 when asFastAs the fastest compatible artifact, else 0. */
   tier: number;
   gpu: number;
@@ -348,6 +409,101 @@ interface RankEntry {
 
 function validSpeedup(s: number | undefined): number {
   return typeof s === 'number' && Number.isFinite(s) && s > 0 ? s : 0;
+}
+
+/** The speed figure an artifact is ranked by for this device, with its interval and where it comes from. */
+interface SpeedEstimate {
+  speedup: number;
+  ci: [number, number] | null;
+  basis: SpeedupBasis;
+  /** A build-host figure marked `uncertain` (or without an interval): never proof that the artifact is slower. */
+  uncertain: boolean;
+  /** Device runs that timed it (0 for build-host figures). */
+  samples: number;
+}
+
+function validInterval(ci: unknown, speedup: number): [number, number] | null {
+  if (!Array.isArray(ci) || ci.length !== 2) return null;
+  const [lo, hi] = ci as unknown[];
+  if (typeof lo !== 'number' || typeof hi !== 'number' || !(lo > 0) || !(hi >= lo) || !Number.isFinite(hi)) return null;
+  return speedup > 0 && lo <= speedup * (1 + 1e-9) && hi * (1 + 1e-9) >= speedup ? [lo, hi] : null;
+}
+
+function estimateSpeed(
+  candidate: Candidate,
+  evidence: ArtifactEvidence | undefined,
+  policy: EvidencePolicy,
+): SpeedEstimate {
+  if (
+    evidence &&
+    evidence.speedupSamples >= policy.minSpeedupSamples &&
+    Number.isFinite(evidence.logSpeedupMean) &&
+    Number.isFinite(evidence.logSpeedupVariance)
+  ) {
+    const n = evidence.speedupSamples;
+    const sd = Math.max(Math.sqrt(Math.max(evidence.logSpeedupVariance, 0)), policy.minLogSd);
+    const half = (policy.z * sd) / Math.sqrt(n);
+    const mean = evidence.logSpeedupMean;
+    return {
+      speedup: Math.exp(mean),
+      ci: [Math.exp(mean - half), Math.exp(mean + half)],
+      basis: 'device',
+      uncertain: false,
+      samples: n,
+    };
+  }
+  const timing = candidate.manifest.timing;
+  const speedup = validSpeedup(timing?.speedup);
+  const ci = speedup > 0 ? validInterval(timing?.speedupCi, speedup) : null;
+  return { speedup, ci, basis: 'build-host', uncertain: ci === null || timing?.uncertain === true, samples: 0 };
+}
+
+/** What one class's evidence says about an artifact, as the resolver reads it (for views: the fleet dashboard). */
+export function readEvidence(
+  evidence: ArtifactEvidence,
+  policy: Partial<EvidencePolicy> = {},
+): { quarantined: boolean; speedup: { value: number; ci: [number, number]; samples: number } | null } {
+  const p = { ...DEFAULT_EVIDENCE_POLICY, ...policy };
+  const fake: Candidate = {
+    artifactId: '',
+    targetId: '',
+    manifest: {} as Candidate['manifest'],
+  };
+  const e = estimateSpeed(fake, evidence, p);
+  return {
+    quarantined: quarantined(evidence, p),
+    speedup: e.basis === 'device' && e.ci ? { value: e.speedup, ci: e.ci, samples: e.samples } : null,
+  };
+}
+
+/** Failures of this artifact on this class pass the quarantine threshold. */
+function quarantined(evidence: ArtifactEvidence | undefined, policy: EvidencePolicy): boolean {
+  return (
+    evidence !== undefined &&
+    evidence.reports > 0 &&
+    evidence.failures >= policy.quarantineMinFailures &&
+    evidence.failures / evidence.reports >= policy.quarantineFailureRate
+  );
+}
+
+function describeCodes(codes: Record<string, number>): string {
+  const entries = Object.entries(codes)
+    .filter(([, n]) => n > 0)
+    .sort(([a, x], [b, y]) => y - x || codeUnitCompare(a, b));
+  return entries.length > 0 ? ` (${entries.map(([code, n]) => `${code} ×${n}`).join(', ')})` : '';
+}
+
+function fmtCi(ci: [number, number] | null, confidence = '95%'): string {
+  return ci ? ` (${confidence} CI ${fmt(ci[0])}–${fmt(ci[1])})` : '';
+}
+
+/** Where a figure comes from, in words: "3.1x on 12 runs of this device class (95% CI 2.9–3.3)". */
+function describeEstimate(e: SpeedEstimate): string {
+  if (e.speedup <= 0) return 'no valid speedup measurement';
+  if (e.basis === 'device')
+    return `${fmt(e.speedup)}x over the portable graph on ${e.samples} runs of this device class${fmtCi(e.ci)}`;
+  const guess = e.uncertain && e.ci !== null ? '; the build host was noisy: a guess' : '';
+  return `${fmt(e.speedup)}x measured over eager on the build host${fmtCi(e.ci)}${guess}`;
 }
 
 function codeUnitCompare(a: string, b: string): number {
@@ -382,20 +538,32 @@ function speedText(e: RankEntry): string {
   return e.speedup > 0 ? `${fmt(e.speedup)}x` : 'unmeasured';
 }
 
-function whyChosen(best: RankEntry, next: RankEntry | undefined, tolerance: number): string[] {
+function whyChosen(
+  best: RankEntry,
+  next: RankEntry | undefined,
+  tolerance: number,
+  fastest: number,
+  evidenceLine: string | null,
+): string[] {
   const reasons: string[] = [];
-  const measured =
-    best.speedup > 0 ? `${speedText(best)} measured over eager on the build host` : 'no valid speedup measurement';
+  const measured = describeEstimate(best.estimate);
   if (!next) {
     reasons.push(`only compatible artifact: ${measured}`);
   } else if (next.tier !== best.tier) {
     reasons.push(`fastest compatible: ${measured} (next: ${next.candidate.targetId} at ${speedText(next)})`);
   } else {
-    const within = tolerance > 0 ? ` within the ${fmt(tolerance * 100)}% speedup tolerance` : '';
-    const noisy = tolerance > 0 && best.speedup > 0 ? ' (build-host timings are noisy)' : '';
-    reasons.push(
-      `fastest compatible${within}: ${measured}; ${next.candidate.targetId} at ${speedText(next)} counts as equally fast${noisy}`,
-    );
+    if (asFastAs(next.speedup, fastest, tolerance) && asFastAs(best.speedup, fastest, tolerance)) {
+      const within = tolerance > 0 ? ` within the ${fmt(tolerance * 100)}% speedup tolerance` : '';
+      const noisy = tolerance > 0 && best.speedup > 0 ? ' (build-host timings are noisy)' : '';
+      reasons.push(
+        `fastest compatible${within}: ${measured}; ${next.candidate.targetId} at ${speedText(next)} counts as equally fast${noisy}`,
+      );
+    } else {
+      reasons.push(
+        `as fast as the fastest compatible within the measurements' uncertainty: ${measured}; ` +
+          `${next.candidate.targetId} at ${speedText(next)}${fmtCi(next.estimate.ci)} cannot be told apart from it`,
+      );
+    }
     if (best.gpu !== next.gpu || best.x86Level !== next.x86Level) {
       reasons.push(`preferred as more specific: ${specificity(best)} over ${specificity(next)}`);
     } else if (best.speedup !== next.speedup) {
@@ -405,9 +573,31 @@ function whyChosen(best: RankEntry, next: RankEntry | undefined, tolerance: numb
     }
   }
   if (best.speedup > 0 && best.speedup < 1) {
-    reasons.push(`note: measured slower than the portable graph on the build host (${speedText(best)})`);
+    reasons.push(
+      best.estimate.basis === 'device'
+        ? `note: measured slower than the portable graph on devices of this class (${speedText(best)}), not confidently: its interval reaches 1x`
+        : `note: measured slower than the portable graph on the build host (${speedText(best)})`,
+    );
   }
+  if (evidenceLine) reasons.push(evidenceLine);
   return [...reasons, ...best.check.passed];
+}
+
+/** The "which evidence decided" line of an answer that was given fleet evidence. */
+function evidenceSummary(
+  best: RankEntry,
+  evidence: ArtifactEvidence | undefined,
+  policy: EvidencePolicy,
+  deviceClass: string,
+): string {
+  const cls = deviceClass ? `device class "${deviceClass}"` : 'this device class';
+  if (best.estimate.basis === 'device') {
+    const build = validSpeedup(best.candidate.manifest.timing?.speedup);
+    const buildText = build > 0 ? `; the build host measured ${fmt(build)}x, which device evidence overrides` : '';
+    return `evidence: device reports decided (${evidence?.reports ?? 0} runs of ${best.candidate.targetId} on ${cls}, ${evidence?.failures ?? 0} failed${buildText})`;
+  }
+  const have = evidence?.speedupSamples ?? 0;
+  return `evidence: the build-host figure decided (${cls} has ${have} timed run${have === 1 ? '' : 's'} of it; ${policy.minSpeedupSamples} needed before device figures rank it)`;
 }
 
 /**
@@ -433,20 +623,46 @@ export function resolveArtifact(
     );
   }
 
+  const policy: EvidencePolicy = { ...DEFAULT_EVIDENCE_POLICY, ...opts.evidencePolicy };
+  const cls = opts.deviceClass ? `device class "${opts.deviceClass}"` : 'this device class';
+
   const compatible: RankEntry[] = [];
   const rejected: Resolution['rejected'] = [];
+  let refusedByEvidence = 0;
   for (const candidate of candidates) {
     const check = checkCandidate(fp, candidate, acceptPrecisions, opts.acceptInsecureBuilds === true);
     if (!check.compatible) {
       rejected.push({ artifactId: candidate.artifactId, targetId: candidate.targetId, reasons: check.failed });
       continue;
     }
+    const evidence = opts.evidence?.get(candidate.artifactId);
+    const estimate = estimateSpeed(candidate, evidence, policy);
+    const refusals: string[] = [];
+    if (evidence && quarantined(evidence, policy)) {
+      refusals.push(
+        `quarantined for ${cls}: ${evidence.failures} of ${evidence.reports} runs on such devices failed to verify, ` +
+          `load or run it${describeCodes(evidence.failureCodes)}; other classes are not affected`,
+      );
+    }
+    if (estimate.speedup > 0 && estimate.ci !== null && !estimate.uncertain && estimate.ci[1] < 1) {
+      const where = estimate.basis === 'device' ? `on ${estimate.samples} runs of ${cls}` : 'on the build host';
+      refusals.push(
+        `confidently slower than the portable graph ${where}: ${fmt(estimate.speedup)}x${fmtCi(estimate.ci)}; ` +
+          'the portable graph is served instead',
+      );
+    }
+    if (refusals.length > 0) {
+      refusedByEvidence++;
+      rejected.push({ artifactId: candidate.artifactId, targetId: candidate.targetId, reasons: refusals });
+      continue;
+    }
     const req = candidate.manifest.requires;
-    const speedup = validSpeedup(candidate.manifest.timing?.speedup);
+    const speedup = estimate.speedup;
     compatible.push({
       candidate,
       check,
       speedup,
+      estimate,
       tier: 0,
       gpu: req.computeCapability !== null ? 1 : 0,
       x86Level: req.x86Level ?? 0,
@@ -454,7 +670,13 @@ export function resolveArtifact(
     });
   }
   const fastest = Math.max(0, ...compatible.map((e) => e.speedup));
-  for (const e of compatible) e.tier = asFastAs(e.speedup, fastest, tolerance) ? 1 : 0;
+  // The best speed any compatible artifact is known to reach (its interval's low end): an artifact whose interval
+  // reaches it cannot be told apart from the fastest, so it counts as equally fast too (then specificity decides).
+  const bestLow = Math.max(0, ...compatible.map((e) => (e.estimate.ci ? e.estimate.ci[0] : e.speedup)));
+  for (const e of compatible) {
+    const reachesBest = e.estimate.ci !== null && e.speedup > 0 && e.estimate.ci[1] >= bestLow;
+    e.tier = asFastAs(e.speedup, fastest, tolerance) || reachesBest ? 1 : 0;
+  }
   compatible.sort(compareEntries);
   rejected.sort(
     (a, b) =>
@@ -463,15 +685,20 @@ export function resolveArtifact(
       codeUnitCompare(a.reasons.join('\n'), b.reasons.join('\n')),
   );
 
-  const ranked = compatible.map((e) => ({
+  const ranked: RankedArtifact[] = compatible.map((e) => ({
     artifactId: e.candidate.artifactId,
     targetId: e.candidate.targetId,
     speedup: e.speedup,
+    basis: e.estimate.basis,
+    speedupCi: e.estimate.ci,
   }));
   const [best, next] = compatible;
   if (best) {
+    const evidenceLine = opts.evidence
+      ? evidenceSummary(best, opts.evidence.get(best.candidate.artifactId), policy, opts.deviceClass ?? '')
+      : null;
     return {
-      chosen: { ...ranked[0], reasons: whyChosen(best, next, tolerance) },
+      chosen: { ...ranked[0], reasons: whyChosen(best, next, tolerance, fastest, evidenceLine) },
       fallback: {
         kind: 'portable',
         reason: `if ${best.candidate.artifactId} fails to download, verify or load, ${PORTABLE}: it is always a valid answer`,
@@ -483,6 +710,10 @@ export function resolveArtifact(
   const reason =
     candidates.length === 0
       ? `no compiled artifacts to choose from; ${PORTABLE}`
-      : `no compiled artifact fits this device: ${rejected.length} rejected (see rejected); ${PORTABLE}`;
+      : refusedByEvidence > 0
+        ? `no compiled artifact to serve this device: ${refusedByEvidence} refused by fleet evidence for ${cls} ` +
+          `(quarantined, or confidently slower than the portable graph), ${rejected.length - refusedByEvidence} ` +
+          `incompatible (see rejected); ${PORTABLE}`
+        : `no compiled artifact fits this device: ${rejected.length} rejected (see rejected); ${PORTABLE}`;
   return { chosen: null, fallback: { kind: 'portable', reason }, ranked, rejected };
 }

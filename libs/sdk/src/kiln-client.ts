@@ -26,6 +26,7 @@ import type {
   CreateUploadRequest,
   ErrorBody,
   EventsToken,
+  FleetView,
   Health,
   Model,
   ModelVersion,
@@ -34,8 +35,12 @@ import type {
   Resolution,
   ResolveRequest,
   RotatedApiKey,
+  Rollout,
   SigningKey,
+  StartRolloutRequest,
   Target,
+  TelemetryAck,
+  TelemetryBatch,
   Upload,
   UploadState,
 } from './types.js';
@@ -284,6 +289,38 @@ export class KilnClient {
   }
   listSigningKeys(o: Pick<RequestOptions, 'signal'> = {}): Promise<SigningKey[]> {
     return this.call('listSigningKeys', o);
+  }
+  /** A device's run reports (kiln-device sends these itself; a device token is enough). */
+  sendTelemetry(batch: TelemetryBatch, o: Pick<RequestOptions, 'signal'> = {}): Promise<TelemetryAck> {
+    return this.call('sendTelemetry', { ...o, body: batch });
+  }
+  /** Moves a channel to a version in gated stages (docs/fleet.md). */
+  startRollout(
+    modelId: string,
+    channel: string,
+    request: StartRolloutRequest,
+    o: Pick<RequestOptions, 'signal'> = {},
+  ): Promise<Rollout> {
+    return this.call('startRollout', { ...o, params: { modelId, name: channel }, body: request });
+  }
+  listRollouts(modelId: string, channel: string, o: Pick<RequestOptions, 'signal'> = {}): Promise<Rollout[]> {
+    return this.call('listRollouts', { ...o, params: { modelId, name: channel } });
+  }
+  getRollout(rolloutId: string, o: Pick<RequestOptions, 'signal'> = {}): Promise<Rollout> {
+    return this.call('getRollout', { ...o, params: { rolloutId } });
+  }
+  pauseRollout(rolloutId: string, reason?: string, o: Pick<RequestOptions, 'signal'> = {}): Promise<Rollout> {
+    return this.call('pauseRollout', { ...o, params: { rolloutId }, body: reason ? { reason } : {} });
+  }
+  resumeRollout(rolloutId: string, reason?: string, o: Pick<RequestOptions, 'signal'> = {}): Promise<Rollout> {
+    return this.call('resumeRollout', { ...o, params: { rolloutId }, body: reason ? { reason } : {} });
+  }
+  rollbackRollout(rolloutId: string, reason?: string, o: Pick<RequestOptions, 'signal'> = {}): Promise<Rollout> {
+    return this.call('rollbackRollout', { ...o, params: { rolloutId }, body: reason ? { reason } : {} });
+  }
+  /** Per device class of model@channel: what it runs, on-device vs build-host speed, failures, the rollout. */
+  getFleet(modelId: string, channel: string, o: Pick<RequestOptions, 'signal'> = {}): Promise<FleetView> {
+    return this.call('getFleet', { ...o, params: { modelId, name: channel } });
   }
 
   // --- keys of this tenant (an API key, not a device token) -------------------------------------------------

@@ -36,6 +36,14 @@ export const ROUTES = {
   createKey: { method: 'POST', path: '/v1/keys' },
   revokeKey: { method: 'DELETE', path: '/v1/keys/{keyId}' },
   rotateKey: { method: 'POST', path: '/v1/keys/{keyId}/rotate' },
+  sendTelemetry: { method: 'POST', path: '/v1/telemetry' },
+  startRollout: { method: 'POST', path: '/v1/models/{modelId}/channels/{name}/rollouts' },
+  listRollouts: { method: 'GET', path: '/v1/models/{modelId}/channels/{name}/rollouts' },
+  getRollout: { method: 'GET', path: '/v1/rollouts/{rolloutId}' },
+  pauseRollout: { method: 'POST', path: '/v1/rollouts/{rolloutId}/pause' },
+  resumeRollout: { method: 'POST', path: '/v1/rollouts/{rolloutId}/resume' },
+  rollbackRollout: { method: 'POST', path: '/v1/rollouts/{rolloutId}/rollback' },
+  getFleet: { method: 'GET', path: '/v1/models/{modelId}/channels/{name}/fleet' },
 } as const satisfies Record<string, { method: HttpMethod; path: string }>;
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';

@@ -2,9 +2,18 @@
 // (apps/api/src/**/*.dto.ts). test/sdk.e2e-spec.ts checks the routes of both against the real app. Types only
 // (`@kiln/sdk/types`): the dashboard reads the API through them too.
 import type { ArtifactManifest, BuildStatus, CompilationStatus, ErrorCode, Pt2Summary } from '@kiln/contracts';
-import type { DeviceFingerprint, RankedArtifact } from '@kiln/matching';
+import type { DeviceFingerprint, RankedArtifact, SpeedupBasis } from '@kiln/matching';
 
-export type { ArtifactManifest, BuildStatus, CompilationStatus, DeviceFingerprint, ErrorCode, Pt2Summary };
+export type {
+  ArtifactManifest,
+  BuildStatus,
+  CompilationStatus,
+  DeviceFingerprint,
+  ErrorCode,
+  Pt2Summary,
+  RankedArtifact,
+  SpeedupBasis,
+};
 
 /** Every error body: `{ error: { code, message, details? } }`. */
 export interface ErrorBody {
@@ -261,6 +270,8 @@ export interface ResolveRequest {
   version?: number;
   channel?: string;
   fingerprint: DeviceFingerprint | Record<string, unknown>;
+  /** The device's stable id (kiln-device keeps one in its cache folder): places it in or out of a rollout. */
+  deviceId?: string;
 }
 
 export interface ResolvedPart {
@@ -271,9 +282,22 @@ export interface ResolvedPart {
   url: string;
 }
 
+/** The channel's staged rollout as it applies to the device that resolved. */
+export interface RolloutAssignment {
+  id: string;
+  status: 'running' | 'paused' | 'completed';
+  stageIndex: number;
+  percent: number;
+  arm: 'new' | 'previous';
+  reason: string;
+}
+
 export interface Resolution {
   model: { id: string; name: string };
   version: { id: string; number: number; selectedBy: 'version' | 'channel' | 'latest'; channel: string | null };
+  /** The device class fleet evidence was read for (docs/fleet.md). */
+  deviceClass: { key: string; label: string };
+  rollout: RolloutAssignment | null;
   artifact: {
     id: string;
     targetId: string;
@@ -285,9 +309,23 @@ export interface Resolution {
     parts: ResolvedPart[];
     expiresAt: string;
     speedup: number;
+    basis: SpeedupBasis;
+    speedupCi: [number, number] | null;
     reasons: string[];
   } | null;
-  fallback: { kind: 'portable'; url: string; sha256: string; size: number; expiresAt: string; reason: string };
+  fallback: {
+    kind: 'portable';
+    url: string;
+    sha256: string;
+    size: number;
+    expiresAt: string;
+    reason: string;
+    /** The signed manifest binding the .pt2 to tenant, model and version. */
+    manifestUrl: string;
+    manifestSha256: string;
+    signature: string;
+    signingKeyId: string;
+  };
   ranked: RankedArtifact[];
   rejected: { artifactId: string; targetId: string; reasons: string[] }[];
 }
@@ -297,4 +335,172 @@ export interface SigningKey {
   algorithm: 'ed25519';
   publicKey: string;
   publicKeyPem: string;
+}
+
+// --- fleet evidence (docs/fleet.md) ---------------------------------------------------------------------------
+
+export interface TelemetryLatency {
+  inputShapes: number[][];
+  artifactMs?: number;
+  portableMs?: number;
+  runs: number;
+}
+
+/** One device run, as kiln-device reports it. */
+export interface TelemetryReport {
+  /** A UUIDv7 made by the device: a report sent twice is stored once. */
+  reportId: string;
+  modelId: string;
+  versionId: string;
+  artifactId?: string;
+  rolloutId?: string;
+  ran: 'artifact' | 'portable' | 'none';
+  outcome: 'ok' | 'failed';
+  failureStage?: 'download' | 'verify' | 'load' | 'run' | 'compare';
+  errorCode?: string;
+  latency: TelemetryLatency[];
+}
+
+/** POST /v1/telemetry: one device's reports (at most 100). */
+export interface TelemetryBatch {
+  deviceId: string;
+  fingerprint: DeviceFingerprint | Record<string, unknown>;
+  runtimeVersion?: string;
+  reports: TelemetryReport[];
+}
+
+export interface TelemetryAck {
+  accepted: number;
+  duplicates: number;
+  rejected: { reportId: string; reason: string }[];
+  deviceClass: string;
+}
+
+export interface RolloutGates {
+  holdSeconds: number;
+  checkIntervalSeconds: number;
+  maxErrorRate: number;
+  minReports: number;
+  maxLatencyRatio: number;
+  minReportsToPromote: number;
+}
+
+export interface StartRolloutRequest {
+  versionId?: string;
+  version?: number;
+  /** Percent of devices per stage, increasing, ending at 100. */
+  stages?: number[];
+  gates?: Partial<RolloutGates>;
+}
+
+export type RolloutStatus = 'running' | 'paused' | 'completed' | 'rolled_back';
+
+export interface RolloutEvent {
+  kind:
+    | 'started'
+    | 'stage_started'
+    | 'promoted'
+    | 'paused'
+    | 'resumed'
+    | 'class_rolled_back'
+    | 'halted'
+    | 'rolled_back'
+    | 'completed';
+  stageIndex: number;
+  percent: number;
+  deviceClass: string | null;
+  message: string;
+  detail: Record<string, unknown>;
+  /** `gate` for the rollout's own decisions, else the API key id that asked. */
+  actor: string;
+  at: string;
+}
+
+export interface RolloutClassState {
+  deviceClass: string;
+  label: string;
+  status: 'active' | 'rolled_back';
+  reason: string | null;
+  at: string;
+}
+
+export interface RolloutStats {
+  stageIndex: number;
+  deviceClass: string;
+  label: string;
+  arm: 'new' | 'previous';
+  reports: number;
+  failures: number;
+  failureCodes: Record<string, number>;
+  latencyMs: number | null;
+}
+
+export interface Rollout {
+  id: string;
+  modelId: string;
+  channel: string;
+  status: RolloutStatus;
+  fromVersion: number;
+  toVersion: number;
+  stages: number[];
+  stageIndex: number;
+  percent: number;
+  gates: RolloutGates;
+  classes: RolloutClassState[];
+  events: RolloutEvent[];
+  stats: RolloutStats[];
+  createdByKeyId: string;
+  createdAt: string;
+  stageStartedAt: string;
+  finishedAt: string | null;
+}
+
+export interface FleetServing {
+  arm: 'current' | 'new' | 'previous';
+  versionNumber: number;
+  artifactId: string | null;
+  /** null: the portable graph. */
+  targetId: string | null;
+  basis: SpeedupBasis | null;
+  speedup: number | null;
+  reasons: string[];
+}
+
+export interface FleetEvidence {
+  artifactId: string | null;
+  /** Target id, or "portable". */
+  targetId: string;
+  versions: number[];
+  reports: number;
+  failures: number;
+  failureCodes: Record<string, number>;
+  otherErrors: number;
+  quarantined: boolean;
+  deviceSpeedup: number | null;
+  deviceSpeedupCi: [number, number] | null;
+  deviceSamples: number;
+  buildHostSpeedup: number | null;
+  buildHostSpeedupCi: [number, number] | null;
+  lastReportAt: string;
+}
+
+export interface FleetClass {
+  deviceClass: string;
+  label: string;
+  reports: number;
+  failures: number;
+  lastReportAt: string;
+  rolloutStatus: 'active' | 'rolled_back' | null;
+  rolloutReason: string | null;
+  serves: FleetServing[];
+  evidence: FleetEvidence[];
+}
+
+/** GET /v1/models/:id/channels/:name/fleet */
+export interface FleetView {
+  model: { id: string; name: string };
+  channel: string;
+  versionNumber: number;
+  rollout: Rollout | null;
+  classes: FleetClass[];
 }

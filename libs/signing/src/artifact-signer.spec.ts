@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { ArtifactSigner, verifyArtifactSignature } from './artifact-signer.js';
+import { ArtifactSigner, PORTABLE_SIGNATURE_DOMAIN, verifyArtifactSignature } from './artifact-signer.js';
 
 const dir = await mkdtemp(path.join(tmpdir(), 'kiln-signing-'));
 after(() => rm(dir, { recursive: true, force: true }));
@@ -32,4 +32,15 @@ test('reuses an existing key, and refuses to mint one when told not to', async (
   assert.equal(second.publicKey.keyId, first.publicKey.keyId);
   assert.equal(await readFile(file, 'utf8'), pem);
   await assert.rejects(ArtifactSigner.fromFile(path.join(dir, 'missing', 'key.pem'), false), /ENOENT/);
+});
+
+test('portable manifests are signed under their own domain: neither signature passes for the other', async () => {
+  const signer = await ArtifactSigner.fromFile(path.join(dir, 'd', 'key.pem'), true);
+  const manifest = Buffer.from(JSON.stringify({ kind: 'portable', versionId: 'v', file: { sha256: 'ab', size: 1 } }));
+  const portable = signer.signPortable(manifest);
+  const key = signer.publicKey.publicKey;
+  assert.ok(verifyArtifactSignature(key, manifest, portable.signature, PORTABLE_SIGNATURE_DOMAIN));
+  assert.equal(verifyArtifactSignature(key, manifest, portable.signature), false, 'not an artifact signature');
+  const artifact = signer.sign(manifest);
+  assert.equal(verifyArtifactSignature(key, manifest, artifact.signature, PORTABLE_SIGNATURE_DOMAIN), false);
 });

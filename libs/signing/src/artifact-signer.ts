@@ -20,6 +20,12 @@ import path from 'node:path';
  */
 export const SIGNATURE_DOMAIN = 'kiln-artifact-manifest-v1\n';
 
+/**
+ * The portable graph's manifest (a version's uploaded .pt2, which devices fall back to) is signed with the same key
+ * under its own domain: an artifact manifest's signature can never pass for a portable one, nor the reverse.
+ */
+export const PORTABLE_SIGNATURE_DOMAIN = 'kiln-portable-manifest-v1\n';
+
 export interface PublicSigningKey {
   keyId: string;
   algorithm: 'ed25519';
@@ -29,8 +35,8 @@ export interface PublicSigningKey {
   publicKeyPem: string;
 }
 
-export function signedMessage(manifestBytes: Uint8Array): Buffer {
-  return Buffer.concat([Buffer.from(SIGNATURE_DOMAIN, 'utf8'), manifestBytes]);
+export function signedMessage(manifestBytes: Uint8Array, domain = SIGNATURE_DOMAIN): Buffer {
+  return Buffer.concat([Buffer.from(domain, 'utf8'), manifestBytes]);
 }
 
 function describePublicKey(key: KeyObject): PublicSigningKey {
@@ -80,16 +86,27 @@ export class ArtifactSigner {
       keyId: this.publicKey.keyId,
     };
   }
+
+  /** Signs a portable graph's manifest (PORTABLE_SIGNATURE_DOMAIN). */
+  signPortable(manifestBytes: Uint8Array): { signature: string; keyId: string } {
+    return {
+      signature: sign(null, signedMessage(manifestBytes, PORTABLE_SIGNATURE_DOMAIN), this.privateKey).toString(
+        'base64',
+      ),
+      keyId: this.publicKey.keyId,
+    };
+  }
 }
 
 export function verifyArtifactSignature(
   publicKeyBase64: string,
   manifestBytes: Uint8Array,
   signatureBase64: string,
+  domain = SIGNATURE_DOMAIN,
 ): boolean {
   const key = createPublicKey({
     key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKeyBase64, 'base64').toString('base64url') },
     format: 'jwk',
   });
-  return verify(null, signedMessage(manifestBytes), key, Buffer.from(signatureBase64, 'base64'));
+  return verify(null, signedMessage(manifestBytes, domain), key, Buffer.from(signatureBase64, 'base64'));
 }

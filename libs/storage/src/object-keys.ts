@@ -11,6 +11,9 @@ export const objectKeys = {
   /** The version's stored archive: the upload without its sample-input pickles (what workers and devices get). */
   portableModel: (tenantId: string, versionId: string): string =>
     `tenants/${tenantId}/versions/${versionId}.portable.pt2`,
+  /** The signed manifest of a version's portable graph (binds the .pt2's sha256 to tenant, model and version). */
+  portableManifest: (tenantId: string, versionId: string): string =>
+    `tenants/${tenantId}/versions/${versionId}.portable-manifest.json`,
   /** A content-addressed artifact part (code package or weights blob): stored once per tenant. */
   blob: (tenantId: string, sha256: string): string => `tenants/${tenantId}/blobs/sha256/${sha256}`,
   /** The manifest of the artifact with this cache key. */

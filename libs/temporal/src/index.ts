@@ -11,6 +11,7 @@ import { buildActivityId, compileWorkflowId } from '@kiln/workflows/contracts';
 const { temporal } = proto;
 
 export * from '@kiln/workflows/contracts';
+export * from '@kiln/workflows/rollout-contracts';
 
 /** The workflow bundle entry, for Worker.create({ workflowsPath }) and bundleWorkflowCode. */
 export const WORKFLOWS_PATH = fileURLToPath(import.meta.resolve('@kiln/workflows'));

@@ -1,2 +1,9 @@
 // The workflow bundle's entry point (the worker's workflowsPath): workflow functions only.
 export { compileModelWorkflow, progressQuery } from './compile-model.workflow.js';
+export {
+  pauseRolloutUpdate,
+  resumeRolloutUpdate,
+  rollbackRolloutUpdate,
+  rolloutStateQuery,
+  rolloutWorkflow,
+} from './rollout.workflow.js';

@@ -265,6 +265,8 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events) -> 
             "finishedAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         },
     }
+    if "tenantId" in job:
+        manifest = {"manifestVersion": manifest["manifestVersion"], "tenantId": job["tenantId"], **manifest}  # type: ignore[assignment]
     write_json_atomic(out_dir / MANIFEST_FILE, manifest)
     events.phase(
         "done",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any, TypedDict
 
 
@@ -138,46 +136,3 @@ def sync(device: str) -> None:
         import torch
 
         torch.cuda.synchronize()
-
-
-class Timed(TypedDict):
-    bestMs: list[float]
-    # Interleaved rounds measured: fewer than asked when the time budget ran out first (never fewer than one).
-    runs: int
-    truncated: bool
-
-
-def interleaved_best_ms(
-    fns: list[Callable[[], Any]], warmup: int, runs: int, device: str, max_seconds: float | None = None
-) -> Timed:
-    """Best-of-`runs` wall time of each function, in milliseconds, with the calls interleaved.
-
-    Build hosts are shared (other builds compile next to this one), so samples are noisy in bursts.
-    Interleaving exposes every function to the same bursts, and the minimum is the sample least
-    disturbed by them: the ratio of two minima is far more repeatable than the ratio of two medians.
-
-    `max_seconds` bounds the whole measurement, warmup included: a slow model is measured fewer times rather than
-    holding the host's exclusive timing lock (and every other build's compile) for as long as it takes. At least
-    one round is always measured.
-    """
-    started = time.monotonic()
-
-    def out_of_time() -> bool:
-        return max_seconds is not None and time.monotonic() - started >= max_seconds
-
-    for _ in range(warmup):
-        if out_of_time():
-            break
-        for fn in fns:
-            fn()
-    sync(device)
-    best = [float("inf")] * len(fns)
-    done = 0
-    while done < runs and (done == 0 or not out_of_time()):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            best[i] = min(best[i], time.perf_counter() - start)
-        done += 1
-    return {"bestMs": [b * 1000.0 for b in best], "runs": done, "truncated": done < runs}

@@ -60,7 +60,7 @@ class JobTiming(_JobTimingRequired, total=False):
     lockWaitSeconds: float  # bound of every wait for the host timing lock (default 120)
 
 
-class Job(TypedDict):
+class _JobRequired(TypedDict):
     targetId: str
     recipe: Recipe
     recipeHash: str
@@ -71,6 +71,10 @@ class Job(TypedDict):
     sandbox: dict[str, Any]
     timing: JobTiming
     seed: int
+
+
+class Job(_JobRequired, total=False):
+    tenantId: str  # written into the manifest (absent from older workers' jobs)
 
 
 def _bad(message: str) -> DriverError:
@@ -131,6 +135,8 @@ def parse_job(raw: Any) -> Job:
         if key in timing and timing[key] < 0:
             raise _bad(f"timing.{key} must be >= 0")
     _need(raw, "seed", int, "job")
+    if "tenantId" in raw and not isinstance(raw["tenantId"], str):
+        raise _bad("job.tenantId must be a string")
     return raw  # type: ignore[no-any-return]
 
 

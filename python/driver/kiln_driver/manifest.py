@@ -77,7 +77,7 @@ class InputRanges(TypedDict):
     dims: list[NarrowedDim]
 
 
-class ArtifactManifest(TypedDict):
+class _ArtifactManifestRequired(TypedDict):
     manifestVersion: Literal[1]
     target: str
     recipeHash: str
@@ -93,6 +93,10 @@ class ArtifactManifest(TypedDict):
     verification: VerificationResult
     timing: TimingResult
     build: BuildInfo
+
+
+class ArtifactManifest(_ArtifactManifestRequired, total=False):
+    tenantId: str  # the tenant it was built for (signed: devices check it against the version's portable manifest)
 
 
 def write_json_atomic(path: Path, value: Any) -> None:

@@ -21,7 +21,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
-from .compare import compare_outputs, ieee_fp32, interleaved_best_ms, sync
+from . import timing as timing_method
+from .compare import compare_outputs, ieee_fp32, sync
 from .errors import DriverError, ErrorCode, short_traceback
 from .host_lock import DEFAULT_WAIT_S, host_lock
 from .input_checks import accepted_dims, is_input_range_error, narrowed_dims, narrowed_range_error
@@ -76,7 +77,7 @@ class VerificationResult(_VerificationRequired, total=False):
     tf32: bool  # CUDA only: whether TF32 was allowed (never)
 
 
-class TimingResult(TypedDict):
+class _TimingResultRequired(TypedDict):
     eagerMs: float
     compiledMs: float
     speedup: float
@@ -88,6 +89,16 @@ class TimingResult(TypedDict):
     lock: str
     lockWaitS: float
     truncated: bool  # the time budget (maxSeconds) ended the measurement before `runs` rounds
+
+
+class TimingResult(_TimingResultRequired, total=False):
+    # Method `interleaved-median-ci` (timing.py); manifests written before it have only the fields above.
+    method: str
+    speedupCi: list[float]
+    confidence: float
+    uncertain: bool
+    noise: timing_method.TimingNoise
+    perInput: list[timing_method.TimingPerInput]
 
 
 # ------------------------------------------------------------------------------------------------- child
@@ -179,11 +190,14 @@ class _Child:
         try:
             self.step("run_compiled")
             verification = self.compare(compiled, sets, package)
+            sizes = [shapes for _, _, shapes in sets[: timing_method.MAX_SIZES]]
             self.events.phase(
-                "timing", f"timing {self.req['warmup']} warmup + {self.req['runs']} runs on inputs {sets[0][2]}"
+                "timing",
+                f"timing on {len(sizes)} input size(s) {sizes}: warm-up until stable, at least {self.req['runs']} "
+                "interleaved pairs each, under the host lock",
             )
             self.step("timing")
-            timing = self.time(reference, compiled, sets[0][0], sets[0][2])
+            timing = self.time(reference, compiled, sets)
         finally:
             # The loader extracted the package under $TMPDIR; freeing the model removes that folder.
             del compiled
@@ -285,43 +299,54 @@ class _Child:
             )
         return verification
 
-    def time(self, reference: Any, compiled: Any, flat: list[Any], shapes: list[list[int]]) -> TimingResult:
+    def time(self, reference: Any, compiled: Any, sets: list[tuple[list[Any], Any, list[list[int]]]]) -> TimingResult:
         import torch
 
-        warmup, runs = self.req["warmup"], self.req["runs"]
+        def caller(fn: Any, flat: list[Any]) -> Any:
+            return lambda: self.call(fn, flat)
+
+        sizes = [(caller(reference, flat), caller(compiled, flat), shapes) for flat, _, shapes in sets]
         max_s = float(self.req.get("maxSeconds", DEFAULT_TIMING_MAX_S))
         lock_wait_s = float(self.req.get("lockWaitSeconds", DEFAULT_WAIT_S))
+        # Both bounded: the wait for the host's exclusive timing lock, and the measurement itself.
         with torch.no_grad(), host_lock(exclusive=True, wait_s=lock_wait_s) as lock:
-            timed = interleaved_best_ms(
-                [lambda: self.call(reference, flat), lambda: self.call(compiled, flat)],
-                warmup,
-                runs,
-                self.device,
+            timing: TimingResult = timing_method.measure(  # type: ignore[assignment]
+                sizes,
+                device=self.device,
+                warmup=self.req["warmup"],
+                runs=self.req["runs"],
+                threads=torch.get_num_threads(),
+                lock_wait_ms=lock["waitedS"] * 1000.0,
                 max_seconds=max_s,
             )
-        eager_ms, compiled_ms = timed["bestMs"]
-        timing: TimingResult = {
-            "eagerMs": round(eager_ms, 4),
-            "compiledMs": round(compiled_ms, 4),
-            "speedup": round(eager_ms / compiled_ms, 3) if compiled_ms > 0 else 0.0,
-            "runs": timed["runs"],
-            "threads": torch.get_num_threads(),
-            "inputShapes": shapes,
-            "lock": lock["lock"],
-            "lockWaitS": lock["waitedS"],
-            "truncated": timed["truncated"],
-        }
+        timing["lock"] = lock["lock"]
+        timing["lockWaitS"] = lock["waitedS"]
+        if lock["lock"] == "contended":
+            # Measured beside other builds' compiles: never proof of anything.
+            timing["uncertain"] = True
+            timing["noise"]["reasons"].append(
+                f"the host's timing lock was still held by other builds after {lock['waitedS']:.0f} s"
+            )
         log.info(
-            "timing: eager %.3f ms, compiled %.3f ms (%.2fx, %d threads, %d of %d rounds, host lock %s after %.1f s)",
-            eager_ms,
-            compiled_ms,
+            "timing: eager %.3f ms, compiled %.3f ms: %.2fx (95%% CI %s, %d pairs, %d threads, host lock %s "
+            "after %.1f s)%s",
+            timing["eagerMs"],
+            timing["compiledMs"],
             timing["speedup"],
+            timing.get("speedupCi"),
+            timing["runs"],
             timing["threads"],
-            timed["runs"],
-            runs,
             lock["lock"],
             lock["waitedS"],
+            f"; uncertain: {'; '.join(timing['noise']['reasons'])}" if timing.get("uncertain") else "",
         )
+        for entry in timing.get("perInput", [])[1:]:
+            log.info(
+                "timing on inputs %s: %.2fx %s",
+                entry["inputShapes"],
+                entry["speedup"]["median"],
+                entry["speedup"]["ci"],
+            )
         return timing
 
 

@@ -51,7 +51,23 @@ SUB_KEYS = {
         "device",
         "referencePrecision",
     },
-    "timing": {"eagerMs", "compiledMs", "speedup", "runs", "threads", "inputShapes", "lock", "lockWaitS", "truncated"},
+    "timing": {
+        "eagerMs",
+        "compiledMs",
+        "speedup",
+        "runs",
+        "threads",
+        "inputShapes",
+        "method",
+        "speedupCi",
+        "confidence",
+        "uncertain",
+        "noise",
+        "perInput",
+        "lock",
+        "lockWaitS",
+        "truncated",
+    },
     "build": {"compileSeconds", "host", "gpu", "sandbox", "finishedAt"},
 }
 
@@ -158,10 +174,26 @@ def test_verification_passed_on_several_batch_sizes(mlp_v3: DriverRun) -> None:
 
 
 def test_timing(mlp_v3: DriverRun) -> None:
+    """The distribution is stored: medians with intervals per input size, the noise the guard saw, whether the
+    figure is uncertain (no assertion on the values themselves: they depend on the host)."""
     t = mlp_v3.manifest["timing"]
+    assert t["method"] == "interleaved-median-ci" and t["confidence"] == 0.95
     assert t["eagerMs"] > 0 and t["compiledMs"] > 0 and t["speedup"] > 0
-    assert t["runs"] == 10 and t["threads"] >= 1
-    assert t["inputShapes"] == mlp_v3.manifest["verification"]["inputShapes"][0]
+    assert t["runs"] >= 10 and t["threads"] >= 1
+    verified = mlp_v3.manifest["verification"]["inputShapes"]
+    assert t["inputShapes"] == verified[0]
+    lo, hi = t["speedupCi"]
+    assert lo <= t["speedup"] <= hi
+    assert [p["inputShapes"] for p in t["perInput"]] == verified[: len(t["perInput"])]
+    assert 1 <= len(t["perInput"]) <= 3
+    for p in t["perInput"]:
+        assert p["samples"] >= 10 and p["warmupPairs"] >= 2
+        for key in ("eagerMs", "compiledMs", "speedup"):
+            assert p[key]["ci"][0] <= p[key]["median"] <= p[key]["ci"][1]
+    assert t["perInput"][0]["speedup"]["median"] == t["speedup"]
+    noise = t["noise"]
+    assert noise["attempts"] >= len(t["perInput"]) and noise["lockWaitMs"] >= 0
+    assert isinstance(t["uncertain"], bool) and (t["uncertain"] == bool(noise["reasons"]))
 
 
 def test_scratch_space_is_cleaned_up(mlp_v3: DriverRun) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln_driver.compare import interleaved_best_ms
+from kiln_driver import timing
 from kiln_driver.host_lock import host_lock
 
 
@@ -98,21 +98,28 @@ def test_without_a_lock_file_builds_go_on(tmp_path: Path, monkeypatch: pytest.Mo
         assert state["lock"] == "none"
 
 
-def test_the_measurement_stops_at_its_time_budget_and_keeps_at_least_one_round() -> None:
+def test_the_measurement_stops_at_its_time_budget_and_keeps_at_least_one_pair() -> None:
     calls = {"slow": 0}
 
     def slow() -> None:
         calls["slow"] += 1
         time.sleep(0.05)
 
-    timed = interleaved_best_ms([slow, slow], warmup=2, runs=10_000, device="cpu", max_seconds=0.3)
-    assert timed["truncated"] is True
+    shapes = [[1, 4]]
+    timed = timing.measure(
+        [(slow, slow, shapes)], device="cpu", warmup=2, runs=10_000, threads=1, lock_wait_ms=0, max_seconds=0.3
+    )
+    assert timed["truncated"] is True and timed["uncertain"] is True
     assert 1 <= timed["runs"] < 10_000
     assert calls["slow"] < 2 * 10_000
-    assert all(ms > 0 for ms in timed["bestMs"])
+    assert any("bound of 0.3 s" in r for r in timed["noise"]["reasons"])
 
-    once = interleaved_best_ms([slow], warmup=5, runs=3, device="cpu", max_seconds=0)
-    assert once["runs"] == 1 and once["truncated"] is True, "a budget of 0 still measures one round"
+    once = timing.measure(
+        [(slow, slow, shapes)], device="cpu", warmup=5, runs=3, threads=1, lock_wait_ms=0, max_seconds=0
+    )
+    assert once["runs"] == 1 and once["truncated"] is True, "a budget of 0 still measures one pair"
 
-    full = interleaved_best_ms([lambda: None], warmup=1, runs=5, device="cpu", max_seconds=None)
-    assert full["runs"] == 5 and full["truncated"] is False
+    fast = timing.measure(
+        [(lambda: None, lambda: None, shapes)], device="cpu", warmup=1, runs=5, threads=1, lock_wait_ms=0
+    )
+    assert fast["runs"] >= 5 and fast["truncated"] is False

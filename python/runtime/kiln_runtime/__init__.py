@@ -17,7 +17,8 @@ result = compile_remote(exported_program, model="resnet-edge", targets=["linux-x
 __version__ = "0.1.0"
 
 from .cache import Cache
-from .client import FetchedArtifact, KilnClient, VerifiedManifest
+from .client import FetchedArtifact, KilnClient, VerifiedManifest, VerifiedPortableManifest
+from .device_identity import device_id
 from .errors import (
     ApiError,
     ErrorCode,
@@ -31,7 +32,9 @@ from .loader import LoadedModel, load, verify_artifact
 from .needs import NeedsCheck, check_needs
 from .probe import probe_fingerprint
 from .remote_compile import CompiledArtifact, CompileResult, StorageError, TargetResult, compile_remote
-from .resolution import PortableFallback, Resolution, ResolvedArtifact, ResolvedPart
+from .resolution import PortableFallback, Resolution, ResolvedArtifact, ResolvedPart, RolloutAssignment
+from .run import RunOptions, run_resolution
+from .telemetry import Telemetry, telemetry_enabled
 
 __all__ = [
     "ApiError",
@@ -51,14 +54,21 @@ __all__ = [
     "Resolution",
     "ResolvedArtifact",
     "ResolvedPart",
+    "RolloutAssignment",
+    "RunOptions",
     "StorageError",
     "TargetResult",
+    "Telemetry",
     "VerificationError",
     "VerifiedManifest",
+    "VerifiedPortableManifest",
     "__version__",
     "check_needs",
     "compile_remote",
+    "device_id",
     "load",
     "probe_fingerprint",
+    "run_resolution",
+    "telemetry_enabled",
     "verify_artifact",
 ]

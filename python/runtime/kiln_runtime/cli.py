@@ -1,20 +1,19 @@
-"""`kiln-device` (also `python -m kiln_runtime`): fingerprint, fetch, run, keys. See README.md for exit codes."""
+"""`kiln-device` (also `python -m kiln_runtime`): fingerprint, fetch, run, keys, telemetry. README.md: exit codes."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .cache import Cache
-from .client import DEFAULT_API_URL, KilnClient
-from .download import Progress
+from .client import DEFAULT_API_URL, KilnClient, check_artifact_binding
+from .device_identity import device_id
+from .download import Progress, RetryPolicy
 from .errors import (
     EXIT_INTERNAL,
     EXIT_OK,
@@ -22,17 +21,18 @@ from .errors import (
     ErrorCode,
     KilnRuntimeError,
     LoadError,
-    OutputMismatchError,
     UsageError,
 )
 from .fingerprint import validate_fingerprint
 from .needs import check_needs, js_number
 from .probe import probe_fingerprint
 from .resolution import Resolution
+from .run import RunOptions, run_resolution
+from .signing import parse_public_key
+from .telemetry import Telemetry, telemetry_enabled
 from .x86_levels import device_x86_level
 
 log = logging.getLogger("kiln_runtime")
-DEFAULT_ATOL, DEFAULT_RTOL = 1e-4, 1e-3
 
 
 def say(message: str = "") -> None:
@@ -62,6 +62,7 @@ def _client(args: argparse.Namespace) -> KilnClient:
         args.token,
         cache=args.cache_dir,
         progress=_progress_factory(not args.no_progress),
+        trust_on_first_use=True if args.trust_on_first_use else None,
     )
 
 
@@ -88,8 +89,8 @@ def _fingerprint(args: argparse.Namespace) -> dict[str, Any]:
     return fp
 
 
-def _resolve(args: argparse.Namespace, client: KilnClient, fp: dict[str, Any]) -> Resolution:
-    return client.resolve(args.model, fingerprint=fp, version=args.version, channel=args.channel)
+def _resolve(args: argparse.Namespace, client: KilnClient, fp: dict[str, Any], me: str) -> Resolution:
+    return client.resolve(args.model, fingerprint=fp, version=args.version, channel=args.channel, device_id=me)
 
 
 def _device_summary(fp: dict[str, Any]) -> str:
@@ -107,11 +108,15 @@ def explain(res: Resolution, fp: dict[str, Any], simulated: bool) -> None:
     """The resolver's choice in words: what was picked and why, what else fits, what was rejected and why."""
     who = "the device in --fingerprint" if simulated else "this device"
     say(f"resolved {res.describe_version()} for {who} ({_device_summary(fp)})")
+    if res.rollout is not None:
+        say(f"rollout {res.rollout.id} ({res.rollout.status}): {res.rollout.reason}")
+    if res.device_class:
+        say(f"device class: {res.device_class}")
     art = res.artifact
     if art is not None:
+        where = "on devices of this class" if art.basis == "device" else "on the build host"
         say(
-            f"chosen: {art.target_id} (artifact {art.id}), {js_number(art.speedup)}x faster than the portable "
-            "graph on the build host"
+            f"chosen: {art.target_id} (artifact {art.id}), {js_number(art.speedup)}x the portable graph's speed {where}"
         )
         for reason in art.reasons:
             say(f"  - {reason}")
@@ -148,12 +153,24 @@ def _resolution_json(res: Resolution) -> dict[str, Any]:
             "artifactId": art.id,
             "targetId": art.target_id,
             "speedup": art.speedup,
+            "basis": art.basis,
             "reasons": list(art.reasons),
         }
         if art is not None
         else {"kind": "portable", "reasons": [res.fallback.reason]},
         "ranked": list(res.ranked),
         "rejected": list(res.rejected),
+        "deviceClass": res.device_class,
+        "rollout": {
+            "id": res.rollout.id,
+            "status": res.rollout.status,
+            "stageIndex": res.rollout.stage_index,
+            "percent": res.rollout.percent,
+            "arm": res.rollout.arm,
+            "reason": res.rollout.reason,
+        }
+        if res.rollout is not None
+        else None,
     }
 
 
@@ -183,15 +200,20 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     client = _client(args)
     fp = _fingerprint(args)
-    res = _resolve(args, client, fp)
+    res = _resolve(args, client, fp, device_id(client.cache))
     explain(res, fp, bool(args.fingerprint))
     out = _resolution_json(res)
     if res.artifact is None:
-        path = client.fetch_portable(res.fallback)
-        say(f"verified: portable graph sha256 {res.fallback.sha256} ({res.fallback.size} bytes)")
+        path = client.fetch_portable(res)
+        say(
+            f"verified: portable graph manifest signature (key {res.fallback.signing_key_id}), bound to "
+            f"{res.model_name} v{res.version_number}; sha256 {res.fallback.sha256} ({res.fallback.size} bytes); "
+            "guards and shape expressions within Kiln's grammars"
+        )
         out.update(path=str(path), verified={"sha256": res.fallback.sha256})
     else:
         fetched = client.fetch_artifact(res.artifact)
+        check_artifact_binding(fetched.manifest.data, client.fetch_portable_manifest(res))
         say(
             f"verified: manifest signature (key {fetched.manifest.signing_key_id}), "
             + ", ".join(f"{p.role} part sha256 {p.sha256[:12]}… ({p.size} bytes)" for p, _ in fetched.parts)
@@ -220,144 +242,89 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _median_ms(a: Any, b: Any, inputs: Any, *, warmup: int, runs: int) -> tuple[float, float]:
-    """Median wall time of one call of `a` and of `b`, their calls interleaved so that both see the same
-    load on a shared machine (timing one block after the other mostly measures whatever else ran then)."""
-    args, kwargs = inputs.args, inputs.kwargs
-    for _ in range(warmup):
-        a(*args, **kwargs)
-        b(*args, **kwargs)
-    times_a: list[float] = []
-    times_b: list[float] = []
-    for _ in range(runs):
-        for fn, times in ((a, times_a), (b, times_b)):
-            t0 = time.perf_counter()
-            fn(*args, **kwargs)
-            times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times_a), statistics.median(times_b)
-
-
-def compare_outputs(actual: Any, expected: Any, atol: float, rtol: float) -> tuple[float, bool, list[str]]:
-    """Max abs error over every output tensor, whether all are within allclose(atol, rtol), and problems."""
-    import torch
-    from torch.utils._pytree import tree_flatten
-
-    got, _ = tree_flatten(actual)
-    want, _ = tree_flatten(expected)
-    if len(got) != len(want):
-        return float("inf"), False, [f"{len(got)} outputs, the portable graph gives {len(want)}"]
-    max_abs, ok, problems = 0.0, True, []
-    for i, (a, b) in enumerate(zip(got, want, strict=True)):
-        if not isinstance(b, torch.Tensor):
-            if a != b:
-                ok = False
-                problems.append(f"output {i}: {a!r} != {b!r}")
-            continue
-        if not isinstance(a, torch.Tensor) or a.shape != b.shape:
-            ok = False
-            problems.append(f"output {i}: shape {getattr(a, 'shape', None)} != {tuple(b.shape)}")
-            max_abs = float("inf")
-            continue
-        a64, b64 = a.detach().cpu().double(), b.detach().cpu().double()
-        if a64.numel():
-            max_abs = max(max_abs, float((a64 - b64).abs().max()))
-        if not torch.allclose(a64, b64, atol=atol, rtol=rtol, equal_nan=True):
-            ok = False
-            problems.append(f"output {i}: outside atol {atol} / rtol {rtol}")
-    return max_abs, ok, problems
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from .loader import load, load_portable, require_torch
+    from .loader import require_torch
 
-    torch = require_torch()
+    require_torch()
     client = _client(args)
     fp = _fingerprint(args)
-    res = _resolve(args, client, fp)
+    me = device_id(client.cache)
+    res = _resolve(args, client, fp, me)
     explain(res, fp, bool(args.fingerprint))
-
-    # The choice first, so that a refused artifact stops the run before anything at all is loaded.
-    model = load(res, client, fallback=args.fallback)
-    if model.kind == "artifact":
-        say(f"verified and loaded {model.description}: signature ok, parts sha256 ok, this host meets its needs")
-    elif model.fallback_error is not None:
-        say(f"artifact refused ({model.fallback_error.code}): {model.fallback_error.message}")
-        say("running the portable graph instead (--fallback)")
-    portable = model if model.kind == "portable" else load_portable(res, client, why=["reference for comparison"])
-    try:
-        inputs = synthesize(portable.program, args.seed)
-        say(f"inputs (seed {args.seed}): {', '.join(inputs.shapes())}")
-        verification = (model.manifest or {}).get("verification") or {}
-        atol = args.atol if args.atol is not None else float(verification.get("atol") or DEFAULT_ATOL)
-        rtol = args.rtol if args.rtol is not None else float(verification.get("rtol") or DEFAULT_RTOL)
-        # no_grad, as the compile driver times on the build host, so the speedups compare.
-        with torch.no_grad():
-            try:
-                ref_args, ref_kwargs = inputs.clone()
-                expected = portable(*ref_args, **ref_kwargs)
-                run_args, run_kwargs = inputs.clone()
-                actual = model(*run_args, **run_kwargs)
-            except KilnRuntimeError:
-                raise
-            except Exception as exc:
-                raise LoadError(ErrorCode.RUN_FAILED, f"running the model failed: {type(exc).__name__}: {exc}") from exc
-            max_abs, ok, problems = compare_outputs(actual, expected, atol, rtol)
-            eager_ms, model_ms = _median_ms(portable, model, inputs, warmup=args.warmup, runs=args.runs)
-    finally:
-        model.close()
-        if portable is not model:
-            portable.close()
-
-    speedup = eager_ms / model_ms if model_ms > 0 else 0.0
-    out = _resolution_json(res)
-    out.update(
-        ran={"kind": model.kind, "artifactId": model.artifact_id, "targetId": model.target_id, "path": str(model.path)},
-        fallbackError=model.fallback_error.to_json() if model.fallback_error else None,
-        inputs=inputs.shapes(),
+    # Reports go out with a short retry budget: a slow or absent API must not hold the run up.
+    sender = KilnClient(client.api_url, client.token, cache=client.cache, retry=RetryPolicy(attempts=2, timeout_s=5))
+    telemetry = Telemetry(sender, enabled=telemetry_enabled(args.no_telemetry))
+    options = RunOptions(
         seed=args.seed,
-        maxAbsError=max_abs,
-        atol=atol,
-        rtol=rtol,
-        withinTolerance=ok,
-        problems=problems,
-        eagerMs=eager_ms,
-        modelMs=model_ms,
-        speedup=speedup,
         runs=args.runs,
-        threads=torch.get_num_threads(),
+        warmup=args.warmup,
+        atol=args.atol,
+        rtol=args.rtol,
+        fallback=args.fallback,
+        sizes=args.sizes,
+    )
+    try:
+        ran = run_resolution(res, client, fingerprint=fp, telemetry=telemetry, options=options)
+    finally:
+        flushed = telemetry.flush()
+        if flushed.error:
+            log.info("telemetry: %d reports kept for later (%s)", flushed.kept, flushed.error)
+    if ran["ran"]["kind"] == "artifact":
+        say(f"verified and loaded {ran['description']}: signature ok, parts sha256 ok, this host meets its needs")
+    elif ran["fallbackError"] is not None:
+        say(f"artifact refused ({ran['fallbackError']['code']}): {ran['fallbackError']['message']}")
+        say("ran the portable graph instead (--fallback)")
+    mismatch = ran.pop("mismatch")
+    ran.pop("description")
+    out = _resolution_json(res)
+    out.update(ran)
+    out.update(
+        deviceId=me,
+        telemetry={
+            "enabled": telemetry.enabled,
+            "reportId": ran["reportId"],
+            "sent": flushed.sent,
+            "kept": flushed.kept,
+            "error": flushed.error,
+        },
     )
     if args.json:
         _emit(args, out)
     else:
-        name = f"artifact {model.target_id}" if model.kind == "artifact" else "portable graph"
-        print(f"ran: {name} ({model.path})")
+        kind = ran["ran"]["kind"]
+        name = f"artifact {ran['ran']['targetId']}" if kind == "artifact" else "portable graph"
+        print(f"ran: {name} ({ran['ran']['path']})")
         print(
-            f"max abs error vs the portable graph: {max_abs:.3g} (atol {atol:g}, rtol {rtol:g}): "
-            + ("OK" if ok else "MISMATCH")
+            f"max abs error vs the portable graph: {ran['maxAbsError']:.3g} (atol {ran['atol']:g}, "
+            f"rtol {ran['rtol']:g}): " + ("OK" if ran["withinTolerance"] else "MISMATCH")
         )
-        print(
-            f"portable graph: {eager_ms:.3f} ms, {name}: {model_ms:.3f} ms "
-            f"(median of {args.runs}, {torch.get_num_threads()} threads)"
-        )
-        print(f"speedup: {speedup:.2f}x")
-    if not ok:
-        raise OutputMismatchError(
-            ErrorCode.OUTPUT_MISMATCH,
-            f"the {model.description} differs from the portable graph beyond tolerance: " + "; ".join(problems),
-            {"maxAbsError": max_abs, "atol": atol, "rtol": rtol},
-        )
+        for entry in ran["latency"]:
+            shapes = " ".join(str(s) for s in entry["inputShapes"])
+            timed = f", {name}: {entry['artifactMs']:.3f} ms" if "artifactMs" in entry else ""
+            print(f"inputs {shapes}: portable graph {entry['portableMs']:.3f} ms{timed} (median of {ran['runs']})")
+        print(f"speedup: {ran['speedup']:.2f}x ({ran['threads']} threads)")
+        if telemetry.enabled:
+            print(f"reported to Kiln: {flushed.sent} report(s) sent, {flushed.kept} kept for later")
+    if mismatch is not None:
+        raise mismatch
     return EXIT_OK
-
-
-def synthesize(program: Any, seed: int) -> Any:
-    from .inputs import synthesize_inputs
-
-    return synthesize_inputs(program, seed)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
     client = _client(args)
     store = client.trust
+    if args.pin:
+        if store.pinned is not None:
+            raise UsageError(
+                ErrorCode.USAGE, "keys are pinned with KILN_SIGNING_PUBLIC_KEY; the trust store is not used"
+            )
+        text = Path(args.pin[1:]).read_text() if args.pin.startswith("@") else args.pin
+        try:
+            raw = parse_public_key(text)
+        except ValueError as exc:
+            raise UsageError(ErrorCode.USAGE, f"--pin: not an ed25519 public key ({exc})") from exc
+        kid = store.trust(raw, "enrolled with kiln-device keys --pin")
+        say(f"pinned signing key {kid}")
     published = store.published_keys(client.signing_keys())
     if args.trust:
         if store.pinned is not None:
@@ -379,8 +346,32 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if args.json:
         _emit(args, out)
     else:
-        print(f"trusted ({out['source']}): {', '.join(out['trusted']) or 'none yet (trust on first use)'}")
+        none = "none yet (trust on first use)" if store.trust_on_first_use else "none: pin one with --pin"
+        print(f"trusted ({out['source']}): {', '.join(out['trusted']) or none}")
         print(f"published by {client.api_url}: {', '.join(out['published']) or 'none'}")
+    return EXIT_OK
+
+
+def cmd_telemetry(args: argparse.Namespace) -> int:
+    client = _client(args)
+    sender = KilnClient(client.api_url, client.token, cache=client.cache, retry=RetryPolicy(attempts=2, timeout_s=5))
+    telemetry = Telemetry(sender, enabled=telemetry_enabled())
+    out: dict[str, Any] = {
+        "enabled": telemetry.enabled,
+        "deviceId": device_id(client.cache),
+        "pending": len(telemetry.pending()),
+    }
+    if args.flush:
+        r = telemetry.flush()
+        out.update(sent=r.sent, accepted=r.accepted, duplicates=r.duplicates, rejected=r.rejected, error=r.error)
+        out["pending"] = len(telemetry.pending())
+    if args.json:
+        _emit(args, out)
+    else:
+        state = "on" if telemetry.enabled else "off (KILN_TELEMETRY)"
+        print(f"telemetry {state}; device id {out['deviceId']}; {out['pending']} report(s) queued")
+        if args.flush:
+            print(f"sent {out['sent']} ({out['accepted']} new, {out['duplicates']} already there)")
     return EXIT_OK
 
 
@@ -395,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     common.add_argument("--no-progress", action="store_true", help="no download progress bars")
     common.add_argument("-v", "--verbose", action="store_true", help="log what happens (to stderr)")
+    common.add_argument(
+        "--trust-on-first-use",
+        action="store_true",
+        help="with no key pinned or enrolled, trust the keys the API publishes (env KILN_TRUST_ON_FIRST_USE=1)",
+    )
 
     resolving = argparse.ArgumentParser(add_help=False)
     resolving.add_argument("model", help="model name or id, optionally name@channel")
@@ -433,11 +429,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fallback", action="store_true", help="run the portable graph when the artifact fails to verify or load"
     )
+    p.add_argument("--sizes", type=int, default=2, help="input sets of different sizes to run and time (default 2)")
+    p.add_argument(
+        "--no-telemetry",
+        action="store_true",
+        help="report nothing to Kiln about this run (env KILN_TELEMETRY=0 does the same)",
+    )
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("keys", parents=[common], help="show trusted and published signing keys; --trust KEYID")
-    p.add_argument("--trust", metavar="KEYID", default=None, help="trust this published key (after checking it)")
+    p = sub.add_parser(
+        "keys", parents=[common], help="show trusted and published signing keys; enroll one with --pin or --trust"
+    )
+    p.add_argument(
+        "--pin", metavar="KEY", default=None, help="enroll this public key (base64 or PEM, or @FILE): the default trust"
+    )
+    p.add_argument(
+        "--trust", metavar="KEYID", default=None, help="enroll the published key with this id (handed over out of band)"
+    )
     p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("telemetry", parents=[common], help="show queued run reports; --flush sends them")
+    p.add_argument("--flush", action="store_true", help="send the queued reports now")
+    p.set_defaults(func=cmd_telemetry)
     return parser
 
 

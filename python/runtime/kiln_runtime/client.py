@@ -20,17 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .cache import Cache, derived_file
+from .cache import Cache, check_sha256, derived_file
 from .download import ProgressFactory, RetryPolicy, download_blob
 from .errors import ApiError, ErrorCode, KilnRuntimeError, NetworkError, VerificationError
 from .package_parts import assemble_package, check_weights_entry
 from .portable import make_loadable_copy
-from .resolution import PortableFallback, Resolution, ResolvedArtifact, ResolvedPart, parse_resolution
-from .signing import TrustStore, verify_signature
+from .program_checks import check_portable_program
+from .resolution import Resolution, ResolvedArtifact, ResolvedPart, parse_resolution
+from .signing import PORTABLE_SIGNATURE_DOMAIN, TrustStore, verify_signature
 
 log = logging.getLogger("kiln_runtime")
 DEFAULT_API_URL = "http://127.0.0.1:3000"
 MAX_MANIFEST_BYTES = 4 << 20
+MAX_PORTABLE_MANIFEST_BYTES = 1 << 20
 _TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 MAX_RETRY_AFTER_S = 60.0
 
@@ -56,6 +58,15 @@ class VerifiedManifest:
 
 
 @dataclass(frozen=True)
+class VerifiedPortableManifest:
+    """The signed manifest of a version's portable graph, checked against what the resolver answered."""
+
+    data: dict[str, Any]
+    sha256: str
+    signing_key_id: str
+
+
+@dataclass(frozen=True)
 class FetchedArtifact:
     artifact: ResolvedArtifact
     manifest: VerifiedManifest
@@ -64,8 +75,8 @@ class FetchedArtifact:
 
 
 class KilnClient:
-    """Talks to one Kiln API as one device. Defaults come from KILN_API_URL, KILN_DEVICE_TOKEN, KILN_CACHE_DIR
-    and KILN_SIGNING_PUBLIC_KEY."""
+    """Talks to one Kiln API as one device. Defaults come from KILN_API_URL, KILN_DEVICE_TOKEN, KILN_CACHE_DIR,
+    KILN_SIGNING_PUBLIC_KEY and KILN_TRUST_ON_FIRST_USE."""
 
     def __init__(
         self,
@@ -77,11 +88,12 @@ class KilnClient:
         retry: RetryPolicy | None = None,
         progress: ProgressFactory | None = None,
         rehash_cache: bool = True,
+        trust_on_first_use: bool | None = None,
     ) -> None:
         self.api_url = (api_url or os.environ.get("KILN_API_URL") or DEFAULT_API_URL).rstrip("/")
         self.token = token if token is not None else os.environ.get("KILN_DEVICE_TOKEN")
         self.cache = cache if isinstance(cache, Cache) else Cache(cache)
-        self.trust = TrustStore.from_env(self.cache.keys, pinned_keys)
+        self.trust = TrustStore.from_env(self.cache.keys, pinned_keys, trust_on_first_use)
         self.retry = retry or RetryPolicy()
         self.progress = progress
         self.rehash_cache = rehash_cache
@@ -129,15 +141,31 @@ class KilnClient:
                 raise KilnRuntimeError(ErrorCode.BAD_RESPONSE, f"{method} {path}: the answer is not JSON") from exc
 
     def resolve(
-        self, model: str, *, fingerprint: dict[str, Any], version: int | None = None, channel: str | None = None
+        self,
+        model: str,
+        *,
+        fingerprint: dict[str, Any],
+        version: int | None = None,
+        channel: str | None = None,
+        device_id: str | None = None,
     ) -> Resolution:
-        """POST /v1/resolve: which artifact this device should run (`model` may be `name@channel` or an id)."""
+        """POST /v1/resolve: which artifact this device should run (`model` may be `name@channel` or an id).
+        `device_id` places the device in (or out of) a staged rollout of the channel."""
         body: dict[str, Any] = {"model": model, "fingerprint": fingerprint}
+        if device_id is not None:
+            body["deviceId"] = device_id
         if version is not None:
             body["version"] = version
         if channel is not None:
             body["channel"] = channel
         return parse_resolution(self._request("POST", "/v1/resolve", body))
+
+    def send_telemetry(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """POST /v1/telemetry: one device's batch of run reports (telemetry.py builds and queues them)."""
+        answer = self._request("POST", "/v1/telemetry", batch)
+        if not isinstance(answer, dict):
+            raise KilnRuntimeError(ErrorCode.BAD_RESPONSE, "POST /v1/telemetry did not answer an object")
+        return answer
 
     def signing_keys(self) -> list[dict[str, Any]]:
         keys = self._request("GET", "/v1/signing-keys", auth=False)
@@ -194,14 +222,104 @@ class KilnClient:
         )
         return FetchedArtifact(artifact, manifest, package, tuple(parts))
 
-    def fetch_portable(self, fallback: PortableFallback) -> Path:
-        """The portable graph, sha256-checked, as a loadable copy (pickled sample inputs blanked)."""
-        blob = self._blob(fallback.url, fallback.sha256, fallback.size, "portable graph (.pt2)")
-        return derived_file(
+    def fetch_portable_manifest(self, resolution: Resolution) -> VerifiedPortableManifest:
+        """The portable graph's signed manifest: its sha256 as resolved, a signature by a trusted key (portable
+        domain), and a binding to exactly the model and version resolved and the .pt2 the resolver points at."""
+        fb = resolution.fallback
+        if not (fb.signature and fb.manifest_url and fb.manifest_sha256 and fb.signing_key_id):
+            raise VerificationError(
+                ErrorCode.UNSIGNED_FALLBACK,
+                "the resolver gave no signed manifest for the portable graph: an unsigned .pt2 is refused like an "
+                "unsigned artifact (update the Kiln API). Nothing was loaded.",
+            )
+        path = self._blob(
+            fb.manifest_url,
+            check_sha256(fb.manifest_sha256),
+            None,
+            "portable graph manifest",
+            MAX_PORTABLE_MANIFEST_BYTES,
+        )
+        raw = path.read_bytes()
+        public_key = self.trust.key_for(fb.signing_key_id, self.signing_keys)
+        verify_signature(
+            public_key, raw, fb.signature, signing_key_id=fb.signing_key_id, domain=PORTABLE_SIGNATURE_DOMAIN
+        )
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise VerificationError(
+                ErrorCode.MANIFEST_INVALID, f"the signed portable manifest is not JSON: {exc}"
+            ) from exc
+        check_portable_binding(data, resolution)
+        return VerifiedPortableManifest(data, fb.manifest_sha256, fb.signing_key_id)
+
+    def fetch_portable(self, resolution: Resolution) -> Path:
+        """The portable graph, checked before torch may read it: signed manifest bound to this model and version,
+        file sha256 and size as signed, and every guard and shape expression inside it within Kiln's grammars (the
+        guards exactly the signed ones). Returns a loadable copy (pickled sample inputs blanked)."""
+        manifest = self.fetch_portable_manifest(resolution)
+        signed_file = manifest.data["file"]
+        blob = self._blob(resolution.fallback.url, signed_file["sha256"], signed_file["size"], "portable graph (.pt2)")
+        path = derived_file(
             self.cache,
-            self.cache.portable_path(fallback.sha256),
+            self.cache.portable_path(signed_file["sha256"]),
             lambda tmp: make_loadable_copy(blob, tmp),
             rehash=self.rehash_cache,
+        )
+        check_portable_program(path, list(manifest.data.get("guards") or []))
+        return path
+
+
+def _binding_error(message: str, details: dict[str, Any]) -> VerificationError:
+    return VerificationError(
+        ErrorCode.BINDING_MISMATCH, f"{message}: another Kiln-signed file was swapped in. Nothing was loaded.", details
+    )
+
+
+def check_portable_binding(data: Any, resolution: Resolution) -> None:
+    """The signed portable manifest names the resolved model and version, and the .pt2 the resolver points at."""
+    if not isinstance(data, dict) or data.get("kind") != "portable" or data.get("manifestVersion") != 1:
+        raise VerificationError(ErrorCode.MANIFEST_INVALID, "the signed portable manifest is not a portable manifest")
+    file = data.get("file")
+    if not isinstance(file, dict) or not isinstance(file.get("sha256"), str) or not isinstance(file.get("size"), int):
+        raise VerificationError(ErrorCode.MANIFEST_INVALID, "the signed portable manifest names no file")
+    if not isinstance(data.get("guards", []), list):
+        raise VerificationError(ErrorCode.MANIFEST_INVALID, "the signed portable manifest's guards are not a list")
+    want = {
+        "modelId": resolution.model_id,
+        "versionId": resolution.version_id,
+        "versionNumber": resolution.version_number,
+    }
+    got = {k: data.get(k) for k in want}
+    if got != want:
+        raise _binding_error(
+            f"the signed portable manifest is for model {got['modelId']} v{got['versionNumber']} "
+            f"({got['versionId']}), the resolver answered {want['modelId']} v{want['versionNumber']}",
+            {"signed": got, "resolved": want},
+        )
+    fb = resolution.fallback
+    if (file["sha256"], file["size"]) != (fb.sha256, fb.size):
+        raise _binding_error(
+            "the resolver points at another .pt2 than the one the portable manifest signs",
+            {"signed": file, "resolved": {"sha256": fb.sha256, "size": fb.size}},
+        )
+
+
+def check_artifact_binding(manifest: dict[str, Any], portable: VerifiedPortableManifest) -> None:
+    """An artifact's signed manifest compiles the resolved version's model content (and, in manifests that name
+    their tenant, for the same tenant): no other Kiln-signed artifact can stand in for it."""
+    content = portable.data.get("contentHash")
+    if manifest.get("modelContentHash") != content:
+        raise _binding_error(
+            f"the artifact compiles model content {manifest.get('modelContentHash')}, "
+            f"the resolved version is {content}",
+            {"artifact": manifest.get("modelContentHash"), "version": content},
+        )
+    tenant = manifest.get("tenantId")
+    if tenant is not None and tenant != portable.data.get("tenantId"):
+        raise _binding_error(
+            "the artifact was built for another tenant than the resolved version's",
+            {"artifact": tenant, "version": portable.data.get("tenantId")},
         )
 
 

@@ -25,6 +25,12 @@ class ErrorCode:
     SIGNATURE_INVALID: Final = "SIGNATURE_INVALID"
     UNKNOWN_SIGNING_KEY: Final = "UNKNOWN_SIGNING_KEY"
     MANIFEST_INVALID: Final = "MANIFEST_INVALID"
+    # The resolver's portable graph has no signed manifest (a server from before signed fallbacks): refused.
+    UNSIGNED_FALLBACK: Final = "UNSIGNED_FALLBACK"
+    # A signed manifest is for another tenant, model or version than the one resolved (a swapped-in file).
+    BINDING_MISMATCH: Final = "BINDING_MISMATCH"
+    # The portable graph holds a shape expression or guard outside Kiln's grammars (program_checks.py).
+    PROGRAM_REFUSED: Final = "PROGRAM_REFUSED"
     INCOMPATIBLE_ARTIFACT: Final = "INCOMPATIBLE_ARTIFACT"
     TORCH_MISSING: Final = "TORCH_MISSING"
     LOAD_FAILED: Final = "LOAD_FAILED"

@@ -1,12 +1,15 @@
 """Load what the resolver chose: a verified AOTInductor artifact, or the portable graph.
 
 Order of checks for an artifact (each failure raises before anything is loaded):
-  1. manifest bytes: sha256 as resolved, ed25519 signature by a trusted key, well-formed part list;
+  1. manifest bytes: sha256 as resolved, ed25519 signature by a trusted key, well-formed part list, bound to the
+     resolved version (its model content hash, and tenant where named, as the signed portable manifest says);
   2. the manifest's `requires` against THIS host's probe (needs.py), whatever fingerprint was sent;
   3. every part: size and sha256 as listed in the signed manifest (cached parts are re-hashed);
   4. the package assembled from those parts (re-checked against its recorded sha256 when reused);
-only then `AOTIModelPackageLoader` with AOTI_RUNTIME_CHECK_INPUTS=1. The portable graph is checked against
-the sha256 from the resolver's answer and loaded from a copy without pickled sample inputs.
+only then `AOTIModelPackageLoader` with AOTI_RUNTIME_CHECK_INPUTS=1. The portable graph is checked like an
+artifact: its signed manifest (bound to model and version), the file's sha256 and size as signed, every guard and
+shape expression in it against Kiln's grammars (program_checks.py); then loaded from a copy without pickled
+sample inputs.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .client import FetchedArtifact, KilnClient
+from .client import FetchedArtifact, KilnClient, check_artifact_binding
 from .errors import (
     ErrorCode,
     IncompatibleArtifactError,
@@ -190,6 +193,8 @@ def verify_artifact(
     if artifact is None:
         raise ValueError("the resolution has no artifact")
     manifest = client.fetch_manifest(artifact)
+    # Bound to the version resolved: the artifact compiles its model content (portable manifest, signed too).
+    check_artifact_binding(manifest.data, client.fetch_portable_manifest(resolution))
     host = host_fingerprint if host_fingerprint is not None else probe_fingerprint(hostname=False)
     needs = check_needs(host, manifest.data)
     if not needs.compatible:
@@ -243,7 +248,7 @@ def load_artifact(
 
 def load_portable(resolution: Resolution, client: KilnClient, *, why: list[str]) -> LoadedModel:
     require_torch()
-    path = client.fetch_portable(resolution.fallback)
+    path = client.fetch_portable(resolution)
     program = load_exported_program(path)
     model = LoadedModel(kind="portable", resolution=resolution, path=path, why=why, program=program)
     model._holder.append(program.module())

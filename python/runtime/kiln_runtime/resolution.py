@@ -31,6 +31,7 @@ class ResolvedArtifact:
     expires_at: str
     speedup: float
     reasons: tuple[str, ...]
+    basis: str = "build-host"  # "device": ranked by what devices of this class reported
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,23 @@ class PortableFallback:
     sha256: str  # of the .pt2 file
     size: int
     expires_at: str
+    reason: str
+    # The signed manifest binding the .pt2 to tenant, model and version (empty from servers that did not sign it).
+    manifest_url: str = ""
+    manifest_sha256: str = ""
+    signature: str = ""
+    signing_key_id: str = ""
+
+
+@dataclass(frozen=True)
+class RolloutAssignment:
+    """The channel's staged rollout, as it applies to this device (which version it got, and why)."""
+
+    id: str
+    status: str
+    stage_index: int
+    percent: float
+    arm: str  # "new" | "previous"
     reason: str
 
 
@@ -55,6 +73,8 @@ class Resolution:
     ranked: tuple[dict[str, Any], ...]
     rejected: tuple[dict[str, Any], ...]
     raw: dict[str, Any] = field(repr=False, compare=False)
+    device_class: str | None = None  # the class label fleet evidence is read for
+    rollout: RolloutAssignment | None = None
 
     def describe_version(self) -> str:
         how = {"channel": f"channel {self.channel}", "version": "pinned version", "latest": "latest"}
@@ -81,6 +101,10 @@ def parse_resolution(data: Any) -> Resolution:
         size=_get(fb, "size", int, "fallback"),
         expires_at=str(fb.get("expiresAt", "")),
         reason=str(fb.get("reason", "")),
+        manifest_url=str(fb.get("manifestUrl") or ""),
+        manifest_sha256=str(fb.get("manifestSha256") or ""),
+        signature=str(fb.get("signature") or ""),
+        signing_key_id=str(fb.get("signingKeyId") or ""),
     )
     artifact = None
     art = data.get("artifact")
@@ -110,8 +134,21 @@ def parse_resolution(data: Any) -> Resolution:
             expires_at=str(art.get("expiresAt", "")),
             speedup=float(art.get("speedup") or 0),
             reasons=tuple(str(r) for r in art.get("reasons") or []),
+            basis=str(art.get("basis") or "build-host"),
         )
     channel = version.get("channel")
+    ro = data.get("rollout")
+    rollout = None
+    if isinstance(ro, dict) and isinstance(ro.get("id"), str):
+        rollout = RolloutAssignment(
+            id=ro["id"],
+            status=str(ro.get("status", "")),
+            stage_index=int(ro.get("stageIndex") or 0),
+            percent=float(ro.get("percent") or 0),
+            arm=str(ro.get("arm", "")),
+            reason=str(ro.get("reason", "")),
+        )
+    dc = data.get("deviceClass")
     return Resolution(
         model_id=_get(model, "id", str, "model"),
         model_name=_get(model, "name", str, "model"),
@@ -124,4 +161,6 @@ def parse_resolution(data: Any) -> Resolution:
         ranked=tuple(r for r in data.get("ranked") or [] if isinstance(r, dict)),
         rejected=tuple(r for r in data.get("rejected") or [] if isinstance(r, dict)),
         raw=data,
+        device_class=str(dc.get("label")) if isinstance(dc, dict) and dc.get("label") else None,
+        rollout=rollout,
     )

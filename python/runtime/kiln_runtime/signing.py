@@ -5,9 +5,13 @@ plus a hash check of every part covers the whole artifact.
 Which keys are trusted:
 - pinned: KILN_SIGNING_PUBLIC_KEY (or `pinned_keys=`), one or more keys (raw 32-byte base64 or SPKI PEM,
   comma-separated): only those, the trust store is ignored;
-- otherwise trust on first use: when the trust store (`<cache>/keys/`) is empty, the keys the API publishes
-  at /v1/signing-keys are stored and trusted. Later, a keyId the store does not hold is refused (a key
-  rotation must be accepted on purpose: pin the new key or `kiln-device keys --trust KEYID`).
+- otherwise the trust store (`<cache>/keys/`), filled at enrollment: `kiln-device keys --pin KEY` (the key itself,
+  handed over out of band) or `kiln-device keys --trust KEYID` (a key id handed over out of band, whose key the API
+  publishes and which must hash to it). With nothing pinned or enrolled, nothing verifies: the default.
+- trust on first use only when asked for (KILN_TRUST_ON_FIRST_USE=1, `--trust-on-first-use`): with an empty store,
+  the keys the API publishes at /v1/signing-keys are stored and trusted. Later, a keyId the store does not hold is
+  refused (a key rotation must be accepted on purpose: pin the new key or `kiln-device keys --trust KEYID`).
+The portable graph's manifest is signed by the same keys under its own domain (PORTABLE_SIGNATURE_DOMAIN).
 A keyId is the first 16 hex digits of sha256(raw public key), so every key is checked against its id: a
 server cannot hand out another key under a trusted id.
 """
@@ -29,6 +33,8 @@ from .cache import write_atomic
 from .errors import ErrorCode, VerificationError
 
 SIGNATURE_DOMAIN = b"kiln-artifact-manifest-v1\n"
+PORTABLE_SIGNATURE_DOMAIN = b"kiln-portable-manifest-v1\n"
+_TRUTHY = ("1", "true", "yes", "on")
 log = logging.getLogger("kiln_runtime")
 
 
@@ -66,7 +72,14 @@ def parse_pinned_keys(value: str) -> dict[str, bytes]:
     return keys
 
 
-def verify_signature(public_key: bytes, manifest_bytes: bytes, signature_b64: str, *, signing_key_id: str) -> None:
+def verify_signature(
+    public_key: bytes,
+    manifest_bytes: bytes,
+    signature_b64: str,
+    *,
+    signing_key_id: str,
+    domain: bytes = SIGNATURE_DOMAIN,
+) -> None:
     """Raises VerificationError unless `signature_b64` is a valid signature of these exact manifest bytes."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -76,7 +89,7 @@ def verify_signature(public_key: bytes, manifest_bytes: bytes, signature_b64: st
     except (binascii.Error, ValueError, TypeError) as exc:
         raise VerificationError(ErrorCode.SIGNATURE_INVALID, f"the signature is not base64: {exc}") from exc
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, SIGNATURE_DOMAIN + manifest_bytes)
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, domain + manifest_bytes)
     except InvalidSignature as exc:
         raise VerificationError(
             ErrorCode.SIGNATURE_INVALID,
@@ -89,12 +102,19 @@ def verify_signature(public_key: bytes, manifest_bytes: bytes, signature_b64: st
 class TrustStore:
     """The signing keys this device trusts: pinned ones, or those stored in `<cache>/keys/<keyId>.json`."""
 
-    def __init__(self, directory: Path, pinned: dict[str, bytes] | None = None) -> None:
+    def __init__(
+        self, directory: Path, pinned: dict[str, bytes] | None = None, *, trust_on_first_use: bool = False
+    ) -> None:
         self.directory = directory
         self.pinned = pinned
+        self.trust_on_first_use = trust_on_first_use
 
     @classmethod
-    def from_env(cls, directory: Path, pinned_keys: str | None = None) -> TrustStore:
+    def from_env(
+        cls, directory: Path, pinned_keys: str | None = None, trust_on_first_use: bool | None = None
+    ) -> TrustStore:
+        if trust_on_first_use is None:
+            trust_on_first_use = os.environ.get("KILN_TRUST_ON_FIRST_USE", "").strip().lower() in _TRUTHY
         value = pinned_keys if pinned_keys is not None else os.environ.get("KILN_SIGNING_PUBLIC_KEY", "")
         try:
             pinned = parse_pinned_keys(value) if value.strip() else None
@@ -102,7 +122,7 @@ class TrustStore:
             raise VerificationError(
                 ErrorCode.UNKNOWN_SIGNING_KEY, f"KILN_SIGNING_PUBLIC_KEY is unusable: {exc}"
             ) from exc
-        return cls(directory, pinned)
+        return cls(directory, pinned, trust_on_first_use=trust_on_first_use)
 
     def stored(self) -> dict[str, bytes]:
         keys: dict[str, bytes] = {}
@@ -156,6 +176,15 @@ class TrustStore:
                 f"then pin it (KILN_SIGNING_PUBLIC_KEY) or run `kiln-device keys --trust {signing_key_id}`. "
                 "Nothing was loaded.",
                 {"signingKeyId": signing_key_id, "trusted": sorted(stored)},
+            )
+        if not self.trust_on_first_use:
+            raise VerificationError(
+                ErrorCode.UNKNOWN_SIGNING_KEY,
+                f"no signing key is pinned or enrolled on this device, so nothing signed by {signing_key_id} can be "
+                "verified. Enroll the key you were given: `kiln-device keys --pin PUBLIC_KEY` (or --trust KEYID), or "
+                "set KILN_SIGNING_PUBLIC_KEY; trusting whatever the API publishes on first use is an explicit "
+                "choice (KILN_TRUST_ON_FIRST_USE=1 or --trust-on-first-use). Nothing was loaded.",
+                {"signingKeyId": signing_key_id},
             )
         published = self.published_keys(fetch_published())
         for kid, raw in published.items():

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiln_runtime.package_parts import split_package
-from kiln_runtime.signing import SIGNATURE_DOMAIN, key_id
+from kiln_runtime.signing import PORTABLE_SIGNATURE_DOMAIN, SIGNATURE_DOMAIN, key_id
 
 _RANGE = re.compile(r"^bytes=(\d+)-$")
 
@@ -49,6 +49,8 @@ class FakeKiln:
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path, Range)
     token: str = "kiln_device_token"
     resolve_bodies: list[dict[str, Any]] = field(default_factory=list)
+    telemetry: list[dict[str, Any]] = field(default_factory=list)  # batches POSTed to /v1/telemetry
+    telemetry_status: int = 200  # answer telemetry with this status (400: refused as malformed, 503: down)
 
     def blob_url(self, name: str) -> str:
         return f"{self.url}/blobs/{name}"
@@ -72,6 +74,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.fake.requests.append(("POST", self.path, None))
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+        if self.path == "/v1/telemetry" and self.headers.get("Authorization") == f"Bearer {self.fake.token}":
+            if self.fake.telemetry_status != 200:
+                self._json(self.fake.telemetry_status, {"error": {"code": "VALIDATION_FAILED", "message": "no"}})
+                return
+            seen = {r["reportId"] for b in self.fake.telemetry for r in b["reports"]}
+            fresh = [r for r in body.get("reports", []) if r["reportId"] not in seen]
+            self.fake.telemetry.append(body)
+            n = len(body.get("reports", []))
+            self._json(200, {"accepted": len(fresh), "duplicates": n - len(fresh), "rejected": [], "deviceClass": "dc"})
+            return
         if self.path != "/v1/resolve":
             self._json(404, {"error": {"code": "NOT_FOUND", "message": "no route"}})
         elif self.headers.get("Authorization") != f"Bearer {self.fake.token}":
@@ -146,6 +158,9 @@ class SigningKey:
 
     def sign(self, manifest: bytes) -> str:
         return base64.b64encode(self.private.sign(SIGNATURE_DOMAIN + manifest)).decode()
+
+    def sign_portable(self, manifest: bytes) -> str:
+        return base64.b64encode(self.private.sign(PORTABLE_SIGNATURE_DOMAIN + manifest)).decode()
 
     def published(self) -> dict[str, Any]:
         pem = self.private.public_key().public_bytes(
@@ -266,6 +281,7 @@ def publish_artifact(
     portable_sha = hashlib.sha256(portable).hexdigest()
     fake.blobs[portable_sha] = portable
     fake.keys = [key.published()]
+    fallback = publish_portable(fake, key, portable, guards=[])
     fake.resolution = {
         "model": {"id": "m-1", "name": "tiny-mlp"},
         "version": {"id": "v-1", "number": 1, "selectedBy": "latest", "channel": None},
@@ -282,15 +298,50 @@ def publish_artifact(
             "speedup": 2.0,
             "reasons": ["only compatible artifact: 2x measured over eager on the build host"],
         },
-        "fallback": {
-            "kind": "portable",
-            "url": fake.blob_url(portable_sha),
-            "sha256": portable_sha,
-            "size": len(portable),
-            "expiresAt": "2099-01-01T00:00:00Z",
-            "reason": "if art-v3 fails to download, verify or load, run the portable graph",
-        },
+        "fallback": fallback,
         "ranked": [{"artifactId": "art-v3", "targetId": "linux-x86_64-v3", "speedup": 2.0}],
         "rejected": [],
     }
     return fake.resolution
+
+
+def portable_manifest(portable: bytes, guards: list[str], **overrides: Any) -> dict[str, Any]:
+    """The signed manifest the API writes for a version's portable graph (apps/api/src/portable-signing)."""
+    return {
+        "manifestVersion": 1,
+        "kind": "portable",
+        "format": "pt2",
+        "tenantId": "t-1",
+        "modelId": "m-1",
+        "modelName": "tiny-mlp",
+        "versionId": "v-1",
+        "versionNumber": 1,
+        "file": {"sha256": hashlib.sha256(portable).hexdigest(), "size": len(portable)},
+        "contentHash": "cd" * 32,
+        "guards": guards,
+        "signedAt": "2026-12-05T00:00:00.000Z",
+        **overrides,
+    }
+
+
+def publish_portable(
+    fake: FakeKiln, key: SigningKey, portable: bytes, *, guards: list[str], manifest: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Stores a .pt2 and its signed manifest on the fake server; returns the resolver's `fallback` for them."""
+    portable_sha = hashlib.sha256(portable).hexdigest()
+    fake.blobs[portable_sha] = portable
+    raw = json.dumps(manifest or portable_manifest(portable, guards), indent=2).encode()
+    manifest_sha = hashlib.sha256(raw).hexdigest()
+    fake.blobs[manifest_sha] = raw
+    return {
+        "kind": "portable",
+        "url": fake.blob_url(portable_sha),
+        "sha256": portable_sha,
+        "size": len(portable),
+        "expiresAt": "2099-01-01T00:00:00Z",
+        "reason": "if art-v3 fails to download, verify or load, run the portable graph",
+        "manifestUrl": fake.blob_url(manifest_sha),
+        "manifestSha256": manifest_sha,
+        "signature": key.sign_portable(raw),
+        "signingKeyId": key.key_id,
+    }

@@ -31,7 +31,7 @@ FAST = RetryPolicy(attempts=2, backoff_s=0.01, max_backoff_s=0.02, timeout_s=10)
 
 
 def client_for(fake: FakeKiln, cache: Path) -> KilnClient:
-    return KilnClient(fake.url, fake.token, cache=cache, retry=FAST, pinned_keys="")
+    return KilnClient(fake.url, fake.token, cache=cache, retry=FAST, pinned_keys="", trust_on_first_use=True)
 
 
 def fingerprint() -> dict[str, object]:
@@ -199,7 +199,12 @@ def test_a_flipped_byte_in_a_cached_part_is_caught_and_healed(
 
 
 def cli(fake: FakeKiln, cache: Path, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KILN_CACHE_DIR": str(cache), "KILN_DEVICE_TOKEN": token or fake.token}
+    env = {
+        **os.environ,
+        "KILN_CACHE_DIR": str(cache),
+        "KILN_DEVICE_TOKEN": token or fake.token,
+        "KILN_TRUST_ON_FIRST_USE": "1",
+    }
     env.pop("KILN_SIGNING_PUBLIC_KEY", None)
     return subprocess.run(
         [sys.executable, "-m", "kiln_runtime", *args, "--api", fake.url, "--json"],

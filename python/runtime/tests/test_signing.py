@@ -56,8 +56,27 @@ def test_keys_parse_from_base64_and_pem(signing_key: SigningKey) -> None:
         parse_public_key(base64.b64encode(b"short").decode())
 
 
+def test_without_a_pinned_or_enrolled_key_nothing_verifies_by_default(
+    tmp_path: Path, signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KILN_TRUST_ON_FIRST_USE", raising=False)
+    store = TrustStore.from_env(tmp_path / "keys", "")
+    asked = []
+    with pytest.raises(VerificationError) as err:
+        store.key_for(signing_key.key_id, lambda: asked.append(1) or [signing_key.published()])
+    assert err.value.code == ErrorCode.UNKNOWN_SIGNING_KEY
+    assert "kiln-device keys --pin" in err.value.message and "KILN_TRUST_ON_FIRST_USE=1" in err.value.message
+    assert asked == [] and not (tmp_path / "keys").exists()  # the API was not even asked
+    # Enrolled (pinned at enrollment): verifies without asking the API.
+    store.trust(signing_key.raw, "enrolled")
+    assert store.key_for(signing_key.key_id, lambda: []) == signing_key.raw
+    # Trust on first use is an explicit choice.
+    monkeypatch.setenv("KILN_TRUST_ON_FIRST_USE", "1")
+    assert TrustStore.from_env(tmp_path / "other", "").trust_on_first_use is True
+
+
 def test_trust_on_first_use_then_unknown_keys_are_refused(tmp_path: Path, signing_key: SigningKey) -> None:
-    store = TrustStore(tmp_path / "keys")
+    store = TrustStore(tmp_path / "keys", trust_on_first_use=True)
     calls = []
 
     def published() -> list[dict[str, object]]:
@@ -78,14 +97,16 @@ def test_trust_on_first_use_then_unknown_keys_are_refused(tmp_path: Path, signin
 
 def test_an_unpublished_key_id_is_refused_on_first_use(tmp_path: Path, signing_key: SigningKey) -> None:
     with pytest.raises(VerificationError, match="does not publish"):
-        TrustStore(tmp_path / "keys").key_for("0123456789abcdef", lambda: [signing_key.published()])
+        TrustStore(tmp_path / "keys", trust_on_first_use=True).key_for(
+            "0123456789abcdef", lambda: [signing_key.published()]
+        )
 
 
 def test_a_published_key_under_someone_elses_id_is_ignored(tmp_path: Path, signing_key: SigningKey) -> None:
     impostor = new_key().published()
     impostor["keyId"] = signing_key.key_id  # claims the trusted id with another key
     with pytest.raises(VerificationError):
-        TrustStore(tmp_path / "keys").key_for(signing_key.key_id, lambda: [impostor])
+        TrustStore(tmp_path / "keys", trust_on_first_use=True).key_for(signing_key.key_id, lambda: [impostor])
 
 
 def test_a_tampered_trust_store_file_is_ignored(tmp_path: Path, signing_key: SigningKey) -> None:

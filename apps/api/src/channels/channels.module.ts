@@ -1,12 +1,15 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { ChannelEntity, ChannelMoveEntity, ModelVersionEntity } from '@kiln/database';
+import { ChannelEntity, ChannelMoveEntity, ModelVersionEntity, RolloutEntity } from '@kiln/database';
 import { ModelsModule } from '../models/models.module.js';
 import { ChannelsController } from './channels.controller.js';
 import { ChannelsService } from './channels.service.js';
 
 @Module({
-  imports: [TypeOrmModule.forFeature([ChannelEntity, ChannelMoveEntity, ModelVersionEntity]), ModelsModule],
+  imports: [
+    TypeOrmModule.forFeature([ChannelEntity, ChannelMoveEntity, ModelVersionEntity, RolloutEntity]),
+    ModelsModule,
+  ],
   controllers: [ChannelsController],
   providers: [ChannelsService],
 })

@@ -1,8 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
-import { DataSource, Repository } from 'typeorm';
+import { DataSource, In, Repository } from 'typeorm';
 import { ErrorCode, KilnError } from '@kiln/contracts';
-import { ChannelEntity, ChannelMoveEntity, ModelVersionEntity } from '@kiln/database';
+import { ChannelEntity, ChannelMoveEntity, ModelVersionEntity, RolloutEntity } from '@kiln/database';
 import type { AuthContext } from '../auth/auth-context.js';
 import { ModelsService } from '../models/models.service.js';
 import type { ChannelMoveResponseDto, ChannelResponseDto, MoveChannelDto } from './channels.dto.js';
@@ -44,6 +44,20 @@ export class ChannelsService {
     if (!version) throw new KilnError(ErrorCode.NOT_FOUND, 'This model has no such version.');
 
     const channel = await this.dataSource.transaction(async (tx) => {
+      // A staged rollout owns the channel until it ends: a direct move would pull the ground from under it.
+      const existing = await tx.getRepository(ChannelEntity).findOne({ where: { modelId, name } });
+      const rollout = existing
+        ? await tx
+            .getRepository(RolloutEntity)
+            .findOne({ where: { channelId: existing.id, status: In(['running', 'paused']) } })
+        : null;
+      if (rollout) {
+        throw new KilnError(
+          ErrorCode.ROLLOUT_IN_PROGRESS,
+          `Channel "${name}" is in a rollout (${rollout.id}): roll it back or let it finish before moving the channel.`,
+          { rolloutId: rollout.id },
+        );
+      }
       const repo = tx.getRepository(ChannelEntity);
       const record = (channelId: string, fromVersionId: string | null): Promise<unknown> =>
         tx.getRepository(ChannelMoveEntity).insert({

@@ -33,6 +33,8 @@ export function httpStatusFor(code: ErrorCode): HttpStatus {
     case ErrorCode.UPLOAD_CHECKSUM_MISMATCH:
       return HttpStatus.UNPROCESSABLE_ENTITY;
     case ErrorCode.CONFLICT:
+    case ErrorCode.ROLLOUT_IN_PROGRESS:
+    case ErrorCode.ROLLOUT_FINISHED:
       return HttpStatus.CONFLICT;
     case ErrorCode.PAYLOAD_TOO_LARGE:
       return HttpStatus.PAYLOAD_TOO_LARGE;

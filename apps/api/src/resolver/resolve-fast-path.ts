@@ -7,6 +7,7 @@ import { ErrorCode, KilnError } from '@kiln/contracts';
 import { presentedKey } from '../auth/api-key.guard.js';
 import { ApiKeysService } from '../auth/api-keys.service.js';
 import { type AuthContext, scopeAllows } from '../auth/auth-context.js';
+import { ALL_MODELS } from '@kiln/database';
 import { httpStatusFor, retryAfterHeader } from '../common/http-status-for-code.js';
 import { type RateLimitDecision, rateLimited, RateLimitService } from '../fair-use/rate-limit.service.js';
 import { ResolveRequestDto } from './resolver.dto.js';
@@ -30,6 +31,8 @@ const MAX_BODY_BYTES = 64 * 1024;
  */
 export class ResolveFastPath {
   private readonly answers = new LRUCache<string, CachedAnswer>({ max: 50_000, ttl: RESOLUTION_CACHE_TTL_MS });
+  /** Misses in flight: requests that miss the same answer at once wait for one resolution, not one each. */
+  private readonly pending = new Map<string, Promise<CachedAnswer>>();
 
   constructor(
     private readonly apiKeys: ApiKeysService,
@@ -90,9 +93,23 @@ export class ResolveFastPath {
     const cacheKey = `${auth.tenantId}\0${body}`;
     let answer = this.answers.get(cacheKey);
     if (!answer) {
-      const resolution = await this.resolver.resolve(auth.tenantId, await parseRequest(body), auth.modelScope);
-      answer = { body: Buffer.from(JSON.stringify(resolution)), modelName: resolution.model.name };
-      this.answers.set(cacheKey, answer);
+      let pending = this.pending.get(cacheKey);
+      if (!pending) {
+        // Resolved for the tenant, then checked against each caller's scope: callers sharing a miss may hold
+        // tokens enrolled for different models.
+        pending = (async () => {
+          const resolution = await this.resolver.resolve(auth.tenantId, await parseRequest(body), [ALL_MODELS]);
+          const fresh = { body: Buffer.from(JSON.stringify(resolution)), modelName: resolution.model.name };
+          this.answers.set(cacheKey, fresh);
+          return fresh;
+        })();
+        this.pending.set(cacheKey, pending);
+        void pending.then(
+          () => this.pending.delete(cacheKey),
+          () => this.pending.delete(cacheKey),
+        );
+      }
+      answer = await pending;
     }
     assertInScope(auth, answer.modelName);
     return answer.body;

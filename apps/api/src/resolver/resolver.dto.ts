@@ -17,6 +17,7 @@ import {
 import type { ArtifactPrecision } from '@kiln/contracts';
 import { ARTIFACT_PRECISIONS, type DeviceFingerprint } from '@kiln/matching';
 import { MAX_VERSION_NUMBER } from '../common/validation.js';
+import { DEVICE_ID } from '../telemetry/telemetry.dto.js';
 
 export class ResolveRequestDto {
   @ApiProperty({
@@ -48,6 +49,18 @@ export class ResolveRequestDto {
   })
   @IsObject()
   fingerprint!: DeviceFingerprint;
+
+  @ApiProperty({
+    required: false,
+    example: '0193a7c2-5b1e-4f0a-9c3d-2e1f0a9b8c7d',
+    description:
+      'The device id kiln-device keeps in its cache folder. During a staged rollout of the channel it decides, with ' +
+      'the rollout id, whether this device gets the new version (a device without one keeps the previous version).',
+  })
+  @IsOptional()
+  @IsString()
+  @Matches(DEVICE_ID)
+  deviceId?: string;
 
   @ApiProperty({
     required: false,
@@ -96,6 +109,8 @@ export class ResolvedArtifactDto {
   @ApiProperty({ type: [ResolvedPartDto] }) parts!: ResolvedPartDto[];
   @ApiProperty() expiresAt!: string;
   @ApiProperty() speedup!: number;
+  @ApiProperty({ enum: ['device', 'build-host'] }) basis!: 'device' | 'build-host';
+  @ApiProperty({ nullable: true, type: [Number], minItems: 2, maxItems: 2 }) speedupCi!: [number, number] | null;
   @ApiProperty({ type: [String] }) reasons!: string[];
 }
 
@@ -106,6 +121,16 @@ export class PortableFallbackDto {
   @ApiProperty() size!: number;
   @ApiProperty() expiresAt!: string;
   @ApiProperty() reason!: string;
+  @ApiProperty({
+    description:
+      'The signed manifest of the portable graph: binds the .pt2 (sha256, size) to tenant, model and version, ' +
+      'with the model content hash every artifact manifest carries. Devices check it before reading the file.',
+  })
+  manifestUrl!: string;
+  @ApiProperty({ description: 'sha256 of the manifest bytes' }) manifestSha256!: string;
+  @ApiProperty({ description: 'ed25519 signature (base64) of "kiln-portable-manifest-v1\\n" + manifest bytes' })
+  signature!: string;
+  @ApiProperty() signingKeyId!: string;
 }
 
 export class RejectedArtifactDto {
@@ -117,13 +142,48 @@ export class RejectedArtifactDto {
 export class RankedArtifactDto {
   @ApiProperty() artifactId!: string;
   @ApiProperty() targetId!: string;
-  @ApiProperty() speedup!: number;
+  @ApiProperty({ description: 'Speedup over the portable graph it is ranked by (see basis)' }) speedup!: number;
+  @ApiProperty({
+    enum: ['device', 'build-host'],
+    description: 'device: measured on devices of the requesting class; build-host: the build host timing',
+  })
+  basis!: 'device' | 'build-host';
+  @ApiProperty({
+    nullable: true,
+    type: [Number],
+    minItems: 2,
+    maxItems: 2,
+    description: '95 % interval of speedup; null when unknown',
+  })
+  speedupCi!: [number, number] | null;
+}
+
+export class DeviceClassDto {
+  @ApiProperty({ example: 'dc-4f2a9c1be07d3a55' }) key!: string;
+  @ApiProperty({ example: 'linux x86_64 · x86-64-v3 · AMD EPYC 7B13 · torch 2.13.0+cpu · no GPU' }) label!: string;
+}
+
+export class RolloutAssignmentDto {
+  @ApiProperty() id!: string;
+  @ApiProperty({ enum: ['running', 'paused', 'completed'] }) status!: string;
+  @ApiProperty() stageIndex!: number;
+  @ApiProperty({ description: 'Percent of devices the current stage covers' }) percent!: number;
+  @ApiProperty({ enum: ['new', 'previous'], description: 'Which version this device got' }) arm!: 'new' | 'previous';
+  @ApiProperty({ description: 'Why, in words' }) reason!: string;
 }
 
 export class ResolutionResponseDto {
   @ApiProperty({ type: 'object', additionalProperties: true }) model!: { id: string; name: string };
   @ApiProperty({ type: 'object', additionalProperties: true })
   version!: { id: string; number: number; selectedBy: 'version' | 'channel' | 'latest'; channel: string | null };
+  @ApiProperty({ type: DeviceClassDto, description: 'The class fleet evidence is read for (docs/fleet.md)' })
+  deviceClass!: DeviceClassDto;
+  @ApiProperty({
+    nullable: true,
+    type: RolloutAssignmentDto,
+    description: 'Set while the channel is in a staged rollout',
+  })
+  rollout!: RolloutAssignmentDto | null;
   @ApiProperty({ nullable: true, type: ResolvedArtifactDto }) artifact!: ResolvedArtifactDto | null;
   @ApiProperty({ type: PortableFallbackDto }) fallback!: PortableFallbackDto;
   @ApiProperty({ type: [RankedArtifactDto] }) ranked!: RankedArtifactDto[];

@@ -1,14 +1,32 @@
 import { Injectable } from '@nestjs/common';
 import { LRUCache } from 'lru-cache';
 import { InjectRepository } from '@nestjs/typeorm';
-import { Repository } from 'typeorm';
+import { In, Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
 import { ErrorCode, KilnError } from '@kiln/contracts';
-import { ArtifactEntity, ChannelEntity, ModelEntity, ModelVersionEntity } from '@kiln/database';
-import { type Candidate, type DeviceFingerprint, resolveArtifact, validateFingerprint } from '@kiln/matching';
+import {
+  ArtifactEntity,
+  ChannelEntity,
+  FleetEvidenceEntity,
+  ModelEntity,
+  ModelVersionEntity,
+  RolloutEntity,
+} from '@kiln/database';
+import {
+  type ArtifactEvidence,
+  type Candidate,
+  type DeviceClass,
+  type DeviceFingerprint,
+  deviceClassOf,
+  type EvidencePolicy,
+  inRolloutStage,
+  resolveArtifact,
+  validateFingerprint,
+} from '@kiln/matching';
 import { ObjectStorage, objectKeys } from '@kiln/storage';
 import { scopeAllows } from '../auth/auth-context.js';
-import type { ResolutionResponseDto, ResolveRequestDto } from './resolver.dto.js';
+import { PortableSigningService } from '../portable-signing/portable-signing.service.js';
+import type { ResolutionResponseDto, ResolveRequestDto, RolloutAssignmentDto } from './resolver.dto.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -19,19 +37,38 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  */
 export const RESOLUTION_CACHE_TTL_MS = 5_000;
 
-interface ResolutionContext {
-  model: ModelEntity;
+/** One version a device may get: its record, its artifacts, and what each device class reported about them. */
+interface VersionBundle {
   version: ModelVersionEntity;
-  selectedBy: 'version' | 'channel' | 'latest';
-  channel: string | null;
   signed: ArtifactEntity[];
   unsigned: { artifactId: string; targetId: string; reasons: string[] }[];
+  /** device class key → (artifactId → evidence). */
+  evidence: Map<string, Map<string, ArtifactEvidence>>;
 }
+
+interface ResolutionContext {
+  model: ModelEntity;
+  selectedBy: 'version' | 'channel' | 'latest';
+  channel: string | null;
+  /** What the reference names (the channel's version, a pinned version, the latest). */
+  current: VersionBundle;
+  /**
+   * The last completed rollout to the channel's version, when it rolled device classes back: those classes keep
+   * the version the channel held before it (until the channel moves on).
+   */
+  exclusions: { row: RolloutEntity; previous: VersionBundle } | null;
+  /** The channel's running or paused rollout: devices in its stage get `next`. */
+  active: { row: RolloutEntity; next: VersionBundle } | null;
+}
+
+const NO_EVIDENCE: ReadonlyMap<string, ArtifactEvidence> = new Map();
 
 /**
  * The resolver: which artifact of a model version a device should run. Matching itself is the pure
- * @kiln/matching library; this service finds the candidates, keeps unsigned artifacts out, and turns the
- * answer into short-lived presigned URLs. The portable graph is always part of the answer.
+ * @kiln/matching library; this service finds the candidates, keeps unsigned artifacts out, reads the fleet
+ * evidence of the device's class from its rollup (never the raw reports: one indexed read per model reference,
+ * cached like the rest), applies the channel's staged rollout, and turns the answer into short-lived presigned
+ * URLs. The portable graph, with its signed manifest, is always part of the answer.
  */
 @Injectable()
 export class ResolverService {
@@ -40,25 +77,43 @@ export class ResolverService {
     max: 10_000,
     ttl: RESOLUTION_CACHE_TTL_MS,
   });
-  private readonly answers = new LRUCache<string, ResolutionResponseDto>({ max: 50_000, ttl: RESOLUTION_CACHE_TTL_MS });
+  // Promises too: when an answer expires under load, the requests that miss it at once share one computation
+  // (presigning the part URLs is the expensive part) instead of each making its own.
+  private readonly answers = new LRUCache<string, Promise<ResolutionResponseDto>>({
+    max: 50_000,
+    ttl: RESOLUTION_CACHE_TTL_MS,
+  });
+  private readonly policy: Partial<EvidencePolicy>;
 
   constructor(
     @InjectRepository(ModelEntity) private readonly models: Repository<ModelEntity>,
     @InjectRepository(ModelVersionEntity) private readonly versions: Repository<ModelVersionEntity>,
     @InjectRepository(ChannelEntity) private readonly channels: Repository<ChannelEntity>,
     @InjectRepository(ArtifactEntity) private readonly artifacts: Repository<ArtifactEntity>,
+    @InjectRepository(FleetEvidenceEntity) private readonly evidence: Repository<FleetEvidenceEntity>,
+    @InjectRepository(RolloutEntity) private readonly rollouts: Repository<RolloutEntity>,
     private readonly storage: ObjectStorage,
+    private readonly portableSigning: PortableSigningService,
     private readonly config: KilnConfig,
-  ) {}
+  ) {
+    this.policy = {
+      minSpeedupSamples: config.KILN_EVIDENCE_MIN_SAMPLES,
+      quarantineMinFailures: config.KILN_QUARANTINE_MIN_FAILURES,
+      quarantineFailureRate: config.KILN_QUARANTINE_FAILURE_RATE,
+    };
+  }
 
   /**
    * `modelScope`: the models the caller's key may reach (device tokens are enrolled for some); a model outside it
    * is refused with MODEL_NOT_ENROLLED (403), whether the request names it, its id or a channel of it.
+   * `asArm` (views only: the fleet dashboard) answers as a device on that side of the channel's running rollout
+   * would be answered, instead of deciding by its device id.
    */
   async resolve(
     tenantId: string,
     dto: ResolveRequestDto,
     modelScope: readonly string[],
+    asArm?: 'new' | 'previous',
   ): Promise<ResolutionResponseDto> {
     const checked = validateFingerprint(dto.fingerprint);
     if (!checked.ok) {
@@ -67,16 +122,102 @@ export class ResolverService {
       });
     }
     const contextKey = [tenantId, dto.model, dto.version ?? '', dto.channel ?? ''].join('\0');
-    const answerKey =
-      `${contextKey}\0${JSON.stringify(checked.value)}\0${(dto.acceptPrecisions ?? []).join(',')}` +
-      `\0${dto.acceptInsecureBuilds === true ? 'insecure' : ''}`;
-    const cached = this.answers.get(answerKey);
-    if (cached) return inScope(cached, modelScope);
     const context = await this.context(tenantId, contextKey, dto);
     if (!scopeAllows(modelScope, context.model.name)) throw notEnrolled(context.model.name);
-    const answer = await this.answer(context, checked.value, dto, tenantId);
-    this.answers.set(answerKey, answer);
+    const deviceClass = deviceClassOf(checked.value);
+    const assignment = this.assign(context, deviceClass, dto.deviceId, asArm);
+    // The answer depends on the device only through its fingerprint and, in a rollout, its arm.
+    const answerKey = [
+      contextKey,
+      JSON.stringify(checked.value),
+      (dto.acceptPrecisions ?? []).join(','),
+      dto.acceptInsecureBuilds === true ? 'insecure' : '',
+      assignment.rollout?.arm ?? '',
+      assignment.rollout?.reason ?? '',
+    ].join('\0');
+    let answer = this.answers.get(answerKey);
+    if (!answer) {
+      answer = this.answer(context, assignment, checked.value, deviceClass, dto, tenantId);
+      this.answers.set(answerKey, answer);
+      answer.catch(() => this.answers.delete(answerKey));
+    }
     return answer;
+  }
+
+  /** Which version this device gets: the reference's, or one side of the channel's rollout. */
+  private assign(
+    context: ResolutionContext,
+    deviceClass: DeviceClass,
+    deviceId: string | undefined,
+    asArm?: 'new' | 'previous',
+  ): { bundle: VersionBundle; rollout: RolloutAssignmentDto | null } {
+    const { active, exclusions } = context;
+    // Outside any running rollout: the channel's version, unless a completed rollout rolled this class back.
+    const base = (): { bundle: VersionBundle; excludedBy: RolloutEntity | null; reason: string | null } => {
+      const state = exclusions?.row.classStates[deviceClass.key];
+      return exclusions && state?.status === 'rolled_back'
+        ? { bundle: exclusions.previous, excludedBy: exclusions.row, reason: state.reason }
+        : { bundle: context.current, excludedBy: null, reason: null };
+    };
+    if (!active) {
+      const b = base();
+      if (!b.excludedBy) return { bundle: b.bundle, rollout: null };
+      const row = b.excludedBy;
+      return {
+        bundle: b.bundle,
+        rollout: {
+          id: row.id,
+          status: row.status,
+          stageIndex: row.stageIndex,
+          percent: row.stages[row.stageIndex] ?? 100,
+          arm: 'previous',
+          reason: `this device class was rolled back during the rollout (${b.reason ?? 'a gate broke'}); it keeps v${b.bundle.version.number}`,
+        },
+      };
+    }
+    const row = active.row;
+    const percent = row.stages[row.stageIndex] ?? 100;
+    const info = { id: row.id, status: row.status, stageIndex: row.stageIndex, percent };
+    const previous = base().bundle;
+    const classState = row.classStates[deviceClass.key];
+    if (classState?.status === 'rolled_back') {
+      return {
+        bundle: previous,
+        rollout: {
+          ...info,
+          arm: 'previous',
+          reason: `this device class was rolled back (${classState.reason ?? 'a gate broke'}); it keeps v${previous.version.number}`,
+        },
+      };
+    }
+    if (asArm) {
+      return {
+        bundle: asArm === 'new' ? active.next : previous,
+        rollout: { ...info, arm: asArm, reason: `as a device ${asArm === 'new' ? 'in' : 'outside'} the current stage` },
+      };
+    }
+    if (!deviceId) {
+      return {
+        bundle: previous,
+        rollout: {
+          ...info,
+          arm: 'previous',
+          reason: 'no deviceId sent: devices without one keep the previous version',
+        },
+      };
+    }
+    const inStage = inRolloutStage(row.id, deviceId, percent);
+    const paused = row.status === 'paused' ? ' (the rollout is paused at this stage)' : '';
+    return {
+      bundle: inStage ? active.next : previous,
+      rollout: {
+        ...info,
+        arm: inStage ? 'new' : 'previous',
+        reason: inStage
+          ? `this device is in stage ${row.stageIndex + 1} of ${row.stages.length} (${percent} % of devices)${paused}: v${active.next.version.number}`
+          : `this device is outside stage ${row.stageIndex + 1} (${percent} % of devices)${paused}: it keeps v${previous.version.number}`,
+      },
+    };
   }
 
   private context(tenantId: string, key: string, dto: ResolveRequestDto): Promise<ResolutionContext> {
@@ -92,10 +233,70 @@ export class ResolverService {
 
   private async loadContext(tenantId: string, dto: ResolveRequestDto): Promise<ResolutionContext> {
     const found = await this.findVersion(tenantId, dto);
-    const rows = await this.artifacts.find({ where: { tenantId, modelContentHash: found.version.contentHash } });
+    const current = await this.bundle(tenantId, found.model, found.version);
+    const context: ResolutionContext = {
+      model: found.model,
+      selectedBy: found.selectedBy,
+      channel: found.channel,
+      current,
+      exclusions: null,
+      active: null,
+    };
+    if (!found.channelId) return context;
+    const other = async (id: string): Promise<VersionBundle | null> => {
+      if (id === found.version.id) return current;
+      const v = await this.versions.findOne({ where: { id, tenantId } });
+      return v ? this.bundle(tenantId, found.model, v) : null;
+    };
+    const active = await this.rollouts.findOne({
+      where: { channelId: found.channelId, status: In(['running', 'paused']) },
+    });
+    if (active) {
+      const next = await other(active.toVersionId);
+      if (next) context.active = { row: active, next };
+    }
+    const completed = await this.rollouts.findOne({
+      where: { channelId: found.channelId, status: 'completed', toVersionId: found.version.id },
+      order: { finishedAt: 'DESC' },
+    });
+    // Only while the channel still points where that rollout moved it (a later manual move ends the exclusions).
+    const stillItsMove =
+      completed?.finishedAt && found.channelUpdatedAt
+        ? found.channelUpdatedAt.getTime() <= completed.finishedAt.getTime() + 5_000
+        : false;
+    if (completed && stillItsMove && Object.values(completed.classStates).some((c) => c.status === 'rolled_back')) {
+      const previous = await other(completed.fromVersionId);
+      if (previous) context.exclusions = { row: completed, previous };
+    }
+    return context;
+  }
+
+  private async bundle(tenantId: string, model: ModelEntity, version: ModelVersionEntity): Promise<VersionBundle> {
+    const signedVersion = await this.portableSigning.ensureSigned(version, model.name);
+    const rows = await this.artifacts.find({ where: { tenantId, modelContentHash: version.contentHash } });
+    const signed = rows.filter((a) => a.signature !== '');
+    const evidence = new Map<string, Map<string, ArtifactEvidence>>();
+    if (signed.length > 0) {
+      const found = await this.evidence.find({ where: { tenantId, artifactId: In(signed.map((a) => a.id)) } });
+      for (const e of found) {
+        const n = e.speedupSamples;
+        const mean = n > 0 ? e.logSpeedupSum / n : 0;
+        const variance =
+          n > 1 ? Math.max(0, (e.logSpeedupSqSum - (e.logSpeedupSum * e.logSpeedupSum) / n) / (n - 1)) : 0;
+        const byArtifact = evidence.get(e.deviceClass) ?? evidence.set(e.deviceClass, new Map()).get(e.deviceClass)!;
+        byArtifact.set(e.artifactId!, {
+          reports: e.reports,
+          failures: e.failures,
+          failureCodes: e.failureCodes,
+          speedupSamples: n,
+          logSpeedupMean: mean,
+          logSpeedupVariance: variance,
+        });
+      }
+    }
     return {
-      ...found,
-      signed: rows.filter((a) => a.signature !== ''),
+      version: signedVersion,
+      signed,
       unsigned: rows
         .filter((a) => a.signature === '')
         .map((a) => ({
@@ -103,15 +304,20 @@ export class ResolverService {
           targetId: a.targetId,
           reasons: ['not signed (built before artifact signing existed)'],
         })),
+      evidence,
     };
   }
 
   private async answer(
-    { model, version, selectedBy, channel, signed, unsigned }: ResolutionContext,
+    context: ResolutionContext,
+    assignment: { bundle: VersionBundle; rollout: RolloutAssignmentDto | null },
     fingerprint: DeviceFingerprint,
+    deviceClass: DeviceClass,
     dto: ResolveRequestDto,
     tenantId: string,
   ): Promise<ResolutionResponseDto> {
+    const { model, selectedBy, channel } = context;
+    const { version, signed, unsigned, evidence } = assignment.bundle;
     const candidates: Candidate[] = signed.map((a) => ({
       artifactId: a.id,
       targetId: a.targetId,
@@ -120,15 +326,21 @@ export class ResolverService {
     const resolution = resolveArtifact(fingerprint, candidates, {
       acceptPrecisions: dto.acceptPrecisions,
       acceptInsecureBuilds: dto.acceptInsecureBuilds === true,
+      evidence: evidence.get(deviceClass.key) ?? NO_EVIDENCE,
+      deviceClass: deviceClass.label,
+      evidencePolicy: this.policy,
     });
 
     const ttl = this.config.KILN_PRESIGN_TTL_S;
     const fallbackUrl = await this.storage.presignGet(version.objectKey, ttl, `${model.name}-v${version.number}.pt2`);
+    const fallbackManifestUrl = await this.storage.presignGet(version.portableManifestKey, ttl);
     const chosen = resolution.chosen ? signed.find((a) => a.id === resolution.chosen!.artifactId)! : null;
 
     return {
       model: { id: model.id, name: model.name },
       version: { id: version.id, number: version.number, selectedBy, channel },
+      deviceClass,
+      rollout: assignment.rollout,
       artifact:
         chosen && resolution.chosen
           ? {
@@ -150,6 +362,8 @@ export class ResolverService {
               ),
               expiresAt: fallbackUrl.expiresAt,
               speedup: resolution.chosen.speedup,
+              basis: resolution.chosen.basis,
+              speedupCi: resolution.chosen.speedupCi,
               reasons: resolution.chosen.reasons,
             }
           : null,
@@ -161,6 +375,10 @@ export class ResolverService {
         size: version.storedSizeBytes,
         expiresAt: fallbackUrl.expiresAt,
         reason: resolution.fallback.reason,
+        manifestUrl: fallbackManifestUrl.url,
+        manifestSha256: version.portableManifestSha256,
+        signature: version.portableSignature,
+        signingKeyId: version.portableSigningKeyId,
       },
       ranked: resolution.ranked,
       rejected: [...resolution.rejected, ...unsigned],
@@ -175,6 +393,8 @@ export class ResolverService {
     version: ModelVersionEntity;
     selectedBy: 'version' | 'channel' | 'latest';
     channel: string | null;
+    channelId: string | null;
+    channelUpdatedAt: Date | null;
   }> {
     const [ref, refChannel] = dto.model.split('@', 2) as [string, string | undefined];
     const channel = dto.channel ?? refChannel ?? null;
@@ -189,7 +409,7 @@ export class ResolverService {
     if (dto.version !== undefined) {
       const version = await this.versions.findOne({ where: { modelId: model.id, number: dto.version } });
       if (!version) throw new KilnError(ErrorCode.NOT_FOUND, `Model "${model.name}" has no version ${dto.version}.`);
-      return { model, version, selectedBy: 'version', channel: null };
+      return { model, version, selectedBy: 'version', channel: null, channelId: null, channelUpdatedAt: null };
     }
     if (channel !== null) {
       const row = await this.channels.findOne({
@@ -197,17 +417,19 @@ export class ResolverService {
         relations: { version: true },
       });
       if (!row?.version) throw new KilnError(ErrorCode.NOT_FOUND, `Model "${model.name}" has no channel "${channel}".`);
-      return { model, version: row.version, selectedBy: 'channel', channel };
+      return {
+        model,
+        version: row.version,
+        selectedBy: 'channel',
+        channel,
+        channelId: row.id,
+        channelUpdatedAt: row.updatedAt,
+      };
     }
     const latest = await this.versions.findOne({ where: { modelId: model.id }, order: { number: 'DESC' } });
     if (!latest) throw new KilnError(ErrorCode.NOT_FOUND, `Model "${model.name}" has no versions yet.`);
-    return { model, version: latest, selectedBy: 'latest', channel: null };
+    return { model, version: latest, selectedBy: 'latest', channel: null, channelId: null, channelUpdatedAt: null };
   }
-}
-
-function inScope(answer: ResolutionResponseDto, modelScope: readonly string[]): ResolutionResponseDto {
-  if (!scopeAllows(modelScope, answer.model.name)) throw notEnrolled(answer.model.name);
-  return answer;
 }
 
 export function notEnrolled(modelName: string): KilnError {

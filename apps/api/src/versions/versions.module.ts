@@ -3,11 +3,17 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { ModelEntity, ModelVersionEntity } from '@kiln/database';
 import { FairUseModule } from '../fair-use/fair-use.module.js';
 import { ModelsModule } from '../models/models.module.js';
+import { PortableSigningModule } from '../portable-signing/portable-signing.module.js';
 import { VersionsController } from './versions.controller.js';
 import { VersionsService } from './versions.service.js';
 
 @Module({
-  imports: [TypeOrmModule.forFeature([ModelEntity, ModelVersionEntity]), ModelsModule, FairUseModule],
+  imports: [
+    TypeOrmModule.forFeature([ModelEntity, ModelVersionEntity]),
+    ModelsModule,
+    FairUseModule,
+    PortableSigningModule,
+  ],
   controllers: [VersionsController],
   providers: [VersionsService],
   exports: [VersionsService],

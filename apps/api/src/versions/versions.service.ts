@@ -10,6 +10,7 @@ import { validatePt2, writePortablePt2, type ValidatedPt2 } from '@kiln/pt2';
 import { ObjectStorage, objectKeys } from '@kiln/storage';
 import { QuotasService } from '../fair-use/quotas.service.js';
 import { ModelsService } from '../models/models.service.js';
+import { PortableSigningService } from '../portable-signing/portable-signing.service.js';
 import { Sha256ByteSource } from './sha256-byte-source.js';
 import type { ModelVersionResponseDto } from './versions.dto.js';
 
@@ -44,6 +45,7 @@ export class VersionsService {
     private readonly storage: ObjectStorage,
     private readonly config: KilnConfig,
     private readonly quotas: QuotasService,
+    private readonly portableSigning: PortableSigningService,
   ) {}
 
   /**
@@ -161,19 +163,35 @@ export class VersionsService {
     const summary = validated.summary;
     const version = await this.dataSource.transaction(async (tx) => {
       // Serialises version numbering per model.
-      await tx.getRepository(ModelEntity).findOne({ where: { id: modelId }, lock: { mode: 'pessimistic_write' } });
+      const model = await tx
+        .getRepository(ModelEntity)
+        .findOneOrFail({ where: { id: modelId }, lock: { mode: 'pessimistic_write' } });
       const { max } = (await tx
         .getRepository(ModelVersionEntity)
         .createQueryBuilder('v')
         .select('COALESCE(MAX(v.number), 0)', 'max')
         .where('v.model_id = :modelId', { modelId })
         .getRawOne<{ max: number }>()) ?? { max: 0 };
+      const number = Number(max) + 1;
+      // The portable graph devices fall back to is signed where the version is recorded (portable-signing/).
+      const signed = await this.portableSigning.sign({
+        tenantId,
+        modelId,
+        modelName: model.name,
+        versionId,
+        versionNumber: number,
+        // The signature binds the object devices download: the stored rewrite, not the uploaded file.
+        fileSha256: stored.sha256,
+        sizeBytes: stored.size,
+        contentHash: summary.contentHash,
+        guards: summary.guards,
+      });
       return tx.getRepository(ModelVersionEntity).save(
         tx.getRepository(ModelVersionEntity).create({
           id: versionId,
           tenantId,
           modelId,
-          number: Number(max) + 1,
+          number,
           objectKey: portableKey,
           sizeBytes: size,
           fileSha256,
@@ -182,6 +200,7 @@ export class VersionsService {
           contentHash: summary.contentHash,
           summary,
           originalFilename: input.filename,
+          ...signed,
         }),
       );
     });

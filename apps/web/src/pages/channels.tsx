@@ -91,7 +91,8 @@ export function ChannelsPage() {
         subtitle={
           <>
             Devices that resolve <code>{m?.name ?? 'model'}@prod</code> get the version the <code>prod</code> channel
-            points at. Move a channel to roll a version out, or back.
+            points at. Move a channel to roll a version out, or back; a staged rollout (API, docs/fleet.md) moves it by
+            degrees, gated by what devices report, and its fleet view shows how each device class fares.
           </>
         }
       />
@@ -134,6 +135,13 @@ export function ChannelsPage() {
                         </td>
                         <td className="muted">{relativeTime(c.updatedAt)}</td>
                         <td className="cell-action">
+                          <Link
+                            className="btn btn-ghost btn-sm"
+                            to={`/models/${modelId}/channels/${encodeURIComponent(c.name)}/fleet`}
+                            aria-label={`Fleet of ${c.name}`}
+                          >
+                            Fleet
+                          </Link>{' '}
                           <button
                             type="button"
                             className="btn btn-ghost btn-sm"

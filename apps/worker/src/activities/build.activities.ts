@@ -102,6 +102,7 @@ export class BuildActivitiesService implements BuildActivities {
         },
         signal: ctx.cancellationSignal,
         job: {
+          tenantId: input.tenantId,
           targetId: target.id,
           recipe: target.recipe,
           recipeHash: recipeHash(target.recipe),

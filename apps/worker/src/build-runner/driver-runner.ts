@@ -28,6 +28,8 @@ export type DriverErrorCode = ErrorCode | 'TOOLCHAIN_MISMATCH';
 const DRIVER_ERROR_CODES = new Set<string>([...Object.values(ErrorCode), 'TOOLCHAIN_MISMATCH']);
 
 export interface DriverJob {
+  /** The tenant the artifact is built for: the driver writes it into the signed manifest (devices check it). */
+  tenantId?: string;
   targetId: string;
   recipe: CompileRecipe;
   recipeHash: string;
@@ -362,6 +364,7 @@ async function readManifest(outDir: string, job: RunCompileDriverOptions['job'])
     ['recipeHash', job.recipeHash],
     ['modelContentHash', job.modelContentHash],
     ['cacheKey', job.cacheKey],
+    ...(job.tenantId !== undefined ? ([['tenantId', job.tenantId]] as [string, unknown][]) : []),
   ];
   for (const [key, value] of expect) {
     if (m[key] !== value)

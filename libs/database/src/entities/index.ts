@@ -4,8 +4,13 @@ import { BuildEntity } from './build.entity.js';
 import { ChannelMoveEntity } from './channel-move.entity.js';
 import { ChannelEntity } from './channel.entity.js';
 import { CompilationEntity } from './compilation.entity.js';
+import { FleetEvidenceEntity } from './fleet-evidence.entity.js';
 import { ModelVersionEntity } from './model-version.entity.js';
 import { ModelEntity } from './model.entity.js';
+import { RolloutEventEntity } from './rollout-event.entity.js';
+import { RolloutStatsEntity } from './rollout-stats.entity.js';
+import { RolloutEntity } from './rollout.entity.js';
+import { TelemetryReportEntity } from './telemetry-report.entity.js';
 import { TenantEntity } from './tenant.entity.js';
 import { UploadEntity } from './upload.entity.js';
 
@@ -16,13 +21,22 @@ export {
   ChannelEntity,
   ChannelMoveEntity,
   CompilationEntity,
+  FleetEvidenceEntity,
   ModelEntity,
   ModelVersionEntity,
+  RolloutEntity,
+  RolloutEventEntity,
+  RolloutStatsEntity,
+  TelemetryReportEntity,
   TenantEntity,
   UploadEntity,
 };
 export { ALL_MODELS, type ApiKeyKind } from './api-key.entity.js';
 export type { UploadChecksumAlgorithm, UploadStatus } from './upload.entity.js';
+export type { RolloutClassState, RolloutGates, RolloutStatus } from './rollout.entity.js';
+export type { RolloutEventKind } from './rollout-event.entity.js';
+export type { RolloutArm } from './rollout-stats.entity.js';
+export type { TelemetryLatency, TelemetryOutcome, TelemetryRan } from './telemetry-report.entity.js';
 
 export const ENTITIES = [
   TenantEntity,
@@ -35,4 +49,9 @@ export const ENTITIES = [
   ChannelEntity,
   ChannelMoveEntity,
   UploadEntity,
+  TelemetryReportEntity,
+  FleetEvidenceEntity,
+  RolloutEntity,
+  RolloutEventEntity,
+  RolloutStatsEntity,
 ];

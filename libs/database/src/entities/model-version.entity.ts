@@ -37,5 +37,15 @@ export class ModelVersionEntity {
   @Column({ name: 'content_hash', type: 'text' }) contentHash!: string;
   @Column({ type: 'jsonb' }) summary!: Pt2Summary;
   @Column({ name: 'original_filename', type: 'text', default: '' }) originalFilename!: string;
+  /**
+   * The signed manifest of the portable graph (the uploaded .pt2 itself, which devices fall back to): S3 key, the
+   * sha256 of its exact bytes, the ed25519 signature over them and the key id. Written when the version is recorded
+   * (apps/api/src/versions/portable-signing.service.ts); empty for versions recorded before the fallback was signed,
+   * which the resolver signs on first use.
+   */
+  @Column({ name: 'portable_manifest_key', type: 'text', default: '' }) portableManifestKey!: string;
+  @Column({ name: 'portable_manifest_sha256', type: 'text', default: '' }) portableManifestSha256!: string;
+  @Column({ name: 'portable_signature', type: 'text', default: '' }) portableSignature!: string;
+  @Column({ name: 'portable_signing_key_id', type: 'text', default: '' }) portableSigningKeyId!: string;
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
 }

@@ -1,0 +1,25 @@
+import { Body, Controller, HttpCode, Post } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { Auth, type AuthContext, DeviceAllowed } from '../auth/auth-context.js';
+import { TelemetryAckDto, TelemetryBatchDto } from './telemetry.dto.js';
+import { TelemetryService } from './telemetry.service.js';
+
+@ApiTags('telemetry')
+@Controller('v1')
+export class TelemetryController {
+  constructor(private readonly telemetry: TelemetryService) {}
+
+  /**
+   * What a device's runs did (kiln-device sends these unless told not to): per run, the artifact or the portable
+   * graph, whether it verified, loaded and ran, and on-device latency. Batched (one device, up to 100 reports),
+   * idempotent per reportId. The resolver ranks artifacts for a device class by these; rollout gates read them.
+   */
+  @Post('telemetry')
+  @HttpCode(200)
+  @ApiBearerAuth()
+  @ApiOkResponse({ type: TelemetryAckDto })
+  @DeviceAllowed()
+  ingest(@Auth() auth: AuthContext, @Body() dto: TelemetryBatchDto): Promise<TelemetryAckDto> {
+    return this.telemetry.ingest(auth.tenantId, dto, auth.modelScope);
+  }
+}

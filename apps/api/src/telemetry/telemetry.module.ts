@@ -1,0 +1,11 @@
+import { Module } from '@nestjs/common';
+import { TelemetryController } from './telemetry.controller.js';
+import { TelemetryPartitions } from './telemetry-partitions.js';
+import { TelemetryService } from './telemetry.service.js';
+
+@Module({
+  controllers: [TelemetryController],
+  providers: [TelemetryService, TelemetryPartitions],
+  exports: [TelemetryService],
+})
+export class TelemetryModule {}
