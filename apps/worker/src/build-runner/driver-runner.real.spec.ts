@@ -100,7 +100,11 @@ describe('runCompileDriver with the real driver', () => {
         assert.equal(manifest.timing.lock, 'contended');
         assert.match(outcome.log, /host lock .*another build still holds it .*going on without it \(compiling/);
         assert.match(outcome.log, /host lock .*another build still holds it .*going on without it \(timing/);
-        assert.ok(manifest.timing.runs >= 1 && manifest.timing.runs <= 10);
+        // At least the job's 10 pairs unless the 30 s bound cut the measurement short (then it says so).
+        assert.ok(manifest.timing.runs >= 1);
+        assert.equal(manifest.timing.truncated, manifest.timing.runs < 10);
+        // Measured beside a build that holds the lock: never a certain figure.
+        assert.equal(manifest.timing.uncertain, true);
         assert.ok(manifest.timing.speedup > 0);
         // The worker's settings, recorded: the full sandbox.
         assert.deepEqual(manifest.build.sandbox, outcome.sandbox);
