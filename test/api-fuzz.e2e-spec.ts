@@ -26,6 +26,7 @@ import {
   startApi,
   type TestTenant,
   uploadModel,
+  waitForCompilation,
 } from './support/kiln-harness.js';
 
 const SCHEMATHESIS = path.join(REPO_ROOT, '.kiln', 'venv', 'bin', 'st');
@@ -54,7 +55,11 @@ before(async () => {
   app = await startApi({ KILN_BUILD_WAIT_FOR_WORKER_S: '5' });
   tenant = await createTenant(app, 'fuzz');
   const admin = { Authorization: `Bearer ${loadKilnConfig().KILN_ADMIN_TOKEN}` };
-  const device = await api(app).post(`/v1/admin/tenants/${tenant.id}/keys`).set(admin).send({ kind: 'device' });
+  const device = await api(app)
+    .post(`/v1/admin/tenants/${tenant.id}/keys`)
+    .set(admin)
+    .send({ kind: 'device', models: ['*'] })
+    .expect(201);
   deviceToken = (device.body as { key: string }).key;
 
   const { modelId, versionId } = await uploadModel(app, tenant, 'fuzz-mlp', await fixture('mlp.pt2'));
@@ -63,6 +68,11 @@ before(async () => {
     .set(tenant.auth)
     .send({ targets: ['linux-x86_64-v2'] })
     .expect(201);
+  // Cancelled at once: a finished compilation's event stream ends after its state; a running one streams until it
+  // ends (here: until no worker of linux-x86_64-v2 has polled for a while, minutes after another test's worker).
+  const compilationId = (compilation.body as { id: string }).id;
+  await api(app).post(`/v1/compilations/${compilationId}/cancel`).set(tenant.auth).expect(202);
+  await waitForCompilation(app, tenant, compilationId, (c) => c.status === 'cancelled', 120_000);
   const upload = await api(app)
     .post(`/v1/models/${modelId}/uploads`)
     .set(tenant.auth)
@@ -75,7 +85,7 @@ before(async () => {
   const ids = {
     models: [modelId],
     versions: [versionId],
-    compilations: [(compilation.body as { id: string }).id],
+    compilations: [compilationId],
     uploads: [(upload.body as { uploadId: string }).uploadId],
     tenants: [tenant.id],
     artifacts: (artifacts.body as { id: string }[]).map((a) => a.id),

@@ -234,8 +234,13 @@ before(async () => {
   tenant = await createTenant(app, 'fleet');
   const admin = { Authorization: `Bearer ${loadKilnConfig().KILN_ADMIN_TOKEN}` };
   deviceToken = (
-    (await api(app).post(`/v1/admin/tenants/${tenant.id}/keys`).set(admin).send({ kind: 'device' }).expect(201))
-      .body as { key: string }
+    (
+      await api(app)
+        .post(`/v1/admin/tenants/${tenant.id}/keys`)
+        .set(admin)
+        .send({ kind: 'device', models: [MODEL] })
+        .expect(201)
+    ).body as { key: string }
   ).key;
   // Devices are enrolled with the API's signing key (pinned): the runtime's default trust.
   publicKey = ((await api(app).get('/v1/signing-keys').expect(200)).body as { publicKey: string }[])[0].publicKey;
@@ -379,7 +384,8 @@ describe('fleet evidence', () => {
         await api(app)
           .post(`/v1/admin/tenants/${other.id}/keys`)
           .set('Authorization', `Bearer ${loadKilnConfig().KILN_ADMIN_TOKEN}`)
-          .send({ kind: 'device' })
+          .send({ kind: 'device', models: ['*'] })
+          .expect(201)
       ).body as { key: string }
     ).key;
     const foreign = await api(app)

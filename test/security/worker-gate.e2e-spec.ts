@@ -226,7 +226,7 @@ async function deviceToken(): Promise<string> {
   const res = await api(app)
     .post(`/v1/admin/tenants/${tenant.id}/keys`)
     .set('Authorization', `Bearer ${loadKilnConfig().KILN_ADMIN_TOKEN}`)
-    .send({ kind: 'device' })
+    .send({ kind: 'device', models: ['*'] })
     .expect(201);
   return (res.body as { key: string }).key;
 }
