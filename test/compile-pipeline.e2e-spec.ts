@@ -14,6 +14,7 @@ import {
   createTenant,
   fixture,
   startApi,
+  storedManifest,
   storage,
   type TestTenant,
   uploadModel,
@@ -156,7 +157,7 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for the x86 targets this
       assert.deepEqual(artifacts.map((a) => a.targetId).sort(), [...served].sort());
       for (const a of artifacts) {
         const recipe = findTarget(a.targetId)!.recipe;
-        const manifest = await s3.getJson<ArtifactManifest>(objectKeys.manifest(tenant.id, a.cacheKey));
+        const manifest = await storedManifest<ArtifactManifest>(s3, tenant.id, a.cacheKey);
         const where = `${name}/${a.targetId}`;
         assert.equal(manifest.target, a.targetId);
         assert.equal(manifest.cacheKey, a.cacheKey);
@@ -182,8 +183,7 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for the x86 targets this
       const byTarget = Object.fromEntries(
         await Promise.all(
           artifacts.map(
-            async (a) =>
-              [a.targetId, await s3.getJson<ArtifactManifest>(objectKeys.manifest(tenant.id, a.cacheKey))] as const,
+            async (a) => [a.targetId, await storedManifest<ArtifactManifest>(s3, tenant.id, a.cacheKey)] as const,
           ),
         ),
       );

@@ -24,6 +24,7 @@ import {
   fixture,
   REPO_ROOT,
   startApi,
+  storedManifest,
   storage,
   type TestTenant,
   uploadModel,
@@ -163,7 +164,7 @@ before(async () => {
   assert.equal(done.status, 'succeeded', JSON.stringify(done, null, 2));
   const list = await api(app).get(`/v1/versions/${versionId}/artifacts`).set(alice.auth).expect(200);
   for (const a of list.body as ArtifactBody[]) {
-    const manifest = await s3.getJson<ArtifactManifest>(objectKeys.manifest(alice.id, a.cacheKey));
+    const manifest = await storedManifest<ArtifactManifest>(s3, alice.id, a.cacheKey);
     speedups[a.targetId] = manifest.timing.speedup;
   }
   assert.deepEqual(Object.keys(speedups).sort(), [...served].sort());
@@ -340,7 +341,11 @@ describe('tampering is refused before anything is loaded', () => {
 
   test('a manifest changed in storage is refused (exit 5)', async () => {
     const list = await api(app).get(`/v1/versions/${versionId}/artifacts`).set(alice.auth).expect(200);
-    const keys = (list.body as ArtifactBody[]).map((a) => objectKeys.manifest(alice.id, a.cacheKey));
+    const keys = (
+      await Promise.all(
+        (list.body as ArtifactBody[]).map((a) => s3.listKeys(objectKeys.manifestsOf(alice.id, a.cacheKey))),
+      )
+    ).flat();
     const originals = await Promise.all(keys.map(objectBytes));
     try {
       // One byte more (a trailing space): still valid JSON, no longer the signed bytes.

@@ -11,13 +11,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { loadKilnConfig } from '@kiln/config';
 import type { ArtifactManifest } from '@kiln/contracts';
-import { objectKeys } from '@kiln/storage';
 import {
   api,
   createTenant,
   fixture,
   REPO_ROOT,
   startApi,
+  storedManifest,
   storage,
   type TestTenant,
   uploadModel,
@@ -184,7 +184,7 @@ describe('the explicit opt-out KILN_SANDBOX=insecure-local', () => {
       // So does the signed manifest.
       const artifacts = await api(app).get(`/v1/versions/${versionId}/artifacts`).set(tenant.auth).expect(200);
       const [artifact] = artifacts.body as { id: string; cacheKey: string }[];
-      const manifest = await s3.getJson<ArtifactManifest>(objectKeys.manifest(tenant.id, artifact.cacheKey));
+      const manifest = await storedManifest<ArtifactManifest>(s3, tenant.id, artifact.cacheKey);
       assert.equal(manifest.build.sandbox.mode, 'insecure-local');
       assert.deepEqual(
         (manifest.build.sandbox.missing as { wall: string }[]).map((m) => m.wall),

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
 import { loadKilnConfig } from '@kiln/config';
 import { objectStorageFor } from '@kiln/core';
-import type { ObjectStorage } from '@kiln/storage';
+import { type ObjectStorage, objectKeys } from '@kiln/storage';
 import { APP_NODE_FLAGS, buildDist, distEntry } from '../../scripts/lib/build-dist.js';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
@@ -178,6 +178,17 @@ export async function startApi(env: Record<string, string> = {}): Promise<ApiPro
 
 export function storage(): ObjectStorage {
   return objectStorageFor(loadKilnConfig());
+}
+
+/**
+ * The manifest S3 holds for an artifact's cache key. Manifests are written once under their own sha256
+ * (objectKeys.manifest); a build publishes exactly one per cache key unless a concurrent twin lost the race, and
+ * the loser's copy is deleted: so exactly one is expected here.
+ */
+export async function storedManifest<T>(s3: ObjectStorage, tenantId: string, cacheKey: string): Promise<T> {
+  const keys = await s3.listKeys(objectKeys.manifestsOf(tenantId, cacheKey));
+  if (keys.length !== 1) throw new Error(`expected one manifest for ${cacheKey}, S3 holds ${JSON.stringify(keys)}`);
+  return s3.getJson<T>(keys[0]);
 }
 
 export interface TestTenant {

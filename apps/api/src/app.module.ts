@@ -1,5 +1,5 @@
 import { Module } from '@nestjs/common';
-import { CoreModule } from '@kiln/core';
+import { CoreModule, StorageModule } from '@kiln/core';
 import { ArtifactsModule } from './artifacts/artifacts.module.js';
 import { AuthModule } from './auth/auth.module.js';
 import { ChannelsModule } from './channels/channels.module.js';
@@ -18,6 +18,7 @@ import { VersionsModule } from './versions/versions.module.js';
 @Module({
   imports: [
     CoreModule,
+    StorageModule,
     AuthModule,
     TenantsModule,
     ModelsModule,

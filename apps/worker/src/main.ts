@@ -1,11 +1,13 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { validateKilnConfig } from '@kiln/config';
 import { TemporalWorkersService } from './temporal-workers.service.js';
-import { WorkerModule } from './worker.module.js';
+import { type WorkerRole, WorkerModule } from './worker.module.js';
 
-// A Nest application context (no HTTP port): Temporal workers plus the services their activities use.
-const app = await NestFactory.createApplicationContext(WorkerModule);
+// A Nest application context (no HTTP port): Temporal workers plus the services their activities use, by role.
+const roles = validateKilnConfig(process.env).KILN_WORKER_ROLES as WorkerRole[];
+const app = await NestFactory.createApplicationContext(WorkerModule.forRoles(roles));
 app.enableShutdownHooks();
 const { queues, buildsRefused } = await app.get(TemporalWorkersService).start();
 // scripts/stack.sh waits for this exact line.

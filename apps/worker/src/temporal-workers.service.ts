@@ -1,9 +1,11 @@
-import { Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
+import { Injectable, Logger, type OnApplicationShutdown, Optional } from '@nestjs/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { KilnConfig } from '@kiln/config';
 import { ORCHESTRATOR_TASK_QUEUE, WORKFLOWS_PATH } from '@kiln/temporal';
 import { BuildActivitiesService } from './activities/build.activities.js';
 import { OrchestratorActivitiesService } from './activities/orchestrator.activities.js';
+import { PortableSigningActivitiesService } from './activities/portable-signing.activities.js';
+import { PublishingActivitiesService } from './activities/publishing.activities.js';
 import { RolloutActivitiesService } from './activities/rollout.activities.js';
 import { HostService } from './host/host.service.js';
 
@@ -19,12 +21,15 @@ export class TemporalWorkersService implements OnApplicationShutdown {
   private workers: Worker[] = [];
   private running?: Promise<unknown>;
 
+  // Each role's services exist only where the role runs (WorkerModule.forRoles).
   constructor(
     private readonly config: KilnConfig,
-    private readonly host: HostService,
-    private readonly orchestrator: OrchestratorActivitiesService,
-    private readonly rollouts: RolloutActivitiesService,
-    private readonly builder: BuildActivitiesService,
+    @Optional() private readonly host?: HostService,
+    @Optional() private readonly orchestrator?: OrchestratorActivitiesService,
+    @Optional() private readonly rollouts?: RolloutActivitiesService,
+    @Optional() private readonly publishing?: PublishingActivitiesService,
+    @Optional() private readonly portableSigning?: PortableSigningActivitiesService,
+    @Optional() private readonly builder?: BuildActivitiesService,
   ) {}
 
   /** Starts the workers; `buildsRefused` names the missing sandbox walls when the build role serves nothing. */
@@ -35,8 +40,10 @@ export class TemporalWorkersService implements OnApplicationShutdown {
     let buildsRefused: string | null = null;
 
     if (roles.includes('orchestrator')) {
-      const o = this.orchestrator;
-      const r = this.rollouts;
+      const o = this.orchestrator!;
+      const r = this.rollouts!;
+      const p = this.publishing!;
+      const s = this.portableSigning!;
       this.workers.push(
         await Worker.create({
           ...common,
@@ -46,6 +53,13 @@ export class TemporalWorkersService implements OnApplicationShutdown {
             findQueuesWithoutWorkers: (queues: string[]) => o.findQueuesWithoutWorkers(queues),
             updateBuild: (u: Parameters<typeof o.updateBuild>[0]) => o.updateBuild(u),
             finishCompilation: (i: Parameters<typeof o.finishCompilation>[0]) => o.finishCompilation(i),
+            // The trusted half of each build, and portable signing: the only users of the signing key.
+            findCachedArtifact: (i: Parameters<typeof p.findCachedArtifact>[0]) => p.findCachedArtifact(i),
+            finishCachedBuild: (i: Parameters<typeof p.finishCachedBuild>[0]) => p.finishCachedBuild(i),
+            grantModelDownload: (i: Parameters<typeof p.grantModelDownload>[0]) => p.grantModelDownload(i),
+            grantPartUploads: (i: Parameters<typeof p.grantPartUploads>[0]) => p.grantPartUploads(i),
+            publishArtifact: (i: Parameters<typeof p.publishArtifact>[0]) => p.publishArtifact(i),
+            signPortable: (i: Parameters<typeof s.signPortable>[0]) => s.signPortable(i),
             // Staged rollouts (rolloutWorkflow).
             enterStage: (i: Parameters<typeof r.enterStage>[0]) => r.enterStage(i),
             evaluateGates: (i: Parameters<typeof r.evaluateGates>[0]) => r.evaluateGates(i),
@@ -57,19 +71,21 @@ export class TemporalWorkersService implements OnApplicationShutdown {
       );
     }
     if (roles.includes('build')) {
+      const host = this.host!;
+      const builder = this.builder!;
       // Runs the sandbox self-test: without every wall (and without the explicit opt-out) no build queue is served.
-      await this.host.init();
-      const gate = this.host.sandboxGate();
+      await host.init();
+      const gate = host.sandboxGate();
       if (!gate.serveBuilds) buildsRefused = gate.report.failed.map((c) => c.wall).join(', ');
       // CPU queues: KILN_WORKER_BUILD_CONCURRENCY builds at once. CUDA queues: one build per GPU of the target's
       // compute capability, each pinned to its GPU (a host without such a GPU serves no CUDA queue at all).
-      for (const queue of this.host.servedQueues()) {
+      for (const queue of host.servedQueues()) {
         this.workers.push(
           await Worker.create({
             ...common,
             taskQueue: queue.taskQueue,
             activities: {
-              buildTarget: (i: Parameters<BuildActivitiesService['buildTarget']>[0]) => this.builder.buildTarget(i),
+              buildTarget: (i: Parameters<BuildActivitiesService['buildTarget']>[0]) => builder.buildTarget(i),
             },
             maxConcurrentActivityTaskExecutions: queue.concurrency,
             // A cancellation reaches a running activity only in the answer to a heartbeat, and the SDK sends

@@ -1,44 +1,75 @@
-import { Module } from '@nestjs/common';
+import { type DynamicModule, Module, type Provider } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { CoreModule } from '@kiln/core';
+import { KilnConfig } from '@kiln/config';
+import { CoreModule, StorageModule } from '@kiln/core';
 import {
   ArtifactEntity,
   BuildEntity,
   ChannelEntity,
   ChannelMoveEntity,
   CompilationEntity,
+  ModelEntity,
   ModelVersionEntity,
   RolloutEntity,
   RolloutEventEntity,
   RolloutStatsEntity,
 } from '@kiln/database';
 import { BuildActivitiesService } from './activities/build.activities.js';
+import { ORCHESTRATOR_SIGNER, OrchestratorSigner } from './activities/orchestrator-signer.js';
 import { OrchestratorActivitiesService } from './activities/orchestrator.activities.js';
+import { PortableSigningActivitiesService } from './activities/portable-signing.activities.js';
+import { PublishingActivitiesService } from './activities/publishing.activities.js';
 import { RolloutActivitiesService } from './activities/rollout.activities.js';
 import { HostService } from './host/host.service.js';
 import { TemporalWorkersService } from './temporal-workers.service.js';
 
-@Module({
-  imports: [
-    CoreModule,
-    TypeOrmModule.forFeature([
-      ArtifactEntity,
-      BuildEntity,
-      ChannelEntity,
-      ChannelMoveEntity,
-      CompilationEntity,
-      ModelVersionEntity,
-      RolloutEntity,
-      RolloutEventEntity,
-      RolloutStatsEntity,
-    ]),
-  ],
-  providers: [
-    HostService,
-    OrchestratorActivitiesService,
-    RolloutActivitiesService,
-    BuildActivitiesService,
-    TemporalWorkersService,
-  ],
-})
-export class WorkerModule {}
+export type WorkerRole = 'orchestrator' | 'build';
+
+/**
+ * The worker's parts by role. The orchestrator role holds the authority (S3 credentials, the signing key, every
+ * table it writes); the build role holds none of it: it reaches the model and storage only through presigned URLs
+ * its workflow grants, and writes only its build's progress row (docs/security.md, "Build hosts hold no
+ * authority"). A process with both roles (the local default) has both sets.
+ */
+@Module({})
+export class WorkerModule {
+  static forRoles(roles: readonly WorkerRole[]): DynamicModule {
+    const orchestrator = roles.includes('orchestrator');
+    const build = roles.includes('build');
+    const providers: Provider[] = [TemporalWorkersService];
+    if (orchestrator) {
+      providers.push(
+        OrchestratorActivitiesService,
+        RolloutActivitiesService,
+        PublishingActivitiesService,
+        PortableSigningActivitiesService,
+        { provide: ORCHESTRATOR_SIGNER, inject: [KilnConfig], useFactory: OrchestratorSigner.load },
+      );
+    }
+    if (build) providers.push(HostService, BuildActivitiesService);
+    return {
+      module: WorkerModule,
+      imports: [
+        CoreModule,
+        ...(orchestrator ? [StorageModule] : []),
+        TypeOrmModule.forFeature(
+          orchestrator
+            ? [
+                ArtifactEntity,
+                BuildEntity,
+                ChannelEntity,
+                ChannelMoveEntity,
+                CompilationEntity,
+                ModelEntity,
+                ModelVersionEntity,
+                RolloutEntity,
+                RolloutEventEntity,
+                RolloutStatsEntity,
+              ]
+            : [BuildEntity],
+        ),
+      ],
+      providers,
+    };
+  }
+}

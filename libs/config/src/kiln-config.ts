@@ -93,9 +93,14 @@ export class KilnConfig {
   /** How often the API aborts expired multipart uploads (S3 keeps their parts, and bills them, until then). */
   @Transform(toInt) @IsInt() @Min(1) KILN_UPLOAD_SWEEP_INTERVAL_S = 300;
 
-  /** ed25519 key (PKCS#8 PEM) the build side signs artifact manifests with; the API publishes its public half. */
+  /**
+   * ed25519 key (PKCS#8 PEM) the orchestrator signs artifact and portable manifests with. Only the orchestrator role
+   * of the worker reads it: build hosts and the API never do.
+   */
   @IsString() KILN_SIGNING_KEY_FILE = '.kiln/keys/artifact-signing-key.pem';
-  /** Local default: create the key on first use. Production provisions it and sets this to false. */
+  /** Its public half (SPKI PEM): all the API holds; it publishes it at GET /v1/signing-keys. */
+  @IsString() KILN_SIGNING_PUBLIC_KEY_FILE = '.kiln/keys/artifact-signing-key.pub.pem';
+  /** Local default: create the key pair on first use. Production provisions both files and sets this to false. */
   @Transform(toBool) @IsBoolean() KILN_SIGNING_KEY_CREATE = true;
 
   @IsString() KILN_PYTHON = '.kiln/venv/bin/python';

@@ -83,6 +83,11 @@ export const ErrorCode = {
   NO_WORKER: 'NO_WORKER',
   /** The model object in S3 is not the one validated at upload (sha256 or size differ from the version's record). */
   MODEL_INTEGRITY_MISMATCH: 'MODEL_INTEGRITY_MISMATCH',
+  /**
+   * What a build host handed back did not hold up when the orchestrator checked it before signing: a part missing
+   * from its upload or differing from the manifest, or a manifest about another build. Nothing was signed or stored.
+   */
+  ARTIFACT_REJECTED: 'ARTIFACT_REJECTED',
   CANCELLED: 'CANCELLED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -100,6 +105,7 @@ export const NON_RETRYABLE_BUILD_ERRORS: readonly ErrorCode[] = [
   ErrorCode.PRECISION_UNSUPPORTED,
   ErrorCode.INPUT_RANGE_NARROWED,
   ErrorCode.MODEL_INTEGRITY_MISMATCH,
+  ErrorCode.ARTIFACT_REJECTED,
 ];
 
 /** A domain error with a stable code; the API maps it to HTTP in one exception filter. */

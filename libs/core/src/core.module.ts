@@ -4,15 +4,13 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { Connection, Client } from '@temporalio/client';
 import { KilnConfig, validateKilnConfig } from '@kiln/config';
 import { kilnDataSourceOptions } from '@kiln/database';
-import { ArtifactSigner } from '@kiln/signing';
-import { ObjectStorage } from '@kiln/storage';
-import { objectStorageFor } from './object-storage-for.js';
 
 export const TEMPORAL_CONNECTION = Symbol('TEMPORAL_CONNECTION');
 
 /**
- * What both apps need from the outside world: validated config, PostgreSQL (TypeORM), S3 and a Temporal
- * client. Global, so feature modules inject `KilnConfig`, repositories, `ObjectStorage` and `Client`.
+ * What every process needs from the outside world: validated config, PostgreSQL (TypeORM) and a Temporal client.
+ * Global, so feature modules inject `KilnConfig`, repositories and `Client`. S3 is StorageModule's: a build host
+ * holds no S3 credentials and does not import it.
  */
 @Global()
 @Module({
@@ -27,21 +25,6 @@ export const TEMPORAL_CONNECTION = Symbol('TEMPORAL_CONNECTION');
   providers: [
     { provide: KilnConfig, useFactory: () => validateKilnConfig(process.env) },
     {
-      provide: ObjectStorage,
-      inject: [KilnConfig],
-      useFactory: async (config: KilnConfig) => {
-        const storage = objectStorageFor(config);
-        await storage.ensureBucket();
-        return storage;
-      },
-    },
-    {
-      provide: ArtifactSigner,
-      inject: [KilnConfig],
-      useFactory: (config: KilnConfig) =>
-        ArtifactSigner.fromFile(config.resolvePath(config.KILN_SIGNING_KEY_FILE), config.KILN_SIGNING_KEY_CREATE),
-    },
-    {
       provide: TEMPORAL_CONNECTION,
       inject: [KilnConfig],
       useFactory: (config: KilnConfig) => Connection.connect({ address: config.TEMPORAL_ADDRESS }),
@@ -53,16 +36,12 @@ export const TEMPORAL_CONNECTION = Symbol('TEMPORAL_CONNECTION');
         new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }),
     },
   ],
-  exports: [KilnConfig, ArtifactSigner, ObjectStorage, TEMPORAL_CONNECTION, Client, TypeOrmModule],
+  exports: [KilnConfig, TEMPORAL_CONNECTION, Client, TypeOrmModule],
 })
 export class CoreModule implements OnApplicationShutdown {
-  constructor(
-    @Inject(TEMPORAL_CONNECTION) private readonly connection: Connection,
-    private readonly storage: ObjectStorage,
-  ) {}
+  constructor(@Inject(TEMPORAL_CONNECTION) private readonly connection: Connection) {}
 
   async onApplicationShutdown(): Promise<void> {
     await this.connection.close();
-    this.storage.client.destroy();
   }
 }

@@ -39,7 +39,7 @@ export function signedMessage(manifestBytes: Uint8Array, domain = SIGNATURE_DOMA
   return Buffer.concat([Buffer.from(domain, 'utf8'), manifestBytes]);
 }
 
-function describePublicKey(key: KeyObject): PublicSigningKey {
+export function describePublicKey(key: KeyObject): PublicSigningKey {
   const raw = Buffer.from((key.export({ format: 'jwk' }) as { x: string }).x, 'base64url');
   return {
     keyId: createHash('sha256').update(raw).digest('hex').slice(0, 16),

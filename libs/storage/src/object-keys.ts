@@ -16,6 +16,19 @@ export const objectKeys = {
     `tenants/${tenantId}/versions/${versionId}.portable-manifest.json`,
   /** A content-addressed artifact part (code package or weights blob): stored once per tenant. */
   blob: (tenantId: string, sha256: string): string => `tenants/${tenantId}/blobs/sha256/${sha256}`,
-  /** The manifest of the artifact with this cache key. */
-  manifest: (tenantId: string, cacheKey: string): string => `tenants/${tenantId}/manifests/${cacheKey}.json`,
+  /**
+   * An artifact manifest, under its cache key and its own sha256: written once, never replaced. Two builds of one
+   * cache key (retries, concurrent compilations) write two objects; the artifact row names the one it signed.
+   */
+  manifest: (tenantId: string, cacheKey: string, manifestSha256: string): string =>
+    `tenants/${tenantId}/manifests/${cacheKey}/${manifestSha256}.json`,
+  /** Every manifest ever written for a cache key (see `manifest`). */
+  manifestsOf: (tenantId: string, cacheKey: string): string => `tenants/${tenantId}/manifests/${cacheKey}/`,
+  /**
+   * Where a build host may write: one object per part of its build, PUT through a presigned URL, re-hashed and
+   * copied to `blob` by the orchestrator, then deleted.
+   */
+  stagedPart: (tenantId: string, buildId: string, sha256: string): string =>
+    `tenants/${tenantId}/staging/${buildId}/${sha256}`,
+  staging: (tenantId: string, buildId: string): string => `tenants/${tenantId}/staging/${buildId}/`,
 };

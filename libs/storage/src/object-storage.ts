@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
+  CopyObjectCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
@@ -220,6 +221,39 @@ export class ObjectStorage {
     return keys;
   }
 
+  /** The sha256 and size of a stored object, read through (what a trusted step checks before it vouches for it). */
+  async hashObject(key: string, signal?: AbortSignal): Promise<StoredObject | null> {
+    let body: Readable;
+    try {
+      body = await this.getStream(key);
+    } catch (err) {
+      if (err instanceof KilnError && err.code === ErrorCode.NOT_FOUND) return null;
+      throw err;
+    }
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      if (signal?.aborted) {
+        body.destroy();
+        throw signal.reason;
+      }
+      hash.update(chunk);
+      size += chunk.length;
+    }
+    return { key, size, sha256: hash.digest('hex') };
+  }
+
+  /** A server-side copy (no bytes pass through this process). */
+  async copy(fromKey: string, toKey: string): Promise<void> {
+    try {
+      await this.client.send(
+        new CopyObjectCommand({ Bucket: this.bucket, Key: toKey, CopySource: `${this.bucket}/${encodeURI(fromKey)}` }),
+      );
+    } catch (err) {
+      throw mapS3Error(err, fromKey);
+    }
+  }
+
   async delete(key: string): Promise<void> {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
   }
@@ -293,6 +327,38 @@ export class ObjectStorage {
     if (checksum.sha256 !== undefined) headers['x-amz-checksum-sha256'] = checksum.sha256;
     else headers['content-md5'] = checksum.md5;
     return { url, headers, expiresAt: new Date(Date.now() + opts.expiresInS * 1000).toISOString() };
+  }
+
+  /**
+   * A presigned PutObject URL for one object of known length and sha256. Both are signed headers: the client must
+   * send them as given (S3 servers that check `x-amz-checksum-sha256` refuse other bytes; whoever trusts the object
+   * later re-hashes it anyway, since not every server checks).
+   */
+  async presignPut(
+    key: string,
+    opts: { contentLength: number; sha256Hex: string; expiresInS: number },
+  ): Promise<PresignedPart> {
+    const checksum = Buffer.from(opts.sha256Hex, 'hex').toString('base64');
+    const url = await getSignedUrl(
+      this.client,
+      new PutObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        ContentLength: opts.contentLength,
+        ChecksumSHA256: checksum,
+        ContentType: 'application/octet-stream',
+      }),
+      { expiresIn: opts.expiresInS, unhoistableHeaders: new Set(['x-amz-checksum-sha256']) },
+    );
+    return {
+      url,
+      headers: {
+        'content-length': String(opts.contentLength),
+        'content-type': 'application/octet-stream',
+        'x-amz-checksum-sha256': checksum,
+      },
+      expiresAt: new Date(Date.now() + opts.expiresInS * 1000).toISOString(),
+    };
   }
 
   /** The parts S3 holds for an unfinished multipart upload (all pages), or null when the upload is gone. */

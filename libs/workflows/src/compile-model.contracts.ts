@@ -1,11 +1,18 @@
 // Types shared by the CompileModel workflow, the worker's activities and the API that starts it.
 // Pure types and constants only: this file is bundled into Temporal's deterministic workflow sandbox.
-import type { BuildStatus, CompilationStatus, ErrorCode } from '@kiln/contracts';
+import type { ArtifactManifest, BuildStatus, CompilationStatus, ErrorCode } from '@kiln/contracts';
 
 /** The task queue of the orchestrator worker (workflows + bookkeeping activities). */
 export const ORCHESTRATOR_TASK_QUEUE = 'kiln.orchestrator';
 export const COMPILE_MODEL_WORKFLOW = 'compileModelWorkflow';
 export const PROGRESS_QUERY = 'progress';
+/**
+ * Workflow updates a running build activity sends its own workflow: the only way a build host reaches the model it
+ * compiles (a presigned GET) and the only place it may write (presigned PUTs into its build's staging prefix). The
+ * host holds no S3 credentials, no signing key and no access to the artifact rows (docs/security.md).
+ */
+export const BUILD_MODEL_UPDATE = 'buildModel';
+export const BUILD_UPLOADS_UPDATE = 'buildUploads';
 
 /** Workflow ids are business ids, so starting the same compilation twice is harmless. */
 export const compileWorkflowId = (compilationId: string): string => `compile-${compilationId}`;
@@ -63,14 +70,51 @@ export interface BuildTargetInput {
   cacheKey: string;
 }
 
+/**
+ * What a build host hands back: the manifest its driver wrote (unsigned; its parts uploaded to the build's staging
+ * prefix) and the build log. Untrusted: publishArtifact checks every field and re-hashes every part before it signs.
+ */
 export interface BuildTargetResult {
-  artifactId: string;
-  cached: boolean;
+  manifest: ArtifactManifest;
+  log: string;
 }
 
 /** Runs on `build.<targetId>` queues, on hosts that can build and verify that target. */
 export interface BuildActivities {
   buildTarget(input: BuildTargetInput): Promise<BuildTargetResult>;
+}
+
+export interface BuildModelRequest {
+  buildId: string;
+}
+
+/** The model a build compiles: a short-lived presigned GET and what the bytes must hash to. */
+export interface BuildModelGrant {
+  url: string;
+  sha256: string;
+  size: number;
+  contentHash: string;
+}
+
+export interface BuildUploadsRequest {
+  buildId: string;
+  parts: { sha256: string; size: number }[];
+}
+
+/** One presigned PUT per part the bucket does not hold yet; each binds the part's length and sha256. */
+export interface BuildUploadsGrant {
+  uploads: { sha256: string; url: string; headers: Record<string, string> }[];
+  /** Parts already stored (content-addressed, verified when they were published): not uploaded again. */
+  stored: string[];
+}
+
+export interface PublishArtifactInput {
+  tenantId: string;
+  buildId: string;
+  modelVersionId: string;
+  targetId: string;
+  cacheKey: string;
+  result: BuildTargetResult;
 }
 
 export interface BuildUpdate {
@@ -83,7 +127,7 @@ export interface BuildUpdate {
 }
 
 /** Bookkeeping on the orchestrator queue. */
-export interface OrchestratorActivities {
+export interface BookkeepingActivities {
   /**
    * Of these task queues, the ones without a worker: none polled recently (DescribeTaskQueue pollers) and none is
    * running a build of the queue (a worker whose slots are all busy does not poll).
@@ -92,3 +136,26 @@ export interface OrchestratorActivities {
   updateBuild(update: BuildUpdate): Promise<void>;
   finishCompilation(input: { compilationId: string; cancelled: boolean }): Promise<CompilationStatus>;
 }
+
+/** The trusted half of each build, on the orchestrator queue: the only holder of the signing key and of S3. */
+export interface PublishingActivities {
+  /** The artifact already stored for this cache key (a finished earlier build), or null. */
+  findCachedArtifact(input: { tenantId: string; cacheKey: string }): Promise<string | null>;
+  /** Records a build answered from the cache. */
+  finishCachedBuild(input: { buildId: string; artifactId: string }): Promise<void>;
+  grantModelDownload(input: { tenantId: string; modelVersionId: string }): Promise<BuildModelGrant>;
+  grantPartUploads(input: {
+    tenantId: string;
+    buildId: string;
+    parts: BuildUploadsRequest['parts'];
+  }): Promise<BuildUploadsGrant>;
+  /**
+   * The trusted half of a build: checks the host's manifest against the build, re-hashes each staged part, stores
+   * the parts content-addressed, writes the manifest once under its own hash, signs it and records the artifact
+   * (one row per cache key: a concurrent twin's manifest never replaces the signed one). Returns the artifact id.
+   */
+  publishArtifact(input: PublishArtifactInput): Promise<string>;
+}
+
+/** Every activity of the orchestrator queue the CompileModel workflow calls. */
+export type OrchestratorActivities = BookkeepingActivities & PublishingActivities;

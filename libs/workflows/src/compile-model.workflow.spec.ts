@@ -8,14 +8,16 @@ import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { loadKilnConfig } from '@kiln/config';
-import type { BuildStatus, CompilationStatus } from '@kiln/contracts';
+import type { ArtifactManifest, BuildStatus, CompilationStatus } from '@kiln/contracts';
 import {
   COMPILE_MODEL_WORKFLOW,
   type BuildTargetInput,
+  type BuildTargetResult,
   type BuildUpdate,
   type CompileModelInput,
   type CompileModelResult,
   PROGRESS_QUERY,
+  type PublishArtifactInput,
   WORKFLOWS_PATH,
 } from '@kiln/temporal';
 
@@ -35,24 +37,31 @@ const updates: BuildUpdate[] = [];
 const attempts = new Map<string, number>();
 let slowCancelled = false;
 
-const buildTarget = async (input: BuildTargetInput): Promise<{ artifactId: string; cached: boolean }> => {
+// What a build host hands back; publishArtifact (faked below) is what turns it into an artifact.
+const built = (input: BuildTargetInput): BuildTargetResult => ({
+  manifest: { cacheKey: input.cacheKey } as ArtifactManifest,
+  log: `built ${input.buildId}`,
+});
+const published: string[] = [];
+
+const buildTarget = async (input: BuildTargetInput): Promise<BuildTargetResult> => {
   const ctx = Context.current();
   attempts.set(input.targetId, ctx.info.attempt);
   switch (input.targetId) {
     case 'ok':
-      return { artifactId: `artifact-${input.buildId}`, cached: false };
+      return built(input);
     case 'unsupported':
       throw ApplicationFailure.nonRetryable('aten.frobnicate has no lowering', 'UNSUPPORTED_OP');
     case 'flaky':
       if (ctx.info.attempt < 2) throw ApplicationFailure.retryable('driver crashed', 'DRIVER_CRASHED');
-      return { artifactId: `artifact-${input.buildId}`, cached: false };
+      return built(input);
     case 'busy':
       // A build that keeps the queue's only slot for longer than waitForWorkerSeconds.
       for (let i = 0; i < 40; i++) {
         ctx.heartbeat();
         await ctx.sleep(200);
       }
-      return { artifactId: `artifact-${input.buildId}`, cached: false };
+      return built(input);
     case 'slow':
       // Heartbeats carry the cancellation to the activity, like the real compile activity.
       for (;;) {
@@ -76,6 +85,15 @@ const orchestratorActivities = {
   },
   finishCompilation: async (input: { compilationId: string; cancelled: boolean }): Promise<CompilationStatus> =>
     input.cancelled ? 'cancelled' : 'partial',
+  findCachedArtifact: async (input: { cacheKey: string }) => (input.cacheKey === 'cached' ? 'artifact-cached' : null),
+  finishCachedBuild: async (input: { buildId: string; artifactId: string }) => {
+    updates.push({ buildId: input.buildId, status: 'cached' });
+  },
+  publishArtifact: async (input: PublishArtifactInput) => {
+    published.push(input.buildId);
+    if (input.result.log !== `built ${input.buildId}`) throw new Error("publishArtifact got another build's result");
+    return `artifact-${input.buildId}`;
+  },
 };
 
 let nativeConnection: NativeConnection;
@@ -148,6 +166,10 @@ describe('CompileModel workflow', () => {
     const byTarget = Object.fromEntries(result.builds.map((b) => [b.targetId, b]));
     assert.equal(byTarget.ok.status, 'succeeded');
     assert.equal(byTarget.flaky.status, 'succeeded');
+    // A build succeeds once the orchestrator published what the host handed back, and only then.
+    assert.equal(byTarget.ok.artifactId, `artifact-${args.builds[0].buildId}`);
+    assert.ok(published.includes(args.builds[0].buildId) && published.includes(args.builds[2].buildId));
+    assert.ok(!published.includes(args.builds[1].buildId), 'a failed build publishes nothing');
     assert.equal(byTarget.unsupported.status, 'failed');
     assert.equal(byTarget.unsupported.errorCode, 'UNSUPPORTED_OP');
     assert.equal(attempts.get('unsupported'), 1, 'a deterministic failure is not retried');
@@ -172,6 +194,24 @@ describe('CompileModel workflow', () => {
     // Replaying the recorded history with the current workflow code must not hit non-determinism.
     const history = await handle.fetchHistory();
     await Worker.runReplayHistory({ workflowsPath: WORKFLOWS_PATH }, history, handle.workflowId);
+  });
+
+  test('a cache key with an artifact already is answered from the cache: no build runs', async () => {
+    const args = input([{ targetId: 'unsupported', queue: queues.unsupported }]);
+    args.builds[0].cacheKey = 'cached';
+    const before = attempts.get('unsupported');
+    attempts.delete('unsupported');
+    const result = (await client.workflow.execute(COMPILE_MODEL_WORKFLOW, {
+      taskQueue: queues.orchestrator,
+      workflowId: `compile-${args.compilationId}`,
+      args: [args],
+    })) as CompileModelResult;
+    assert.deepEqual(
+      { status: result.builds[0].status, artifactId: result.builds[0].artifactId },
+      { status: 'cached', artifactId: 'artifact-cached' },
+    );
+    assert.equal(attempts.get('unsupported'), undefined, 'the build activity never ran');
+    if (before !== undefined) attempts.set('unsupported', before);
   });
 
   test('a target without workers shows waiting_for_worker, then fails with NO_WORKER', async () => {

@@ -7,27 +7,55 @@ import {
   isCancellation,
   proxyActivities,
   defineQuery,
+  defineUpdate,
   setHandler,
   TimeoutFailure,
 } from '@temporalio/workflow';
 import { ErrorCode, NON_RETRYABLE_BUILD_ERRORS } from '@kiln/contracts';
 import type {
   BuildActivities,
+  BuildModelGrant,
+  BuildModelRequest,
   BuildProgress,
+  BuildUploadsGrant,
+  BuildUploadsRequest,
   CompileModelInput,
   CompileModelResult,
   OrchestratorActivities,
   PlannedBuild,
 } from './compile-model.contracts.js';
-import { buildActivityId, ORCHESTRATOR_TASK_QUEUE, PROGRESS_QUERY } from './compile-model.contracts.js';
+import {
+  BUILD_MODEL_UPDATE,
+  BUILD_UPLOADS_UPDATE,
+  buildActivityId,
+  ORCHESTRATOR_TASK_QUEUE,
+  PROGRESS_QUERY,
+} from './compile-model.contracts.js';
 
 export const progressQuery = defineQuery<BuildProgress[]>(PROGRESS_QUERY);
+export const buildModelUpdate = defineUpdate<BuildModelGrant, [BuildModelRequest]>(BUILD_MODEL_UPDATE);
+export const buildUploadsUpdate = defineUpdate<BuildUploadsGrant, [BuildUploadsRequest]>(BUILD_UPLOADS_UPDATE);
 
 function orchestratorActivities(taskQueue: string): OrchestratorActivities {
   return proxyActivities<OrchestratorActivities>({
     taskQueue,
     startToCloseTimeout: '30 seconds',
     retry: { initialInterval: '1 second', maximumInterval: '30 seconds', backoffCoefficient: 2 },
+  });
+}
+
+/** publishArtifact re-reads every part from S3: minutes for a multi-GB model, so it heartbeats and has room. */
+function publisher(input: CompileModelInput): Pick<OrchestratorActivities, 'publishArtifact'> {
+  return proxyActivities<OrchestratorActivities>({
+    taskQueue: input.orchestratorTaskQueue ?? ORCHESTRATOR_TASK_QUEUE,
+    startToCloseTimeout: '1 hour',
+    heartbeatTimeout: '1 minute',
+    retry: {
+      initialInterval: '2 seconds',
+      maximumInterval: '1 minute',
+      maximumAttempts: 5,
+      nonRetryableErrorTypes: [ErrorCode.ARTIFACT_REJECTED],
+    },
   });
 }
 
@@ -46,6 +74,26 @@ export async function compileModelWorkflow(input: CompileModelInput): Promise<Co
   );
   setHandler(progressQuery, () => [...progress.values()]);
   const orchestrator = orchestratorActivities(input.orchestratorTaskQueue ?? ORCHESTRATOR_TASK_QUEUE);
+
+  // A build host asks its workflow for what it may touch, and only while its build runs: the model to compile
+  // (a presigned GET) and, once the driver succeeded, presigned PUTs for the parts into the build's staging prefix.
+  const whileRunning = (buildId: string): void => {
+    const build = input.builds.find((b) => b.buildId === buildId);
+    if (!build || progress.get(build.targetId)?.status !== 'running') {
+      throw new Error(`build ${buildId} is not running in this compilation`);
+    }
+  };
+  setHandler(
+    buildModelUpdate,
+    () => orchestrator.grantModelDownload({ tenantId: input.tenantId, modelVersionId: input.modelVersionId }),
+    { validator: (req: BuildModelRequest) => whileRunning(req.buildId) },
+  );
+  setHandler(
+    buildUploadsUpdate,
+    (req: BuildUploadsRequest) =>
+      orchestrator.grantPartUploads({ tenantId: input.tenantId, buildId: req.buildId, parts: req.parts }),
+    { validator: (req: BuildUploadsRequest) => whileRunning(req.buildId) },
+  );
 
   let cancelled = false;
   try {
@@ -80,6 +128,13 @@ async function runBuild(
   } else {
     // The API found no worker when the compilation was created, and one has come since.
     await orchestrator.updateBuild({ buildId: build.buildId, status: 'queued', fromStatuses: ['waiting_for_worker'] });
+  }
+  const cachedArtifact = await orchestrator.findCachedArtifact({ tenantId: input.tenantId, cacheKey: build.cacheKey });
+  if (cachedArtifact) {
+    await orchestrator.finishCachedBuild({ buildId: build.buildId, artifactId: cachedArtifact });
+    state.status = 'cached';
+    state.artifactId = cachedArtifact;
+    return;
   }
   const builder = proxyActivities<BuildActivities>({
     taskQueue: build.taskQueue,
@@ -123,8 +178,16 @@ async function runBuild(
       watch.settled = true;
       await watchdog;
     }
-    state.status = result.cached ? 'cached' : 'succeeded';
-    state.artifactId = result.artifactId;
+    // The trusted half: re-hash, store, sign, record (orchestrator queue; the host holds no key nor S3 credentials).
+    state.artifactId = await publisher(input).publishArtifact({
+      tenantId: input.tenantId,
+      buildId: build.buildId,
+      modelVersionId: input.modelVersionId,
+      targetId: build.targetId,
+      cacheKey: build.cacheKey,
+      result,
+    });
+    state.status = 'succeeded';
   } catch (err) {
     if (isCancellation(err) && !watch.noWorker) {
       state.status = 'cancelled';

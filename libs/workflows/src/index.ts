@@ -1,5 +1,6 @@
 // The workflow bundle's entry point (the worker's workflowsPath): workflow functions only.
-export { compileModelWorkflow, progressQuery } from './compile-model.workflow.js';
+export { buildModelUpdate, buildUploadsUpdate, compileModelWorkflow, progressQuery } from './compile-model.workflow.js';
+export { signPortableWorkflow } from './portable-signing.workflow.js';
 export {
   pauseRolloutUpdate,
   resumeRolloutUpdate,

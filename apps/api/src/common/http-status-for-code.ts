@@ -80,6 +80,7 @@ export function httpStatusFor(code: ErrorCode): HttpStatus {
     case ErrorCode.INPUT_RANGE_NARROWED:
     case ErrorCode.NO_WORKER:
     case ErrorCode.MODEL_INTEGRITY_MISMATCH:
+    case ErrorCode.ARTIFACT_REJECTED:
     case ErrorCode.CANCELLED:
       return HttpStatus.CONFLICT;
   }

@@ -1,7 +1,7 @@
 import { Body, Controller, Get, HttpCode, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
-import { ArtifactSigner } from '@kiln/signing';
 import { Auth, type AuthContext, DeviceAllowed, Public } from '../auth/auth-context.js';
+import { SigningPublicKey } from '../portable-signing/signing-key.js';
 import { ResolutionResponseDto, ResolveRequestDto, SigningKeyDto } from './resolver.dto.js';
 import { ResolverService } from './resolver.service.js';
 
@@ -10,7 +10,7 @@ import { ResolverService } from './resolver.service.js';
 export class ResolverController {
   constructor(
     private readonly resolver: ResolverService,
-    private readonly signer: ArtifactSigner,
+    private readonly signingKey: SigningPublicKey,
   ) {}
 
   /** The fastest artifact this device can safely run, the portable fallback, and why. */
@@ -28,6 +28,6 @@ export class ResolverController {
   @ApiOkResponse({ type: [SigningKeyDto] })
   @Public()
   signingKeys(): SigningKeyDto[] {
-    return [this.signer.publicKey];
+    return [this.signingKey.key];
   }
 }

@@ -272,7 +272,8 @@ export class ResolverService {
   }
 
   private async bundle(tenantId: string, model: ModelEntity, version: ModelVersionEntity): Promise<VersionBundle> {
-    const signedVersion = await this.portableSigning.ensureSigned(version, model.name);
+    // Not signed yet (the orchestrator signs it, after the upload): ask again, and serve it unsigned meanwhile.
+    void this.portableSigning.requestSignature(version);
     const rows = await this.artifacts.find({ where: { tenantId, modelContentHash: version.contentHash } });
     const signed = rows.filter((a) => a.signature !== '');
     const evidence = new Map<string, Map<string, ArtifactEvidence>>();
@@ -295,7 +296,7 @@ export class ResolverService {
       }
     }
     return {
-      version: signedVersion,
+      version,
       signed,
       unsigned: rows
         .filter((a) => a.signature === '')
@@ -333,7 +334,9 @@ export class ResolverService {
 
     const ttl = this.config.KILN_PRESIGN_TTL_S;
     const fallbackUrl = await this.storage.presignGet(version.objectKey, ttl, `${model.name}-v${version.number}.pt2`);
-    const fallbackManifestUrl = await this.storage.presignGet(version.portableManifestKey, ttl);
+    const fallbackManifestUrl = version.portableManifestKey
+      ? await this.storage.presignGet(version.portableManifestKey, ttl)
+      : { url: '' };
     const chosen = resolution.chosen ? signed.find((a) => a.id === resolution.chosen!.artifactId)! : null;
 
     return {

@@ -163,7 +163,7 @@ export class VersionsService {
     const summary = validated.summary;
     const version = await this.dataSource.transaction(async (tx) => {
       // Serialises version numbering per model.
-      const model = await tx
+      await tx
         .getRepository(ModelEntity)
         .findOneOrFail({ where: { id: modelId }, lock: { mode: 'pessimistic_write' } });
       const { max } = (await tx
@@ -173,19 +173,6 @@ export class VersionsService {
         .where('v.model_id = :modelId', { modelId })
         .getRawOne<{ max: number }>()) ?? { max: 0 };
       const number = Number(max) + 1;
-      // The portable graph devices fall back to is signed where the version is recorded (portable-signing/).
-      const signed = await this.portableSigning.sign({
-        tenantId,
-        modelId,
-        modelName: model.name,
-        versionId,
-        versionNumber: number,
-        // The signature binds the object devices download: the stored rewrite, not the uploaded file.
-        fileSha256: stored.sha256,
-        sizeBytes: stored.size,
-        contentHash: summary.contentHash,
-        guards: summary.guards,
-      });
       return tx.getRepository(ModelVersionEntity).save(
         tx.getRepository(ModelVersionEntity).create({
           id: versionId,
@@ -200,10 +187,11 @@ export class VersionsService {
           contentHash: summary.contentHash,
           summary,
           originalFilename: input.filename,
-          ...signed,
         }),
       );
     });
+    // The portable graph devices fall back to is signed by the orchestrator, which alone holds the key.
+    await this.portableSigning.requestSignature(version);
     await this.deleteUpload(version);
     return version;
   }

@@ -1,18 +1,28 @@
-import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { Injectable, Logger } from '@nestjs/common';
+import { Readable } from 'node:stream';
+import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Context } from '@temporalio/activity';
+import { Client, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
-import { type ArtifactManifest, ErrorCode, KilnError } from '@kiln/contracts';
-import { ArtifactEntity, BuildEntity, ModelVersionEntity } from '@kiln/database';
-import { ArtifactSigner } from '@kiln/signing';
-import { ObjectStorage, objectKeys } from '@kiln/storage';
+import { ErrorCode, KilnError } from '@kiln/contracts';
+import { BuildEntity } from '@kiln/database';
 import { findTarget, recipeHash } from '@kiln/targets';
-import type { BuildActivities, BuildTargetInput, BuildTargetResult } from '@kiln/temporal';
-import { INSECURE_LOG_PREFIX, runCompileDriver } from '../build-runner/driver-runner.js';
+import {
+  BUILD_MODEL_UPDATE,
+  BUILD_UPLOADS_UPDATE,
+  type BuildActivities,
+  type BuildModelGrant,
+  type BuildModelRequest,
+  type BuildTargetInput,
+  type BuildTargetResult,
+  type BuildUploadsGrant,
+  type BuildUploadsRequest,
+} from '@kiln/temporal';
+import { runCompileDriver } from '../build-runner/driver-runner.js';
 import type { GpuLease } from '../build-runner/gpu-slots.js';
 import { gpuDevices } from '../build-runner/sandbox-view.js';
 import { writeVerifiedModel } from '../build-runner/verified-download.js';
@@ -23,21 +33,19 @@ const HEARTBEAT_EVERY_MS = 5_000;
 const LOG_TAIL_CHARS = 64 * 1024;
 
 /**
- * The build of one target, on a worker that can build and run it. Idempotent under retries: a cache hit
- * returns the existing artifact, parts are content-addressed (a re-upload writes the same key), and the
- * artifact row is unique per cache key, so a worker killed at any point and retried never yields a
- * second artifact.
+ * The untrusted half of a build of one target, on a host that can build and run it: it asks its workflow for a
+ * presigned GET of the model (verified against the sha256 recorded at upload), runs the driver in the sandbox,
+ * asks for presigned PUTs into its build's staging prefix, uploads the parts and hands back the unsigned
+ * manifest. It holds no signing key, no S3 credentials and touches no artifact row: the orchestrator's
+ * publishArtifact re-checks everything before it signs (docs/security.md, "Build hosts hold no authority").
+ * Idempotent under retries: a retried attempt stages the same content-addressed parts again, and publishing is
+ * one row per cache key.
  */
 @Injectable()
 export class BuildActivitiesService implements BuildActivities {
-  private readonly logger = new Logger(BuildActivitiesService.name);
-
   constructor(
     @InjectRepository(BuildEntity) private readonly builds: Repository<BuildEntity>,
-    @InjectRepository(ArtifactEntity) private readonly artifacts: Repository<ArtifactEntity>,
-    @InjectRepository(ModelVersionEntity) private readonly versions: Repository<ModelVersionEntity>,
-    private readonly storage: ObjectStorage,
-    private readonly signer: ArtifactSigner,
+    private readonly temporal: Client,
     private readonly host: HostService,
     private readonly config: KilnConfig,
   ) {}
@@ -48,12 +56,6 @@ export class BuildActivitiesService implements BuildActivities {
     const target = findTarget(input.targetId);
     if (!target) throw ApplicationFailure.nonRetryable(`Unknown target ${input.targetId}`, ErrorCode.INTERNAL);
 
-    const cached = await this.artifacts.findOne({ where: { tenantId: input.tenantId, cacheKey: input.cacheKey } });
-    if (cached) {
-      await this.finishBuild(input.buildId, cached.id, 'cached', '');
-      return { artifactId: cached.id, cached: true };
-    }
-
     await this.builds.update(
       { id: input.buildId },
       { status: 'running', attempt, phase: 'downloading', startedAt: new Date(), errorCode: null, errorMessage: null },
@@ -63,8 +65,6 @@ export class BuildActivitiesService implements BuildActivities {
     ctx.heartbeat({ phase });
     let gpu: GpuLease | null = null;
     try {
-      const version = await this.versions.findOneByOrFail({ id: input.modelVersionId, tenantId: input.tenantId });
-
       // A CUDA build holds one GPU of its compute capability from here to the end of the driver run: it compiles
       // for it, verifies and times on it, and sees no other (CUDA_VISIBLE_DEVICES).
       const gpuPool = this.host.gpuPoolFor(target.id);
@@ -73,6 +73,10 @@ export class BuildActivitiesService implements BuildActivities {
         ctx.heartbeat({ phase });
       }
       gpu = gpuPool ? await gpuPool.acquire(ctx.cancellationSignal) : null;
+      // Asked for only now (its URL lives an hour): after any wait for a GPU.
+      const model = await this.askWorkflow<BuildModelGrant, BuildModelRequest>(BUILD_MODEL_UPDATE, {
+        buildId: input.buildId,
+      });
 
       let integrityError: KilnError | null = null;
       let writtenPhase = phase;
@@ -90,9 +94,9 @@ export class BuildActivitiesService implements BuildActivities {
           write: async (dest) => {
             phase = 'downloading';
             try {
-              await writeVerifiedModel(await this.storage.getStream(version.objectKey), dest, {
-                sha256: version.storedSha256,
-                size: version.storedSizeBytes,
+              await writeVerifiedModel(await download(model.url, ctx.cancellationSignal), dest, {
+                sha256: model.sha256,
+                size: model.size,
               });
             } catch (err) {
               if (err instanceof KilnError && err.code === ErrorCode.MODEL_INTEGRITY_MISMATCH) integrityError = err;
@@ -106,7 +110,7 @@ export class BuildActivitiesService implements BuildActivities {
           targetId: target.id,
           recipe: target.recipe,
           recipeHash: recipeHash(target.recipe),
-          modelContentHash: version.contentHash,
+          modelContentHash: model.contentHash,
           cacheKey: input.cacheKey,
           requires: target.requires,
           host: this.host.hostInfo(gpu?.index),
@@ -131,7 +135,6 @@ export class BuildActivitiesService implements BuildActivities {
       if (integrityError) {
         await outcome.cleanup();
         const err: KilnError = integrityError;
-        this.logger.error(`build ${input.buildId}: ${err.message}`);
         throw ApplicationFailure.create({
           type: err.code,
           message: err.message,
@@ -155,9 +158,8 @@ export class BuildActivitiesService implements BuildActivities {
         }
         phase = 'uploading';
         await this.builds.update({ id: input.buildId }, { phase });
-        const artifactId = await this.storeArtifact(input, outcome.manifest, outcome.partsDir);
-        await this.finishBuild(input.buildId, artifactId, 'succeeded', outcome.log);
-        return { artifactId, cached: false };
+        await this.uploadParts(input, outcome.manifest.parts, outcome.partsDir, ctx.cancellationSignal);
+        return { manifest: outcome.manifest, log: tail(outcome.log) };
       } finally {
         await outcome.cleanup();
       }
@@ -167,64 +169,50 @@ export class BuildActivitiesService implements BuildActivities {
     }
   }
 
-  /**
-   * Uploads parts (skipping ones already stored), then the signed manifest, then records the artifact once.
-   * The signature covers the manifest's exact bytes, which list every part's sha256.
-   */
-  private async storeArtifact(input: BuildTargetInput, manifest: ArtifactManifest, partsDir: string): Promise<string> {
-    for (const part of manifest.parts) {
-      const key = objectKeys.blob(input.tenantId, part.sha256);
-      if ((await this.storage.size(key)) === part.size) continue;
-      await this.storage.putFile(key, path.join(partsDir, part.sha256));
+  /** Uploads each part the bucket lacks through the presigned PUT its workflow issued for it. */
+  private async uploadParts(
+    input: BuildTargetInput,
+    parts: BuildUploadsRequest['parts'],
+    partsDir: string,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const grant = await this.askWorkflow<BuildUploadsGrant, BuildUploadsRequest>(BUILD_UPLOADS_UPDATE, {
+      buildId: input.buildId,
+      parts: parts.map(({ sha256, size }) => ({ sha256, size })),
+    });
+    for (const upload of grant.uploads) {
+      const res = await fetch(upload.url, {
+        method: 'PUT',
+        headers: upload.headers,
+        body: Readable.toWeb(createReadStream(path.join(partsDir, upload.sha256))) as ReadableStream,
+        duplex: 'half',
+        signal,
+      });
+      if (!res.ok) throw new Error(`uploading part ${upload.sha256}: HTTP ${res.status} ${await res.text()}`);
     }
-    const manifestKey = objectKeys.manifest(input.tenantId, input.cacheKey);
-    const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2));
-    const { signature, keyId } = this.signer.sign(manifestBytes);
-    await this.storage.putBytes(manifestKey, manifestBytes, 'application/json');
-    // ON CONFLICT DO NOTHING on (tenant_id, cache_key): a retried or concurrent build adds no second row.
-    await this.artifacts.query(
-      `INSERT INTO artifacts (tenant_id, cache_key, model_content_hash, target_id, recipe_hash, manifest_key, manifest,
-                              size_bytes, manifest_sha256, signature, signing_key_id)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (tenant_id, cache_key) DO NOTHING`,
-      [
-        input.tenantId,
-        input.cacheKey,
-        manifest.modelContentHash,
-        manifest.target,
-        manifest.recipeHash,
-        manifestKey,
-        JSON.stringify(manifest),
-        manifest.parts.reduce((sum, p) => sum + p.size, 0),
-        createHash('sha256').update(manifestBytes).digest('hex'),
-        signature,
-        keyId,
-      ],
-    );
-    const row = await this.artifacts.findOneByOrFail({ tenantId: input.tenantId, cacheKey: input.cacheKey });
-    return row.id;
   }
 
-  private async finishBuild(
-    buildId: string,
-    artifactId: string,
-    status: 'succeeded' | 'cached',
-    log: string,
-  ): Promise<void> {
-    await this.builds.update(
-      { id: buildId },
-      {
-        status,
-        artifactId,
-        phase: 'done',
-        errorCode: null,
-        errorMessage: null,
-        log: tail(log),
-        finishedAt: new Date(),
-      },
-    );
-    const insecure = this.config.KILN_SANDBOX === 'insecure-local' && status === 'succeeded';
-    this.logger.log(`${insecure ? INSECURE_LOG_PREFIX : ''}build ${buildId} ${status} (artifact ${artifactId})`);
+  /** Sends an update to this activity's own workflow (the build host's only way to reach the model or storage). */
+  private async askWorkflow<R, A>(update: string, arg: A): Promise<R> {
+    const execution = Context.current().info.workflowExecution;
+    if (!execution) throw new Error('a build activity runs in a workflow');
+    const { workflowId, runId } = execution;
+    try {
+      return await this.temporal.workflow.getHandle(workflowId, runId).executeUpdate<R, [A]>(update, { args: [arg] });
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) {
+        throw ApplicationFailure.retryable(`the workflow refused ${update}: ${err.cause?.message ?? err.message}`);
+      }
+      throw err;
+    }
   }
+}
+
+/** A presigned GET as a byte stream. */
+async function download(url: string, signal: AbortSignal): Promise<Readable> {
+  const res = await fetch(url, { signal });
+  if (!res.ok || !res.body) throw new Error(`downloading the model: HTTP ${res.status}`);
+  return Readable.fromWeb(res.body);
 }
 
 function tail(log: string): string {

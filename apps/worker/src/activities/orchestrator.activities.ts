@@ -4,11 +4,11 @@ import { Client } from '@temporalio/client';
 import { In, Not, Repository } from 'typeorm';
 import { type CompilationStatus, TERMINAL_BUILD_STATUSES } from '@kiln/contracts';
 import { BuildEntity, CompilationEntity } from '@kiln/database';
-import { type BuildUpdate, type OrchestratorActivities, queuesWithWorkers, runningBuildsOn } from '@kiln/temporal';
+import { type BuildUpdate, type BookkeepingActivities, queuesWithWorkers, runningBuildsOn } from '@kiln/temporal';
 
 /** Bookkeeping activities of the CompileModel workflow (orchestrator task queue). All idempotent. */
 @Injectable()
-export class OrchestratorActivitiesService implements OrchestratorActivities {
+export class OrchestratorActivitiesService implements BookkeepingActivities {
   constructor(
     @InjectRepository(BuildEntity) private readonly builds: Repository<BuildEntity>,
     @InjectRepository(CompilationEntity) private readonly compilations: Repository<CompilationEntity>,

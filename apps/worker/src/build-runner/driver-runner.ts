@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, lstat, open, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { type ArtifactManifest, ErrorCode, MANIFEST_VERSION } from '@kiln/contracts';
+import { type ArtifactManifest, ErrorCode } from '@kiln/contracts';
 import type { CompileRecipe, TargetRequirement } from '@kiln/targets';
+import { checkManifest } from '../artifacts/manifest-check.js';
 import {
   createJobFolder,
   type JobFolder,
@@ -97,10 +98,9 @@ export interface DriverFailure extends OutcomeBase {
 
 export type DriverOutcome = DriverSuccess | DriverFailure;
 
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_ERROR_JSON_BYTES = 1024 * 1024;
 const MAX_MESSAGE_CHARS = 4000;
-const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** Prefix of every build-log line of a build that ran without the full sandbox (KILN_SANDBOX=insecure-local). */
 export const INSECURE_LOG_PREFIX = '[kiln:INSECURE-SANDBOX] ';
 
@@ -357,65 +357,17 @@ async function readManifest(outDir: string, job: RunCompileDriverOptions['job'])
   } catch {
     throw new Error('manifest.json is not JSON');
   }
-  if (!isObject(m)) throw new Error('manifest.json is not an object');
-  if (m.manifestVersion !== MANIFEST_VERSION) throw new Error(`manifestVersion is ${String(m.manifestVersion)}`);
-  const expect: [string, unknown][] = [
-    ['target', job.targetId],
-    ['recipeHash', job.recipeHash],
-    ['modelContentHash', job.modelContentHash],
-    ['cacheKey', job.cacheKey],
-    ...(job.tenantId !== undefined ? ([['tenantId', job.tenantId]] as [string, unknown][]) : []),
-  ];
-  for (const [key, value] of expect) {
-    if (m[key] !== value)
-      throw new Error(`manifest ${key} is ${JSON.stringify(m[key])}, the job says ${JSON.stringify(value)}`);
-  }
-  for (const key of ['requires', 'toolchain', 'isaCheck', 'verification', 'timing', 'build']) {
-    if (!isObject(m[key])) throw new Error(`manifest.${key} is missing`);
-  }
-  // What the artifact computes in and what it needs must be the job's: a bf16 artifact labelled fp32 would be
-  // handed to devices that never accepted bf16, one labelled for another GPU or a lower CPU level would crash.
-  const precision = job.recipe.precision ?? 'fp32';
-  if ((m.precision ?? 'fp32') !== precision) {
-    throw new Error(`manifest precision is ${JSON.stringify(m.precision)}, the recipe says ${precision}`);
-  }
-  m.precision = precision; // drivers from before the field wrote none: those builds were fp32
-  const requires = m.requires as Record<string, unknown>;
-  if (requires.computeCapability !== job.requires.computeCapability) {
-    throw new Error(
-      `manifest requires compute capability ${JSON.stringify(requires.computeCapability)}, the target ${JSON.stringify(job.requires.computeCapability)}`,
-    );
-  }
-  const level = requires.x86Level;
-  if (level !== null && (typeof level !== 'number' || !Number.isInteger(level))) {
-    throw new Error(`manifest requires x86Level ${JSON.stringify(level)}`);
-  }
-  if (job.requires.x86Level !== null && (level === null || level < job.requires.x86Level)) {
-    throw new Error(`manifest requires x86-64-v${String(level)}, below the target's v${job.requires.x86Level}`);
-  }
-  const parts = m.parts;
-  if (!Array.isArray(parts) || parts.length === 0) throw new Error('manifest lists no parts');
-  if (parts.filter((p) => isObject(p) && p.role === 'code').length !== 1) {
-    throw new Error('manifest must list exactly one code part');
-  }
+  const manifest = checkManifest(m, job);
 
   const partsDir = path.join(outDir, 'parts');
   const dirStat = await lstat(partsDir).catch(() => null);
   if (!dirStat?.isDirectory()) throw new Error('out/parts is not a directory');
-  for (const part of parts as unknown[]) {
-    if (!isObject(part)) throw new Error('a part is not an object');
-    const { role, sha256, size, entry } = part;
-    if (role !== 'code' && role !== 'weights') throw new Error(`part role ${JSON.stringify(role)}`);
-    if (typeof sha256 !== 'string' || !SHA256_HEX.test(sha256))
-      throw new Error(`part sha256 ${JSON.stringify(sha256)}`);
-    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
-      throw new Error(`part ${sha256}: bad size`);
-    if (role === 'weights' && typeof entry !== 'string') throw new Error(`weights part ${sha256} has no entry`);
+  for (const { sha256, size } of manifest.parts) {
     const actual = await hashUntrustedFile(path.join(partsDir, sha256));
     if (actual.size !== size) throw new Error(`part ${sha256}: ${actual.size} bytes on disk, manifest says ${size}`);
     if (actual.sha256 !== sha256) throw new Error(`part ${sha256}: content hashes to ${actual.sha256}`);
   }
-  return m as unknown as ArtifactManifest;
+  return manifest;
 }
 
 async function hashUntrustedFile(file: string): Promise<{ sha256: string; size: number }> {

@@ -1,0 +1,215 @@
+import { createHash } from 'node:crypto';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { Repository } from 'typeorm';
+import { ErrorCode } from '@kiln/contracts';
+import { ArtifactEntity, BuildEntity, ModelVersionEntity } from '@kiln/database';
+import { ObjectStorage, objectKeys } from '@kiln/storage';
+import { findTarget, recipeHash } from '@kiln/targets';
+import type {
+  BuildModelGrant,
+  BuildUploadsGrant,
+  BuildUploadsRequest,
+  PublishArtifactInput,
+  PublishingActivities,
+} from '@kiln/temporal';
+import { checkManifest, MAX_MANIFEST_PARTS } from '../artifacts/manifest-check.js';
+import { INSECURE_LOG_PREFIX } from '../build-runner/driver-runner.js';
+import { ORCHESTRATOR_SIGNER, type OrchestratorSigner } from './orchestrator-signer.js';
+
+/**
+ * How long a build host's presigned URLs live. The host asks for them when it needs them (the model as its build
+ * starts, the uploads once its driver succeeded), so minutes would do; an hour leaves room for slow links.
+ */
+const GRANT_TTL_S = 3600;
+/** The largest part a single presigned PUT may carry (S3's own limit for one PutObject). */
+const MAX_PART_BYTES = 5 * 1024 ** 3;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+const LOG_TAIL_CHARS = 64 * 1024;
+
+function rejected(message: string): ApplicationFailure {
+  return ApplicationFailure.create({ type: ErrorCode.ARTIFACT_REJECTED, message, nonRetryable: true });
+}
+
+/**
+ * The trusted side of every build (orchestrator role only): the one process that holds the signing key and
+ * bucket-wide S3 credentials. A build host gets from here exactly what its build needs (a presigned GET of its
+ * model, presigned PUTs into its own staging prefix) and hands back an unsigned manifest; publishArtifact then
+ * trusts nothing of it: it checks the manifest against the build, re-hashes every staged part, and only then
+ * stores, signs and records (docs/security.md, "Build hosts hold no authority").
+ */
+@Injectable()
+export class PublishingActivitiesService implements PublishingActivities {
+  private readonly logger = new Logger(PublishingActivitiesService.name);
+
+  constructor(
+    @InjectRepository(ArtifactEntity) private readonly artifacts: Repository<ArtifactEntity>,
+    @InjectRepository(BuildEntity) private readonly builds: Repository<BuildEntity>,
+    @InjectRepository(ModelVersionEntity) private readonly versions: Repository<ModelVersionEntity>,
+    private readonly storage: ObjectStorage,
+    @Inject(ORCHESTRATOR_SIGNER) private readonly signer: OrchestratorSigner,
+  ) {}
+
+  async findCachedArtifact(input: { tenantId: string; cacheKey: string }): Promise<string | null> {
+    const cached = await this.artifacts.findOne({ where: { tenantId: input.tenantId, cacheKey: input.cacheKey } });
+    return cached?.id ?? null;
+  }
+
+  async finishCachedBuild(input: { buildId: string; artifactId: string }): Promise<void> {
+    await this.builds.update(
+      { id: input.buildId },
+      {
+        status: 'cached',
+        artifactId: input.artifactId,
+        phase: 'done',
+        errorCode: null,
+        errorMessage: null,
+        finishedAt: new Date(),
+      },
+    );
+  }
+
+  async grantModelDownload(input: { tenantId: string; modelVersionId: string }): Promise<BuildModelGrant> {
+    const version = await this.versions.findOneByOrFail({ id: input.modelVersionId, tenantId: input.tenantId });
+    const { url } = await this.storage.presignGet(version.objectKey, GRANT_TTL_S);
+    return { url, sha256: version.storedSha256, size: version.storedSizeBytes, contentHash: version.contentHash };
+  }
+
+  async grantPartUploads(input: {
+    tenantId: string;
+    buildId: string;
+    parts: BuildUploadsRequest['parts'];
+  }): Promise<BuildUploadsGrant> {
+    const { parts } = input;
+    if (!Array.isArray(parts) || parts.length === 0 || parts.length > MAX_MANIFEST_PARTS) {
+      throw rejected(
+        `a build uploads 1 to ${MAX_MANIFEST_PARTS} parts, not ${Array.isArray(parts) ? parts.length : '?'}`,
+      );
+    }
+    const grant: BuildUploadsGrant = { uploads: [], stored: [] };
+    const seen = new Set<string>();
+    for (const { sha256, size } of parts) {
+      if (typeof sha256 !== 'string' || !SHA256_HEX.test(sha256) || seen.has(sha256)) {
+        throw rejected(`part sha256 ${JSON.stringify(sha256)} is malformed or listed twice`);
+      }
+      if (!Number.isSafeInteger(size) || size < 0 || size > MAX_PART_BYTES) throw rejected(`part ${sha256}: size`);
+      seen.add(sha256);
+      // Only publishArtifact writes blobs, after re-hashing: a blob of that name and size is that content.
+      if ((await this.storage.size(objectKeys.blob(input.tenantId, sha256))) === size) {
+        grant.stored.push(sha256);
+        continue;
+      }
+      const put = await this.storage.presignPut(objectKeys.stagedPart(input.tenantId, input.buildId, sha256), {
+        contentLength: size,
+        sha256Hex: sha256,
+        expiresInS: GRANT_TTL_S,
+      });
+      grant.uploads.push({ sha256, url: put.url, headers: put.headers });
+    }
+    return grant;
+  }
+
+  async publishArtifact(input: PublishArtifactInput): Promise<string> {
+    try {
+      return await this.publish(input);
+    } catch (err) {
+      // Refused for good: what the host staged goes (a retryable failure keeps it for the next attempt).
+      if (err instanceof ApplicationFailure && err.nonRetryable) await this.dropStaging(input).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async dropStaging(input: { tenantId: string; buildId: string }): Promise<void> {
+    for (const key of await this.storage.listKeys(objectKeys.staging(input.tenantId, input.buildId))) {
+      await this.storage.delete(key);
+    }
+  }
+
+  private async publish(input: PublishArtifactInput): Promise<string> {
+    const ctx = Context.current();
+    const target = findTarget(input.targetId);
+    if (!target) throw rejected(`unknown target ${input.targetId}`);
+    const version = await this.versions.findOneByOrFail({ id: input.modelVersionId, tenantId: input.tenantId });
+
+    let manifest;
+    try {
+      manifest = checkManifest(structuredClone(input.result.manifest), {
+        tenantId: input.tenantId,
+        targetId: target.id,
+        recipe: target.recipe,
+        recipeHash: recipeHash(target.recipe),
+        modelContentHash: version.contentHash,
+        cacheKey: input.cacheKey,
+        requires: target.requires,
+      });
+    } catch (err) {
+      throw rejected(`the build host's manifest: ${(err as Error).message}`);
+    }
+
+    // Every part is the build's own upload, re-hashed here, or a blob published (and so re-hashed) before.
+    for (const part of manifest.parts) {
+      const blob = objectKeys.blob(input.tenantId, part.sha256);
+      if ((await this.storage.size(blob)) === part.size) continue;
+      const staged = objectKeys.stagedPart(input.tenantId, input.buildId, part.sha256);
+      ctx.heartbeat({ part: part.sha256 });
+      const actual = await this.storage.hashObject(staged, ctx.cancellationSignal);
+      if (!actual) throw rejected(`part ${part.sha256} was never uploaded`);
+      if (actual.sha256 !== part.sha256 || actual.size !== part.size) {
+        throw rejected(
+          `part ${part.sha256} (${part.size} bytes) was uploaded as ${actual.size} bytes hashing to ${actual.sha256}`,
+        );
+      }
+      await this.storage.copy(staged, blob);
+    }
+
+    // Written once under its own hash: a concurrent twin of this build writes its own object and can never replace
+    // the bytes a signature covers.
+    const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2));
+    const manifestSha256 = createHash('sha256').update(manifestBytes).digest('hex');
+    const manifestKey = objectKeys.manifest(input.tenantId, input.cacheKey, manifestSha256);
+    await this.storage.putBytes(manifestKey, manifestBytes, 'application/json');
+    const { signature, keyId } = this.signer.get().sign(manifestBytes);
+    // ON CONFLICT DO NOTHING on (tenant_id, cache_key): a retried or concurrent build adds no second row.
+    await this.artifacts.query(
+      `INSERT INTO artifacts (tenant_id, cache_key, model_content_hash, target_id, recipe_hash, manifest_key, manifest,
+                              size_bytes, manifest_sha256, signature, signing_key_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (tenant_id, cache_key) DO NOTHING`,
+      [
+        input.tenantId,
+        input.cacheKey,
+        manifest.modelContentHash,
+        manifest.target,
+        manifest.recipeHash,
+        manifestKey,
+        JSON.stringify(manifest),
+        manifest.parts.reduce((sum, p) => sum + p.size, 0),
+        manifestSha256,
+        signature,
+        keyId,
+      ],
+    );
+    const row = await this.artifacts.findOneByOrFail({ tenantId: input.tenantId, cacheKey: input.cacheKey });
+    // A twin recorded first: its manifest is the artifact; this build's copy is garbage.
+    if (row.manifestKey !== manifestKey) await this.storage.delete(manifestKey);
+
+    const log = input.result.log;
+    await this.builds.update(
+      { id: input.buildId },
+      {
+        status: 'succeeded',
+        artifactId: row.id,
+        phase: 'done',
+        errorCode: null,
+        errorMessage: null,
+        log: log.length > LOG_TAIL_CHARS ? log.slice(-LOG_TAIL_CHARS) : log,
+        finishedAt: new Date(),
+      },
+    );
+    await this.dropStaging(input);
+    const insecure = manifest.build.sandbox.mode === 'insecure-local';
+    this.logger.log(`${insecure ? INSECURE_LOG_PREFIX : ''}build ${input.buildId} published as ${row.id}`);
+    return row.id;
+  }
+}

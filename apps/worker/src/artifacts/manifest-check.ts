@@ -1,0 +1,86 @@
+import { type ArtifactManifest, MANIFEST_VERSION } from '@kiln/contracts';
+import type { CompileRecipe, TargetRequirement } from '@kiln/targets';
+
+/** What a manifest must say about the build it came from. */
+export interface ManifestExpectation {
+  tenantId?: string;
+  targetId: string;
+  recipe: CompileRecipe;
+  recipeHash: string;
+  modelContentHash: string;
+  cacheKey: string;
+  requires: TargetRequirement;
+}
+
+/** Most parts an artifact may list: today two (code + weights); room for per-tensor weights, not for abuse. */
+export const MAX_MANIFEST_PARTS = 64;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Checks a manifest written by untrusted code (the driver in its sandbox, then the build host that hands it back)
+ * against the build it claims to be: every identifying field is the build's, what it needs is the target's or
+ * stricter, and its parts are well formed. Both sides run it: the build host before it uploads anything, the
+ * orchestrator again before it signs (it trusts nothing the host says). Throws an Error saying what is wrong.
+ */
+export function checkManifest(m: unknown, job: ManifestExpectation): ArtifactManifest {
+  if (!isObject(m)) throw new Error('manifest.json is not an object');
+  if (m.manifestVersion !== MANIFEST_VERSION) throw new Error(`manifestVersion is ${String(m.manifestVersion)}`);
+  const expect: [string, unknown][] = [
+    ['target', job.targetId],
+    ['recipeHash', job.recipeHash],
+    ['modelContentHash', job.modelContentHash],
+    ['cacheKey', job.cacheKey],
+    ...(job.tenantId !== undefined ? ([['tenantId', job.tenantId]] as [string, unknown][]) : []),
+  ];
+  for (const [key, value] of expect) {
+    if (m[key] !== value)
+      throw new Error(`manifest ${key} is ${JSON.stringify(m[key])}, the job says ${JSON.stringify(value)}`);
+  }
+  for (const key of ['requires', 'toolchain', 'isaCheck', 'verification', 'timing', 'build']) {
+    if (!isObject(m[key])) throw new Error(`manifest.${key} is missing`);
+  }
+  // What the artifact computes in and what it needs must be the job's: a bf16 artifact labelled fp32 would be
+  // handed to devices that never accepted bf16, one labelled for another GPU or a lower CPU level would crash.
+  const precision = job.recipe.precision ?? 'fp32';
+  if ((m.precision ?? 'fp32') !== precision) {
+    throw new Error(`manifest precision is ${JSON.stringify(m.precision)}, the recipe says ${precision}`);
+  }
+  m.precision = precision; // drivers from before the field wrote none: those builds were fp32
+  const requires = m.requires as Record<string, unknown>;
+  if (requires.computeCapability !== job.requires.computeCapability) {
+    throw new Error(
+      `manifest requires compute capability ${JSON.stringify(requires.computeCapability)}, the target ${JSON.stringify(job.requires.computeCapability)}`,
+    );
+  }
+  const level = requires.x86Level;
+  if (level !== null && (typeof level !== 'number' || !Number.isInteger(level))) {
+    throw new Error(`manifest requires x86Level ${JSON.stringify(level)}`);
+  }
+  if (job.requires.x86Level !== null && (level === null || level < job.requires.x86Level)) {
+    throw new Error(`manifest requires x86-64-v${String(level)}, below the target's v${job.requires.x86Level}`);
+  }
+  const parts = m.parts;
+  if (!Array.isArray(parts) || parts.length === 0) throw new Error('manifest lists no parts');
+  if (parts.length > MAX_MANIFEST_PARTS) throw new Error(`manifest lists ${parts.length} parts`);
+  if (parts.filter((p) => isObject(p) && p.role === 'code').length !== 1) {
+    throw new Error('manifest must list exactly one code part');
+  }
+  const seen = new Set<string>();
+  for (const part of parts as unknown[]) {
+    if (!isObject(part)) throw new Error('a part is not an object');
+    const { role, sha256, size, entry } = part;
+    if (role !== 'code' && role !== 'weights') throw new Error(`part role ${JSON.stringify(role)}`);
+    if (typeof sha256 !== 'string' || !SHA256_HEX.test(sha256))
+      throw new Error(`part sha256 ${JSON.stringify(sha256)}`);
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
+      throw new Error(`part ${sha256}: bad size`);
+    if (role === 'weights' && typeof entry !== 'string') throw new Error(`weights part ${sha256} has no entry`);
+    if (seen.has(sha256)) throw new Error(`part ${sha256} is listed twice`);
+    seen.add(sha256);
+  }
+  return m as unknown as ArtifactManifest;
+}

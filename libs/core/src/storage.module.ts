@@ -1,0 +1,31 @@
+import { Global, Module, type OnApplicationShutdown } from '@nestjs/common';
+import { KilnConfig } from '@kiln/config';
+import { ObjectStorage } from '@kiln/storage';
+import { objectStorageFor } from './object-storage-for.js';
+
+/**
+ * S3 with the bucket-wide credentials: the API's and the orchestrator's. A build host never imports it (it reaches
+ * storage only through the presigned URLs its workflow grants).
+ */
+@Global()
+@Module({
+  providers: [
+    {
+      provide: ObjectStorage,
+      inject: [KilnConfig],
+      useFactory: async (config: KilnConfig) => {
+        const storage = objectStorageFor(config);
+        await storage.ensureBucket();
+        return storage;
+      },
+    },
+  ],
+  exports: [ObjectStorage],
+})
+export class StorageModule implements OnApplicationShutdown {
+  constructor(private readonly storage: ObjectStorage) {}
+
+  onApplicationShutdown(): void {
+    this.storage.client.destroy();
+  }
+}
