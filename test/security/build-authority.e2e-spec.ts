@@ -110,6 +110,11 @@ describe('build hosts hold no authority', () => {
     const [first, second] = await Promise.all([compile(), compile()]);
     const done = await Promise.all([first, second].map((id) => waitForCompilation(app, tenant, id)));
     for (const c of done) assert.equal(c.status, 'succeeded', JSON.stringify(c, null, 2));
+    // Both really built (neither was answered from the cache): twins that raced to publish one cache key.
+    assert.deepEqual(
+      done.map((c) => c.builds[0].status),
+      ['succeeded', 'succeeded'],
+    );
     const artifactIds = done.map((c) => c.builds[0].artifact?.id);
     assert.ok(artifactIds[0]);
     assert.equal(artifactIds[1], artifactIds[0], 'both compilations answer with the one artifact of the cache key');
