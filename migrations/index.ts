@@ -5,6 +5,7 @@ import { Uploads1764172800000 } from './1764172800000-Uploads.js';
 import { KeyScopesAndQuotas1764860000000 } from './1764860000000-KeyScopesAndQuotas.js';
 import { PortableModelObject1764907200000 } from './1764907200000-PortableModelObject.js';
 import { FleetEvidence1764950400000 } from './1764950400000-FleetEvidence.js';
+import { BlobLedger1765000000000 } from './1765000000000-BlobLedger.js';
 
 export const MIGRATIONS = [
   InitialSchema1764151200000,
@@ -13,4 +14,5 @@ export const MIGRATIONS = [
   KeyScopesAndQuotas1764860000000,
   PortableModelObject1764907200000,
   FleetEvidence1764950400000,
+  BlobLedger1765000000000,
 ];

@@ -8,6 +8,7 @@ import { FleetModule } from './fleet/fleet.module.js';
 import { HealthController } from './health/health.controller.js';
 import { ModelsModule } from './models/models.module.js';
 import { ResolverModule } from './resolver/resolver.module.js';
+import { RetentionModule } from './retention/retention.module.js';
 import { RolloutsModule } from './rollouts/rollouts.module.js';
 import { TargetsController } from './targets/targets.controller.js';
 import { TelemetryModule } from './telemetry/telemetry.module.js';
@@ -31,6 +32,7 @@ import { VersionsModule } from './versions/versions.module.js';
     TelemetryModule,
     RolloutsModule,
     FleetModule,
+    RetentionModule,
   ],
   controllers: [HealthController, TargetsController],
 })

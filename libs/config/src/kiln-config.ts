@@ -92,6 +92,11 @@ export class KilnConfig {
   @Transform(toInt) @IsInt() @Min(5 * 1024 ** 2) @Max(5 * 1024 ** 3) KILN_UPLOAD_PART_SIZE_BYTES = 32 * 1024 ** 2;
   /** How often the API aborts expired multipart uploads (S3 keeps their parts, and bills them, until then). */
   @Transform(toInt) @IsInt() @Min(1) KILN_UPLOAD_SWEEP_INTERVAL_S = 300;
+  /**
+   * How often the API collects garbage: deletes the S3 objects of deleted records and sweeps content-addressed blobs
+   * nothing references any more whose pin lapsed (a delete also collects its tenant at once).
+   */
+  @Transform(toInt) @IsInt() @Min(1) KILN_GC_INTERVAL_S = 600;
 
   /**
    * ed25519 key (PKCS#8 PEM) the orchestrator signs artifact and portable manifests with. Only the orchestrator role

@@ -41,6 +41,10 @@ export const ErrorCode = {
   /** The rollout already completed or was rolled back: it cannot be paused, resumed or rolled back again. */
   ROLLOUT_FINISHED: 'ROLLOUT_FINISHED',
 
+  // deletes (DELETE /v1/models/:id, /v1/versions/:id, /v1/artifacts/:id)
+  /** A channel or a rollout points at what was to be deleted: move or delete it first, or delete with ?force=true. */
+  RESOURCE_IN_USE: 'RESOURCE_IN_USE',
+
   // .pt2 validation (the TypeScript reader, before torch sees anything)
   PT2_NOT_ZIP: 'PT2_NOT_ZIP',
   PT2_TRUNCATED: 'PT2_TRUNCATED',

@@ -1,11 +1,13 @@
 import { Global, Module, type OnApplicationShutdown } from '@nestjs/common';
 import { KilnConfig } from '@kiln/config';
+import { DataSource } from 'typeorm';
 import { ObjectStorage } from '@kiln/storage';
+import { BlobLedger } from './blob-ledger.js';
 import { objectStorageFor } from './object-storage-for.js';
 
 /**
  * S3 with the bucket-wide credentials: the API's and the orchestrator's. A build host never imports it (it reaches
- * storage only through the presigned URLs its workflow grants).
+ * storage only through the presigned URLs its workflow grants). The blob ledger decides when a blob may go.
  */
 @Global()
 @Module({
@@ -19,8 +21,13 @@ import { objectStorageFor } from './object-storage-for.js';
         return storage;
       },
     },
+    {
+      provide: BlobLedger,
+      inject: [DataSource, ObjectStorage],
+      useFactory: (dataSource: DataSource, storage: ObjectStorage) => new BlobLedger(dataSource, storage),
+    },
   ],
-  exports: [ObjectStorage],
+  exports: [ObjectStorage, BlobLedger],
 })
 export class StorageModule implements OnApplicationShutdown {
   constructor(private readonly storage: ObjectStorage) {}

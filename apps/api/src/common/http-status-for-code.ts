@@ -35,6 +35,7 @@ export function httpStatusFor(code: ErrorCode): HttpStatus {
     case ErrorCode.CONFLICT:
     case ErrorCode.ROLLOUT_IN_PROGRESS:
     case ErrorCode.ROLLOUT_FINISHED:
+    case ErrorCode.RESOURCE_IN_USE:
       return HttpStatus.CONFLICT;
     case ErrorCode.PAYLOAD_TOO_LARGE:
       return HttpStatus.PAYLOAD_TOO_LARGE;

@@ -62,5 +62,7 @@ export class PortableSigningActivitiesService implements PortableSigningActiviti
         portableSigningKeyId: keyId,
       },
     );
+    // Deleted while this signed (its delete may have collected before the object was written): leave nothing behind.
+    if (!(await this.versions.existsBy({ id: version.id }))) await this.storage.delete(key);
   }
 }

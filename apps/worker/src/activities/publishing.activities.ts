@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { InjectRepository } from '@nestjs/typeorm';
+import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { Repository } from 'typeorm';
+import { DataSource, Repository } from 'typeorm';
 import { ErrorCode } from '@kiln/contracts';
+import { BlobGoneError, BlobLedger } from '@kiln/core';
 import { ArtifactEntity, BuildEntity, ModelVersionEntity } from '@kiln/database';
 import { ObjectStorage, objectKeys } from '@kiln/storage';
 import { findTarget, recipeHash } from '@kiln/targets';
@@ -28,6 +29,13 @@ const GRANT_TTL_S = 3600;
 const MAX_PART_BYTES = 5 * 1024 ** 3;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const LOG_TAIL_CHARS = 64 * 1024;
+/**
+ * How long a blob a build host was told is "already stored" stays pinned against the collector: the host's URLs live
+ * GRANT_TTL_S, and the publish that follows may take its one hour (compile-model.workflow.ts) per attempt.
+ */
+const GRANT_PIN_S = 3 * 3600;
+/** How long a publish pins the blobs of its manifest while it copies and records them (its own timeout: 1 h). */
+const PUBLISH_PIN_S = 2 * 3600;
 
 function rejected(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: ErrorCode.ARTIFACT_REJECTED, message, nonRetryable: true });
@@ -48,7 +56,9 @@ export class PublishingActivitiesService implements PublishingActivities {
     @InjectRepository(ArtifactEntity) private readonly artifacts: Repository<ArtifactEntity>,
     @InjectRepository(BuildEntity) private readonly builds: Repository<BuildEntity>,
     @InjectRepository(ModelVersionEntity) private readonly versions: Repository<ModelVersionEntity>,
+    @InjectDataSource() private readonly dataSource: DataSource,
     private readonly storage: ObjectStorage,
+    private readonly ledger: BlobLedger,
     @Inject(ORCHESTRATOR_SIGNER) private readonly signer: OrchestratorSigner,
   ) {}
 
@@ -96,6 +106,11 @@ export class PublishingActivitiesService implements PublishingActivities {
       }
       if (!Number.isSafeInteger(size) || size < 0 || size > MAX_PART_BYTES) throw rejected(`part ${sha256}: size`);
       seen.add(sha256);
+    }
+    // Pinned before S3 is asked: a host told "already stored" uploads nothing, so the collector must keep the blob
+    // until this build's publish has referenced it (docs/decisions.md, "Delete and garbage collection").
+    await this.ledger.pin(input.tenantId, input.buildId, parts, GRANT_PIN_S);
+    for (const { sha256, size } of parts) {
       // Only publishArtifact writes blobs, after re-hashing: a blob of that name and size is that content.
       if ((await this.storage.size(objectKeys.blob(input.tenantId, sha256))) === size) {
         grant.stored.push(sha256);
@@ -115,8 +130,12 @@ export class PublishingActivitiesService implements PublishingActivities {
     try {
       return await this.publish(input);
     } catch (err) {
-      // Refused for good: what the host staged goes (a retryable failure keeps it for the next attempt).
-      if (err instanceof ApplicationFailure && err.nonRetryable) await this.dropStaging(input).catch(() => undefined);
+      // Refused for good: what the host staged goes, and so do the build's pins (a retryable failure keeps both for
+      // the next attempt).
+      if (err instanceof ApplicationFailure && err.nonRetryable) {
+        await this.dropStaging(input).catch(() => undefined);
+        await this.ledger.release(input.tenantId, input.buildId).catch(() => undefined);
+      }
       throw err;
     }
   }
@@ -148,6 +167,8 @@ export class PublishingActivitiesService implements PublishingActivities {
       throw rejected(`the build host's manifest: ${(err as Error).message}`);
     }
 
+    // Pinned before S3 is asked whether a blob exists, so a blob found here is not swept before it is referenced.
+    await this.ledger.pin(input.tenantId, input.buildId, manifest.parts, PUBLISH_PIN_S);
     // Every part is the build's own upload, re-hashed here, or a blob published (and so re-hashed) before.
     for (const part of manifest.parts) {
       const blob = objectKeys.blob(input.tenantId, part.sha256);
@@ -171,28 +192,22 @@ export class PublishingActivitiesService implements PublishingActivities {
     const manifestKey = objectKeys.manifest(input.tenantId, input.cacheKey, manifestSha256);
     await this.storage.putBytes(manifestKey, manifestBytes, 'application/json');
     const { signature, keyId } = this.signer.get().sign(manifestBytes);
-    // ON CONFLICT DO NOTHING on (tenant_id, cache_key): a retried or concurrent build adds no second row.
-    await this.artifacts.query(
-      `INSERT INTO artifacts (tenant_id, cache_key, model_content_hash, target_id, recipe_hash, manifest_key, manifest,
-                              size_bytes, manifest_sha256, signature, signing_key_id)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (tenant_id, cache_key) DO NOTHING`,
-      [
-        input.tenantId,
-        input.cacheKey,
-        manifest.modelContentHash,
-        manifest.target,
-        manifest.recipeHash,
-        manifestKey,
-        JSON.stringify(manifest),
-        manifest.parts.reduce((sum, p) => sum + p.size, 0),
-        manifestSha256,
-        signature,
-        keyId,
-      ],
-    );
-    const row = await this.artifacts.findOneByOrFail({ tenantId: input.tenantId, cacheKey: input.cacheKey });
+    let row: ArtifactEntity;
+    try {
+      row = await this.record(input, manifest, manifestKey, manifestSha256, signature, keyId);
+    } catch (err) {
+      // Nothing was recorded (the transaction rolled back): this build's manifest object is nobody's.
+      if (err instanceof BlobGoneError || (err instanceof ApplicationFailure && err.nonRetryable)) {
+        await this.storage.delete(manifestKey).catch(() => undefined);
+      }
+      // Retryable: the next attempt pins again and copies the part from staging.
+      if (err instanceof BlobGoneError) throw ApplicationFailure.retryable(err.message, 'BLOB_GONE');
+      throw err;
+    }
     // A twin recorded first: its manifest is the artifact; this build's copy is garbage.
     if (row.manifestKey !== manifestKey) await this.storage.delete(manifestKey);
+    // Recorded: the references hold the blobs now (a twin's blobs that nothing references are the collector's).
+    await this.ledger.release(input.tenantId, input.buildId);
 
     const log = input.result.log;
     await this.builds.update(
@@ -211,5 +226,49 @@ export class PublishingActivitiesService implements PublishingActivities {
     const insecure = manifest.build.sandbox.mode === 'insecure-local';
     this.logger.log(`${insecure ? INSECURE_LOG_PREFIX : ''}build ${input.buildId} published as ${row.id}`);
     return row.id;
+  }
+
+  /**
+   * Records the artifact and its blob references in one transaction that holds the version and the blobs (FOR SHARE):
+   * a delete of the version waits for it or makes it fail, and a sweep can neither take a blob it references nor have
+   * taken one it found (BlobLedger.reference re-checks S3 under the lock).
+   */
+  private async record(
+    input: PublishArtifactInput,
+    manifest: ArtifactEntity['manifest'],
+    manifestKey: string,
+    manifestSha256: string,
+    signature: string,
+    keyId: string,
+  ): Promise<ArtifactEntity> {
+    return this.dataSource.transaction(async (tx) => {
+      const version = await tx.query<unknown[]>(
+        `SELECT 1 FROM model_versions WHERE id = $1 AND tenant_id = $2 FOR SHARE`,
+        [input.modelVersionId, input.tenantId],
+      );
+      if (version.length === 0) throw rejected('the model version was deleted while it was being built');
+      // ON CONFLICT DO NOTHING on (tenant_id, cache_key): a retried or concurrent build adds no second row.
+      const inserted = await tx.query<{ id: string }[]>(
+        `INSERT INTO artifacts (tenant_id, cache_key, model_content_hash, target_id, recipe_hash, manifest_key, manifest,
+                                size_bytes, manifest_sha256, signature, signing_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (tenant_id, cache_key) DO NOTHING
+         RETURNING id`,
+        [
+          input.tenantId,
+          input.cacheKey,
+          manifest.modelContentHash,
+          manifest.target,
+          manifest.recipeHash,
+          manifestKey,
+          JSON.stringify(manifest),
+          manifest.parts.reduce((sum, p) => sum + p.size, 0),
+          manifestSha256,
+          signature,
+          keyId,
+        ],
+      );
+      if (inserted.length > 0) await this.ledger.reference(tx, input.tenantId, inserted[0].id, manifest.parts);
+      return tx.getRepository(ArtifactEntity).findOneByOrFail({ tenantId: input.tenantId, cacheKey: input.cacheKey });
+    });
   }
 }

@@ -1,5 +1,8 @@
 import { ApiKeyEntity } from './api-key.entity.js';
+import { ArtifactBlobEntity } from './artifact-blob.entity.js';
 import { ArtifactEntity } from './artifact.entity.js';
+import { BlobPinEntity } from './blob-pin.entity.js';
+import { BlobEntity } from './blob.entity.js';
 import { BuildEntity } from './build.entity.js';
 import { ChannelMoveEntity } from './channel-move.entity.js';
 import { ChannelEntity } from './channel.entity.js';
@@ -7,6 +10,7 @@ import { CompilationEntity } from './compilation.entity.js';
 import { FleetEvidenceEntity } from './fleet-evidence.entity.js';
 import { ModelVersionEntity } from './model-version.entity.js';
 import { ModelEntity } from './model.entity.js';
+import { ObjectDeletionEntity } from './object-deletion.entity.js';
 import { RolloutEventEntity } from './rollout-event.entity.js';
 import { RolloutStatsEntity } from './rollout-stats.entity.js';
 import { RolloutEntity } from './rollout.entity.js';
@@ -16,7 +20,10 @@ import { UploadEntity } from './upload.entity.js';
 
 export {
   ApiKeyEntity,
+  ArtifactBlobEntity,
   ArtifactEntity,
+  BlobEntity,
+  BlobPinEntity,
   BuildEntity,
   ChannelEntity,
   ChannelMoveEntity,
@@ -24,6 +31,7 @@ export {
   FleetEvidenceEntity,
   ModelEntity,
   ModelVersionEntity,
+  ObjectDeletionEntity,
   RolloutEntity,
   RolloutEventEntity,
   RolloutStatsEntity,
@@ -54,4 +62,8 @@ export const ENTITIES = [
   RolloutEntity,
   RolloutEventEntity,
   RolloutStatsEntity,
+  BlobEntity,
+  BlobPinEntity,
+  ArtifactBlobEntity,
+  ObjectDeletionEntity,
 ];
