@@ -6,6 +6,7 @@ import { KeyScopesAndQuotas1764860000000 } from './1764860000000-KeyScopesAndQuo
 import { PortableModelObject1764907200000 } from './1764907200000-PortableModelObject.js';
 import { FleetEvidence1764950400000 } from './1764950400000-FleetEvidence.js';
 import { BlobLedger1765000000000 } from './1765000000000-BlobLedger.js';
+import { KeyRoles1765000100000 } from './1765000100000-KeyRoles.js';
 
 export const MIGRATIONS = [
   InitialSchema1764151200000,
@@ -15,4 +16,5 @@ export const MIGRATIONS = [
   PortableModelObject1764907200000,
   FleetEvidence1764950400000,
   BlobLedger1765000000000,
+  KeyRoles1765000100000,
 ];

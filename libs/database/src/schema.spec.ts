@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { DataSource } from 'typeorm';
 import { loadKilnConfig } from '@kiln/config';
+import { MIGRATIONS } from '@kiln/migrations';
 import { kilnDataSourceOptions } from './data-source-options.js';
 
 const serverUrl = new URL(loadKilnConfig().DATABASE_URL);
@@ -41,4 +42,40 @@ test('migrations create exactly the schema the entities describe, and revert cle
     `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> 'migrations'`,
   );
   assert.deepEqual(tables, []);
+});
+
+test('keys made before roles become owners (API keys) and devices (device tokens)', async () => {
+  const url = new URL(serverUrl);
+  const name = `kiln_roles_${randomUUID().slice(0, 8)}`;
+  url.pathname = `/${name}`;
+  await admin.query(`CREATE DATABASE ${name}`);
+  const upTo = MIGRATIONS.findIndex((m) => m.name === 'KeyRoles1765000100000');
+  assert.ok(upTo > 0);
+  const before = new DataSource(
+    kilnDataSourceOptions(url.toString(), { logging: false, migrations: MIGRATIONS.slice(0, upTo) }),
+  );
+  try {
+    await before.initialize();
+    await before.runMigrations();
+    const [tenant] = await before.query<{ id: string }[]>(`INSERT INTO tenants (name) VALUES ('t') RETURNING id`);
+    await before.query(
+      `INSERT INTO api_keys (tenant_id, prefix, key_hash, kind) VALUES ($1, 'kiln_a', 'h1', 'api'), ($1, 'kdev_b', 'h2', 'device')`,
+      [tenant.id],
+    );
+    await before.destroy();
+    const after = new DataSource(kilnDataSourceOptions(url.toString(), { logging: false }));
+    await after.initialize();
+    await after.runMigrations();
+    const roles = await after.query<{ prefix: string; role: string }[]>(
+      `SELECT prefix, role FROM api_keys ORDER BY prefix`,
+    );
+    assert.deepEqual(roles, [
+      { prefix: 'kdev_b', role: 'device' },
+      { prefix: 'kiln_a', role: 'owner' },
+    ]);
+    await after.destroy();
+  } finally {
+    if (before.isInitialized) await before.destroy();
+    await admin.query(`DROP DATABASE IF EXISTS ${name}`);
+  }
 });

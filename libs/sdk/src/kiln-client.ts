@@ -22,6 +22,8 @@ import type {
   Compilation,
   CompilationEvent,
   CreateApiKeyRequest,
+  DeletionResult,
+  UpdateApiKeyRequest,
   CreateModelRequest,
   CreateUploadRequest,
   ErrorBody,
@@ -344,6 +346,21 @@ export class KilnClient {
   ): Promise<RotatedApiKey> {
     return this.call('rotateKey', { ...o, params: { keyId }, body });
   }
+  /** Renames a key, or sets (or clears, with "never") its expiry. */
+  updateKey(keyId: string, body: UpdateApiKeyRequest, o: Pick<RequestOptions, 'signal'> = {}): Promise<ApiKeySummary> {
+    return this.call('updateKey', { ...o, params: { keyId }, body });
+  }
+
+  // --- deletes (owners; refused with RESOURCE_IN_USE while a channel or rollout points at it, unless force) ------
+  deleteModel(modelId: string, o: { force?: boolean; signal?: AbortSignal } = {}): Promise<DeletionResult> {
+    return this.call('deleteModel', { signal: o.signal, params: { modelId }, query: forceQuery(o.force) });
+  }
+  deleteVersion(versionId: string, o: { force?: boolean; signal?: AbortSignal } = {}): Promise<DeletionResult> {
+    return this.call('deleteVersion', { signal: o.signal, params: { versionId }, query: forceQuery(o.force) });
+  }
+  deleteArtifact(artifactId: string, o: { force?: boolean; signal?: AbortSignal } = {}): Promise<DeletionResult> {
+    return this.call('deleteArtifact', { signal: o.signal, params: { artifactId }, query: forceQuery(o.force) });
+  }
 
   // --- transport -----------------------------------------------------------------------------------------
 
@@ -444,4 +461,8 @@ export function describe(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
   const cause = (err as { cause?: unknown }).cause;
   return cause instanceof Error ? `${err.message} (${cause.message})` : err.message;
+}
+
+function forceQuery(force: boolean | undefined): Record<string, string | undefined> {
+  return { force: force ? 'true' : undefined };
 }

@@ -36,6 +36,7 @@ export const ROUTES = {
   createKey: { method: 'POST', path: '/v1/keys' },
   revokeKey: { method: 'DELETE', path: '/v1/keys/{keyId}' },
   rotateKey: { method: 'POST', path: '/v1/keys/{keyId}/rotate' },
+  updateKey: { method: 'PATCH', path: '/v1/keys/{keyId}' },
   sendTelemetry: { method: 'POST', path: '/v1/telemetry' },
   startRollout: { method: 'POST', path: '/v1/models/{modelId}/channels/{name}/rollouts' },
   listRollouts: { method: 'GET', path: '/v1/models/{modelId}/channels/{name}/rollouts' },
@@ -44,9 +45,12 @@ export const ROUTES = {
   resumeRollout: { method: 'POST', path: '/v1/rollouts/{rolloutId}/resume' },
   rollbackRollout: { method: 'POST', path: '/v1/rollouts/{rolloutId}/rollback' },
   getFleet: { method: 'GET', path: '/v1/models/{modelId}/channels/{name}/fleet' },
+  deleteModel: { method: 'DELETE', path: '/v1/models/{modelId}' },
+  deleteVersion: { method: 'DELETE', path: '/v1/versions/{versionId}' },
+  deleteArtifact: { method: 'DELETE', path: '/v1/artifacts/{artifactId}' },
 } as const satisfies Record<string, { method: HttpMethod; path: string }>;
 
-export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export type RouteName = keyof typeof ROUTES;
 
 /** Operator routes (admin token, not a tenant key): deliberately not part of the SDK. */

@@ -113,6 +113,8 @@ export interface ApiKeySummary {
   id: string;
   tenantId: string;
   kind: 'api' | 'device';
+  /** What the key may do (docs/security.md, "Roles"). */
+  role: ApiKeyRole;
   name: string;
   /** Public part of the key (`kiln_<id>`, `kdev_<id>`): tells keys apart, proves nothing. */
   prefix: string;
@@ -120,9 +122,30 @@ export interface ApiKeySummary {
   models: string[];
   createdAt: string;
   revokedAt: string | null;
-  /** Refused from then on (end of a rotation's grace period). */
+  /** Refused from then on (an expiry its owner gave it, or the end of a rotation's grace period). */
   expiresAt: string | null;
   rotatedFromId: string | null;
+}
+
+export type ApiKeyRole = 'owner' | 'developer' | 'viewer' | 'device';
+
+/** PATCH /v1/keys/:id: rename, set an expiry (ISO 8601, in the future) or clear it ("never"). */
+export interface UpdateApiKeyRequest {
+  name?: string;
+  expiresAt?: string;
+}
+
+/** What a delete removed (DELETE /v1/models/:id, /v1/versions/:id, /v1/artifacts/:id). */
+export interface DeletionResult {
+  deleted: {
+    models: number;
+    versions: number;
+    artifacts: number;
+    channels: number;
+    rollouts: number;
+    compilations: number;
+  };
+  collected: { objectsDeleted: number; blobsDeleted: number };
 }
 
 export interface ApiKeyWithSecret extends ApiKeySummary {
@@ -136,6 +159,10 @@ export interface RotatedApiKey extends ApiKeyWithSecret {
 
 export interface CreateApiKeyRequest {
   kind?: 'api' | 'device';
+  /** Default: owner (device for kind "device"). */
+  role?: ApiKeyRole;
+  /** Refused after this many seconds (default: never). */
+  expiresInSeconds?: number;
   name?: string;
   /** Required for device tokens: the model names it is enrolled for, or ['*'] for every model. */
   models?: string[];

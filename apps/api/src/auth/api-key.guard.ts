@@ -4,13 +4,14 @@ import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import { ErrorCode, KilnError } from '@kiln/contracts';
 import { KilnConfig } from '@kiln/config';
-import { ADMIN_ROUTE, type AuthContext, DEVICE_ALLOWED, PUBLIC_ROUTE } from './auth-context.js';
+import type { ApiKeyRole } from '@kiln/database';
+import { ADMIN_ROUTE, type AuthContext, PUBLIC_ROUTE, ROLES } from './auth-context.js';
 import { ApiKeysService } from './api-keys.service.js';
 import { RateLimitService } from '../fair-use/rate-limit.service.js';
 
 /**
  * Global guard: every route needs a tenant API key (`Authorization: Bearer <key>` or `X-Api-Key`), except
- * @Public routes and @AdminOnly routes (operator token). Device tokens only pass @DeviceAllowed routes. Each key
+ * @Public routes and @AdminOnly routes (operator token). A key passes only routes whose @Roles name its role. Each key
  * is rate-limited (RateLimitService: 429 RATE_LIMITED with Retry-After).
  */
 @Injectable()
@@ -40,8 +41,18 @@ export class ApiKeyGuard implements CanActivate {
     }
     const auth = await this.apiKeys.authenticate(presented);
     if (!auth) throw new KilnError(ErrorCode.UNAUTHENTICATED, 'Invalid or revoked API key.');
-    if (auth.kind === 'device' && !flag(DEVICE_ALLOWED)) {
-      throw new KilnError(ErrorCode.FORBIDDEN, 'Device tokens can only resolve and download artifacts.');
+    const roles = this.reflector.getAllAndOverride<ApiKeyRole[] | undefined>(ROLES, [
+      context.getHandler(),
+      context.getClass(),
+    ]);
+    if (!roles?.includes(auth.role)) {
+      throw new KilnError(
+        ErrorCode.FORBIDDEN,
+        auth.role === 'device'
+          ? 'Device tokens can only resolve, download artifacts and report telemetry.'
+          : `A ${auth.role} key may not do this; it needs one of: ${(roles ?? []).join(', ') || 'none'}.`,
+        { role: auth.role, allowedRoles: roles ?? [] },
+      );
     }
     await this.rateLimits.check(auth.keyId, auth.rateLimitPerMinute);
     req.auth = auth;

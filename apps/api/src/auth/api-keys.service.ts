@@ -6,7 +6,7 @@ import pg from 'pg';
 import { DataSource, IsNull, Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
 import { ErrorCode, KilnError } from '@kiln/contracts';
-import { ALL_MODELS, ApiKeyEntity, type ApiKeyKind, TenantEntity } from '@kiln/database';
+import { ALL_MODELS, ApiKeyEntity, type ApiKeyKind, type ApiKeyRole, TenantEntity } from '@kiln/database';
 import type { AuthContext } from './auth-context.js';
 
 const KEY_PREFIX: Record<ApiKeyKind, string> = { api: 'kiln', device: 'kdev' };
@@ -104,12 +104,16 @@ export class ApiKeysService implements OnModuleInit, OnModuleDestroy {
 
   async create(
     tenantId: string,
-    kind: ApiKeyKind,
-    name: string,
-    modelScope: string[],
-    rotatedFromId: string | null = null,
+    spec: {
+      role: ApiKeyRole;
+      name: string;
+      modelScope: string[];
+      expiresAt?: Date | null;
+      rotatedFromId?: string | null;
+    },
     repo: Repository<ApiKeyEntity> = this.keys,
   ): Promise<{ key: string; entity: ApiKeyEntity }> {
+    const kind: ApiKeyKind = spec.role === 'device' ? 'device' : 'api';
     const id = randomBytes(6).toString('hex');
     const secret = randomBytes(32).toString('base64url');
     const prefix = `${KEY_PREFIX[kind]}_${id}`;
@@ -118,39 +122,73 @@ export class ApiKeysService implements OnModuleInit, OnModuleDestroy {
       repo.create({
         tenantId,
         kind,
-        name,
+        role: spec.role,
+        name: spec.name,
         prefix,
         keyHash: hashKey(key),
         revokedAt: null,
-        expiresAt: null,
-        modelScope,
-        rotatedFromId,
+        expiresAt: spec.expiresAt ?? null,
+        modelScope: spec.modelScope,
+        rotatedFromId: spec.rotatedFromId ?? null,
       }),
     );
     return { key, entity };
   }
 
-  /** A new key from a request: device tokens must name the models they are enrolled for (or `*`). */
+  /**
+   * A new key from a request. The role says what it may do; `kind` is the spelling from before roles (`device` is
+   * the device role, `api` an owner unless a role is given). Device tokens must name the models they are enrolled
+   * for (or `*`); other roles reach every model.
+   */
   async issue(
     tenantId: string,
-    request: { kind?: ApiKeyKind; name?: string; models?: string[] },
+    request: { kind?: ApiKeyKind; role?: ApiKeyRole; name?: string; models?: string[]; expiresInSeconds?: number },
   ): Promise<{ key: string; entity: ApiKeyEntity }> {
-    const kind = request.kind ?? 'api';
+    const role: ApiKeyRole = request.role ?? (request.kind === 'device' ? 'device' : 'owner');
+    if (request.kind && (request.kind === 'device') !== (role === 'device')) {
+      throw new KilnError(
+        ErrorCode.VALIDATION_FAILED,
+        `kind "${request.kind}" and role "${role}" disagree: device tokens have the device role, API keys another.`,
+      );
+    }
     const models = request.models;
-    if (kind === 'device' && !models) {
+    if (role === 'device' && !models) {
       throw new KilnError(
         ErrorCode.VALIDATION_FAILED,
         'A device token is enrolled for specific models: give "models" (model names, or ["*"] for every model).',
       );
     }
-    if (kind === 'api' && models && !(models.length === 1 && models[0] === ALL_MODELS)) {
+    if (role !== 'device' && models && !(models.length === 1 && models[0] === ALL_MODELS)) {
       throw new KilnError(ErrorCode.VALIDATION_FAILED, 'API keys reach every model of the tenant: omit "models".');
     }
     if (models && models.length > 1 && models.includes(ALL_MODELS)) {
       throw new KilnError(ErrorCode.VALIDATION_FAILED, '"*" already means every model: give it alone.');
     }
     if (!(await this.tenants.existsBy({ id: tenantId }))) throw new KilnError(ErrorCode.NOT_FOUND, 'No such tenant.');
-    return this.create(tenantId, kind, request.name ?? '', models ?? [ALL_MODELS]);
+    const expiresAt =
+      request.expiresInSeconds === undefined ? null : new Date(Date.now() + request.expiresInSeconds * 1000);
+    return this.create(tenantId, { role, name: request.name ?? '', modelScope: models ?? [ALL_MODELS], expiresAt });
+  }
+
+  /** Renames a key and sets its expiry, or clears it (`never`); a key already revoked or expired cannot be revived. */
+  async update(tenantId: string, keyId: string, change: { name?: string; expiresAt?: string }): Promise<ApiKeyEntity> {
+    const row = await this.require(tenantId, keyId);
+    if (change.expiresAt !== undefined && (row.revokedAt || (row.expiresAt && row.expiresAt.getTime() <= Date.now()))) {
+      throw new KilnError(ErrorCode.CONFLICT, 'This key is revoked or expired; create a new one instead.');
+    }
+    const expiresAt =
+      change.expiresAt === undefined ? undefined : change.expiresAt === 'never' ? null : new Date(change.expiresAt);
+    if (expiresAt && expiresAt.getTime() <= Date.now()) {
+      throw new KilnError(ErrorCode.VALIDATION_FAILED, '"expiresAt" must be in the future (revoke the key instead).');
+    }
+    const values = {
+      ...(change.name === undefined ? {} : { name: change.name }),
+      ...(expiresAt === undefined ? {} : { expiresAt }),
+    };
+    if (Object.keys(values).length === 0) return row;
+    await this.keys.update({ tenantId, id: keyId }, values);
+    this.evictAll();
+    return this.require(tenantId, keyId);
   }
 
   list(tenantId: string): Promise<ApiKeyEntity[]> {
@@ -172,7 +210,7 @@ export class ApiKeysService implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * Replaces a key by a new one of the same kind, name and model scope. The old key is revoked at once, or, with
+   * Replaces a key by a new one of the same role, name and model scope. The old key is revoked at once, or, with
    * a grace period, refused from `now + graceSeconds` on (so a fleet can switch without a gap).
    */
   async rotate(
@@ -192,7 +230,11 @@ export class ApiKeysService implements OnModuleInit, OnModuleDestroy {
         { id: old.id },
         graceSeconds > 0 ? { expiresAt: new Date(now + graceSeconds * 1000) } : { revokedAt: new Date(now) },
       );
-      return this.create(tenantId, old.kind, old.name, old.modelScope, old.id, repo);
+      return this.create(
+        tenantId,
+        { role: old.role, name: old.name, modelScope: old.modelScope, rotatedFromId: old.id },
+        repo,
+      );
     });
     this.evictAll();
     return { ...created, previous: await this.require(tenantId, keyId) };
@@ -234,6 +276,7 @@ export class ApiKeysService implements OnModuleInit, OnModuleDestroy {
             tenantId: row.tenantId,
             keyId: row.id,
             kind: row.kind,
+            role: row.role,
             modelScope: row.modelScope.length > 0 ? row.modelScope : [ALL_MODELS],
             rateLimitPerMinute: tenant.rateLimitPerMinute ?? this.config.KILN_RATE_LIMIT_PER_MINUTE,
           };

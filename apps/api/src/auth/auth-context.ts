@@ -1,11 +1,13 @@
 import { createParamDecorator, type ExecutionContext, SetMetadata } from '@nestjs/common';
-import { ALL_MODELS, type ApiKeyKind } from '@kiln/database';
+import { ALL_MODELS, type ApiKeyKind, type ApiKeyRole } from '@kiln/database';
 
 /** Who is calling: resolved from the API key by ApiKeyGuard. Every service call is scoped by tenantId. */
 export interface AuthContext {
   tenantId: string;
   keyId: string;
   kind: ApiKeyKind;
+  /** What the key may do: each route names the roles it admits (@Roles). */
+  role: ApiKeyRole;
   /** Model names this key may reach, or [`*`] (device tokens are enrolled for specific models). */
   modelScope: string[];
   /** The rate limit of this key's tenant (its own, or KILN_RATE_LIMIT_PER_MINUTE). */
@@ -19,14 +21,24 @@ export function scopeAllows(modelScope: readonly string[], modelName: string): b
 
 export const PUBLIC_ROUTE = 'kiln:public';
 export const ADMIN_ROUTE = 'kiln:admin';
-export const DEVICE_ALLOWED = 'kiln:device-allowed';
+export const ROLES = 'kiln:roles';
 
 /** No key needed (health, OpenAPI document). */
 export const Public = (): MethodDecorator & ClassDecorator => SetMetadata(PUBLIC_ROUTE, true);
 /** Needs the operator's admin token instead of a tenant key. */
 export const AdminOnly = (): MethodDecorator & ClassDecorator => SetMetadata(ADMIN_ROUTE, true);
-/** Device tokens may call this route (they may call nothing else). */
-export const DeviceAllowed = (): MethodDecorator & ClassDecorator => SetMetadata(DEVICE_ALLOWED, true);
+/**
+ * The roles of tenant keys that may call this route; every other role is refused with 403 FORBIDDEN, and a route
+ * that names none admits no tenant key at all (fail closed). docs/security.md has the matrix, which
+ * test/security/roles.e2e-spec.ts checks against every route.
+ */
+export const Roles = (...roles: ApiKeyRole[]): MethodDecorator & ClassDecorator => SetMetadata(ROLES, roles);
+
+/** The roles of the matrix by what they do. */
+export const READERS: ApiKeyRole[] = ['owner', 'developer', 'viewer'];
+export const WRITERS: ApiKeyRole[] = ['owner', 'developer'];
+export const OWNERS: ApiKeyRole[] = ['owner'];
+export const EVERY_ROLE: ApiKeyRole[] = ['owner', 'developer', 'viewer', 'device'];
 
 export const Auth = createParamDecorator((_data: unknown, ctx: ExecutionContext): AuthContext => {
   const req = ctx.switchToHttp().getRequest<{ auth?: AuthContext }>();

@@ -1,8 +1,8 @@
-import { Body, Controller, Delete, Get, HttpCode, Post } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Patch, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { UuidParam } from '../common/uuid-param.js';
 import { ApiKeysService } from './api-keys.service.js';
-import { Auth, type AuthContext } from './auth-context.js';
+import { Auth, type AuthContext, OWNERS, Roles } from './auth-context.js';
 import {
   ApiKeyResponseDto,
   ApiKeySummaryDto,
@@ -10,11 +10,12 @@ import {
   RotateApiKeyDto,
   RotatedApiKeyResponseDto,
   toApiKeySummary,
+  UpdateApiKeyDto,
 } from './keys.dto.js';
 
 /**
- * A tenant's own keys, managed with one of its API keys (device tokens cannot): issue device tokens enrolled for
- * some models, list, revoke (refused by every replica from the next request on) and rotate.
+ * A tenant's own keys, managed by its owners: issue keys of any role (device tokens enrolled for some models), list,
+ * rename, give an expiry, revoke (refused by every replica from the next request on) and rotate.
  */
 @ApiTags('keys')
 @ApiBearerAuth()
@@ -23,12 +24,14 @@ export class KeysController {
   constructor(private readonly keys: ApiKeysService) {}
 
   @Get()
+  @Roles(...OWNERS)
   @ApiOkResponse({ type: [ApiKeySummaryDto] })
   async list(@Auth() auth: AuthContext): Promise<ApiKeySummaryDto[]> {
     return (await this.keys.list(auth.tenantId)).map(toApiKeySummary);
   }
 
   @Post()
+  @Roles(...OWNERS)
   @HttpCode(201)
   @ApiCreatedResponse({ type: ApiKeyResponseDto })
   async create(@Auth() auth: AuthContext, @Body() dto: CreateApiKeyDto): Promise<ApiKeyResponseDto> {
@@ -36,13 +39,26 @@ export class KeysController {
     return { ...toApiKeySummary(entity), key };
   }
 
+  @Patch(':keyId')
+  @Roles(...OWNERS)
+  @ApiOkResponse({ type: ApiKeySummaryDto })
+  async update(
+    @Auth() auth: AuthContext,
+    @UuidParam('keyId') keyId: string,
+    @Body() dto: UpdateApiKeyDto,
+  ): Promise<ApiKeySummaryDto> {
+    return toApiKeySummary(await this.keys.update(auth.tenantId, keyId, dto));
+  }
+
   @Delete(':keyId')
+  @Roles(...OWNERS)
   @ApiOkResponse({ type: ApiKeySummaryDto })
   async revoke(@Auth() auth: AuthContext, @UuidParam('keyId') keyId: string): Promise<ApiKeySummaryDto> {
     return toApiKeySummary(await this.keys.revoke(auth.tenantId, keyId));
   }
 
   @Post(':keyId/rotate')
+  @Roles(...OWNERS)
   @HttpCode(201)
   @ApiCreatedResponse({ type: RotatedApiKeyResponseDto })
   async rotate(

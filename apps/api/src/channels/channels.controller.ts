@@ -1,6 +1,6 @@
 import { Body, Controller, Get, Param, Put } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
-import { Auth, type AuthContext } from '../auth/auth-context.js';
+import { Auth, type AuthContext, READERS, Roles, WRITERS } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { ChannelMoveResponseDto, ChannelResponseDto, MoveChannelDto } from './channels.dto.js';
 import { ChannelsService } from './channels.service.js';
@@ -12,6 +12,7 @@ export class ChannelsController {
   constructor(private readonly channels: ChannelsService) {}
 
   @Get()
+  @Roles(...READERS)
   @ApiOkResponse({ type: [ChannelResponseDto] })
   list(@Auth() auth: AuthContext, @UuidParam('modelId') modelId: string): Promise<ChannelResponseDto[]> {
     return this.channels.list(auth.tenantId, modelId);
@@ -19,6 +20,7 @@ export class ChannelsController {
 
   /** Moves (or creates) a channel; every move is recorded with the key that made it. */
   @Put(':name')
+  @Roles(...WRITERS)
   @ApiOkResponse({ type: ChannelResponseDto })
   move(
     @Auth() auth: AuthContext,
@@ -30,6 +32,7 @@ export class ChannelsController {
   }
 
   @Get(':name/history')
+  @Roles(...READERS)
   @ApiOkResponse({ type: [ChannelMoveResponseDto] })
   history(
     @Auth() auth: AuthContext,

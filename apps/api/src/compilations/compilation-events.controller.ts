@@ -1,7 +1,7 @@
 import { Controller, Get, HttpCode, Post, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import { Auth, type AuthContext, Public } from '../auth/auth-context.js';
+import { Auth, type AuthContext, Public, READERS, Roles } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { CompilationEventsService } from './compilation-events.service.js';
 import { CompilationEventsTokenResponseDto } from './compilations.dto.js';
@@ -13,6 +13,7 @@ export class CompilationEventsController {
 
   /** A short-lived token for the event stream, for clients that cannot send headers (EventSource). */
   @Post('events-token')
+  @Roles(...READERS)
   @HttpCode(201)
   @ApiBearerAuth()
   @ApiCreatedResponse({ type: CompilationEventsTokenResponseDto })

@@ -8,7 +8,7 @@ import {
   ApiTags,
 } from '@nestjs/swagger';
 import type { Response } from 'express';
-import { Auth, type AuthContext } from '../auth/auth-context.js';
+import { Auth, type AuthContext, READERS, Roles, WRITERS } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import {
   BuildLogResponseDto,
@@ -26,6 +26,7 @@ export class CompilationsController {
 
   /** 201 with a new compilation, or 200 with the existing one for a repeated Idempotency-Key. */
   @Post('versions/:versionId/compilations')
+  @Roles(...WRITERS)
   @ApiCreatedResponse({ type: CompilationResponseDto, description: 'A new compilation' })
   @ApiOkResponse({ type: CompilationResponseDto, description: 'The compilation of an Idempotency-Key used before' })
   @ApiHeader({
@@ -47,18 +48,21 @@ export class CompilationsController {
   }
 
   @Get('compilations')
+  @Roles(...READERS)
   @ApiOkResponse({ type: [CompilationResponseDto] })
   list(@Auth() auth: AuthContext, @Query() query: ListCompilationsQueryDto): Promise<CompilationResponseDto[]> {
     return this.compilations.list(auth.tenantId, query.versionId);
   }
 
   @Get('compilations/:compilationId')
+  @Roles(...READERS)
   @ApiOkResponse({ type: CompilationResponseDto })
   get(@Auth() auth: AuthContext, @UuidParam('compilationId') id: string): Promise<CompilationResponseDto> {
     return this.compilations.get(auth.tenantId, id);
   }
 
   @Get('compilations/:compilationId/builds/:targetId/log')
+  @Roles(...READERS)
   @ApiOkResponse({ type: BuildLogResponseDto })
   log(
     @Auth() auth: AuthContext,
@@ -69,6 +73,7 @@ export class CompilationsController {
   }
 
   @Post('compilations/:compilationId/cancel')
+  @Roles(...WRITERS)
   @HttpCode(202)
   @ApiAcceptedResponse({ type: CompilationResponseDto })
   cancel(@Auth() auth: AuthContext, @UuidParam('compilationId') id: string): Promise<CompilationResponseDto> {

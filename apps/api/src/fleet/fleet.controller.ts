@@ -1,6 +1,6 @@
 import { Controller, Get, Param } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
-import { Auth, type AuthContext } from '../auth/auth-context.js';
+import { Auth, type AuthContext, READERS, Roles } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { FleetViewDto } from './fleet.dto.js';
 import { FleetService } from './fleet.service.js';
@@ -13,6 +13,7 @@ export class FleetController {
 
   /** Per device class: what it runs, on-device speedup next to the build host's, failures, and the rollout. */
   @Get()
+  @Roles(...READERS)
   @ApiOkResponse({ type: FleetViewDto })
   view(
     @Auth() auth: AuthContext,

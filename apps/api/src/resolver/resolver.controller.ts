@@ -1,6 +1,6 @@
 import { Body, Controller, Get, HttpCode, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
-import { Auth, type AuthContext, DeviceAllowed, Public } from '../auth/auth-context.js';
+import { Auth, type AuthContext, EVERY_ROLE, Public, Roles } from '../auth/auth-context.js';
 import { SigningPublicKey } from '../portable-signing/signing-key.js';
 import { ResolutionResponseDto, ResolveRequestDto, SigningKeyDto } from './resolver.dto.js';
 import { ResolverService } from './resolver.service.js';
@@ -18,7 +18,7 @@ export class ResolverController {
   @HttpCode(200)
   @ApiBearerAuth()
   @ApiOkResponse({ type: ResolutionResponseDto })
-  @DeviceAllowed()
+  @Roles(...EVERY_ROLE)
   resolve(@Auth() auth: AuthContext, @Body() dto: ResolveRequestDto): Promise<ResolutionResponseDto> {
     return this.resolver.resolve(auth.tenantId, dto, auth.modelScope);
   }

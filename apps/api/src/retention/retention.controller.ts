@@ -1,6 +1,6 @@
 import { Controller, Delete, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
-import { Auth, type AuthContext } from '../auth/auth-context.js';
+import { Auth, type AuthContext, OWNERS, Roles } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { DeleteQueryDto, DeletionResponseDto } from './retention.dto.js';
 import { DeletionsService } from './deletions.service.js';
@@ -16,6 +16,7 @@ export class RetentionController {
   constructor(private readonly deletions: DeletionsService) {}
 
   @Delete('models/:modelId')
+  @Roles(...OWNERS)
   @ApiOkResponse({ type: DeletionResponseDto })
   deleteModel(
     @Auth() auth: AuthContext,
@@ -26,6 +27,7 @@ export class RetentionController {
   }
 
   @Delete('versions/:versionId')
+  @Roles(...OWNERS)
   @ApiOkResponse({ type: DeletionResponseDto })
   deleteVersion(
     @Auth() auth: AuthContext,
@@ -36,6 +38,7 @@ export class RetentionController {
   }
 
   @Delete('artifacts/:artifactId')
+  @Roles(...OWNERS)
   @ApiOkResponse({ type: DeletionResponseDto })
   deleteArtifact(
     @Auth() auth: AuthContext,

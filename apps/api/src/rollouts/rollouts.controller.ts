@@ -1,6 +1,6 @@
 import { Body, Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
-import { Auth, type AuthContext } from '../auth/auth-context.js';
+import { Auth, type AuthContext, READERS, Roles, WRITERS } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { RolloutControlDto, RolloutResponseDto, StartRolloutDto } from './rollouts.dto.js';
 import { RolloutsService } from './rollouts.service.js';
@@ -13,6 +13,7 @@ export class RolloutsController {
 
   /** Moves the channel to a version in stages (10 % → 50 % → 100 % by default), gated by what devices report. */
   @Post('models/:modelId/channels/:name/rollouts')
+  @Roles(...WRITERS)
   @ApiCreatedResponse({ type: RolloutResponseDto })
   start(
     @Auth() auth: AuthContext,
@@ -25,6 +26,7 @@ export class RolloutsController {
 
   /** The channel's rollouts, newest first, each with its history. */
   @Get('models/:modelId/channels/:name/rollouts')
+  @Roles(...READERS)
   @ApiOkResponse({ type: [RolloutResponseDto] })
   list(
     @Auth() auth: AuthContext,
@@ -35,6 +37,7 @@ export class RolloutsController {
   }
 
   @Get('rollouts/:rolloutId')
+  @Roles(...READERS)
   @ApiOkResponse({ type: RolloutResponseDto })
   get(@Auth() auth: AuthContext, @UuidParam('rolloutId') id: string): Promise<RolloutResponseDto> {
     return this.rollouts.get(auth.tenantId, id);
@@ -42,6 +45,7 @@ export class RolloutsController {
 
   /** Stops promotion (devices keep what they have) until resumed. */
   @Post('rollouts/:rolloutId/pause')
+  @Roles(...WRITERS)
   @HttpCode(200)
   @ApiOkResponse({ type: RolloutResponseDto })
   pause(
@@ -54,6 +58,7 @@ export class RolloutsController {
 
   /** Goes on from the stage it was paused at (the stage's hold starts over). */
   @Post('rollouts/:rolloutId/resume')
+  @Roles(...WRITERS)
   @HttpCode(200)
   @ApiOkResponse({ type: RolloutResponseDto })
   resume(
@@ -66,6 +71,7 @@ export class RolloutsController {
 
   /** Every device gets the previous version again; the channel stays where it was. */
   @Post('rollouts/:rolloutId/rollback')
+  @Roles(...WRITERS)
   @HttpCode(200)
   @ApiOkResponse({ type: RolloutResponseDto })
   rollback(

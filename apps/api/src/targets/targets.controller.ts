@@ -3,6 +3,7 @@ import { ApiBearerAuth, ApiOkResponse, ApiProperty, ApiTags } from '@nestjs/swag
 import { Client } from '@temporalio/client';
 import { TARGETS, taskQueueFor, type TargetRequirement } from '@kiln/targets';
 import { queuesWithPollers } from '@kiln/temporal';
+import { READERS, Roles } from '../auth/auth-context.js';
 
 export class TargetResponseDto {
   @ApiProperty() id!: string;
@@ -21,6 +22,7 @@ export class TargetsController {
 
   /** The target catalog, and which targets a build worker is serving right now. */
   @Get()
+  @Roles(...READERS)
   @ApiOkResponse({ type: [TargetResponseDto] })
   async list(): Promise<TargetResponseDto[]> {
     const online = await queuesWithPollers(

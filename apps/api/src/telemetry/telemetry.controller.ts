@@ -1,6 +1,6 @@
 import { Body, Controller, HttpCode, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
-import { Auth, type AuthContext, DeviceAllowed } from '../auth/auth-context.js';
+import { Auth, type AuthContext, Roles } from '../auth/auth-context.js';
 import { TelemetryAckDto, TelemetryBatchDto } from './telemetry.dto.js';
 import { TelemetryService } from './telemetry.service.js';
 
@@ -18,7 +18,8 @@ export class TelemetryController {
   @HttpCode(200)
   @ApiBearerAuth()
   @ApiOkResponse({ type: TelemetryAckDto })
-  @DeviceAllowed()
+  // Not viewers: a report changes what the resolver serves and what rollout gates decide.
+  @Roles('owner', 'developer', 'device')
   ingest(@Auth() auth: AuthContext, @Body() dto: TelemetryBatchDto): Promise<TelemetryAckDto> {
     return this.telemetry.ingest(auth.tenantId, dto, auth.modelScope);
   }

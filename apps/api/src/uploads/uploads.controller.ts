@@ -1,7 +1,7 @@
 import { Body, Controller, Delete, Get, Headers, HttpCode, Post, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
-import { Auth, type AuthContext } from '../auth/auth-context.js';
+import { Auth, type AuthContext, READERS, Roles, WRITERS } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { ModelVersionResponseDto } from '../versions/versions.dto.js';
 import { UploadIdParam } from './upload-id-param.js';
@@ -27,6 +27,7 @@ export class UploadsController {
 
   /** 201 with a new upload, or 200 with the existing one for a repeated Idempotency-Key. */
   @Post('models/:modelId/uploads')
+  @Roles(...WRITERS)
   @ApiHeader({
     name: 'Idempotency-Key',
     required: false,
@@ -47,12 +48,14 @@ export class UploadsController {
   }
 
   @Get('uploads/:uploadId')
+  @Roles(...READERS)
   @ApiOkResponse({ type: UploadStatusResponseDto })
   get(@Auth() auth: AuthContext, @UploadIdParam() uploadId: string): Promise<UploadStatusResponseDto> {
     return this.uploads.get(auth.tenantId, uploadId);
   }
 
   @Post('uploads/:uploadId/parts')
+  @Roles(...WRITERS)
   @HttpCode(200)
   @ApiOkResponse({ type: PartUrlsResponseDto })
   partUrls(
@@ -64,6 +67,7 @@ export class UploadsController {
   }
 
   @Post('uploads/:uploadId/complete')
+  @Roles(...WRITERS)
   @HttpCode(200)
   @ApiOkResponse({ type: ModelVersionResponseDto })
   complete(
@@ -75,6 +79,7 @@ export class UploadsController {
   }
 
   @Delete('uploads/:uploadId')
+  @Roles(...WRITERS)
   @ApiOkResponse({ type: UploadResponseDto })
   abort(@Auth() auth: AuthContext, @UploadIdParam() uploadId: string): Promise<UploadResponseDto> {
     return this.uploads.abort(auth.tenantId, uploadId);

@@ -9,7 +9,7 @@ import {
   ApiTags,
 } from '@nestjs/swagger';
 import type { Request } from 'express';
-import { Auth, type AuthContext } from '../auth/auth-context.js';
+import { Auth, type AuthContext, READERS, Roles, WRITERS } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { ModelVersionResponseDto } from './versions.dto.js';
 import { VersionsService } from './versions.service.js';
@@ -21,6 +21,7 @@ export class VersionsController {
   constructor(private readonly versions: VersionsService) {}
 
   @Post('models/:modelId/versions')
+  @Roles(...WRITERS)
   @HttpCode(201)
   @ApiConsumes('application/octet-stream')
   @ApiBody({
@@ -44,12 +45,14 @@ export class VersionsController {
   }
 
   @Get('models/:modelId/versions')
+  @Roles(...READERS)
   @ApiOkResponse({ type: [ModelVersionResponseDto] })
   list(@Auth() auth: AuthContext, @UuidParam('modelId') modelId: string): Promise<ModelVersionResponseDto[]> {
     return this.versions.list(auth.tenantId, modelId);
   }
 
   @Get('versions/:versionId')
+  @Roles(...READERS)
   @ApiOkResponse({ type: ModelVersionResponseDto })
   get(@Auth() auth: AuthContext, @UuidParam('versionId') versionId: string): Promise<ModelVersionResponseDto> {
     return this.versions.get(auth.tenantId, versionId);

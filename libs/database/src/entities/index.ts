@@ -39,7 +39,7 @@ export {
   TenantEntity,
   UploadEntity,
 };
-export { ALL_MODELS, type ApiKeyKind } from './api-key.entity.js';
+export { ALL_MODELS, API_KEY_ROLES, type ApiKeyKind, type ApiKeyRole } from './api-key.entity.js';
 export type { UploadChecksumAlgorithm, UploadStatus } from './upload.entity.js';
 export type { RolloutClassState, RolloutGates, RolloutStatus } from './rollout.entity.js';
 export type { RolloutEventKind } from './rollout-event.entity.js';
