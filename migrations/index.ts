@@ -7,6 +7,7 @@ import { PortableModelObject1764907200000 } from './1764907200000-PortableModelO
 import { FleetEvidence1764950400000 } from './1764950400000-FleetEvidence.js';
 import { BlobLedger1765000000000 } from './1765000000000-BlobLedger.js';
 import { KeyRoles1765000100000 } from './1765000100000-KeyRoles.js';
+import { AuditLog1765000200000 } from './1765000200000-AuditLog.js';
 
 export const MIGRATIONS = [
   InitialSchema1764151200000,
@@ -17,4 +18,5 @@ export const MIGRATIONS = [
   FleetEvidence1764950400000,
   BlobLedger1765000000000,
   KeyRoles1765000100000,
+  AuditLog1765000200000,
 ];

@@ -61,6 +61,8 @@ let template: ArtifactManifest;
  * What the test's build host does with a build, by model version (taken once: a retry, or a build of an earlier run
  * still in Temporal, finds nothing planned and fails).
  */
+/** Lets a held build go on (also when a test failed while holding it, so that the run ends). */
+let releaseHeld: () => void = () => undefined;
 const plannedBuilds = new Map<string, (input: BuildTargetInput) => Promise<BuildTargetResult>>();
 
 function part(bytes: Buffer): { bytes: Buffer; sha256: string; size: number } {
@@ -125,16 +127,20 @@ async function compile(versionId: string): Promise<string> {
   return (res.body as { id: string }).id;
 }
 
-/** Every row of every table of the database, as text, that mentions one of `needles`. */
-async function rowsMentioning(needles: string[]): Promise<string[]> {
+/** Every row of every table of the database but the audit log, as text, that mentions one of `needles`. */
+async function rowsMentioning(needles: string[], ofTenant?: string): Promise<string[]> {
   const tables = await db.query<{ name: string }[]>(
     `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition`,
+      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+        AND c.relname <> 'audit_events'`,
   );
   const found: string[] = [];
   for (const { name } of tables) {
     const rows = await db.query<{ row: string }[]>(`SELECT row_to_json(t)::text AS row FROM "${name}" t`);
-    for (const { row } of rows) if (needles.some((n) => row.includes(n))) found.push(`${name}: ${row.slice(0, 300)}`);
+    for (const { row } of rows) {
+      if (ofTenant && !row.includes(ofTenant)) continue;
+      if (needles.some((n) => row.includes(n))) found.push(`${name}: ${row.slice(0, 300)}`);
+    }
   }
   return found;
 }
@@ -167,6 +173,7 @@ before(async () => {
 });
 
 after(async () => {
+  releaseHeld();
   host?.shutdown();
   await hostRunning;
   await nativeConnection?.close();
@@ -202,10 +209,9 @@ test('deleting a model leaves nothing of it behind, while a concurrent build of 
   // B's build: told the shared blob is stored, it uploads only its code part, and waits.
   let grantedB!: (grant: BuildUploadsGrant) => void;
   const grantB = new Promise<BuildUploadsGrant>((resolve) => (grantedB = resolve));
-  let releaseB!: () => void;
   plannedBuilds.set(
     b.versionId,
-    honestBuild({ code: codeB, weights: shared }, grantedB, new Promise((resolve) => (releaseB = resolve))),
+    honestBuild({ code: codeB, weights: shared }, grantedB, new Promise<void>((resolve) => (releaseHeld = resolve))),
   );
   const compilationB = await compile(b.versionId);
   const grant = await grantB;
@@ -237,7 +243,7 @@ test('deleting a model leaves nothing of it behind, while a concurrent build of 
   assert.equal(await s3.size(objectKeys.blob(tenant.id, shared.sha256)), shared.size);
 
   // B goes on: it publishes with the shared blob it never uploaded.
-  releaseB();
+  releaseHeld();
   const doneB = await waitForCompilation(app, tenant, compilationB);
   assert.equal(doneB.status, 'succeeded', JSON.stringify(doneB, null, 2));
   const artifactB = doneB.builds[0].artifact!.id;
@@ -272,10 +278,21 @@ test('deleting a model leaves nothing of it behind, while a concurrent build of 
   const contentHashA = (a.body as { contentHash: string }).contentHash;
   assert.match(contentHashA, /^[0-9a-f]{64}$/);
   assert.deepEqual(
-    await rowsMentioning([a.modelId, a.versionId, artifactA, compilationA.id, cacheKeyA, codeA.sha256, contentHashA]),
+    await rowsMentioning([a.modelId, a.versionId, artifactA, compilationA.id, cacheKeyA, codeA.sha256]),
     [],
   );
+  // The fixture's content is other tenants' too (earlier runs): in this tenant's rows it is gone.
+  assert.deepEqual(await rowsMentioning([contentHashA], tenant.id), []);
   assert.notDeepEqual(await rowsMentioning([b.versionId]), [], 'B is whole');
+  // Beyond the audit record: the delete is there, with the id it removed.
+  const audit = (await api(app).get('/v1/audit-events').query({ targetId: a.modelId }).set(tenant.auth).expect(200))
+    .body as { events: { action: string; status: number }[] };
+  const deletes = audit.events.map((e) => `${e.action} ${e.status}`).filter((e) => e.startsWith('DELETE'));
+  assert.deepEqual(deletes, [
+    'DELETE /v1/models/:modelId 404',
+    'DELETE /v1/models/:modelId 200',
+    'DELETE /v1/models/:modelId 409',
+  ]);
 });
 
 test('a version or an artifact is refused while a channel points at it; an artifact forced goes alone', async () => {

@@ -22,7 +22,7 @@ const keys = {} as Record<Role, string>;
 
 async function matrixFromDocs(): Promise<Map<string, Record<Role, boolean>>> {
   const doc = await readFile(path.join(REPO_ROOT, 'docs/security.md'), 'utf8');
-  const section = doc.slice(doc.indexOf('## Roles'), doc.indexOf('## Fair use'));
+  const section = doc.slice(doc.indexOf('## Roles'), doc.indexOf('## Audit log'));
   const matrix = new Map<string, Record<Role, boolean>>();
   for (const line of section.split('\n')) {
     const m = /^\| `([A-Z]+ \/[^`]+)` \| (.) \| (.) \| (.) \| (.) \|$/.exec(line);

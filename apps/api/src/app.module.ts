@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { CoreModule, StorageModule } from '@kiln/core';
 import { ArtifactsModule } from './artifacts/artifacts.module.js';
+import { AuditModule } from './audit/audit.module.js';
 import { AuthModule } from './auth/auth.module.js';
 import { ChannelsModule } from './channels/channels.module.js';
 import { CompilationsModule } from './compilations/compilations.module.js';
@@ -33,6 +34,7 @@ import { VersionsModule } from './versions/versions.module.js';
     RolloutsModule,
     FleetModule,
     RetentionModule,
+    AuditModule,
   ],
   controllers: [HealthController, TargetsController],
 })

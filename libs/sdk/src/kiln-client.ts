@@ -21,6 +21,7 @@ import type {
   ChannelMove,
   Compilation,
   CompilationEvent,
+  AuditEventPage,
   CreateApiKeyRequest,
   DeletionResult,
   UpdateApiKeyRequest,
@@ -349,6 +350,26 @@ export class KilnClient {
   /** Renames a key, or sets (or clears, with "never") its expiry. */
   updateKey(keyId: string, body: UpdateApiKeyRequest, o: Pick<RequestOptions, 'signal'> = {}): Promise<ApiKeySummary> {
     return this.call('updateKey', { ...o, params: { keyId }, body });
+  }
+
+  /** The tenant's audit log, newest first (owners); pass `cursor: page.nextCursor` for the next page. */
+  listAuditEvents(
+    query: {
+      keyId?: string;
+      action?: string;
+      targetId?: string;
+      since?: string;
+      until?: string;
+      limit?: number;
+      cursor?: string;
+    } = {},
+    o: Pick<RequestOptions, 'signal'> = {},
+  ): Promise<AuditEventPage> {
+    const { limit, ...rest } = query;
+    return this.call('listAuditEvents', {
+      ...o,
+      query: { ...rest, limit: limit === undefined ? undefined : String(limit) },
+    });
   }
 
   // --- deletes (owners; refused with RESOURCE_IN_USE while a channel or rollout points at it, unless force) ------

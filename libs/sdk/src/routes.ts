@@ -48,6 +48,7 @@ export const ROUTES = {
   deleteModel: { method: 'DELETE', path: '/v1/models/{modelId}' },
   deleteVersion: { method: 'DELETE', path: '/v1/versions/{versionId}' },
   deleteArtifact: { method: 'DELETE', path: '/v1/artifacts/{artifactId}' },
+  listAuditEvents: { method: 'GET', path: '/v1/audit-events' },
 } as const satisfies Record<string, { method: HttpMethod; path: string }>;
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';

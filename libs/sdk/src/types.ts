@@ -135,6 +135,28 @@ export interface UpdateApiKeyRequest {
   expiresAt?: string;
 }
 
+/** One mutation of the tenant's audit log (GET /v1/audit-events, owners only). */
+export interface AuditEvent {
+  id: string;
+  at: string;
+  actor: 'key' | 'admin';
+  keyId: string | null;
+  role: string | null;
+  /** Method and route template: `DELETE /v1/models/:modelId`. */
+  action: string;
+  targetIds: Record<string, string>;
+  resultIds: Record<string, string>;
+  status: number;
+  errorCode: string | null;
+  ip: string;
+  userAgent: string;
+}
+
+export interface AuditEventPage {
+  events: AuditEvent[];
+  nextCursor: string | null;
+}
+
 /** What a delete removed (DELETE /v1/models/:id, /v1/versions/:id, /v1/artifacts/:id). */
 export interface DeletionResult {
   deleted: {

@@ -2,6 +2,7 @@ import { Controller, Get, HttpCode, Post, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { Auth, type AuthContext, Public, READERS, Roles } from '../auth/auth-context.js';
+import { NotAudited } from '../audit/not-audited.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { CompilationEventsService } from './compilation-events.service.js';
 import { CompilationEventsTokenResponseDto } from './compilations.dto.js';
@@ -14,6 +15,7 @@ export class CompilationEventsController {
   /** A short-lived token for the event stream, for clients that cannot send headers (EventSource). */
   @Post('events-token')
   @Roles(...READERS)
+  @NotAudited()
   @HttpCode(201)
   @ApiBearerAuth()
   @ApiCreatedResponse({ type: CompilationEventsTokenResponseDto })

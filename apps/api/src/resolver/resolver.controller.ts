@@ -1,6 +1,7 @@
 import { Body, Controller, Get, HttpCode, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { Auth, type AuthContext, EVERY_ROLE, Public, Roles } from '../auth/auth-context.js';
+import { NotAudited } from '../audit/not-audited.js';
 import { SigningPublicKey } from '../portable-signing/signing-key.js';
 import { ResolutionResponseDto, ResolveRequestDto, SigningKeyDto } from './resolver.dto.js';
 import { ResolverService } from './resolver.service.js';
@@ -19,6 +20,7 @@ export class ResolverController {
   @ApiBearerAuth()
   @ApiOkResponse({ type: ResolutionResponseDto })
   @Roles(...EVERY_ROLE)
+  @NotAudited()
   resolve(@Auth() auth: AuthContext, @Body() dto: ResolveRequestDto): Promise<ResolutionResponseDto> {
     return this.resolver.resolve(auth.tenantId, dto, auth.modelScope);
   }

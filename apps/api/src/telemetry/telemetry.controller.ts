@@ -1,6 +1,7 @@
 import { Body, Controller, HttpCode, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { Auth, type AuthContext, Roles } from '../auth/auth-context.js';
+import { NotAudited } from '../audit/not-audited.js';
 import { TelemetryAckDto, TelemetryBatchDto } from './telemetry.dto.js';
 import { TelemetryService } from './telemetry.service.js';
 
@@ -20,6 +21,8 @@ export class TelemetryController {
   @ApiOkResponse({ type: TelemetryAckDto })
   // Not viewers: a report changes what the resolver serves and what rollout gates decide.
   @Roles('owner', 'developer', 'device')
+  // Reports are stored as they came (telemetry_reports): auditing each would double a device's stream.
+  @NotAudited()
   ingest(@Auth() auth: AuthContext, @Body() dto: TelemetryBatchDto): Promise<TelemetryAckDto> {
     return this.telemetry.ingest(auth.tenantId, dto, auth.modelScope);
   }

@@ -1,5 +1,6 @@
 import { ApiKeyEntity } from './api-key.entity.js';
 import { ArtifactBlobEntity } from './artifact-blob.entity.js';
+import { AuditEventEntity } from './audit-event.entity.js';
 import { ArtifactEntity } from './artifact.entity.js';
 import { BlobPinEntity } from './blob-pin.entity.js';
 import { BlobEntity } from './blob.entity.js';
@@ -21,6 +22,7 @@ import { UploadEntity } from './upload.entity.js';
 export {
   ApiKeyEntity,
   ArtifactBlobEntity,
+  AuditEventEntity,
   ArtifactEntity,
   BlobEntity,
   BlobPinEntity,
@@ -66,4 +68,5 @@ export const ENTITIES = [
   BlobPinEntity,
   ArtifactBlobEntity,
   ObjectDeletionEntity,
+  AuditEventEntity,
 ];
