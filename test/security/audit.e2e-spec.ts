@@ -112,6 +112,10 @@ test('filters (key, action, id, time) and pages that add up to the whole log', a
   assert.deepEqual(walked, all);
   const bad = await api(app).get('/v1/audit-events').query({ cursor: 'bm9wZQ' }).set(tenant.auth).expect(400);
   assert.equal((bad.body as { error: { code: string } }).error.code, 'VALIDATION_FAILED');
+  // A cursor or a date PostgreSQL cannot take is the client's error, not a 500.
+  const forged = Buffer.from(`2026-01-01T00:00:00.000Z|${'-'.repeat(36)}`).toString('base64url');
+  await api(app).get('/v1/audit-events').query({ cursor: forged }).set(tenant.auth).expect(400);
+  await api(app).get('/v1/audit-events').query({ since: '0000-01-01T00:00:00Z' }).set(tenant.auth).expect(400);
 });
 
 test('only owners read it; another tenant sees none of it', async () => {

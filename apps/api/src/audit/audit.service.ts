@@ -76,8 +76,8 @@ export class AuditService {
         { targetId: query.targetId },
       );
     }
-    if (query.since) qb.andWhere('e.at >= :since', { since: new Date(query.since) });
-    if (query.until) qb.andWhere('e.at < :until', { until: new Date(query.until) });
+    if (query.since) qb.andWhere('e.at >= :since', { since: storableDate(query.since, 'since') });
+    if (query.until) qb.andWhere('e.at < :until', { until: storableDate(query.until, 'until') });
     if (query.cursor) {
       const cursor = parseCursor(query.cursor);
       qb.andWhere(`(date_trunc('milliseconds', e.at), e.id) < (:at, :id)`, cursor);
@@ -100,8 +100,24 @@ function makeCursor(e: AuditEventEntity): string {
 function parseCursor(cursor: string): { at: Date; id: string } {
   const [at, id] = Buffer.from(cursor, 'base64url').toString().split('|');
   const date = new Date(at ?? '');
-  if (Number.isNaN(date.getTime()) || !/^[0-9a-f-]{36}$/.test(id ?? '')) {
+  if (!inStorableRange(date) || !UUID.test(id ?? '')) {
     throw new KilnError(ErrorCode.VALIDATION_FAILED, "Invalid cursor: pass the previous page's nextCursor.");
   }
   return { at: date, id };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Dates PostgreSQL stores as they are (a year 0 or one past 9999 would be its error, a 500, not the client's). */
+function inStorableRange(date: Date): boolean {
+  const year = date.getUTCFullYear();
+  return !Number.isNaN(date.getTime()) && year >= 1 && year <= 9999;
+}
+
+function storableDate(value: string, field: string): Date {
+  const date = new Date(value);
+  if (!inStorableRange(date)) {
+    throw new KilnError(ErrorCode.VALIDATION_FAILED, `${field}: a date-time between the years 1 and 9999`);
+  }
+  return date;
 }

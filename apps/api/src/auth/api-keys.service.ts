@@ -178,6 +178,9 @@ export class ApiKeysService implements OnModuleInit, OnModuleDestroy {
     }
     const expiresAt =
       change.expiresAt === undefined ? undefined : change.expiresAt === 'never' ? null : new Date(change.expiresAt);
+    if (expiresAt && expiresAt.getUTCFullYear() > 9999) {
+      throw new KilnError(ErrorCode.VALIDATION_FAILED, '"expiresAt" must be before the year 10000.');
+    }
     if (expiresAt && expiresAt.getTime() <= Date.now()) {
       throw new KilnError(ErrorCode.VALIDATION_FAILED, '"expiresAt" must be in the future (revoke the key instead).');
     }
