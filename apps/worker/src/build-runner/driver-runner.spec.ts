@@ -13,6 +13,7 @@ import {
   INSECURE_LOG_PREFIX,
   parseProgress,
   runCompileDriver,
+  scrubHostPaths,
 } from './driver-runner.js';
 import type { SandboxHost } from './sandbox-probe.js';
 import { requireFullSandbox } from './testing/require-sandbox.js';
@@ -298,5 +299,28 @@ describe('parseProgress', () => {
     assert.equal(parseProgress('{"event":"other"}'), null);
     assert.equal(parseProgress('{not json'), null);
     assert.equal(parseProgress('plain text'), null);
+  });
+});
+
+describe('scrubHostPaths', () => {
+  it('names the host paths a tenant reads in its build log, and only whole paths', () => {
+    const paths: [string, string][] = [
+      ['/srv/kiln/.kiln/work/job-abc', '<job>'],
+      ['/srv/kiln/.kiln/venv', '<venv>'],
+      ['/srv/kiln', '<kiln>'],
+    ];
+    const log = [
+      'File "/srv/kiln/.kiln/venv/lib/python3.11/site-packages/torch/_inductor/compile.py", line 3',
+      'wrote /srv/kiln/.kiln/work/job-abc/out/manifest.json',
+      'driver at /srv/kiln/python/driver; not ours: /srv/kiln2/x and /srv/kiln-old/y',
+    ].join('\n');
+    assert.equal(
+      scrubHostPaths(log, paths),
+      [
+        'File "<venv>/lib/python3.11/site-packages/torch/_inductor/compile.py", line 3',
+        'wrote <job>/out/manifest.json',
+        'driver at <kiln>/python/driver; not ours: /srv/kiln2/x and /srv/kiln-old/y',
+      ].join('\n'),
+    );
   });
 });

@@ -111,7 +111,7 @@ export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<D
     await folder?.remove();
   };
   const base = (log: string, sandbox: SandboxRecord | null): OutcomeBase => ({
-    log: sandbox?.mode === 'insecure-local' ? markInsecure(log) : log,
+    log: scrubHostPaths(sandbox?.mode === 'insecure-local' ? markInsecure(log) : log, hostPaths(opts, folder)),
     jobDir: folder?.dir ?? '',
     sandbox,
     durationMs: Date.now() - started,
@@ -197,11 +197,39 @@ export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<D
   return {
     ok: false,
     code: outcome.code,
-    message: outcome.message,
+    message: scrubHostPaths(outcome.message, hostPaths(opts, folder)),
     ...(outcome.details ? { details: outcome.details } : {}),
     retryable: outcome.retryable,
     ...base(log, result.record),
   };
+}
+
+/**
+ * Where this host keeps things, longest first, and the names the tenant reads instead. A build log is shown to the
+ * tenant: it should tell what happened in the job, not how the build host is laid out.
+ */
+function hostPaths(opts: RunCompileDriverOptions, folder: JobFolder | null): [string, string][] {
+  const venv = path.dirname(path.dirname(path.resolve(opts.pythonPath)));
+  const named: [string, string][] = [
+    ...(folder ? ([[folder.dir, '<job>']] as [string, string][]) : []),
+    [venv, '<venv>'],
+    [path.resolve(opts.workRoot), '<work>'],
+    [process.cwd(), '<kiln>'],
+  ];
+  return named.filter(([p]) => p.length > 1).sort((a, b) => b[0].length - a[0].length);
+}
+
+/** Replaces each host path (as a whole path prefix) by its name. */
+export function scrubHostPaths(text: string, paths: [string, string][]): string {
+  let out = text;
+  for (const [hostPath, name] of paths) {
+    out = out.replace(new RegExp(`${escapeRegExp(hostPath)}(?![\\w.-])`, 'g'), name);
+  }
+  return out;
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 function markInsecure(log: string): string {
