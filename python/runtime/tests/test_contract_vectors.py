@@ -1,0 +1,76 @@
+"""The shared test vectors of test/fixtures/contracts/ for the device runtime's matching rules.
+
+libs/matching/src/contract-vectors.spec.ts runs the same files against the server's TypeScript, so a rule one side
+applies differently fails one of the two test commands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kiln_runtime.fingerprint import validate_fingerprint
+from kiln_runtime.needs import check_needs
+from kiln_runtime.versions import (
+    compare_dotted,
+    cuda_major_minor,
+    normalize_compute_capability,
+    normalize_dotted,
+    parse_dotted,
+    parse_torch_version,
+)
+
+CONTRACTS = Path(__file__).resolve().parents[3] / "test" / "fixtures" / "contracts"
+
+
+def _load(name: str) -> dict[str, Any]:
+    return json.loads((CONTRACTS / name).read_text(encoding="utf-8"))
+
+
+VERSIONS = _load("versions.json")
+NEEDS = _load("needs.json")
+
+
+@pytest.mark.parametrize("vector", VERSIONS["dotted"], ids=lambda v: repr(v["input"]))
+def test_dotted_versions(vector: dict[str, Any]) -> None:
+    assert parse_dotted(vector["input"]) == vector["parsed"]
+    assert normalize_dotted(vector["input"]) == vector["normalized"]
+
+
+@pytest.mark.parametrize("vector", VERSIONS["compare"], ids=lambda v: f"{v['a']} vs {v['b']}")
+def test_dotted_comparison(vector: dict[str, Any]) -> None:
+    a, b = parse_dotted(vector["a"]), parse_dotted(vector["b"])
+    assert a is not None and b is not None
+    assert compare_dotted(a, b) == vector["result"]
+
+
+@pytest.mark.parametrize("vector", VERSIONS["torch"], ids=lambda v: repr(v["input"]))
+def test_torch_versions(vector: dict[str, Any]) -> None:
+    parsed = parse_torch_version(vector["input"])
+    assert (dataclasses.asdict(parsed) if parsed else None) == vector["parsed"]
+
+
+@pytest.mark.parametrize("vector", VERSIONS["cudaMajorMinor"], ids=lambda v: repr(v["input"]))
+def test_cuda_major_minor(vector: dict[str, Any]) -> None:
+    assert cuda_major_minor(vector["input"]) == vector["result"]
+
+
+@pytest.mark.parametrize("vector", VERSIONS["computeCapability"], ids=lambda v: repr(v["input"]))
+def test_compute_capabilities(vector: dict[str, Any]) -> None:
+    assert normalize_compute_capability(vector["input"]) == vector["result"]
+
+
+@pytest.mark.parametrize("name", sorted(NEEDS["fingerprints"]))
+def test_needs_fingerprints_are_valid(name: str) -> None:
+    assert validate_fingerprint(NEEDS["fingerprints"][name]) == []
+
+
+@pytest.mark.parametrize("vector", NEEDS["vectors"], ids=lambda v: v["name"])
+def test_needs_check_gives_the_resolvers_reasons(vector: dict[str, Any]) -> None:
+    check = check_needs(NEEDS["fingerprints"][vector["fingerprint"]], vector["manifest"])
+    assert (check.passed, check.failed) == (vector["passed"], vector["failed"])
+    assert check.compatible == (not vector["failed"])
