@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type DeviceFingerprint, validateFingerprint } from './fingerprint.js';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { type DeviceFingerprint, FINGERPRINT_LIMITS, validateFingerprint } from './fingerprint.js';
 import { type Candidate, checkCandidate } from './match-artifacts.js';
 import {
   compareDottedVersions,
@@ -21,8 +22,9 @@ import {
  * differently fails one of the two test commands.
  */
 
-const CONTRACTS = resolve(dirname(fileURLToPath(import.meta.url)), '../../../test/fixtures/contracts');
-const load = <T>(name: string) => JSON.parse(readFileSync(resolve(CONTRACTS, name), 'utf8')) as T;
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const readJson = <T>(path: string) => JSON.parse(readFileSync(resolve(REPO, path), 'utf8')) as T;
+const load = <T>(name: string) => readJson<T>(`test/fixtures/contracts/${name}`);
 
 interface VersionVectors {
   dotted: { input: string; parsed: number[] | null; normalized: string | null }[];
@@ -89,6 +91,81 @@ describe('shared vectors: the hard rules (test/fixtures/contracts/needs.json)', 
       const check = checkCandidate(fp, { artifactId: 'a', targetId: 't', manifest: v.manifest });
       assert.deepEqual({ passed: check.passed, failed: check.failed }, { passed: v.passed, failed: v.failed });
       assert.equal(check.compatible, v.failed.length === 0);
+    });
+  }
+});
+
+interface FingerprintVectors {
+  bases: Record<string, DeviceFingerprint>;
+  vectors: {
+    name: string;
+    base: string;
+    changes: Record<string, unknown>;
+    valid: boolean;
+    schema: boolean;
+    beyondSchema?: string;
+  }[];
+}
+
+/** The base with each change applied: a JSON Pointer to its new value, "$delete" removing it, "" the whole document. */
+function applyChanges(base: unknown, changes: Record<string, unknown>): unknown {
+  let doc = structuredClone(base);
+  for (const [pointer, value] of Object.entries(changes)) {
+    if (pointer === '') {
+      doc = value;
+      continue;
+    }
+    const keys = pointer.slice(1).split('/');
+    const last = keys.pop()!;
+    const parent = keys.reduce((o, k) => (o as Record<string, unknown>)[k], doc) as Record<string, unknown>;
+    if (value === '$delete') delete parent[last];
+    else parent[last] = structuredClone(value);
+  }
+  return doc;
+}
+
+describe('shared vectors: fingerprints (test/fixtures/contracts/fingerprints.json) and their schema', () => {
+  const file = load<FingerprintVectors>('fingerprints.json');
+  // The parts of the schema that state a limit.
+  interface Limited {
+    maxLength: number;
+    maxItems: number;
+    items: Limited;
+    properties: Record<string, Limited>;
+    oneOf: Limited[];
+  }
+  const schema = readJson<{ properties: Record<string, Limited>; $defs: Record<string, Limited> }>(
+    'libs/contracts/src/schemas/fingerprint.schema.json',
+  );
+  const schemaAccepts = new Ajv2020({ strict: true }).compile(schema);
+
+  it('the schema states the resolver’s limits', () => {
+    const { cpu, torch, gpus, hostname } = schema.properties;
+    assert.deepEqual(
+      {
+        maxCpuFlags: cpu.properties.flags.maxItems,
+        maxCpuFlagLength: cpu.properties.flags.items.maxLength,
+        maxGpus: gpus.maxItems,
+        maxNameLength: schema.$defs.name.maxLength,
+        maxVersionLength: torch.properties.version.maxLength,
+        maxHostnameLength: hostname.maxLength,
+      },
+      // maxErrors caps the resolver's answer, not the document.
+      Object.fromEntries(Object.entries(FINGERPRINT_LIMITS).filter(([key]) => key !== 'maxErrors')),
+    );
+    assert.equal(schema.$defs.nullableDotted.oneOf[1].maxLength, FINGERPRINT_LIMITS.maxVersionLength);
+  });
+
+  for (const v of file.vectors) {
+    it(`${v.valid ? 'accepts' : 'refuses'} ${v.name}`, () => {
+      const fp = applyChanges(file.bases[v.base], v.changes);
+      const checked = validateFingerprint(fp);
+      assert.equal(checked.ok, v.valid, checked.ok ? 'accepted' : checked.errors.join('; '));
+      assert.equal(schemaAccepts(fp), v.schema, JSON.stringify(schemaAccepts.errors));
+      // What the schema accepts the resolver accepts, but for the rules only the code states.
+      if (v.schema && !v.valid) assert.ok(v.beyondSchema, 'the schema accepts what the resolver refuses');
+      if (checked.ok)
+        assert.ok(schemaAccepts(checked.value), 'the resolver normalised it to a value the schema refuses');
     });
   }
 });

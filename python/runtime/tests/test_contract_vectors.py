@@ -6,14 +6,16 @@ applies differently fails one of the two test commands.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
-from kiln_runtime.fingerprint import validate_fingerprint
+from kiln_runtime.fingerprint import LIMITS, validate_fingerprint
 from kiln_runtime.needs import check_needs
 from kiln_runtime.versions import (
     compare_dotted,
@@ -24,7 +26,9 @@ from kiln_runtime.versions import (
     parse_torch_version,
 )
 
-CONTRACTS = Path(__file__).resolve().parents[3] / "test" / "fixtures" / "contracts"
+REPO = Path(__file__).resolve().parents[3]
+CONTRACTS = REPO / "test" / "fixtures" / "contracts"
+SCHEMAS = REPO / "libs" / "contracts" / "src" / "schemas"
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -33,6 +37,8 @@ def _load(name: str) -> dict[str, Any]:
 
 VERSIONS = _load("versions.json")
 NEEDS = _load("needs.json")
+FINGERPRINTS = _load("fingerprints.json")
+FINGERPRINT_SCHEMA = json.loads((SCHEMAS / "fingerprint.schema.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("vector", VERSIONS["dotted"], ids=lambda v: repr(v["input"]))
@@ -74,3 +80,43 @@ def test_needs_check_gives_the_resolvers_reasons(vector: dict[str, Any]) -> None
     check = check_needs(NEEDS["fingerprints"][vector["fingerprint"]], vector["manifest"])
     assert (check.passed, check.failed) == (vector["passed"], vector["failed"])
     assert check.compatible == (not vector["failed"])
+
+
+def _apply_changes(base: Any, changes: dict[str, Any]) -> Any:
+    """The base with each change applied: a JSON Pointer to its new value, "$delete" removing it, "" the whole
+    document (as libs/matching/src/contract-vectors.spec.ts applies them)."""
+    doc = copy.deepcopy(base)
+    for pointer, value in changes.items():
+        if pointer == "":
+            doc = value
+            continue
+        *keys, last = pointer[1:].split("/")
+        parent = doc
+        for key in keys:
+            parent = parent[int(key)] if isinstance(parent, list) else parent[key]
+        if value == "$delete":
+            del parent[last]
+        else:
+            parent[last] = copy.deepcopy(value)
+    return doc
+
+
+def test_the_fingerprint_schema_states_the_runtimes_limits() -> None:
+    props = FINGERPRINT_SCHEMA["properties"]
+    flags = props["cpu"]["properties"]["flags"]
+    assert {
+        "maxCpuFlags": flags["maxItems"],
+        "maxCpuFlagLength": flags["items"]["maxLength"],
+        "maxGpus": props["gpus"]["maxItems"],
+        "maxNameLength": FINGERPRINT_SCHEMA["$defs"]["name"]["maxLength"],
+        "maxVersionLength": props["torch"]["properties"]["version"]["maxLength"],
+        "maxHostnameLength": props["hostname"]["maxLength"],
+    } == LIMITS
+
+
+@pytest.mark.parametrize("vector", FINGERPRINTS["vectors"], ids=lambda v: v["name"])
+def test_fingerprint_validation_and_schema(vector: dict[str, Any]) -> None:
+    fp = _apply_changes(FINGERPRINTS["bases"][vector["base"]], vector["changes"])
+    errors = validate_fingerprint(fp)
+    assert (errors == []) == vector["valid"], errors
+    assert Draft202012Validator(FINGERPRINT_SCHEMA).is_valid(fp) == vector["schema"]
