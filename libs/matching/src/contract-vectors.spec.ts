@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { Ajv2020 } from 'ajv/dist/2020.js';
+import {
+  applyChanges,
+  compileSchema,
+  loadContractVectors,
+  readRepoJson,
+} from '../../../test/support/contract-vectors.js';
 import { type DeviceFingerprint, FINGERPRINT_LIMITS, validateFingerprint } from './fingerprint.js';
 import { type Candidate, checkCandidate } from './match-artifacts.js';
 import {
@@ -18,13 +20,8 @@ import {
 
 /**
  * The shared test vectors of test/fixtures/contracts/ for this library: the same files are run by the device
- * runtime's pytest (python/runtime/tests/test_contract_vectors.py) against kiln_runtime, so a rule one side applies
- * differently fails one of the two test commands.
+ * runtime's pytest (python/runtime/tests/test_contract_vectors.py) against kiln_runtime.
  */
-
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const readJson = <T>(path: string) => JSON.parse(readFileSync(resolve(REPO, path), 'utf8')) as T;
-const load = <T>(name: string) => readJson<T>(`test/fixtures/contracts/${name}`);
 
 interface VersionVectors {
   dotted: { input: string; parsed: number[] | null; normalized: string | null }[];
@@ -35,7 +32,7 @@ interface VersionVectors {
 }
 
 describe('shared vectors: versions (test/fixtures/contracts/versions.json)', () => {
-  const file = load<VersionVectors>('versions.json');
+  const file = loadContractVectors<VersionVectors>('versions.json');
 
   it('dotted versions: parsed and normalised', () => {
     for (const v of file.dotted) {
@@ -70,7 +67,7 @@ interface NeedsVectors {
 }
 
 describe('shared vectors: the hard rules (test/fixtures/contracts/needs.json)', () => {
-  const file = load<NeedsVectors>('needs.json');
+  const file = loadContractVectors<NeedsVectors>('needs.json');
 
   it('every fingerprint is one the resolver accepts unchanged, and each is used', () => {
     for (const [name, fp] of Object.entries(file.fingerprints)) {
@@ -107,25 +104,8 @@ interface FingerprintVectors {
   }[];
 }
 
-/** The base with each change applied: a JSON Pointer to its new value, "$delete" removing it, "" the whole document. */
-function applyChanges(base: unknown, changes: Record<string, unknown>): unknown {
-  let doc = structuredClone(base);
-  for (const [pointer, value] of Object.entries(changes)) {
-    if (pointer === '') {
-      doc = value;
-      continue;
-    }
-    const keys = pointer.slice(1).split('/');
-    const last = keys.pop()!;
-    const parent = keys.reduce((o, k) => (o as Record<string, unknown>)[k], doc) as Record<string, unknown>;
-    if (value === '$delete') delete parent[last];
-    else parent[last] = structuredClone(value);
-  }
-  return doc;
-}
-
 describe('shared vectors: fingerprints (test/fixtures/contracts/fingerprints.json) and their schema', () => {
-  const file = load<FingerprintVectors>('fingerprints.json');
+  const file = loadContractVectors<FingerprintVectors>('fingerprints.json');
   // The parts of the schema that state a limit.
   interface Limited {
     maxLength: number;
@@ -134,10 +114,10 @@ describe('shared vectors: fingerprints (test/fixtures/contracts/fingerprints.jso
     properties: Record<string, Limited>;
     oneOf: Limited[];
   }
-  const schema = readJson<{ properties: Record<string, Limited>; $defs: Record<string, Limited> }>(
+  const schema = readRepoJson<{ properties: Record<string, Limited>; $defs: Record<string, Limited> }>(
     'libs/contracts/src/schemas/fingerprint.schema.json',
   );
-  const schemaAccepts = new Ajv2020({ strict: true }).compile(schema);
+  const schemaAccepts = compileSchema('fingerprint');
 
   it('the schema states the resolver’s limits', () => {
     const { cpu, torch, gpus, hostname } = schema.properties;

@@ -84,7 +84,7 @@ def test_needs_check_gives_the_resolvers_reasons(vector: dict[str, Any]) -> None
 
 def _apply_changes(base: Any, changes: dict[str, Any]) -> Any:
     """The base with each change applied: a JSON Pointer to its new value, "$delete" removing it, "" the whole
-    document (as libs/matching/src/contract-vectors.spec.ts applies them)."""
+    document (as test/support/contract-vectors.ts applies them for node:test)."""
     doc = copy.deepcopy(base)
     for pointer, value in changes.items():
         if pointer == "":

@@ -26,6 +26,11 @@ import { runSandboxed, type SandboxResult } from './sandbox-run.js';
 /** Codes the driver may report: any of the contract's (libs/contracts/src/error-codes.json marks the driver's own). */
 const DRIVER_ERROR_CODES = new Set<string>(Object.values(ErrorCode));
 
+/**
+ * The job.json the driver reads (kiln_driver/job.py). Its JSON Schema is libs/contracts/src/schemas/
+ * driver-job.schema.json: driver-runner.spec.ts checks a real job.json against it, and the shared vectors
+ * (test/fixtures/contracts/driver-jobs.json) hold the schema and the driver's parse_job together.
+ */
 export interface DriverJob {
   /** The tenant the artifact is built for: the driver writes it into the signed manifest (devices check it). */
   tenantId?: string;
