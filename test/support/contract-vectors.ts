@@ -7,9 +7,14 @@ import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
+/** A path of the repository, from the root. */
+export function repoPath(relativePath: string): string {
+  return path.join(ROOT, relativePath);
+}
+
 /** A JSON file of the repository, by its path from the root. */
 export function readRepoJson<T>(relativePath: string): T {
-  return JSON.parse(readFileSync(path.join(ROOT, relativePath), 'utf8')) as T;
+  return JSON.parse(readFileSync(repoPath(relativePath), 'utf8')) as T;
 }
 
 /** test/fixtures/contracts/<name>. */

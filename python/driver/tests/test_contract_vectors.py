@@ -39,9 +39,11 @@ def _apply_changes(base: Any, changes: dict[str, Any]) -> Any:
         for key in keys:
             parent = parent[int(key)] if isinstance(parent, list) else parent[key]
         if value == "$delete":
-            del parent[last]
+            del parent[int(last) if isinstance(parent, list) else last]
+        elif isinstance(parent, list) and int(last) == len(parent):
+            parent.append(copy.deepcopy(value))
         else:
-            parent[last] = copy.deepcopy(value)
+            parent[int(last) if isinstance(parent, list) else last] = copy.deepcopy(value)
     return doc
 
 

@@ -15,8 +15,11 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from kiln_runtime.client import check_manifest
+from kiln_runtime.errors import VerificationError
 from kiln_runtime.fingerprint import LIMITS, validate_fingerprint
 from kiln_runtime.needs import check_needs
+from kiln_runtime.resolution import ResolvedArtifact
 from kiln_runtime.versions import (
     compare_dotted,
     cuda_major_minor,
@@ -39,6 +42,10 @@ VERSIONS = _load("versions.json")
 NEEDS = _load("needs.json")
 FINGERPRINTS = _load("fingerprints.json")
 FINGERPRINT_SCHEMA = json.loads((SCHEMAS / "fingerprint.schema.json").read_text(encoding="utf-8"))
+MANIFESTS = _load("manifests.json")
+MANIFEST_SCHEMA = Draft202012Validator(
+    json.loads((SCHEMAS / "artifact-manifest.schema.json").read_text(encoding="utf-8"))
+)
 
 
 @pytest.mark.parametrize("vector", VERSIONS["dotted"], ids=lambda v: repr(v["input"]))
@@ -95,9 +102,11 @@ def _apply_changes(base: Any, changes: dict[str, Any]) -> Any:
         for key in keys:
             parent = parent[int(key)] if isinstance(parent, list) else parent[key]
         if value == "$delete":
-            del parent[last]
+            del parent[int(last) if isinstance(parent, list) else last]
+        elif isinstance(parent, list) and int(last) == len(parent):
+            parent.append(copy.deepcopy(value))
         else:
-            parent[last] = copy.deepcopy(value)
+            parent[int(last) if isinstance(parent, list) else last] = copy.deepcopy(value)
     return doc
 
 
@@ -120,3 +129,44 @@ def test_fingerprint_validation_and_schema(vector: dict[str, Any]) -> None:
     errors = validate_fingerprint(fp)
     assert (errors == []) == vector["valid"], errors
     assert Draft202012Validator(FINGERPRINT_SCHEMA).is_valid(fp) == vector["schema"]
+
+
+def _real_manifest(base: str) -> dict[str, Any]:
+    return json.loads((REPO / "test" / "fixtures" / "manifests" / f"{base}.json").read_text(encoding="utf-8"))
+
+
+def _device_accepts(manifest: Any, target_id: str) -> bool:
+    """check_manifest as the client runs it on a signed manifest the resolver named for `target_id`."""
+    artifact = ResolvedArtifact(
+        id="artifact",
+        target_id=target_id,
+        sha256="0" * 64,
+        size=1,
+        signature="",
+        signing_key_id="",
+        manifest_url="",
+        parts=(),
+        expires_at="",
+        speedup=1.0,
+        reasons=(),
+    )
+    try:
+        check_manifest(manifest, artifact)
+    except VerificationError:
+        return False
+    return True
+
+
+def test_every_real_manifest_is_valid() -> None:
+    for path in sorted((REPO / "test" / "fixtures" / "manifests").glob("*/*.json")):
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        MANIFEST_SCHEMA.validate(manifest)
+        assert _device_accepts(manifest, manifest["target"]), path
+
+
+@pytest.mark.parametrize("vector", MANIFESTS["vectors"], ids=lambda v: v["name"])
+def test_manifest_check_and_schema(vector: dict[str, Any]) -> None:
+    base = _real_manifest(vector["base"])
+    manifest = _apply_changes(base, vector["changes"])
+    assert _device_accepts(manifest, base["target"]) == vector["device"]
+    assert MANIFEST_SCHEMA.is_valid(manifest) == vector["schema"]

@@ -349,8 +349,8 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 /**
- * The manifest, checked far enough that the caller can upload it: it is about this job, and every part it
- * lists is a regular file in out/parts named by its sha256, with that size and that hash (re-computed).
+ * The manifest, checked far enough that the caller can upload it: it is about this job (checkDriverManifest), and
+ * every part it lists is a regular file in out/parts named by its sha256, with that size and that hash (re-computed).
  */
 async function readManifest(outDir: string, job: RunCompileDriverOptions['job']): Promise<ArtifactManifest> {
   const raw = await readUntrustedFile(path.join(outDir, 'manifest.json'), MAX_MANIFEST_BYTES);
@@ -361,6 +361,26 @@ async function readManifest(outDir: string, job: RunCompileDriverOptions['job'])
   } catch {
     throw new Error('manifest.json is not JSON');
   }
+  const manifest = checkDriverManifest(m, job);
+
+  const partsDir = path.join(outDir, 'parts');
+  const dirStat = await lstat(partsDir).catch(() => null);
+  if (!dirStat?.isDirectory()) throw new Error('out/parts is not a directory');
+  for (const { sha256, size } of manifest.parts) {
+    const actual = await hashUntrustedFile(path.join(partsDir, sha256));
+    if (actual.size !== size) throw new Error(`part ${sha256}: ${actual.size} bytes on disk, manifest says ${size}`);
+    if (actual.sha256 !== sha256) throw new Error(`part ${sha256}: content hashes to ${actual.sha256}`);
+  }
+  return manifest;
+}
+
+/**
+ * The manifest document the driver wrote, checked against its job (the disk is readManifest's): this job's target,
+ * hashes, tenant and precision, a CPU level no lower than the target's, exactly one code part, and parts the caller
+ * can look up. Drivers from before `precision` wrote none: it is set to the recipe's. The shared vectors of
+ * test/fixtures/contracts/manifests.json hold it to libs/contracts/src/schemas/artifact-manifest.schema.json.
+ */
+export function checkDriverManifest(m: unknown, job: RunCompileDriverOptions['job']): ArtifactManifest {
   if (!isObject(m)) throw new Error('manifest.json is not an object');
   if (m.manifestVersion !== MANIFEST_VERSION) throw new Error(`manifestVersion is ${String(m.manifestVersion)}`);
   const expect: [string, unknown][] = [
@@ -402,10 +422,6 @@ async function readManifest(outDir: string, job: RunCompileDriverOptions['job'])
   if (parts.filter((p) => isObject(p) && p.role === 'code').length !== 1) {
     throw new Error('manifest must list exactly one code part');
   }
-
-  const partsDir = path.join(outDir, 'parts');
-  const dirStat = await lstat(partsDir).catch(() => null);
-  if (!dirStat?.isDirectory()) throw new Error('out/parts is not a directory');
   for (const part of parts as unknown[]) {
     if (!isObject(part)) throw new Error('a part is not an object');
     const { role, sha256, size, entry } = part;
@@ -415,9 +431,6 @@ async function readManifest(outDir: string, job: RunCompileDriverOptions['job'])
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
       throw new Error(`part ${sha256}: bad size`);
     if (role === 'weights' && typeof entry !== 'string') throw new Error(`weights part ${sha256} has no entry`);
-    const actual = await hashUntrustedFile(path.join(partsDir, sha256));
-    if (actual.size !== size) throw new Error(`part ${sha256}: ${actual.size} bytes on disk, manifest says ${size}`);
-    if (actual.sha256 !== sha256) throw new Error(`part ${sha256}: content hashes to ${actual.sha256}`);
   }
   return m as unknown as ArtifactManifest;
 }
