@@ -7,6 +7,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode } from '@kiln/contracts';
 import { findTarget, recipeHash } from '@kiln/targets';
+import { compileSchema } from '../../../../test/support/contract-vectors.js';
 import {
   type DriverOutcome,
   type DriverProgress,
@@ -105,6 +106,8 @@ describe('runCompileDriver', () => {
 
     // job.json carried the sandbox plan to the driver; the manifest ends up with what was enforced.
     const job = JSON.parse(await readFile(path.join(outcome.jobDir, 'job.json'), 'utf8')) as Record<string, unknown>;
+    const jobSchema = compileSchema('driver-job');
+    assert.ok(jobSchema(job), `job.json breaks driver-job.schema.json: ${JSON.stringify(jobSchema.errors)}`);
     const planned = job.sandbox as Record<string, unknown>;
     assert.equal(planned.timeoutMs, 4_000);
     assert.equal(planned.memoryBytes, 256 * 1024 * 1024);
