@@ -29,6 +29,22 @@ export function compileSchema(name: string): ValidateFunction {
 }
 
 /**
+ * A file of schema vectors: named base documents, and vectors that change one base and record the verdicts of the
+ * schema and of each consumer (`Verdicts`: `valid`, or `worker` and `device` ...). `beyondSchema` says why a
+ * consumer refuses what the schema accepts (a binding to the job or to the resolver's answer).
+ */
+export interface SchemaVectors<Base, Verdicts> {
+  bases: Record<string, Base>;
+  vectors: ({
+    name: string;
+    base: string;
+    changes: Record<string, unknown>;
+    schema: boolean;
+    beyondSchema?: string;
+  } & Verdicts)[];
+}
+
+/**
  * A vector's document: its base with each change applied, a JSON Pointer to the new value, "$delete" removing the
  * member, the pointer "" replacing the whole document (pytest's _apply_changes does the same).
  */

@@ -5,6 +5,7 @@ import {
   compileSchema,
   loadContractVectors,
   readRepoJson,
+  type SchemaVectors,
 } from '../../../test/support/contract-vectors.js';
 import { type DeviceFingerprint, FINGERPRINT_LIMITS, validateFingerprint } from './fingerprint.js';
 import { type Candidate, checkCandidate } from './match-artifacts.js';
@@ -92,17 +93,7 @@ describe('shared vectors: the hard rules (test/fixtures/contracts/needs.json)', 
   }
 });
 
-interface FingerprintVectors {
-  bases: Record<string, DeviceFingerprint>;
-  vectors: {
-    name: string;
-    base: string;
-    changes: Record<string, unknown>;
-    valid: boolean;
-    schema: boolean;
-    beyondSchema?: string;
-  }[];
-}
+type FingerprintVectors = SchemaVectors<DeviceFingerprint, { valid: boolean }>;
 
 describe('shared vectors: fingerprints (test/fixtures/contracts/fingerprints.json) and their schema', () => {
   const file = loadContractVectors<FingerprintVectors>('fingerprints.json');

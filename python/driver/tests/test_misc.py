@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import make_job
-from kiln_runtime.x86_levels import X86_LEVEL_FLAGS
+from kiln_runtime.x86_levels import X86_LEVEL_FLAGS, x86_level_from_flags
 
 from kiln_driver.compare import compare_outputs
 from kiln_driver.errors import DriverError
@@ -140,17 +140,22 @@ def test_json_never_contains_nan_or_infinity() -> None:
     assert json.loads(text) == {"a": "inf", "b": ["nan", "-inf", 1.5]}
 
 
-@pytest.mark.skipif(platform.machine() != "x86_64", reason="host_x86_level reads x86-64 hosts only")
-def test_host_x86_level_reads_the_cpuinfo_flags_with_the_shared_levels(tmp_path: Path) -> None:
-    def level_of(flags: list[str]) -> int | None:
-        cpuinfo = tmp_path / "cpuinfo"
-        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: fpu {' '.join(flags)}\n\nprocessor\t: 1\nflags\t\t: fpu\n")
-        return host_x86_level(cpuinfo)
+def test_x86_level_from_cpu_flags_uses_the_shared_levels() -> None:
+    def level_of(flags: list[str]) -> int:
+        return x86_level_from_flags(set(flags))
 
     v2, v3, v4 = (list(X86_LEVEL_FLAGS[level]) for level in (2, 3, 4))
     assert [level_of(f) for f in ([], v2, v2 + v3, v2 + v3 + v4, [*v2, "avx512f"])] == [1, 2, 3, 4, 2]
     # SSE3 ("pni") is part of v2: without it the host is baseline x86-64, whatever else it has.
     assert level_of([f for f in v2 + v3 if f != "pni"]) == 1
+
+
+def test_host_x86_level_reads_the_first_flags_line_of_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    flags = " ".join(X86_LEVEL_FLAGS[2])
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: fpu {flags}\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    # Off x86-64 the host has no x86 level at all, whatever a file says.
+    assert host_x86_level(cpuinfo) == (2 if platform.machine() == "x86_64" else None)
 
 
 def test_resolve_compiler() -> None:

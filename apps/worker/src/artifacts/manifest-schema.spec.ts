@@ -9,6 +9,7 @@ import {
   loadContractVectors,
   readRepoJson,
   repoPath,
+  type SchemaVectors,
 } from '../../../../test/support/contract-vectors.js';
 import { checkManifest } from './manifest-check.js';
 
@@ -17,17 +18,8 @@ import { checkManifest } from './manifest-check.js';
  * check of what the driver wrote, on the vectors of test/fixtures/contracts/manifests.json, whose device verdicts the
  * runtime's check_manifest gives in pytest (python/runtime/tests/test_contract_vectors.py).
  */
-interface ManifestVectors {
-  vectors: {
-    name: string;
-    base: string;
-    changes: Record<string, unknown>;
-    worker: boolean;
-    device: boolean;
-    schema: boolean;
-    beyondSchema?: string;
-  }[];
-}
+/** Its bases are the real manifests of test/fixtures/manifests, named by path, not documents of the file. */
+type ManifestVectors = Omit<SchemaVectors<never, { worker: boolean; device: boolean }>, 'bases'>;
 
 const MANIFESTS = 'test/fixtures/manifests';
 const manifest = (base: string) => readRepoJson<ArtifactManifest>(`${MANIFESTS}/${base}.json`);

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { findTarget, recipeHash } from '@kiln/targets';
-import { applyChanges, compileSchema, loadContractVectors } from '../../../../test/support/contract-vectors.js';
+import {
+  applyChanges,
+  compileSchema,
+  loadContractVectors,
+  type SchemaVectors,
+} from '../../../../test/support/contract-vectors.js';
 import { BUILD_TIMING } from '../activities/compile-job-settings.js';
 import type { DriverJob } from './driver-runner.js';
 
@@ -11,17 +16,7 @@ import type { DriverJob } from './driver-runner.js';
  * (python/driver/tests/test_contract_vectors.py). Their bases are jobs as this worker writes them, from the target
  * catalog; driver-runner.spec.ts checks the job.json of a real run against the schema too.
  */
-interface JobVectors {
-  bases: Record<string, DriverJob & { tenantId: string }>;
-  vectors: {
-    name: string;
-    base: string;
-    changes: Record<string, unknown>;
-    valid: boolean;
-    schema: boolean;
-    beyondSchema?: string;
-  }[];
-}
+type JobVectors = SchemaVectors<DriverJob & { tenantId: string }, { valid: boolean }>;
 
 const file = loadContractVectors<JobVectors>('driver-jobs.json');
 const schemaAccepts = compileSchema('driver-job');
