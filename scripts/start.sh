@@ -13,6 +13,8 @@ source "$KILN_ROOT/scripts/lib/common.sh"
 cd "$KILN_ROOT"
 
 scripts/setup.sh
+# Kiln's own Node (installed by setup.sh, first on PATH since env.sh) from here on, not a remembered one.
+hash -r
 scripts/stack.sh start all
 
 sample="$KILN_HOME_DIR/fixtures/mlp.pt2"

@@ -24,6 +24,8 @@ node_test=(node --import @swc-node/register/esm-register --test --test-reporter=
 step "setup"
 # --browser: the dashboard's end-to-end tests (test/web.e2e-spec.ts) drive Debian's Chromium.
 if ((e2e)); then scripts/setup.sh --browser; else scripts/setup.sh; fi
+# Kiln's own Node (installed by setup.sh, first on PATH since env.sh) from here on, not a remembered one.
+hash -r
 scripts/stack.sh start
 # The tests run their own API and workers; a worker left running by `npm start` would take their builds.
 scripts/stack.sh stop api worker >/dev/null

@@ -27,6 +27,7 @@ import {
   type TestTenant,
   uploadModel,
   waitForCompilation,
+  WorkerProcess,
 } from './support/kiln-harness.js';
 
 const SCHEMATHESIS = path.join(REPO_ROOT, '.kiln', 'venv', 'bin', 'st');
@@ -49,10 +50,14 @@ let tenant: TestTenant;
 let deviceToken: string;
 let scratch: string;
 let configFile: string;
+// Runs the workflows (no build queue): compilations the fuzzing creates or cancels reach an end, so their event
+// streams end too instead of keeping Schemathesis waiting.
+const orchestrator = new WorkerProcess({ KILN_WORKER_ROLES: 'orchestrator' });
 
 before(async () => {
   scratch = await mkdtemp(path.join(tmpdir(), 'kiln-fuzz-'));
   app = await startApi({ KILN_BUILD_WAIT_FOR_WORKER_S: '5' });
+  await orchestrator.start();
   tenant = await createTenant(app, 'fuzz');
   const admin = { Authorization: `Bearer ${loadKilnConfig().KILN_ADMIN_TOKEN}` };
   const device = await api(app)
@@ -70,6 +75,7 @@ before(async () => {
     .expect(201);
   // Cancelled at once: a finished compilation's event stream ends after its state; a running one streams until it
   // ends (here: until no worker of linux-x86_64-v2 has polled for a while, minutes after another test's worker).
+  // The orchestrator ends it: without one, a cancel is only recorded.
   const compilationId = (compilation.body as { id: string }).id;
   await api(app).post(`/v1/compilations/${compilationId}/cancel`).set(tenant.auth).expect(202);
   await waitForCompilation(app, tenant, compilationId, (c) => c.status === 'cancelled', 120_000);
@@ -118,6 +124,7 @@ before(async () => {
 });
 
 after(async () => {
+  await orchestrator.stop();
   await app?.close();
   if (scratch) await rm(scratch, { recursive: true, force: true });
 });

@@ -398,6 +398,26 @@ describe('fleet evidence', () => {
       0,
       "another tenant cannot report on this tenant's model",
     );
+    // A device token of this very tenant, enrolled for another model, cannot report on this one either.
+    const otherModelDevice = (
+      (
+        await api(app)
+          .post(`/v1/admin/tenants/${tenant.id}/keys`)
+          .set('Authorization', `Bearer ${loadKilnConfig().KILN_ADMIN_TOKEN}`)
+          .send({ kind: 'device', models: ['not-this-model'] })
+          .expect(201)
+      ).body as { key: string }
+    ).key;
+    const outOfScope = await api(app)
+      .post('/v1/telemetry')
+      .set('Authorization', `Bearer ${otherModelDevice}`)
+      .send({ ...batch, reports: [{ ...batch.reports[0], reportId: uuid7() }] });
+    assert.equal(outOfScope.status, 200);
+    assert.equal(
+      (outOfScope.body as { accepted: number }).accepted,
+      0,
+      'a device token reports only on the models it is enrolled for',
+    );
     const bad = await send({ ...batch, reports: [{ ...batch.reports[0], reportId: randomUUID() }] });
     assert.equal(bad.status, 400, 'a report id must be a UUIDv7');
     assert.equal((bad.body as { error: { code: string } }).error.code, 'VALIDATION_FAILED');

@@ -9,7 +9,7 @@
 // libraries to import; here each one gets a copy of its package.json pointing at its .js, linked under
 // dist/node_modules/, where Node finds it before the workspace link in ./node_modules.
 import { transformFile, type Options } from '@swc/core';
-import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 interface NestProject {
@@ -29,11 +29,13 @@ export function distEntry(app: 'api' | 'worker'): string {
   return path.join(DIST, 'apps', app, 'src', 'main.js');
 }
 
-// The same transform as the tsconfig (legacy decorators with metadata, which Nest's injection reads).
+// The same transform as the tsconfig (legacy decorators with metadata, which Nest's injection reads). Import
+// attributes are kept: Node loads a JSON module (shared contract data such as x86-levels.json) only with one.
 const SWC_OPTIONS: Options = {
   jsc: {
     parser: { syntax: 'typescript', decorators: true },
     target: 'es2022',
+    experimental: { keepImportAttributes: true },
     keepClassNames: true,
     transform: { legacyDecorator: true, decoratorMetadata: true, useDefineForClassFields: false },
   },
@@ -41,18 +43,25 @@ const SWC_OPTIONS: Options = {
   sourceMaps: true,
 };
 
-async function* typescriptSources(dir: string): AsyncGenerator<string> {
+/** The TypeScript sources to compile and the JSON files they import (copied as they are). */
+async function* sources(dir: string): AsyncGenerator<string> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const p = path.join(dir, entry.name);
     if (entry.isDirectory()) {
-      if (entry.name !== 'node_modules') yield* typescriptSources(p);
-    } else if (p.endsWith('.ts') && !p.endsWith('.spec.ts') && !p.endsWith('.d.ts')) {
+      if (entry.name !== 'node_modules') yield* sources(p);
+    } else if ((p.endsWith('.ts') && !p.endsWith('.spec.ts') && !p.endsWith('.d.ts')) || p.endsWith('.json')) {
       yield p;
     }
   }
 }
 
 async function compile(file: string): Promise<void> {
+  if (file.endsWith('.json')) {
+    const out = path.join(DIST, path.relative(ROOT, file));
+    await mkdir(path.dirname(out), { recursive: true });
+    await copyFile(file, out);
+    return;
+  }
   const out = path.join(DIST, path.relative(ROOT, file)).replace(/\.ts$/, '.js');
   const { code, map } = await transformFile(file, {
     ...SWC_OPTIONS,
@@ -91,7 +100,7 @@ export async function buildDist(): Promise<{ projects: number; files: number; se
   await rm(DIST, { recursive: true, force: true });
   const files: string[] = [];
   for (const project of projects) {
-    for await (const file of typescriptSources(path.join(ROOT, project.sourceRoot))) files.push(file);
+    for await (const file of sources(path.join(ROOT, project.sourceRoot))) files.push(file);
   }
   await Promise.all(files.map(compile));
   for (const project of projects) if (project.type === 'library') await linkLibrary(project);

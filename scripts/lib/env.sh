@@ -63,9 +63,6 @@ kiln_default S3_ACCESS_KEY_ID kiln
 kiln_default S3_SECRET_ACCESS_KEY kiln-local-secret
 kiln_default KILN_API_PORT 3000
 
-# Node 20 is the chosen runtime and the lockfile pins AWS SDK releases that support it: the SDK's notice
-# that later releases will need Node 22 would otherwise open every service log and test file.
-export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=${AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED:-true}
 
 # --- Used only by scripts/stack.sh (the local SeaweedFS's extra ports, and how long to wait) ------
 # `weed mini` opens more than the S3 port; they are pinned so a clash is found before starting.
@@ -83,6 +80,13 @@ else
   KILN_HOME_DIR="$KILN_ROOT/${KILN_HOME#./}"
 fi
 KILN_VENV="$KILN_HOME_DIR/venv"
+# Node.js 24 LTS, installed by scripts/setup.sh from the npm registry: every service, script and test runs on it;
+# the machine's Node only bootstraps it (and runs `npm start` / `npm test` up to this line).
+KILN_NODE_DIR="$KILN_HOME_DIR/node"
+case ":$PATH:" in
+  *":$KILN_NODE_DIR/bin:"*) ;;
+  *) export PATH="$KILN_NODE_DIR/bin:$PATH" ;;
+esac
 KILN_RUN_DIR="$KILN_HOME_DIR/run"
 KILN_LOG_DIR="$KILN_HOME_DIR/logs"
 KILN_DATA_DIR="$KILN_HOME_DIR/data"

@@ -1,7 +1,8 @@
 /**
  * Every error Kiln returns carries one of these codes. They reach the HTTP client, the SDK, the CLI
  * and the dashboard unchanged, so they are part of the public contract: add codes, never rename them.
- * docs/errors.md explains each one.
+ * docs/errors.md explains each one. The one definition of the codes and their retry policy is error-codes.json
+ * (shared with the Python driver and device runtime); error-codes.spec.ts keeps this object equal to it.
  */
 export const ErrorCode = {
   // request / auth

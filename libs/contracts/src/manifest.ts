@@ -9,6 +9,8 @@
  * Parts are stored once per content hash, so identical weights across targets are stored once.
  * To load: copy the code zip, add each weights part as a stored entry at its `entry` path, then
  * `aoti_load_package` the result (the device runtime and the driver's verifier both do exactly this).
+ * The JSON Schema of the document is schemas/artifact-manifest.schema.json: the worker's and the device's checks
+ * run its vectors (test/fixtures/contracts/manifests.json), and a real build's manifest must pass it.
  */
 export const MANIFEST_VERSION = 1;
 

@@ -1,4 +1,4 @@
-import { X86_LEVEL_FLAGS, x86LevelFromFlags } from '@kiln/targets/x86-levels';
+import { X86_LEVEL_FLAGS, X86_LEVEL_LABELS, x86LevelFromFlags } from '@kiln/targets/x86-levels';
 import type { DeviceFingerprint, X86Level } from './fingerprint.js';
 
 export interface DeviceX86Level {
@@ -12,16 +12,9 @@ export interface DeviceX86Level {
   ignoredReportedLevel?: X86Level;
 }
 
-const LEVEL_LABELS: Record<number, string> = {
-  1: 'x86-64 baseline',
-  2: 'SSE4.2/SSSE3/POPCNT',
-  3: 'AVX2/FMA/BMI',
-  4: 'AVX-512 F/BW/CD/DQ/VL',
-};
-
 /** "x86-64-v4 (AVX-512 F/BW/CD/DQ/VL)". */
 export function describeX86Level(level: number): string {
-  const label = LEVEL_LABELS[level];
+  const label = (X86_LEVEL_LABELS as Record<number, string | undefined>)[level];
   return label ? `x86-64-v${level} (${label})` : `x86-64-v${level} (unknown level)`;
 }
 

@@ -4,7 +4,9 @@ import { cudaMajorMinor, normalizeComputeCapability, normalizeDottedVersion, par
  * What a fleet device tells the resolver about itself. docs/fingerprint.md documents every field, where
  * the device runtime reads it, and the versioning policy. Bump the version for any change an older
  * resolver would misread (a field removed, renamed, made required, or given a new meaning); optional
- * additions keep it, and resolvers drop fields they do not know.
+ * additions keep it, and resolvers drop fields they do not know. The JSON Schema of what a conforming runtime
+ * sends is libs/contracts/src/schemas/fingerprint.schema.json; contract-vectors.spec.ts holds this validator, the
+ * runtime's and the schema to the same vectors (test/fixtures/contracts/fingerprints.json).
  */
 export const FINGERPRINT_SCHEMA_VERSION = 1;
 
@@ -103,6 +105,16 @@ class Problems {
   }
 }
 
+/**
+ * Characters as JSON Schema's maxLength and Python's len() count them: a character outside the Basic Multilingual
+ * Plane (an emoji) is one, where String.length counts two UTF-16 code units.
+ */
+function codePoints(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
 function readString(
   obj: Json,
   key: string,
@@ -125,8 +137,9 @@ function readString(
     problems.add(path, 'must not be empty');
     return undefined;
   }
-  if (trimmed.length > maxLength) {
-    problems.add(path, `must be at most ${maxLength} characters, got ${trimmed.length}`);
+  const length = codePoints(trimmed);
+  if (length > maxLength) {
+    problems.add(path, `must be at most ${maxLength} characters, got ${length}`);
     return undefined;
   }
   return trimmed;

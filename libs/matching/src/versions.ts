@@ -1,7 +1,7 @@
 /**
  * Version strings the matcher compares: glibc / GLIBCXX symbol versions (dotted numbers) and torch
  * builds (PEP 440 public version + local tag). Kept tiny and dependency-free because the Python device
- * runtime mirrors exactly these rules.
+ * runtime mirrors exactly these rules: both run the shared vectors of test/fixtures/contracts/versions.json.
  */
 
 const DOTTED = /^\d{1,9}(\.\d{1,9}){0,5}$/;
@@ -59,7 +59,8 @@ export function parseTorchVersion(version: string): TorchVersion | null {
   for (const segment of local?.split('.') ?? []) {
     const cu = CUDA_LOCAL_SEGMENT.exec(segment);
     if (cu) {
-      cuda = `${Number(cu[1])}.${cu[2]}`;
+      // Leading zeros dropped as text: Number() would round a major beyond 2^53.
+      cuda = `${cu[1].replace(/^0+(?=\d)/, '')}.${cu[2]}`;
       break;
     }
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { capX86Flags, X86_LEVEL_FLAGS, x86LevelFromFlags } from './x86-levels.js';
+import x86Levels from './x86-levels.json' with { type: 'json' };
+import { capX86Flags, X86_LEVEL_FLAGS, X86_LEVEL_LABELS, x86LevelFromFlags } from './x86-levels.js';
 
 const V4_HOST = [...X86_LEVEL_FLAGS[2], ...X86_LEVEL_FLAGS[3], ...X86_LEVEL_FLAGS[4], 'avx512_vnni', 'amx_tile', 'fpu'];
 
@@ -21,5 +22,24 @@ describe('capX86Flags (KILN_X86_LEVEL_CAP)', () => {
     assert.deepEqual(capX86Flags(V4_HOST, 4), V4_HOST);
     const v3Host = [...X86_LEVEL_FLAGS[2], ...X86_LEVEL_FLAGS[3]];
     assert.deepEqual(capX86Flags(v3Host, 3), v3Host);
+  });
+});
+
+describe('the shared level data (x86-levels.json, also read by the Python packages)', () => {
+  it('names levels 1-4, each flag in one level only, none for the baseline', () => {
+    assert.deepEqual(
+      x86Levels.levels.map((l) => l.level),
+      [1, 2, 3, 4],
+    );
+    assert.deepEqual(x86Levels.levels[0].flags, []);
+    const flags = x86Levels.levels.flatMap((l) => l.flags);
+    assert.equal(new Set(flags).size, flags.length, 'a flag listed at two levels');
+    for (const level of [1, 2, 3, 4] as const) assert.ok(X86_LEVEL_LABELS[level], `level ${level} has no label`);
+  });
+
+  it('every implying prefix points at a level above the baseline', () => {
+    for (const { prefix, level } of x86Levels.impliedByPrefix) {
+      assert.ok(prefix.length > 0 && [3, 4].includes(level), `${prefix} → ${level}`);
+    }
   });
 });

@@ -87,6 +87,8 @@ before(async () => {
         findQueuesWithoutWorkers: async () => [],
         updateBuild: async () => undefined,
         finishCompilation: async () => 'succeeded',
+        findCachedArtifact: async () => null,
+        publishArtifact: async () => 'a',
       },
     }),
     // One slot, taken by a build that runs (heartbeating) until the test lets it finish.
@@ -101,7 +103,7 @@ before(async () => {
           const beat = setInterval(() => ctx.heartbeat(), 1000);
           await done;
           clearInterval(beat);
-          return { artifactId: 'a', cached: false };
+          return { manifest: {}, log: '' };
         },
       },
     }),

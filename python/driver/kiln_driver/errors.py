@@ -1,8 +1,8 @@
 """Error codes the driver reports, and how exceptions from torch map onto them.
 
-The codes mirror `libs/contracts/src/error-codes.ts` (the public contract), except INPUT_RANGE_NARROWED,
-which the contract still has to add. Exit code 3 tells the worker a failure is deterministic (do not retry);
-any other non-zero exit is transient (retry, possibly on another worker).
+The codes and which of them are transient are those marked `driver` in libs/contracts/src/error-codes.json, the
+one definition of Kiln's codes (tests/test_errors.py checks this file against it). Exit code 3 tells the worker a
+failure is deterministic (do not retry); any other non-zero exit is transient (retry, possibly on another worker).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ class ErrorCode:
     DRIVER_CRASHED: Final = "DRIVER_CRASHED"
     CANCELLED: Final = "CANCELLED"
     INTERNAL: Final = "INTERNAL"
-    # Not in libs/contracts yet: this worker lacks the recipe's toolchain or hardware; another may have it.
+    # This worker lacks the recipe's toolchain or hardware; another may have it.
     TOOLCHAIN_MISMATCH: Final = "TOOLCHAIN_MISMATCH"
-    # Not in libs/contracts yet: the artifact refuses input sizes the program declares (see input_checks.py).
+    # The artifact refuses input sizes the program declares (see input_checks.py).
     INPUT_RANGE_NARROWED: Final = "INPUT_RANGE_NARROWED"
     # A reduced-precision recipe (bf16/fp16) cannot convert this program (see precision.py).
     PRECISION_UNSUPPORTED: Final = "PRECISION_UNSUPPORTED"

@@ -1,4 +1,8 @@
-"""The job file the build worker hands the driver (JOB.json), parsed and checked."""
+"""The job file the build worker hands the driver (job.json), parsed and checked.
+
+Its JSON Schema is libs/contracts/src/schemas/driver-job.schema.json: whatever it accepts, parse_job accepts
+(tests/test_contract_vectors.py runs the shared vectors test/fixtures/contracts/driver-jobs.json).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The artifact manifest: a field-for-field mirror of `ArtifactManifest` in libs/contracts/src/manifest.ts."""
+"""The artifact manifest: a field-for-field mirror of `ArtifactManifest` in libs/contracts/src/manifest.ts, whose
+JSON Schema (libs/contracts/src/schemas/artifact-manifest.schema.json) the manifest of a real build must pass
+(tests/test_build_e2e.py)."""
 
 from __future__ import annotations
 

@@ -15,16 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
+from kiln_runtime.x86_levels import x86_level_from_flags
+
 from .errors import DriverError, ErrorCode
 from .job import Job
 from .progress import log
-
-# x86-64 micro-architecture levels by the /proc/cpuinfo flags they add (psABI; lzcnt is "abm" there).
-_X86_LEVEL_FLAGS: dict[int, frozenset[str]] = {
-    2: frozenset({"cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"}),
-    3: frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}),
-    4: frozenset({"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}),
-}
 
 
 class BuildGpu(TypedDict):
@@ -86,15 +81,6 @@ class Compiler:
 
 def _mismatch(message: str, **details: object) -> DriverError:
     return DriverError(ErrorCode.TOOLCHAIN_MISMATCH, message, dict(details))
-
-
-def x86_level_from_flags(flags: set[str]) -> int:
-    level = 1
-    for lvl in (2, 3, 4):
-        if not _X86_LEVEL_FLAGS[lvl] <= flags:
-            break
-        level = lvl
-    return level
 
 
 def host_x86_level(cpuinfo: Path = Path("/proc/cpuinfo")) -> int | None:

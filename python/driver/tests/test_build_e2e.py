@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import DriverRun
+from jsonschema import Draft202012Validator
 
 from kiln_driver.compile import load_program
 from kiln_driver.package_parts import assemble_package
@@ -18,7 +19,10 @@ from kiln_driver.verify import load_compiled
 
 pytestmark = pytest.mark.slow
 
-# Field sets of ArtifactManifest and its parts (libs/contracts/src/manifest.ts).
+# The manifest's JSON Schema (ArtifactManifest of libs/contracts/src/manifest.ts).
+SCHEMAS = Path(__file__).resolve().parents[3] / "libs" / "contracts" / "src" / "schemas"
+MANIFEST_SCHEMA = json.loads((SCHEMAS / "artifact-manifest.schema.json").read_text(encoding="utf-8"))
+# The fields this driver writes, all of them: the schema leaves those that older manifests lack optional.
 MANIFEST_KEYS = {
     "manifestVersion",
     "target",
@@ -98,9 +102,12 @@ def test_log_tells_what_happened(mlp_v3: DriverRun) -> None:
 
 def test_manifest_matches_the_contract(mlp_v3: DriverRun) -> None:
     m = mlp_v3.manifest
+    Draft202012Validator(MANIFEST_SCHEMA).validate(m)
     assert set(m) == MANIFEST_KEYS
+    assert set(MANIFEST_SCHEMA["properties"]) >= MANIFEST_KEYS
     for key, fields in SUB_KEYS.items():
         assert set(m[key]) == fields, key
+        assert set(MANIFEST_SCHEMA["properties"][key]["properties"]) >= fields, key
     assert m["manifestVersion"] == 1
     assert m["target"] == "linux-x86_64-v3"
     assert m["format"] == "aoti-package-parts"

@@ -226,3 +226,16 @@ def test_scrub_paths(text: str, scrubbed: str) -> None:
 def test_scrub_paths_walks_details() -> None:
     details = {"a": [f"{JOB}/x.cpp", {"b": (f"{JOB}/y.cpp", 3)}], "n": 1.5, "none": None}
     assert scrub_paths(details) == {"a": ["x.cpp", {"b": ["y.cpp", 3]}], "n": 1.5, "none": None}
+
+
+def test_codes_and_exit_classes_are_the_shared_definition() -> None:
+    """libs/contracts/src/error-codes.json: the codes the driver may report, and which of them exit 3 (the worker
+    does not retry) or 1 (transient)."""
+    shared = json.loads(
+        (Path(__file__).resolve().parents[3] / "libs/contracts/src/error-codes.json").read_text("utf-8")
+    )
+    want = {c["code"]: c["driver"] for c in shared["service"] if "driver" in c}
+    codes = {value for name, value in vars(ErrorCode).items() if name.isupper()}
+    assert codes == set(want)
+    exits = {"deterministic": 3, "transient": 1}
+    assert {code: DriverError(code, "").exit_code for code in codes} == {code: exits[k] for code, k in want.items()}

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import make_job
+from kiln_runtime.x86_levels import X86_LEVEL_FLAGS, x86_level_from_flags
 
 from kiln_driver.compare import compare_outputs
 from kiln_driver.errors import DriverError
 from kiln_driver.job import parse_job
 from kiln_driver.progress import dumps
-from kiln_driver.toolchain import resolve_compiler, x86_level_from_flags
+from kiln_driver.toolchain import host_x86_level, resolve_compiler
 from kiln_driver.verify import mismatch_message
 
 
@@ -138,11 +140,22 @@ def test_json_never_contains_nan_or_infinity() -> None:
     assert json.loads(text) == {"a": "inf", "b": ["nan", "-inf", 1.5]}
 
 
-def test_x86_levels_from_cpu_flags() -> None:
-    v2 = {"cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"}
-    v3 = v2 | {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}
-    v4 = v3 | {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}
-    assert [x86_level_from_flags(f) for f in (set(), v2, v3, v4, v2 | {"avx512f"})] == [1, 2, 3, 4, 2]
+def test_x86_level_from_cpu_flags_uses_the_shared_levels() -> None:
+    def level_of(flags: list[str]) -> int:
+        return x86_level_from_flags(set(flags))
+
+    v2, v3, v4 = (list(X86_LEVEL_FLAGS[level]) for level in (2, 3, 4))
+    assert [level_of(f) for f in ([], v2, v2 + v3, v2 + v3 + v4, [*v2, "avx512f"])] == [1, 2, 3, 4, 2]
+    # SSE3 ("pni") is part of v2: without it the host is baseline x86-64, whatever else it has.
+    assert level_of([f for f in v2 + v3 if f != "pni"]) == 1
+
+
+def test_host_x86_level_reads_the_first_flags_line_of_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    flags = " ".join(X86_LEVEL_FLAGS[2])
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: fpu {flags}\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    # Off x86-64 the host has no x86 level at all, whatever a file says.
+    assert host_x86_level(cpuinfo) == (2 if platform.machine() == "x86_64" else None)
 
 
 def test_resolve_compiler() -> None:

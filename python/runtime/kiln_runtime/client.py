@@ -341,7 +341,8 @@ def _invalid(message: str) -> VerificationError:
 
 
 def check_manifest(data: Any, artifact: ResolvedArtifact) -> None:
-    """The structure the loader relies on, and agreement with what the resolver said about the artifact."""
+    """The structure the loader relies on, and agreement with what the resolver said about the artifact. Whatever
+    libs/contracts/src/schemas/artifact-manifest.schema.json accepts passes (tests/test_contract_vectors.py)."""
     if not isinstance(data, dict):
         raise _invalid("not a JSON object")
     if data.get("manifestVersion") != 1:

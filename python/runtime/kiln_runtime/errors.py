@@ -16,6 +16,8 @@ EXIT_MISMATCH: Final = 8
 
 
 class ErrorCode:
+    """The device runtime's codes: `device` in libs/contracts/src/error-codes.json (tests/test_error_codes.py)."""
+
     # The API refused the request; `api_code` holds the API's own error.code (UNAUTHENTICATED, NOT_FOUND, ...).
     API_ERROR: Final = "API_ERROR"
     BAD_RESPONSE: Final = "BAD_RESPONSE"

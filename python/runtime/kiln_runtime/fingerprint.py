@@ -1,7 +1,9 @@
 """The device fingerprint (docs/fingerprint.md, schemaVersion 1): a structural check of the same rules as the
 server's validateFingerprint (libs/matching/src/fingerprint.ts), so a bad `--fingerprint FILE` or a broken
 probe is reported here, with the field's path, instead of as an API error. The server stays the judge: it
-also normalises (lower-cases, sorts flags, canonical versions), which this check does not need to.
+also normalises (lower-cases, sorts flags, canonical versions), which this check does not need to. Both accept
+and refuse the same vectors, test/fixtures/contracts/fingerprints.json, as libs/contracts/src/schemas/
+fingerprint.schema.json allows (tests/test_contract_vectors.py).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .versions import cuda_major_minor, normalize_compute_capability, normalize_dotted, parse_torch_version
+from .versions import cuda_major_minor, js_trim, normalize_compute_capability, normalize_dotted, parse_torch_version
 
 SCHEMA_VERSION = 1
 OS_VALUES = ("linux", "windows", "darwin")
@@ -35,7 +37,7 @@ def _string(obj: dict[str, Any], key: str, path: str, errors: list[str], max_len
     if not isinstance(v, str):
         errors.append(f"{path}: must be a string, got {v!r}")
         return None
-    v = v.strip()
+    v = js_trim(v)
     if not v:
         errors.append(f"{path}: must not be empty")
         return None
@@ -99,7 +101,7 @@ def validate_fingerprint(fp: Any) -> list[str]:
             errors.append(f"cpu.flags: must have at most {LIMITS['maxCpuFlags']} entries, got {len(flags)}")
         else:
             for i, f in enumerate(flags):
-                flag = f.strip().lower() if isinstance(f, str) else ""
+                flag = js_trim(f).lower() if isinstance(f, str) else ""
                 if not flag or len(flag) > LIMITS["maxCpuFlagLength"] or not _CPU_FLAG.match(flag):
                     errors.append(f"cpu.flags[{i}]: must be a /proc/cpuinfo flag name, got {f!r}")
         if "x86Level" in cpu:

@@ -1,5 +1,6 @@
 """The hard matching rules of docs/fingerprint.md, mirrored from checkCandidate in
-libs/matching/src/match-artifacts.ts (same rules, same order, same reason texts).
+libs/matching/src/match-artifacts.ts (same rules, same order, same reason texts): both run the shared vectors of
+test/fixtures/contracts/needs.json (tests/test_contract_vectors.py).
 
 The resolver already matched the artifact against the fingerprint the device sent; the loader checks the
 signed manifest's `requires` again against THIS host's probe before loading anything (defense in depth: a
@@ -8,6 +9,7 @@ simulated or stale fingerprint, a resolver bug, or a manifest swapped after matc
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -22,6 +24,11 @@ from .versions import (
     parse_torch_version,
 )
 from .x86_levels import describe_x86_level, device_x86_level, missing_x86_flags
+
+
+def _json(value: Any) -> str:
+    """What JavaScript's JSON.stringify(value) prints, so quoted values in reasons read the same as the server's."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def js_number(x: float) -> str:
@@ -67,7 +74,7 @@ def _cpu_level(fp: dict[str, Any], req: dict[str, Any], log: NeedsCheck) -> None
     if needed is None:
         return
     if not isinstance(needed, int) or isinstance(needed, bool) or not 1 <= needed <= 4:
-        log.failed.append(f"its manifest names an unknown x86-64 level {needed!r}")
+        log.failed.append(f"its manifest names an unknown x86-64 level {_json(needed)}")
         return
     if fp.get("arch") != "x86_64":
         log.failed.append(f"needs an {describe_x86_level(needed)} CPU; this device is {fp.get('arch')}")
@@ -88,7 +95,7 @@ def _gpu(fp: dict[str, Any], req: dict[str, Any], log: NeedsCheck) -> None:
         return
     needed = normalize_compute_capability(str(req["computeCapability"]))
     if needed is None:
-        log.failed.append(f"its manifest names an unreadable compute capability {req['computeCapability']!r}")
+        log.failed.append(f"its manifest names an unreadable compute capability {_json(req['computeCapability'])}")
         return
     gpus = fp.get("gpus") or []
     # Exact match: AOTInductor builds GPU code for the build GPU's own architecture (sm_90a runs on 9.0 only).
@@ -113,10 +120,10 @@ def _torch(fp: dict[str, Any], req: dict[str, Any], log: NeedsCheck) -> None:
     build = parse_torch_version(str(req.get("torch", "")))
     device = parse_torch_version(device_version)
     if build is None:
-        log.failed.append(f"its manifest names an unreadable torch build {req.get('torch')!r}")
+        log.failed.append(f"its manifest names an unreadable torch build {_json(req.get('torch'))}")
         return
     if device is None:
-        log.failed.append(f"this device's torch version {device_version!r} is unreadable")
+        log.failed.append(f"this device's torch version {_json(device_version)} is unreadable")
         return
     public_ok = build.public == device.public
     if not public_ok:
@@ -166,7 +173,7 @@ def _libc(fp: dict[str, Any], req: dict[str, Any], log: NeedsCheck) -> None:
         return
     needed = parse_dotted(normalize_dotted(str(glibc)) or "")
     if needed is None:
-        log.failed.append(f"its manifest names an unreadable glibc requirement {glibc!r}")
+        log.failed.append(f"its manifest names an unreadable glibc requirement {_json(glibc)}")
         return
     have_v = parse_dotted(str(version)) if version is not None else None
     if have_v is None:
@@ -183,7 +190,7 @@ def _libstdcxx(fp: dict[str, Any], req: dict[str, Any], log: NeedsCheck) -> None
         return
     needed = parse_dotted(normalize_dotted(str(glibcxx)) or "")
     if needed is None:
-        log.failed.append(f"its manifest names an unreadable GLIBCXX requirement {glibcxx!r}")
+        log.failed.append(f"its manifest names an unreadable GLIBCXX requirement {_json(glibcxx)}")
         return
     need = f"libstdc++ with GLIBCXX_{glibcxx}"
     device = (fp.get("libstdcxx") or {}).get("glibcxx")

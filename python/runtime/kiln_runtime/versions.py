@@ -1,4 +1,5 @@
-"""Version strings the matching rules compare, mirroring libs/matching/src/versions.ts exactly.
+"""Version strings the matching rules compare, mirroring libs/matching/src/versions.ts exactly: both run the
+shared vectors of test/fixtures/contracts/versions.json (tests/test_contract_vectors.py).
 
 glibc / GLIBCXX symbol versions are dotted numbers compared component by component; torch versions are a
 PEP 440 public version plus a local tag whose `cuXYZ` segment names the CUDA version.
@@ -9,25 +10,38 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_DOTTED = re.compile(r"^\d{1,9}(\.\d{1,9}){0,5}$")
+# re.ASCII: \d is 0-9 only, as in JavaScript (Python's would also take other scripts' digits, "٢.٣").
+_DOTTED = re.compile(r"^\d{1,9}(\.\d{1,9}){0,5}$", re.ASCII)
 _SYMBOL_PREFIX = re.compile(r"^GLIBC(XX)?_", re.IGNORECASE)
 # Release X.Y[.Z...], optional pre-release, post and dev segments, optional local tag (torch's own shape).
 _TORCH_VERSION = re.compile(
-    r"^(\d+(?:\.\d+)+(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?)(?:\+([a-z0-9]+(?:\.[a-z0-9]+)*))?$"
+    r"^(\d+(?:\.\d+)+(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?)(?:\+([a-z0-9]+(?:\.[a-z0-9]+)*))?$", re.ASCII
 )
 # cu128 -> 12.8, cu118 -> 11.8: the last digit is the minor version (how torch names its wheels).
-_CUDA_LOCAL_SEGMENT = re.compile(r"^cu(\d+)(\d)$")
+_CUDA_LOCAL_SEGMENT = re.compile(r"^cu(\d+)(\d)$", re.ASCII)
+
+# What JavaScript's String.prototype.trim() removes (WhiteSpace and LineTerminator): str.strip() would also remove
+# U+001C-U+001F and U+0085, and keep U+FEFF.
+JS_WHITESPACE = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+
+
+def js_trim(text: str) -> str:
+    """`text.trim()` as JavaScript does it."""
+    return text.strip(JS_WHITESPACE)
 
 
 def parse_dotted(version: str) -> list[int] | None:
     """Numeric components of a dotted version ("2.36" -> [2, 36]); None when it is not purely dotted numbers."""
-    trimmed = version.strip()
+    trimmed = js_trim(version)
     return [int(p) for p in trimmed.split(".")] if _DOTTED.match(trimmed) else None
 
 
 def normalize_dotted(version: str) -> str | None:
     """Canonical dotted form without a GLIBC_/GLIBCXX_ prefix or leading zeros ("GLIBCXX_3.4.030" -> "3.4.30")."""
-    parts = parse_dotted(_SYMBOL_PREFIX.sub("", version.strip()))
+    parts = parse_dotted(_SYMBOL_PREFIX.sub("", js_trim(version)))
     return ".".join(str(p) for p in parts) if parts is not None else None
 
 
@@ -48,7 +62,7 @@ class TorchVersion:
 
 
 def parse_torch_version(version: str) -> TorchVersion | None:
-    m = _TORCH_VERSION.match(version.strip().lower())
+    m = _TORCH_VERSION.match(js_trim(version).lower())
     if not m:
         return None
     local = m.group(2)

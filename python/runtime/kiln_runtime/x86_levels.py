@@ -1,6 +1,8 @@
 """x86-64 micro-architecture levels from Linux /proc/cpuinfo flag names.
 
-Mirrors libs/targets/src/x86-levels.ts (X86_LEVEL_FLAGS, x86LevelFromFlags) and the device-level rules of
+The flag lists, labels and implying prefixes are the shared data of libs/targets/src/x86-levels.json, shipped
+in this package as contracts/x86-levels.json (a byte-for-byte copy, checked by tests/test_contract_data.py).
+The rules mirror libs/targets/src/x86-levels.ts (x86LevelFromFlags, capX86Flags) and the device-level rules of
 libs/matching/src/cpu-level.ts: when flags are known they decide; a reported level is only a fallback.
 """
 
@@ -10,20 +12,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import contracts
 from .errors import ErrorCode, UsageError
 
+_DATA: dict[str, Any] = contracts.load("x86-levels.json")
+
 X86_LEVEL_FLAGS: dict[int, tuple[str, ...]] = {
-    2: ("cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3"),
-    3: ("avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"),
-    4: ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"),
+    entry["level"]: tuple(entry["flags"]) for entry in _DATA["levels"] if entry["level"] > 1
 }
 
-_LEVEL_LABELS = {
-    1: "x86-64 baseline",
-    2: "SSE4.2/SSSE3/POPCNT",
-    3: "AVX2/FMA/BMI",
-    4: "AVX-512 F/BW/CD/DQ/VL",
-}
+_LEVEL_LABELS: dict[int, str] = {entry["level"]: entry["label"] for entry in _DATA["levels"]}
 
 
 def x86_level_from_flags(flags: Iterable[str]) -> int:
@@ -38,7 +36,7 @@ def x86_level_from_flags(flags: Iterable[str]) -> int:
 
 
 # Flag-name prefixes that imply a level (an AVX-512 or AMX flag means v4 hardware, an AVX flag v3 hardware).
-_IMPLIED_BY_PREFIX: tuple[tuple[str, int], ...] = (("avx512", 4), ("amx", 4), ("avx", 3))
+_IMPLIED_BY_PREFIX: tuple[tuple[str, int], ...] = tuple((p["prefix"], p["level"]) for p in _DATA["impliedByPrefix"])
 
 X86_LEVEL_CAP_ENV = "KILN_X86_LEVEL_CAP"
 

@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 
 from kiln_runtime.needs import check_needs, js_number
+from kiln_runtime.x86_levels import X86_LEVEL_FLAGS
 
-V2 = ["cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3"]
-V3 = ["avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"]
-V4 = ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]
+V2, V3, V4 = (list(X86_LEVEL_FLAGS[level]) for level in (2, 3, 4))
 
 LAPTOP: dict[str, Any] = {
     "schemaVersion": 1,

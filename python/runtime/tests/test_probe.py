@@ -1,7 +1,8 @@
 """The probe on this host (any x86-64 Linux box with glibc and CPU torch), and its parsers.
 
 What this host's CPU is comes from /proc/cpuinfo, read here with the level rules written out in this file
-(never from the probe under test), and KILN_X86_LEVEL_CAP is honoured as the probe honours it.
+(never from the probe under test) over the shared flag lists (libs/targets/src/x86-levels.json), and
+KILN_X86_LEVEL_CAP is honoured as the probe honours it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,9 @@ import torch
 
 from kiln_runtime.fingerprint import validate_fingerprint
 from kiln_runtime.probe import loaded_libstdcxx, max_glibcxx, probe_fingerprint, read_cpuinfo
-from kiln_runtime.x86_levels import cap_x86_flags, x86_level_from_flags
+from kiln_runtime.x86_levels import X86_LEVEL_FLAGS, cap_x86_flags, x86_level_from_flags
 
-# The psABI's x86-64 levels, written out for the expectations of this file.
-_V2 = {"cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3"}
-_V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}
-_V4 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}
+_V2, _V3, _V4 = (set(X86_LEVEL_FLAGS[level]) for level in (2, 3, 4))
 
 
 def _host_flags() -> set[str]:
@@ -114,9 +112,7 @@ def test_cpuinfo_parsing_takes_the_first_processor() -> None:
 
 
 def test_x86_levels_need_every_lower_level() -> None:
-    v2 = ["cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3"]
-    v3 = ["avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"]
-    v4 = ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]
+    v2, v3, v4 = (list(X86_LEVEL_FLAGS[level]) for level in (2, 3, 4))
     assert x86_level_from_flags([]) == 1
     assert x86_level_from_flags(v2) == 2
     assert x86_level_from_flags(v2 + v3) == 3

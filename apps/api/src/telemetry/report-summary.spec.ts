@@ -1,9 +1,23 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { summarizeReport } from './report-summary.js';
+import { NOT_THE_ARTIFACTS_FAULT, summarizeReport } from './report-summary.js';
 import { monthOf, monthRange, uuid7Millis, uuidLowerBound } from './uuid7.js';
 
 describe('what a device report adds to the rollups', () => {
+  it('names exactly the device codes that error-codes.json marks as not the artifact’s fault', () => {
+    const shared = JSON.parse(
+      readFileSync(new URL('../../../../libs/contracts/src/error-codes.json', import.meta.url), 'utf8'),
+    ) as { device: { code: string; artifactsFault: boolean }[] };
+    assert.deepEqual(
+      [...NOT_THE_ARTIFACTS_FAULT].sort(),
+      shared.device
+        .filter((c) => !c.artifactsFault)
+        .map((c) => c.code)
+        .sort(),
+    );
+  });
+
   it('counts the artifact’s own failures, not the network’s', () => {
     const failed = { ran: 'portable' as const, outcome: 'failed' as const, latency: [] };
     assert.deepEqual(summarizeReport({ ...failed, errorCode: 'LOAD_FAILED', failureStage: 'load' }).failure, true);

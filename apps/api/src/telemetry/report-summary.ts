@@ -1,6 +1,9 @@
 /** What one device report adds to the rollups (fleet_evidence, rollout_stats). Pure: unit-tested on its own. */
 
-/** Device-runtime codes that say nothing about the artifact: the device, its network or the API failed. */
+/**
+ * Device-runtime codes that say nothing about the artifact: the device, its network or the API failed. The codes
+ * with `artifactsFault: false` in libs/contracts/src/error-codes.json (report-summary.spec.ts keeps them equal).
+ */
 export const NOT_THE_ARTIFACTS_FAULT: ReadonlySet<string> = new Set([
   'API_UNREACHABLE',
   'API_ERROR',

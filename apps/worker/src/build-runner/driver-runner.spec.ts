@@ -7,12 +7,14 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode } from '@kiln/contracts';
 import { findTarget, recipeHash } from '@kiln/targets';
+import { compileSchema } from '../../../../test/support/contract-vectors.js';
 import {
   type DriverOutcome,
   type DriverProgress,
   INSECURE_LOG_PREFIX,
   parseProgress,
   runCompileDriver,
+  scrubHostPaths,
 } from './driver-runner.js';
 import type { SandboxHost } from './sandbox-probe.js';
 import { requireFullSandbox } from './testing/require-sandbox.js';
@@ -104,6 +106,8 @@ describe('runCompileDriver', () => {
 
     // job.json carried the sandbox plan to the driver; the manifest ends up with what was enforced.
     const job = JSON.parse(await readFile(path.join(outcome.jobDir, 'job.json'), 'utf8')) as Record<string, unknown>;
+    const jobSchema = compileSchema('driver-job');
+    assert.ok(jobSchema(job), `job.json breaks driver-job.schema.json: ${JSON.stringify(jobSchema.errors)}`);
     const planned = job.sandbox as Record<string, unknown>;
     assert.equal(planned.timeoutMs, 4_000);
     assert.equal(planned.memoryBytes, 256 * 1024 * 1024);
@@ -298,5 +302,28 @@ describe('parseProgress', () => {
     assert.equal(parseProgress('{"event":"other"}'), null);
     assert.equal(parseProgress('{not json'), null);
     assert.equal(parseProgress('plain text'), null);
+  });
+});
+
+describe('scrubHostPaths', () => {
+  it('names the host paths a tenant reads in its build log, and only whole paths', () => {
+    const paths: [string, string][] = [
+      ['/srv/kiln/.kiln/work/job-abc', '<job>'],
+      ['/srv/kiln/.kiln/venv', '<venv>'],
+      ['/srv/kiln', '<kiln>'],
+    ];
+    const log = [
+      'File "/srv/kiln/.kiln/venv/lib/python3.11/site-packages/torch/_inductor/compile.py", line 3',
+      'wrote /srv/kiln/.kiln/work/job-abc/out/manifest.json',
+      'driver at /srv/kiln/python/driver; not ours: /srv/kiln2/x and /srv/kiln-old/y',
+    ].join('\n');
+    assert.equal(
+      scrubHostPaths(log, paths),
+      [
+        'File "<venv>/lib/python3.11/site-packages/torch/_inductor/compile.py", line 3',
+        'wrote <job>/out/manifest.json',
+        'driver at <kiln>/python/driver; not ours: /srv/kiln2/x and /srv/kiln-old/y',
+      ].join('\n'),
+    );
   });
 });

@@ -24,10 +24,14 @@ import { runSandboxed, type SandboxResult } from './sandbox-run.js';
  * and every part is re-hashed before anyone uploads it.
  */
 
-/** Codes the driver may report: the contract's, plus TOOLCHAIN_MISMATCH (the driver's, not yet in contracts). */
-export type DriverErrorCode = ErrorCode | 'TOOLCHAIN_MISMATCH';
-const DRIVER_ERROR_CODES = new Set<string>([...Object.values(ErrorCode), 'TOOLCHAIN_MISMATCH']);
+/** Codes the driver may report: any of the contract's (libs/contracts/src/error-codes.json marks the driver's own). */
+const DRIVER_ERROR_CODES = new Set<string>(Object.values(ErrorCode));
 
+/**
+ * The job.json the driver reads (kiln_driver/job.py). Its JSON Schema is libs/contracts/src/schemas/
+ * driver-job.schema.json: driver-runner.spec.ts checks a real job.json against it, and the shared vectors
+ * (test/fixtures/contracts/driver-jobs.json) hold the schema and the driver's parse_job together.
+ */
 export interface DriverJob {
   /** The tenant the artifact is built for: the driver writes it into the signed manifest (devices check it). */
   tenantId?: string;
@@ -90,7 +94,7 @@ export interface DriverSuccess extends OutcomeBase {
 
 export interface DriverFailure extends OutcomeBase {
   ok: false;
-  code: DriverErrorCode;
+  code: ErrorCode;
   message: string;
   details?: Record<string, unknown>;
   retryable: boolean;
@@ -111,7 +115,7 @@ export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<D
     await folder?.remove();
   };
   const base = (log: string, sandbox: SandboxRecord | null): OutcomeBase => ({
-    log: sandbox?.mode === 'insecure-local' ? markInsecure(log) : log,
+    log: scrubHostPaths(sandbox?.mode === 'insecure-local' ? markInsecure(log) : log, hostPaths(opts, folder)),
     jobDir: folder?.dir ?? '',
     sandbox,
     durationMs: Date.now() - started,
@@ -197,11 +201,39 @@ export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<D
   return {
     ok: false,
     code: outcome.code,
-    message: outcome.message,
+    message: scrubHostPaths(outcome.message, hostPaths(opts, folder)),
     ...(outcome.details ? { details: outcome.details } : {}),
     retryable: outcome.retryable,
     ...base(log, result.record),
   };
+}
+
+/**
+ * Where this host keeps things, longest first, and the names the tenant reads instead. A build log is shown to the
+ * tenant: it should tell what happened in the job, not how the build host is laid out.
+ */
+function hostPaths(opts: RunCompileDriverOptions, folder: JobFolder | null): [string, string][] {
+  const venv = path.dirname(path.dirname(path.resolve(opts.pythonPath)));
+  const named: [string, string][] = [
+    ...(folder ? ([[folder.dir, '<job>']] as [string, string][]) : []),
+    [venv, '<venv>'],
+    [path.resolve(opts.workRoot), '<work>'],
+    [process.cwd(), '<kiln>'],
+  ];
+  return named.filter(([p]) => p.length > 1).sort((a, b) => b[0].length - a[0].length);
+}
+
+/** Replaces each host path (as a whole path prefix) by its name. */
+export function scrubHostPaths(text: string, paths: [string, string][]): string {
+  let out = text;
+  for (const [hostPath, name] of paths) {
+    out = out.replace(new RegExp(`${escapeRegExp(hostPath)}(?![\\w.-])`, 'g'), name);
+  }
+  return out;
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 function markInsecure(log: string): string {
@@ -229,7 +261,7 @@ export function parseProgress(line: string): DriverProgress | null {
 
 type Classified =
   | { ok: true; manifest: ArtifactManifest; partsDir: string }
-  | { ok: false; code: DriverErrorCode; message: string; details?: Record<string, unknown>; retryable: boolean };
+  | { ok: false; code: ErrorCode; message: string; details?: Record<string, unknown>; retryable: boolean };
 
 async function classify(result: SandboxResult, opts: RunCompileDriverOptions, outDir: string): Promise<Classified> {
   if (result.cancelled)
@@ -266,7 +298,7 @@ async function classify(result: SandboxResult, opts: RunCompileDriverOptions, ou
     };
   }
 
-  let reported: { code: DriverErrorCode; message: string; details: Record<string, unknown> } | null = null;
+  let reported: { code: ErrorCode; message: string; details: Record<string, unknown> } | null = null;
   let unreadable: string | null = null;
   try {
     reported = await readErrorJson(outDir);
@@ -318,7 +350,7 @@ async function readUntrustedFile(file: string, maxBytes: number): Promise<Buffer
 
 async function readErrorJson(
   outDir: string,
-): Promise<{ code: DriverErrorCode; message: string; details: Record<string, unknown> } | null> {
+): Promise<{ code: ErrorCode; message: string; details: Record<string, unknown> } | null> {
   const raw = await readUntrustedFile(path.join(outDir, 'error.json'), MAX_ERROR_JSON_BYTES);
   if (!raw) return null;
   let parsed: unknown;
@@ -337,7 +369,7 @@ async function readErrorJson(
       details: { ...details, driverCode: parsed.code.slice(0, 100) },
     };
   }
-  return { code: parsed.code as DriverErrorCode, message, details };
+  return { code: parsed.code as ErrorCode, message, details };
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -345,8 +377,8 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 /**
- * The manifest, checked far enough that the caller can upload it: it is about this job, and every part it
- * lists is a regular file in out/parts named by its sha256, with that size and that hash (re-computed).
+ * The manifest, checked far enough that the caller can upload it: it is about this job (checkManifest), and
+ * every part it lists is a regular file in out/parts named by its sha256, with that size and that hash (re-computed).
  */
 async function readManifest(outDir: string, job: RunCompileDriverOptions['job']): Promise<ArtifactManifest> {
   const raw = await readUntrustedFile(path.join(outDir, 'manifest.json'), MAX_MANIFEST_BYTES);
