@@ -8,6 +8,7 @@ import { FleetEvidence1764950400000 } from './1764950400000-FleetEvidence.js';
 import { BlobLedger1765000000000 } from './1765000000000-BlobLedger.js';
 import { KeyRoles1765000100000 } from './1765000100000-KeyRoles.js';
 import { AuditLog1765000200000 } from './1765000200000-AuditLog.js';
+import { RetentionPolicies1765000300000 } from './1765000300000-RetentionPolicies.js';
 
 export const MIGRATIONS = [
   InitialSchema1764151200000,
@@ -19,4 +20,5 @@ export const MIGRATIONS = [
   BlobLedger1765000000000,
   KeyRoles1765000100000,
   AuditLog1765000200000,
+  RetentionPolicies1765000300000,
 ];

@@ -3,11 +3,15 @@ import { KilnConfig } from '@kiln/config';
 import { DataSource } from 'typeorm';
 import { ObjectStorage } from '@kiln/storage';
 import { BlobLedger } from './blob-ledger.js';
+import { DeletionsService } from './deletions.js';
 import { objectStorageFor } from './object-storage-for.js';
+import { RetentionService } from './retention.js';
 
 /**
  * S3 with the bucket-wide credentials: the API's and the orchestrator's. A build host never imports it (it reaches
- * storage only through the presigned URLs its workflow grants). The blob ledger decides when a blob may go.
+ * storage only through the presigned URLs its workflow grants). The blob ledger decides when a blob may go; deletes
+ * and retention policies (which remove rows and their objects) live here so the API and the orchestrator's scheduled
+ * jobs share them.
  */
 @Global()
 @Module({
@@ -26,8 +30,10 @@ import { objectStorageFor } from './object-storage-for.js';
       inject: [DataSource, ObjectStorage],
       useFactory: (dataSource: DataSource, storage: ObjectStorage) => new BlobLedger(dataSource, storage),
     },
+    DeletionsService,
+    RetentionService,
   ],
-  exports: [ObjectStorage, BlobLedger],
+  exports: [ObjectStorage, BlobLedger, DeletionsService, RetentionService],
 })
 export class StorageModule implements OnApplicationShutdown {
   constructor(private readonly storage: ObjectStorage) {}

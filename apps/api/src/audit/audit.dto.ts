@@ -48,7 +48,12 @@ export class ListAuditEventsQueryDto {
 export class AuditEventDto {
   @ApiProperty() id!: string;
   @ApiProperty() at!: string;
-  @ApiProperty({ enum: ['key', 'admin'] }) actor!: string;
+  @ApiProperty({
+    enum: ['key', 'admin', 'retention'],
+    description:
+      'key: a tenant key; admin: the operator token; retention: a delete by the retention policy (keyId: the key that ran it, null when scheduled)',
+  })
+  actor!: string;
   @ApiProperty({ nullable: true, type: String }) keyId!: string | null;
   @ApiProperty({ nullable: true, type: String }) role!: string | null;
   @ApiProperty({ example: 'DELETE /v1/models/:modelId' }) action!: string;

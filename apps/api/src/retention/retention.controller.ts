@@ -1,9 +1,9 @@
 import { Controller, Delete, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { DeletionsService } from '@kiln/core';
 import { Auth, type AuthContext, OWNERS, Roles } from '../auth/auth-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { DeleteQueryDto, DeletionResponseDto } from './retention.dto.js';
-import { DeletionsService } from './deletions.service.js';
 
 /**
  * Deletes a model, a version or an artifact with everything that is only theirs, in PostgreSQL and S3; refused with

@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsIn, IsOptional } from 'class-validator';
+import { IsBoolean, IsIn, IsInt, IsOptional, Max, Min } from 'class-validator';
 
 /** DELETE ...?force=true: also delete the channels and rollouts that point at what is deleted. */
 export class DeleteQueryDto {
@@ -35,4 +35,73 @@ export class DeletionResponseDto {
     description: "What this tenant's collection removed from S3 right after the delete (a later one takes the rest)",
   })
   collected!: CollectedDto;
+}
+
+/** PUT /v1/retention-policy: at least one rule; a rule left out (or null) keeps nothing by itself. */
+export class RetentionRulesDto {
+  @ApiPropertyOptional({
+    type: Number,
+    nullable: true,
+    minimum: 1,
+    maximum: 100000,
+    description: "Keep each model's newest N versions (by version number)",
+  })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(100000)
+  keepLastVersions?: number | null;
+
+  @ApiPropertyOptional({
+    type: Number,
+    nullable: true,
+    minimum: 1,
+    maximum: 36500,
+    description: 'Keep versions younger than D days',
+  })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(36500)
+  maxAgeDays?: number | null;
+}
+
+export class RetentionPolicyDto {
+  @ApiProperty({ type: Number, nullable: true }) keepLastVersions!: number | null;
+  @ApiProperty({ type: Number, nullable: true }) maxAgeDays!: number | null;
+}
+
+/** POST /v1/retention-policy/runs. */
+export class RetentionRunRequestDto extends RetentionRulesDto {
+  @ApiProperty({
+    description:
+      'true: only say which versions the policy would delete (nothing changes); false: delete them now. With ' +
+      'keepLastVersions or maxAgeDays, a dry run previews those rules instead of the saved policy.',
+  })
+  @IsBoolean()
+  dryRun!: boolean;
+}
+
+export class RetentionVersionDto {
+  @ApiProperty({ format: 'uuid' }) versionId!: string;
+  @ApiProperty({ format: 'uuid' }) modelId!: string;
+  @ApiProperty() modelName!: string;
+  @ApiProperty() number!: number;
+  @ApiProperty({ format: 'date-time' }) createdAt!: string;
+  @ApiProperty({
+    enum: ['would_delete', 'deleted', 'skipped'],
+    description: 'skipped: a channel, rollout or compilation took it up after the plan (see reason)',
+  })
+  outcome!: 'would_delete' | 'deleted' | 'skipped';
+  @ApiPropertyOptional({ description: 'For skipped: the error code the delete answered' }) reason?: string;
+}
+
+export class RetentionRunDto {
+  @ApiProperty() dryRun!: boolean;
+  @ApiProperty({ type: RetentionPolicyDto, nullable: true, description: 'The rules applied; null: no policy' })
+  rules!: RetentionPolicyDto | null;
+  @ApiProperty({ description: 'Versions the policy keeps' }) kept!: number;
+  @ApiProperty({ type: [RetentionVersionDto], description: 'Versions it would delete (dry run) or tried to' })
+  versions!: RetentionVersionDto[];
+  @ApiProperty({ type: CollectedDto }) collected!: CollectedDto;
 }

@@ -1,12 +1,15 @@
 import { Module } from '@nestjs/common';
 import { CollectorService } from './collector.service.js';
-import { DeletionsService } from './deletions.service.js';
+import { RetentionPolicyController } from './retention-policy.controller.js';
 import { RetentionController } from './retention.controller.js';
 
-/** Deletes (models, versions, artifacts) and the garbage collection of what they leave in S3. */
+/**
+ * Deletes (models, versions, artifacts), retention policies, and the garbage collection of what they leave in S3.
+ * DeletionsService and RetentionService are @kiln/core's (StorageModule), shared with the orchestrator's scheduled
+ * retention job.
+ */
 @Module({
-  controllers: [RetentionController],
-  providers: [DeletionsService, CollectorService],
-  exports: [DeletionsService],
+  controllers: [RetentionController, RetentionPolicyController],
+  providers: [CollectorService],
 })
 export class RetentionModule {}

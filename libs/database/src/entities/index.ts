@@ -12,6 +12,7 @@ import { FleetEvidenceEntity } from './fleet-evidence.entity.js';
 import { ModelVersionEntity } from './model-version.entity.js';
 import { ModelEntity } from './model.entity.js';
 import { ObjectDeletionEntity } from './object-deletion.entity.js';
+import { RetentionPolicyEntity } from './retention-policy.entity.js';
 import { RolloutEventEntity } from './rollout-event.entity.js';
 import { RolloutStatsEntity } from './rollout-stats.entity.js';
 import { RolloutEntity } from './rollout.entity.js';
@@ -20,6 +21,7 @@ import { TenantEntity } from './tenant.entity.js';
 import { UploadEntity } from './upload.entity.js';
 
 export {
+  RetentionPolicyEntity,
   ApiKeyEntity,
   ArtifactBlobEntity,
   AuditEventEntity,
@@ -69,4 +71,5 @@ export const ENTITIES = [
   ArtifactBlobEntity,
   ObjectDeletionEntity,
   AuditEventEntity,
+  RetentionPolicyEntity,
 ];

@@ -3,10 +3,24 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { Client } from '@temporalio/client';
 import { DataSource, type EntityManager } from 'typeorm';
 import { ErrorCode, KilnError } from '@kiln/contracts';
-import { BlobLedger } from '@kiln/core';
 import { ObjectStorage, objectKeys } from '@kiln/storage';
-import { CollectorService } from './collector.service.js';
-import type { DeletedCountsDto, DeletionResponseDto } from './retention.dto.js';
+import { BlobLedger, type CollectionResult } from './blob-ledger.js';
+
+/** What one delete removed, by kind. */
+export interface DeletedCounts {
+  models: number;
+  versions: number;
+  artifacts: number;
+  channels: number;
+  rollouts: number;
+  compilations: number;
+}
+
+/** What one delete removed, and what the tenant's collection right after it removed from S3. */
+export interface DeletionResult {
+  deleted: DeletedCounts;
+  collected: CollectionResult;
+}
 
 interface VersionRow {
   id: string;
@@ -26,7 +40,7 @@ interface Users {
   rollouts: { id: string; channelId: string; status: string }[];
 }
 
-const NO_COUNTS: DeletedCountsDto = { models: 0, versions: 0, artifacts: 0, channels: 0, rollouts: 0, compilations: 0 };
+const NO_COUNTS: DeletedCounts = { models: 0, versions: 0, artifacts: 0, channels: 0, rollouts: 0, compilations: 0 };
 const ACTIVE_ROLLOUT = `status IN ('running', 'paused')`;
 const UNFINISHED_COMPILATION = `status NOT IN ('succeeded', 'partial', 'failed', 'cancelled')`;
 const UNFINISHED_UPLOAD = `status IN ('uploading', 'completing')`;
@@ -45,12 +59,11 @@ export class DeletionsService {
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly ledger: BlobLedger,
-    private readonly collector: CollectorService,
     private readonly storage: ObjectStorage,
     private readonly temporal: Client,
   ) {}
 
-  async deleteModel(tenantId: string, modelId: string, force: boolean): Promise<DeletionResponseDto> {
+  async deleteModel(tenantId: string, modelId: string, force: boolean): Promise<DeletionResult> {
     return this.run(tenantId, async (tx) => {
       const model = await tx.query<unknown[]>(`SELECT id FROM models WHERE id = $1 AND tenant_id = $2 FOR UPDATE`, [
         modelId,
@@ -75,7 +88,7 @@ export class DeletionsService {
     });
   }
 
-  async deleteVersion(tenantId: string, versionId: string, force: boolean): Promise<DeletionResponseDto> {
+  async deleteVersion(tenantId: string, versionId: string, force: boolean): Promise<DeletionResult> {
     return this.run(tenantId, async (tx) => {
       const versions = await this.lockVersions(tx, `id = $1 AND tenant_id = $2`, versionId, tenantId);
       if (versions.length === 0) throw new KilnError(ErrorCode.NOT_FOUND, 'No such version.');
@@ -98,7 +111,7 @@ export class DeletionsService {
     });
   }
 
-  async deleteArtifact(tenantId: string, artifactId: string, force: boolean): Promise<DeletionResponseDto> {
+  async deleteArtifact(tenantId: string, artifactId: string, force: boolean): Promise<DeletionResult> {
     return this.run(tenantId, async (tx) => {
       const rows = await tx.query<{ contentHash: string }[]>(
         `SELECT model_content_hash AS "contentHash" FROM artifacts WHERE id = $1 AND tenant_id = $2 FOR UPDATE`,
@@ -126,8 +139,8 @@ export class DeletionsService {
   /** One delete: its transaction, then what must follow the commit, then the tenant's collection. */
   private async run(
     tenantId: string,
-    work: (tx: EntityManager) => Promise<{ counts: DeletedCountsDto; after: AfterCommit }>,
-  ): Promise<DeletionResponseDto> {
+    work: (tx: EntityManager) => Promise<{ counts: DeletedCounts; after: AfterCommit }>,
+  ): Promise<DeletionResult> {
     const { counts, after } = await this.dataSource.transaction(work);
     for (const workflowId of after.workflowIds) {
       // Already finished or never started: nothing to stop. A workflow that outlives this fails at its next step:
@@ -142,7 +155,7 @@ export class DeletionsService {
         this.logger.warn(`Could not abort upload ${upload.uploadId}: ${String(err)}`);
       });
     }
-    const collected = await this.collector.collect(tenantId).catch((err: unknown) => {
+    const collected = await this.ledger.collect(tenantId).catch((err: unknown) => {
       // The rows are gone and their objects queued: the periodic collection finishes the job.
       this.logger.warn(`Collection after a delete failed: ${String(err)}`);
       return { objectsDeleted: 0, blobsDeleted: 0 };
@@ -214,7 +227,7 @@ export class DeletionsService {
     versions: VersionRow[],
     users: Users,
     uploads: { objectKey: string; uploadId: string; unfinished: boolean }[],
-  ): Promise<{ counts: DeletedCountsDto; after: AfterCommit }> {
+  ): Promise<{ counts: DeletedCounts; after: AfterCommit }> {
     const versionIds = versions.map((v) => v.id);
     const removed = await this.removeChannelsAndRollouts(tx, tenantId, users);
     const compilations = await tx.query<{ id: string; workflowId: string; unfinished: boolean }[]>(
