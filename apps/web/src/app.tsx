@@ -3,12 +3,15 @@ import { SessionProvider, useSession } from './api/session.js';
 import { AppLayout, PageHeader, useDocumentTitle } from './components/layout.js';
 import { EmptyState } from './components/ui.js';
 import { ArtifactsPage } from './pages/artifacts.js';
+import { AuditPage } from './pages/audit.js';
 import { ChannelsPage } from './pages/channels.js';
 import { CompilationPage } from './pages/compilation.js';
 import { FleetPage } from './pages/fleet.js';
+import { KeysPage } from './pages/keys.js';
 import { ModelPage } from './pages/model.js';
 import { ModelsPage } from './pages/models.js';
 import { PlaygroundPage } from './pages/playground.js';
+import { RetentionPage } from './pages/retention.js';
 import { SignInPage } from './pages/sign-in.js';
 import { VersionPage } from './pages/version.js';
 
@@ -27,6 +30,9 @@ export function App() {
             <Route path="versions/:versionId/artifacts" element={<ArtifactsPage />} />
             <Route path="compilations/:compilationId" element={<CompilationPage />} />
             <Route path="playground" element={<PlaygroundPage />} />
+            <Route path="keys" element={<KeysPage />} />
+            <Route path="audit" element={<AuditPage />} />
+            <Route path="retention" element={<RetentionPage />} />
             <Route path="*" element={<NotFoundPage />} />
           </Route>
         </Routes>

@@ -22,6 +22,8 @@ import type {
   Compilation,
   CompilationEvent,
   AuditEventPage,
+  RetentionPolicy,
+  RetentionRun,
   CreateApiKeyRequest,
   DeletionResult,
   UpdateApiKeyRequest,
@@ -381,6 +383,24 @@ export class KilnClient {
   }
   deleteArtifact(artifactId: string, o: { force?: boolean; signal?: AbortSignal } = {}): Promise<DeletionResult> {
     return this.call('deleteArtifact', { signal: o.signal, params: { artifactId }, query: forceQuery(o.force) });
+  }
+
+  // --- retention policy (owners change and run it; a dry run changes nothing) ----------------------------------
+  getRetentionPolicy(o: Pick<RequestOptions, 'signal'> = {}): Promise<RetentionPolicy> {
+    return this.call('getRetentionPolicy', o);
+  }
+  setRetentionPolicy(body: Partial<RetentionPolicy>, o: Pick<RequestOptions, 'signal'> = {}): Promise<RetentionPolicy> {
+    return this.call('setRetentionPolicy', { ...o, body });
+  }
+  deleteRetentionPolicy(o: Pick<RequestOptions, 'signal'> = {}): Promise<void> {
+    return this.call('deleteRetentionPolicy', o);
+  }
+  /** Applies the saved policy now (`dryRun: false`) or says what it would delete; a dry run may preview other rules. */
+  runRetention(
+    body: { dryRun: boolean } & Partial<RetentionPolicy>,
+    o: Pick<RequestOptions, 'signal'> = {},
+  ): Promise<RetentionRun> {
+    return this.call('runRetention', { ...o, body });
   }
 
   // --- transport -----------------------------------------------------------------------------------------

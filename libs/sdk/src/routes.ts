@@ -49,6 +49,10 @@ export const ROUTES = {
   deleteVersion: { method: 'DELETE', path: '/v1/versions/{versionId}' },
   deleteArtifact: { method: 'DELETE', path: '/v1/artifacts/{artifactId}' },
   listAuditEvents: { method: 'GET', path: '/v1/audit-events' },
+  getRetentionPolicy: { method: 'GET', path: '/v1/retention-policy' },
+  setRetentionPolicy: { method: 'PUT', path: '/v1/retention-policy' },
+  deleteRetentionPolicy: { method: 'DELETE', path: '/v1/retention-policy' },
+  runRetention: { method: 'POST', path: '/v1/retention-policy/runs' },
 } as const satisfies Record<string, { method: HttpMethod; path: string }>;
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';

@@ -139,7 +139,8 @@ export interface UpdateApiKeyRequest {
 export interface AuditEvent {
   id: string;
   at: string;
-  actor: 'key' | 'admin';
+  /** `retention`: a delete the retention policy made (keyId: the key that ran it; null when scheduled). */
+  actor: 'key' | 'admin' | 'retention';
   keyId: string | null;
   role: string | null;
   /** Method and route template: `DELETE /v1/models/:modelId`. */
@@ -167,6 +168,29 @@ export interface DeletionResult {
     rollouts: number;
     compilations: number;
   };
+  collected: { objectsDeleted: number; blobsDeleted: number };
+}
+
+/** A tenant's retention policy: a version stays while either rule keeps it (null: that rule is off). */
+export interface RetentionPolicy {
+  keepLastVersions: number | null;
+  maxAgeDays: number | null;
+}
+
+/** POST /v1/retention-policy/runs: what the policy would delete (dry run) or deleted. */
+export interface RetentionRun {
+  dryRun: boolean;
+  rules: RetentionPolicy | null;
+  kept: number;
+  versions: {
+    versionId: string;
+    modelId: string;
+    modelName: string;
+    number: number;
+    createdAt: string;
+    outcome: 'would_delete' | 'deleted' | 'skipped';
+    reason?: string;
+  }[];
   collected: { objectsDeleted: number; blobsDeleted: number };
 }
 

@@ -2,13 +2,19 @@
 // test/sdk.e2e-spec.ts keeps in step with the API's OpenAPI document. Types only: nothing of the SDK's
 // Node code reaches the browser bundle.
 export type {
+  ApiKeyRole,
+  ApiKeySummary,
+  ApiKeyWithSecret,
   Artifact,
   ArtifactDownload,
+  AuditEvent,
+  AuditEventPage,
   Build,
   BuildLog,
   Channel,
   ChannelMove,
   Compilation,
+  DeletionResult,
   EventsToken,
   FleetClass,
   FleetEvidence,
@@ -18,6 +24,8 @@ export type {
   ModelVersion,
   PresignedPart,
   Resolution,
+  RetentionPolicy,
+  RetentionRun,
   Rollout,
   RolloutEvent,
   Target,

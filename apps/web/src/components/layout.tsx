@@ -56,6 +56,15 @@ export function AppLayout() {
             <NavLink to="/playground" className={({ isActive }) => navClass(isActive)}>
               Resolver playground
             </NavLink>
+            <NavLink to="/keys" className={({ isActive }) => navClass(isActive)}>
+              Keys
+            </NavLink>
+            <NavLink to="/audit" className={({ isActive }) => navClass(isActive)}>
+              Audit log
+            </NavLink>
+            <NavLink to="/retention" className={({ isActive }) => navClass(isActive)}>
+              Retention
+            </NavLink>
             <a href="/docs" className="navlink" target="_blank" rel="noreferrer">
               API docs <ExternalIcon size={14} />
               <span className="sr-only">(opens in a new tab)</span>

@@ -7,7 +7,8 @@ import type { ErrorCode } from '@kiln/contracts';
 export const ERROR_EXPLANATIONS: Partial<Record<ErrorCode, string>> = {
   VALIDATION_FAILED: 'The request was not valid.',
   UNAUTHENTICATED: 'The API key is missing, unknown or revoked.',
-  FORBIDDEN: 'This key may not do that (device tokens can only resolve and download).',
+  FORBIDDEN: 'This key’s role may not do that (viewers read; keys, deletes and retention are for owners).',
+  RESOURCE_IN_USE: 'A channel or a rollout points at it: move or delete them first, or delete with them.',
   NOT_FOUND: 'Not found for this tenant.',
   CONFLICT: 'That conflicts with the current state (a duplicate name, or it already ended).',
   PAYLOAD_TOO_LARGE: 'The file is larger than this Kiln accepts.',

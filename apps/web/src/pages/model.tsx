@@ -1,8 +1,10 @@
 import { useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
+import { ApiError } from '../api/client.js';
 import { useApi } from '../api/session.js';
-import type { Channel, Model, ModelVersion } from '../api/types.js';
+import type { Channel, DeletionResult, Model, ModelVersion } from '../api/types.js';
 import { useResource } from '../api/use-resource.js';
+import { ConfirmDialog } from '../components/confirm-dialog.js';
 import { Dropzone } from '../components/dropzone.js';
 import { FlagIcon } from '../components/icons.js';
 import { PageHeader, useDocumentTitle } from '../components/layout.js';
@@ -24,7 +26,20 @@ export function ModelPage() {
     [api, modelId],
   );
   const [file, setFile] = useState<File | null>(null);
+  const [deleting, setDeleting] = useState<{ busy: boolean; error: ApiError | null; force: boolean } | null>(null);
   useDocumentTitle(model.data?.name);
+
+  const deleteModel = async (): Promise<void> => {
+    if (!deleting) return;
+    setDeleting({ ...deleting, busy: true, error: null });
+    try {
+      await api.delete<DeletionResult>(`/v1/models/${modelId}${deleting.force ? '?force=true' : ''}`);
+      void navigate('/', { replace: true });
+    } catch (err) {
+      const error = err instanceof ApiError ? err : new ApiError(0, 'CLIENT', String(err));
+      setDeleting({ ...deleting, busy: false, error });
+    }
+  };
 
   if (model.error) return <PageError error={model.error} onRetry={model.reload} />;
   const m = model.data;
@@ -46,6 +61,14 @@ export function ModelPage() {
             <Link to={`/playground?model=${modelId}`} className="btn btn-secondary">
               Try the resolver
             </Link>
+            <button
+              type="button"
+              className="btn btn-danger"
+              disabled={!m}
+              onClick={() => setDeleting({ busy: false, error: null, force: false })}
+            >
+              Delete model
+            </button>
           </>
         }
       />
@@ -157,6 +180,29 @@ export function ModelPage() {
           }}
         />
       )}
+      <ConfirmDialog
+        open={deleting !== null}
+        title={`Delete ${m?.name ?? 'this model'}?`}
+        confirmLabel="Delete model"
+        typeToConfirm={m?.name ?? ''}
+        busy={deleting?.busy ?? false}
+        error={deleting?.error ?? null}
+        onConfirm={() => void deleteModel()}
+        onClose={() => setDeleting(null)}
+      >
+        <p>
+          Every version, compilation and artifact of this model goes, with its files in storage (blobs other models
+          share stay). Devices that resolved it fall back to nothing. The audit log keeps a record of the delete.
+        </p>
+        <label className="checkbox">
+          <input
+            type="checkbox"
+            checked={deleting?.force ?? false}
+            onChange={(e) => deleting && setDeleting({ ...deleting, force: e.currentTarget.checked })}
+          />{' '}
+          Also delete the channels and rollouts that point at it
+        </label>
+      </ConfirmDialog>
     </div>
   );
 }
