@@ -9,6 +9,7 @@ import { BlobLedger1765000000000 } from './1765000000000-BlobLedger.js';
 import { KeyRoles1765000100000 } from './1765000100000-KeyRoles.js';
 import { AuditLog1765000200000 } from './1765000200000-AuditLog.js';
 import { RetentionPolicies1765000300000 } from './1765000300000-RetentionPolicies.js';
+import { Webhooks1765000400000 } from './1765000400000-Webhooks.js';
 
 export const MIGRATIONS = [
   InitialSchema1764151200000,
@@ -21,4 +22,5 @@ export const MIGRATIONS = [
   KeyRoles1765000100000,
   AuditLog1765000200000,
   RetentionPolicies1765000300000,
+  Webhooks1765000400000,
 ];

@@ -16,6 +16,7 @@ import { TelemetryModule } from './telemetry/telemetry.module.js';
 import { TenantsModule } from './tenants/tenants.module.js';
 import { UploadsModule } from './uploads/uploads.module.js';
 import { VersionsModule } from './versions/versions.module.js';
+import { WebhooksModule } from './webhooks/webhooks.module.js';
 
 @Module({
   imports: [
@@ -35,6 +36,7 @@ import { VersionsModule } from './versions/versions.module.js';
     FleetModule,
     RetentionModule,
     AuditModule,
+    WebhooksModule,
   ],
   controllers: [HealthController, TargetsController],
 })

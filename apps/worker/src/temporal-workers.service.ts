@@ -7,6 +7,7 @@ import { OrchestratorActivitiesService } from './activities/orchestrator.activit
 import { PortableSigningActivitiesService } from './activities/portable-signing.activities.js';
 import { PublishingActivitiesService } from './activities/publishing.activities.js';
 import { RolloutActivitiesService } from './activities/rollout.activities.js';
+import { WebhookActivitiesService } from './activities/webhook.activities.js';
 import { HostService } from './host/host.service.js';
 
 /**
@@ -30,6 +31,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
     @Optional() private readonly publishing?: PublishingActivitiesService,
     @Optional() private readonly portableSigning?: PortableSigningActivitiesService,
     @Optional() private readonly builder?: BuildActivitiesService,
+    @Optional() private readonly webhooks?: WebhookActivitiesService,
   ) {}
 
   /** Starts the workers; `buildsRefused` names the missing sandbox walls when the build role serves nothing. */
@@ -44,6 +46,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
       const r = this.rollouts!;
       const p = this.publishing!;
       const s = this.portableSigning!;
+      const w = this.webhooks!;
       this.workers.push(
         await Worker.create({
           ...common,
@@ -66,6 +69,9 @@ export class TemporalWorkersService implements OnApplicationShutdown {
             rollBackClasses: (i: Parameters<typeof r.rollBackClasses>[0]) => r.rollBackClasses(i),
             setPaused: (i: Parameters<typeof r.setPaused>[0]) => r.setPaused(i),
             finishRollout: (i: Parameters<typeof r.finishRollout>[0]) => r.finishRollout(i),
+            // Webhook deliveries (deliverWebhookWorkflow).
+            attemptWebhookDelivery: (i: { deliveryId: string }) => w.attemptWebhookDelivery(i),
+            failWebhookDelivery: (i: { deliveryId: string }) => w.failWebhookDelivery(i),
           },
         }),
       );

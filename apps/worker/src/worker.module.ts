@@ -17,6 +17,7 @@ import {
 import { BuildActivitiesService } from './activities/build.activities.js';
 import { ORCHESTRATOR_SIGNER, OrchestratorSigner } from './activities/orchestrator-signer.js';
 import { OrchestratorActivitiesService } from './activities/orchestrator.activities.js';
+import { WebhookActivitiesService } from './activities/webhook.activities.js';
 import { PortableSigningActivitiesService } from './activities/portable-signing.activities.js';
 import { PublishingActivitiesService } from './activities/publishing.activities.js';
 import { RolloutActivitiesService } from './activities/rollout.activities.js';
@@ -43,6 +44,7 @@ export class WorkerModule {
         RolloutActivitiesService,
         PublishingActivitiesService,
         PortableSigningActivitiesService,
+        WebhookActivitiesService,
         { provide: ORCHESTRATOR_SIGNER, inject: [KilnConfig], useFactory: OrchestratorSigner.load },
       );
     }

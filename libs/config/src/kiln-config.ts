@@ -99,6 +99,17 @@ export class KilnConfig {
   @Transform(toInt) @IsInt() @Min(1) KILN_GC_INTERVAL_S = 600;
 
   /**
+   * Webhook deliveries go only to public addresses: loopback, private, link-local (cloud metadata), CGNAT, unique-local
+   * and multicast destinations are refused, unless listed here as `host:port` (as the URL names it) or a CIDR range.
+   */
+  @Transform(toList) @IsString({ each: true }) KILN_WEBHOOK_ALLOWED_DESTINATIONS: string[] = [];
+  /** How long one delivery attempt may take (connect, send, answer). */
+  @Transform(toInt) @IsInt() @Min(100) @Max(120_000) KILN_WEBHOOK_TIMEOUT_MS = 10_000;
+  /** Attempts per delivery (the first one included); the waits between them double from KILN_WEBHOOK_RETRY_INITIAL_S. */
+  @Transform(toInt) @IsInt() @Min(1) @Max(30) KILN_WEBHOOK_MAX_ATTEMPTS = 8;
+  @Transform(toInt) @IsInt() @Min(1) @Max(3600) KILN_WEBHOOK_RETRY_INITIAL_S = 10;
+
+  /**
    * ed25519 key (PKCS#8 PEM) the orchestrator signs artifact and portable manifests with. Only the orchestrator role
    * of the worker reads it: build hosts and the API never do.
    */

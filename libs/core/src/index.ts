@@ -4,3 +4,4 @@ export * from './deletions.js';
 export * from './object-storage-for.js';
 export * from './retention.js';
 export * from './storage.module.js';
+export * from './webhooks.js';

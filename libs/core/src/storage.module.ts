@@ -6,6 +6,7 @@ import { BlobLedger } from './blob-ledger.js';
 import { DeletionsService } from './deletions.js';
 import { objectStorageFor } from './object-storage-for.js';
 import { RetentionService } from './retention.js';
+import { WebhookEmitter } from './webhooks.js';
 
 /**
  * S3 with the bucket-wide credentials: the API's and the orchestrator's. A build host never imports it (it reaches
@@ -32,8 +33,9 @@ import { RetentionService } from './retention.js';
     },
     DeletionsService,
     RetentionService,
+    WebhookEmitter,
   ],
-  exports: [ObjectStorage, BlobLedger, DeletionsService, RetentionService],
+  exports: [ObjectStorage, BlobLedger, DeletionsService, RetentionService, WebhookEmitter],
 })
 export class StorageModule implements OnApplicationShutdown {
   constructor(private readonly storage: ObjectStorage) {}

@@ -24,6 +24,10 @@ import type {
   AuditEventPage,
   RetentionPolicy,
   RetentionRun,
+  CreatedWebhook,
+  Webhook,
+  WebhookDelivery,
+  WebhookEventType,
   CreateApiKeyRequest,
   DeletionResult,
   UpdateApiKeyRequest,
@@ -401,6 +405,30 @@ export class KilnClient {
     o: Pick<RequestOptions, 'signal'> = {},
   ): Promise<RetentionRun> {
     return this.call('runRetention', { ...o, body });
+  }
+
+  // --- webhooks (owners): signed POSTs of the tenant's events, retried, visible, sendable again ---------------------
+  createWebhook(
+    body: { url: string; events: WebhookEventType[]; description?: string },
+    o: Pick<RequestOptions, 'signal'> = {},
+  ): Promise<CreatedWebhook> {
+    return this.call('createWebhook', { ...o, body });
+  }
+  listWebhooks(o: Pick<RequestOptions, 'signal'> = {}): Promise<Webhook[]> {
+    return this.call('listWebhooks', o);
+  }
+  deleteWebhook(webhookId: string, o: Pick<RequestOptions, 'signal'> = {}): Promise<void> {
+    return this.call('deleteWebhook', { ...o, params: { webhookId } });
+  }
+  listWebhookDeliveries(webhookId: string, o: Pick<RequestOptions, 'signal'> = {}): Promise<WebhookDelivery[]> {
+    return this.call('listWebhookDeliveries', { ...o, params: { webhookId } });
+  }
+  redeliverWebhook(
+    webhookId: string,
+    deliveryId: string,
+    o: Pick<RequestOptions, 'signal'> = {},
+  ): Promise<WebhookDelivery> {
+    return this.call('redeliverWebhook', { ...o, params: { webhookId, deliveryId } });
   }
 
   // --- transport -----------------------------------------------------------------------------------------

@@ -53,6 +53,11 @@ export const ROUTES = {
   setRetentionPolicy: { method: 'PUT', path: '/v1/retention-policy' },
   deleteRetentionPolicy: { method: 'DELETE', path: '/v1/retention-policy' },
   runRetention: { method: 'POST', path: '/v1/retention-policy/runs' },
+  createWebhook: { method: 'POST', path: '/v1/webhooks' },
+  listWebhooks: { method: 'GET', path: '/v1/webhooks' },
+  deleteWebhook: { method: 'DELETE', path: '/v1/webhooks/{webhookId}' },
+  listWebhookDeliveries: { method: 'GET', path: '/v1/webhooks/{webhookId}/deliveries' },
+  redeliverWebhook: { method: 'POST', path: '/v1/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver' },
 } as const satisfies Record<string, { method: HttpMethod; path: string }>;
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';

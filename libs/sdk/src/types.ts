@@ -194,6 +194,37 @@ export interface RetentionRun {
   collected: { objectsDeleted: number; blobsDeleted: number };
 }
 
+export type WebhookEventType =
+  'compilation.finished' | 'build.failed' | 'channel.moved' | 'rollout.halted' | 'artifact.quarantined';
+
+export interface Webhook {
+  id: string;
+  url: string;
+  events: WebhookEventType[];
+  description: string;
+  createdAt: string;
+}
+
+export interface CreatedWebhook extends Webhook {
+  /** Signs every delivery (`Kiln-Signature`, docs/webhooks.md): shown once. */
+  secret: string;
+}
+
+export interface WebhookDelivery {
+  id: string;
+  eventId: string;
+  eventType: WebhookEventType;
+  status: 'pending' | 'delivered' | 'failed';
+  attempts: number;
+  lastStatusCode: number | null;
+  lastError: string | null;
+  lastResponseBody: string | null;
+  lastAttemptAt: string | null;
+  deliveredAt: string | null;
+  createdAt: string;
+  payload: Record<string, unknown>;
+}
+
 export interface ApiKeyWithSecret extends ApiKeySummary {
   /** The key itself: shown once, stored only as a hash. */
   key: string;

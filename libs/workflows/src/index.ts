@@ -8,3 +8,4 @@ export {
   rolloutStateQuery,
   rolloutWorkflow,
 } from './rollout.workflow.js';
+export { deliverWebhookWorkflow } from './webhook-delivery.workflow.js';

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, In, Repository } from 'typeorm';
 import { ErrorCode, KilnError } from '@kiln/contracts';
+import { WebhookEmitter } from '@kiln/core';
 import { ChannelEntity, ChannelMoveEntity, ModelVersionEntity, RolloutEntity } from '@kiln/database';
 import type { AuthContext } from '../auth/auth-context.js';
 import { ModelsService } from '../models/models.service.js';
@@ -17,6 +18,7 @@ export class ChannelsService {
     @InjectRepository(ModelVersionEntity) private readonly versions: Repository<ModelVersionEntity>,
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly models: ModelsService,
+    private readonly webhooks: WebhookEmitter,
   ) {}
 
   async list(tenantId: string, modelId: string): Promise<ChannelResponseDto[]> {
@@ -43,6 +45,7 @@ export class ChannelsService {
     });
     if (!version) throw new KilnError(ErrorCode.NOT_FOUND, 'This model has no such version.');
 
+    let moved: { fromVersionId: string | null } | null = null;
     const channel = await this.dataSource.transaction(async (tx) => {
       // A staged rollout owns the channel until it ends: a direct move would pull the ground from under it.
       const existing = await tx.getRepository(ChannelEntity).findOne({ where: { modelId, name } });
@@ -81,6 +84,7 @@ export class ChannelsService {
         const id = (inserted.raw as { id: string }[])[0]?.id;
         if (id) {
           await record(id, null);
+          moved = { fromVersionId: null };
           return repo.findOneOrFail({ where: { id } });
         }
         current = await repo.findOneOrFail({ where, lock: { mode: 'pessimistic_write' } });
@@ -88,9 +92,20 @@ export class ChannelsService {
       if (current.versionId !== version.id) {
         await repo.update({ id: current.id }, { versionId: version.id });
         await record(current.id, current.versionId);
+        moved = { fromVersionId: current.versionId };
       }
       return repo.findOneOrFail({ where: { id: current.id } });
     });
+    if (moved) {
+      await this.webhooks.emit(auth.tenantId, 'channel.moved', {
+        modelId,
+        channel: name,
+        fromVersionId: (moved as { fromVersionId: string | null }).fromVersionId,
+        toVersionId: version.id,
+        toVersion: version.number,
+        movedByKeyId: auth.keyId,
+      });
+    }
     return this.toResponse(channel, version.number);
   }
 

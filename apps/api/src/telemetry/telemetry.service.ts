@@ -3,6 +3,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
 import { ErrorCode, KilnError } from '@kiln/contracts';
+import { WebhookEmitter } from '@kiln/core';
 import type { RolloutArm } from '@kiln/database';
 import { type DeviceClass, deviceClassOf, validateFingerprint } from '@kiln/matching';
 import { addCounts, summarizeReport } from './report-summary.js';
@@ -63,6 +64,7 @@ export class TelemetryService implements OnApplicationBootstrap, OnModuleDestroy
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly partitions: TelemetryPartitions,
     private readonly config: KilnConfig,
+    private readonly webhooks: WebhookEmitter,
   ) {}
 
   /**
@@ -103,12 +105,15 @@ export class TelemetryService implements OnApplicationBootstrap, OnModuleDestroy
     await this.partitions.ensure(
       new Set(accepted.map((a) => TelemetryPartitions.monthOfReport(uuid7Millis(a.report.reportId)!))),
     );
+    const quarantined: Record<string, unknown>[] = [];
     const inserted = await this.dataSource.transaction(async (tx) => {
       const ids = await this.insertReports(tx, tenantId, batch, deviceClass, accepted);
       const fresh = accepted.filter((a) => ids.has(a.report.reportId.toLowerCase()));
-      await this.addToRollups(tx, tenantId, deviceClass, checked.value as unknown as Record<string, unknown>, fresh);
+      const rows = checked.value as unknown as Record<string, unknown>;
+      quarantined.push(...(await this.addToRollups(tx, tenantId, deviceClass, rows, fresh)));
       return fresh.length;
     });
+    for (const data of quarantined) await this.webhooks.emit(tenantId, 'artifact.quarantined', data);
     return { accepted: inserted, duplicates: accepted.length - inserted, rejected, deviceClass: deviceClass.key };
   }
 
@@ -240,7 +245,8 @@ export class TelemetryService implements OnApplicationBootstrap, OnModuleDestroy
     deviceClass: DeviceClass,
     fingerprint: Record<string, unknown>,
     fresh: Accepted[],
-  ): Promise<void> {
+  ): Promise<Record<string, unknown>[]> {
+    const quarantined: Record<string, unknown>[] = [];
     const evidence = new Map<string, EvidenceRow>();
     const stats = new Map<string, StatsRow>();
     for (const a of fresh) {
@@ -302,7 +308,7 @@ export class TelemetryService implements OnApplicationBootstrap, OnModuleDestroy
       }
     }
     for (const e of [...evidence.values()].sort((a, b) => (a.subject < b.subject ? -1 : 1))) {
-      await tx.query(
+      const [after] = await tx.query<{ reports: number; failures: number; failureCodes: Record<string, number> }[]>(
         `INSERT INTO fleet_evidence (tenant_id, subject, device_class, device_class_label, model_id, artifact_id, reports, failures, failure_codes, other_errors, speedup_samples, log_speedup_sum, log_speedup_sq_sum, sample_fingerprint, first_report_at, last_report_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now(), now())
          ON CONFLICT (tenant_id, subject, device_class) DO UPDATE SET
@@ -315,7 +321,8 @@ export class TelemetryService implements OnApplicationBootstrap, OnModuleDestroy
            log_speedup_sum = fleet_evidence.log_speedup_sum + EXCLUDED.log_speedup_sum,
            log_speedup_sq_sum = fleet_evidence.log_speedup_sq_sum + EXCLUDED.log_speedup_sq_sum,
            sample_fingerprint = EXCLUDED.sample_fingerprint,
-           last_report_at = now()`,
+           last_report_at = now()
+         RETURNING reports, failures, failure_codes AS "failureCodes"`,
         [
           tenantId,
           e.subject,
@@ -333,6 +340,27 @@ export class TelemetryService implements OnApplicationBootstrap, OnModuleDestroy
           JSON.stringify(fingerprint),
         ],
       );
+      // The batch that takes an artifact past the quarantine threshold on this class tells the webhooks (once: the
+      // rows are locked by the upsert, so concurrent batches see each other's counts).
+      if (e.artifactId !== null && after) {
+        const policy = {
+          minFailures: this.config.KILN_QUARANTINE_MIN_FAILURES,
+          rate: this.config.KILN_QUARANTINE_FAILURE_RATE,
+        };
+        const over = (reports: number, failures: number): boolean =>
+          reports > 0 && failures >= policy.minFailures && failures / reports >= policy.rate;
+        if (over(after.reports, after.failures) && !over(after.reports - e.reports, after.failures - e.failures)) {
+          quarantined.push({
+            artifactId: e.artifactId,
+            modelId: e.modelId,
+            deviceClass: deviceClass.key,
+            deviceClassLabel: deviceClass.label,
+            reports: after.reports,
+            failures: after.failures,
+            failureCodes: after.failureCodes,
+          });
+        }
+      }
     }
     for (const st of [...stats.values()].sort((a, b) =>
       `${a.rolloutId}|${a.stage}|${a.arm}` < `${b.rolloutId}|${b.stage}|${b.arm}` ? -1 : 1,
@@ -364,6 +392,7 @@ export class TelemetryService implements OnApplicationBootstrap, OnModuleDestroy
         ],
       );
     }
+    return quarantined;
   }
 
   onApplicationBootstrap(): void {

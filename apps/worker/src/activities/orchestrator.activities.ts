@@ -1,8 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Client } from '@temporalio/client';
-import { In, Not, Repository } from 'typeorm';
+import { In, IsNull, Not, Repository } from 'typeorm';
 import { type CompilationStatus, TERMINAL_BUILD_STATUSES } from '@kiln/contracts';
+import { WebhookEmitter } from '@kiln/core';
 import { BuildEntity, CompilationEntity } from '@kiln/database';
 import { type BuildUpdate, type BookkeepingActivities, queuesWithWorkers, runningBuildsOn } from '@kiln/temporal';
 
@@ -13,6 +14,7 @@ export class OrchestratorActivitiesService implements BookkeepingActivities {
     @InjectRepository(BuildEntity) private readonly builds: Repository<BuildEntity>,
     @InjectRepository(CompilationEntity) private readonly compilations: Repository<CompilationEntity>,
     private readonly temporal: Client,
+    private readonly webhooks: WebhookEmitter,
   ) {}
 
   async findQueuesWithoutWorkers(taskQueues: string[]): Promise<string[]> {
@@ -24,7 +26,7 @@ export class OrchestratorActivitiesService implements BookkeepingActivities {
     const terminal = TERMINAL_BUILD_STATUSES.includes(update.status);
     // A build that already ended (e.g. succeeded just before a cancel) keeps its outcome.
     const from = update.fromStatuses ?? [];
-    await this.builds.update(
+    const changed = await this.builds.update(
       { id: update.buildId, status: from.length > 0 ? In(from) : Not(In([...TERMINAL_BUILD_STATUSES])) },
       {
         status: update.status,
@@ -33,6 +35,17 @@ export class OrchestratorActivitiesService implements BookkeepingActivities {
         ...(terminal ? { finishedAt: new Date() } : {}),
       },
     );
+    // Once per build: a retried activity finds the build already failed and changes nothing.
+    if (update.status === 'failed' && changed.affected) {
+      const build = await this.builds.findOneByOrFail({ id: update.buildId });
+      await this.webhooks.emit(build.tenantId, 'build.failed', {
+        compilationId: build.compilationId,
+        buildId: build.id,
+        target: build.targetId,
+        errorCode: build.errorCode,
+        errorMessage: build.errorMessage,
+      });
+    }
   }
 
   /** Derives the compilation's outcome from its builds and records it. */
@@ -52,7 +65,27 @@ export class OrchestratorActivitiesService implements BookkeepingActivities {
         : ok === 0
           ? 'failed'
           : 'partial';
-    await this.compilations.update({ id: input.compilationId }, { status, finishedAt: new Date() });
+    // The first time it finishes, tell the tenant's webhooks; a retried activity just writes the outcome again.
+    const first = await this.compilations.update(
+      { id: input.compilationId, finishedAt: IsNull() },
+      { status, finishedAt: new Date() },
+    );
+    if (first.affected) {
+      const compilation = await this.compilations.findOneByOrFail({ id: input.compilationId });
+      await this.webhooks.emit(compilation.tenantId, 'compilation.finished', {
+        compilationId: compilation.id,
+        versionId: compilation.modelVersionId,
+        status,
+        builds: builds.map((b) => ({
+          target: b.targetId,
+          status: input.cancelled && !TERMINAL_BUILD_STATUSES.includes(b.status) ? 'cancelled' : b.status,
+          artifactId: b.artifactId,
+          errorCode: b.errorCode,
+        })),
+      });
+    } else {
+      await this.compilations.update({ id: input.compilationId }, { status, finishedAt: new Date() });
+    }
     return status;
   }
 }

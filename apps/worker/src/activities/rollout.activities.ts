@@ -1,6 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
+import { WebhookEmitter } from '@kiln/core';
 import {
   ChannelEntity,
   ChannelMoveEntity,
@@ -22,7 +23,10 @@ import { type ArmStats, type ClassStageStats, judgeClass } from './rollout-gates
 export class RolloutActivitiesService implements RolloutActivities {
   private readonly logger = new Logger(RolloutActivitiesService.name);
 
-  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+  constructor(
+    @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly webhooks: WebhookEmitter,
+  ) {}
 
   async enterStage(input: { rolloutId: string; stageIndex: number }): Promise<void> {
     await this.dataSource.transaction(async (tx) => {
@@ -142,6 +146,8 @@ export class RolloutActivitiesService implements RolloutActivities {
     control: RolloutControl;
     halted?: boolean;
   }): Promise<void> {
+    // What the tenant's webhooks hear of it, once the transaction committed (a retry finds it finished: nothing).
+    const events: { type: 'channel.moved' | 'rollout.halted'; tenantId: string; data: Record<string, unknown> }[] = [];
     await this.dataSource.transaction(async (tx) => {
       const rollout = await this.lock(tx, input.rolloutId);
       if (!rollout || this.isFinished(rollout)) return;
@@ -163,6 +169,17 @@ export class RolloutActivitiesService implements RolloutActivities {
             toVersionId: rollout.toVersionId,
             movedByKeyId: rollout.createdByKeyId,
           });
+          events.push({
+            type: 'channel.moved',
+            tenantId: rollout.tenantId,
+            data: {
+              modelId: rollout.modelId,
+              channel: channel.name,
+              fromVersionId: channel.versionId,
+              toVersionId: rollout.toVersionId,
+              rolloutId: rollout.id,
+            },
+          });
         }
         await tx.getRepository(RolloutEntity).update({ id: rollout.id }, { status: 'completed', finishedAt: now });
         const excluded = Object.values(rollout.classStates).filter((c) => c.status === 'rolled_back');
@@ -182,6 +199,17 @@ export class RolloutActivitiesService implements RolloutActivities {
           message: `halted at stage ${rollout.stageIndex + 1}: ${input.control.reason ?? 'a gate broke'}`,
           actor: input.control.actor,
         });
+        events.push({
+          type: 'rollout.halted',
+          tenantId: rollout.tenantId,
+          data: {
+            rolloutId: rollout.id,
+            modelId: rollout.modelId,
+            channelId: rollout.channelId,
+            stage: rollout.stageIndex + 1,
+            reason: input.control.reason ?? 'a gate broke',
+          },
+        });
       }
       await this.event(tx, rollout, 'rolled_back', rollout.stageIndex, {
         message: `rolled back: every device gets the previous version again${input.control.reason ? ` (${input.control.reason})` : ''}`,
@@ -189,6 +217,7 @@ export class RolloutActivitiesService implements RolloutActivities {
         actor: input.control.actor,
       });
     });
+    for (const e of events) await this.webhooks.emit(e.tenantId, e.type, e.data);
   }
 
   private lock(tx: EntityManager, id: string): Promise<RolloutEntity | null> {

@@ -19,8 +19,12 @@ import { RolloutEntity } from './rollout.entity.js';
 import { TelemetryReportEntity } from './telemetry-report.entity.js';
 import { TenantEntity } from './tenant.entity.js';
 import { UploadEntity } from './upload.entity.js';
+import { WebhookDeliveryEntity } from './webhook-delivery.entity.js';
+import { WebhookEndpointEntity } from './webhook-endpoint.entity.js';
 
 export {
+  WebhookDeliveryEntity,
+  WebhookEndpointEntity,
   RetentionPolicyEntity,
   ApiKeyEntity,
   ArtifactBlobEntity,
@@ -45,6 +49,7 @@ export {
 };
 export { ALL_MODELS, API_KEY_ROLES, type ApiKeyKind, type ApiKeyRole } from './api-key.entity.js';
 export type { UploadChecksumAlgorithm, UploadStatus } from './upload.entity.js';
+export type { WebhookDeliveryStatus } from './webhook-delivery.entity.js';
 export type { RolloutClassState, RolloutGates, RolloutStatus } from './rollout.entity.js';
 export type { RolloutEventKind } from './rollout-event.entity.js';
 export type { RolloutArm } from './rollout-stats.entity.js';
@@ -72,4 +77,6 @@ export const ENTITIES = [
   ObjectDeletionEntity,
   AuditEventEntity,
   RetentionPolicyEntity,
+  WebhookEndpointEntity,
+  WebhookDeliveryEntity,
 ];
