@@ -1,8 +1,9 @@
 // Issue 16, item 6: what an owner needs of governance in the dashboard, in a real browser against the compiled API
 // (as `npm start` runs it) and an orchestrator: make a key and revoke it, set a retention policy, preview and apply
 // it, delete a model behind a typed confirmation (refused while a channel points at it unless forced), and read it
-// all back in the audit log. Each step is checked against the API too. Screenshots land in test-output/screenshots/.
+// all back in the audit log; register a webhook and watch its deliveries. Each step is checked against the API too. Screenshots land in test-output/screenshots/.
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { ensureDashboardBuilt, launchChromium, screenshot } from './support/browser.js';
@@ -11,6 +12,7 @@ import {
   type ApiProcess,
   createTenant,
   fixture,
+  freePort,
   startApi,
   type TestTenant,
   WorkerProcess,
@@ -21,12 +23,21 @@ let tenant: TestTenant;
 let browser: Browser;
 let page: Page;
 const pageErrors: string[] = [];
-const orchestrator = new WorkerProcess({ KILN_WORKER_ROLES: 'orchestrator' });
+let orchestrator: WorkerProcess;
 const model = { id: '', name: `governed-${Date.now()}`, versionIds: [] as string[] };
+/** A second model, for the webhook's event. */
+const other = { id: '' };
+/** A local webhook receiver the operator allows (KILN_WEBHOOK_ALLOWED_DESTINATIONS): counts requests, answers ok. */
+const receiver = { port: 0, requests: 0, server: createServer((_req, res) => void res.writeHead(200).end('ok')) };
 
 before(async () => {
   ensureDashboardBuilt();
-  app = await startApi();
+  receiver.port = await freePort();
+  receiver.server.on('request', () => receiver.requests++);
+  await new Promise<void>((resolve) => receiver.server.listen(receiver.port, '127.0.0.1', resolve));
+  const allow = { KILN_WEBHOOK_ALLOWED_DESTINATIONS: `127.0.0.1:${receiver.port}` };
+  app = await startApi(allow);
+  orchestrator = new WorkerProcess({ ...allow, KILN_WORKER_ROLES: 'orchestrator' });
   await orchestrator.start();
   tenant = await createTenant(app, 'web-governance');
   const created = await api(app).post('/v1/models').set(tenant.auth).send({ name: model.name }).expect(201);
@@ -40,6 +51,18 @@ before(async () => {
       .expect(201);
     model.versionIds.push((res.body as { id: string }).id);
   }
+  const second = await api(app)
+    .post('/v1/models')
+    .set(tenant.auth)
+    .send({ name: `${model.name}-b` })
+    .expect(201);
+  other.id = (second.body as { id: string }).id;
+  await api(app)
+    .post(`/v1/models/${other.id}/versions?filename=pair.pt2`)
+    .set(tenant.auth)
+    .set('Content-Type', 'application/octet-stream')
+    .send(await fixture('pair.pt2'))
+    .expect(201);
   await api(app)
     .put(`/v1/models/${model.id}/channels/prod`)
     .set(tenant.auth)
@@ -58,7 +81,8 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await orchestrator.stop();
+  await orchestrator?.stop();
+  await new Promise((resolve) => receiver.server.close(resolve));
   await app?.close();
 });
 
@@ -94,10 +118,10 @@ describe('governance in the dashboard', () => {
     await page.getByRole('button', { name: 'Save policy' }).click();
     await page.getByText('VALIDATION_FAILED').waitFor();
 
-    // Keep the last 1: v3 stays by the rule, v1 by its channel; v2 would go.
+    // Keep the last 1: v3 stays by the rule, v1 by its channel, the other model's only version by the rule; v2 goes.
     await page.getByLabel('Keep each model’s last N versions').fill('1');
     await page.getByRole('button', { name: 'Preview' }).click();
-    await page.getByText('1 version would be deleted, 2 kept.').waitFor();
+    await page.getByText('1 version would be deleted, 3 kept.').waitFor();
     const table = page.getByRole('table', { name: 'Versions the policy deletes' });
     await table.getByRole('row').filter({ hasText: 'v2' }).getByText('would delete').waitFor();
     assert.equal(await table.getByRole('row').count(), 2, 'a header and the one version');
@@ -111,7 +135,7 @@ describe('governance in the dashboard', () => {
     });
     await page.getByRole('button', { name: 'Apply now' }).click();
     await page.getByRole('dialog').getByRole('button', { name: 'Delete old versions' }).click();
-    await page.getByText('Deleted 1, kept 2.').waitFor();
+    await page.getByText('Deleted 1, kept 3.').waitFor();
     await screenshot(page, '41-retention');
     await api(app).get(`/v1/versions/${model.versionIds[1]}`).set(tenant.auth).expect(404);
     await api(app).get(`/v1/versions/${model.versionIds[2]}`).set(tenant.auth).expect(200);
@@ -136,6 +160,44 @@ describe('governance in the dashboard', () => {
     await confirm.click();
     await page.getByRole('heading', { level: 1, name: 'Models' }).waitFor();
     await api(app).get(`/v1/models/${model.id}`).set(tenant.auth).expect(404);
+  });
+
+  test('webhooks: an endpoint is registered (secret once), its deliveries show the receiver’s answers and redeliver', async () => {
+    await page.getByRole('link', { name: 'Webhooks', exact: true }).click();
+    await page.getByRole('heading', { level: 1, name: 'Webhooks' }).waitFor();
+    await page.getByLabel('URL').fill('http://10.0.0.7/hook');
+    await page.getByRole('button', { name: 'Register endpoint' }).click();
+    await page.getByText('not allowed').waitFor();
+
+    await page.getByLabel('URL').fill(`http://127.0.0.1:${receiver.port}/kiln`);
+    await page.getByLabel(/A channel moved/).check();
+    await page.getByRole('button', { name: 'Register endpoint' }).click();
+    assert.match((await page.getByTestId('webhook-secret').textContent())!.trim(), /^whsec_/);
+    await page.getByRole('table', { name: 'Webhook endpoints' }).getByText('channel.moved').waitFor();
+
+    // An event: the receiver answers, the deliveries list shows it.
+    await api(app).put(`/v1/models/${other.id}/channels/beta`).set(tenant.auth).send({ version: 1 }).expect(200);
+    const deliveries = page.getByRole('table', { name: 'Webhook deliveries' });
+    for (
+      let i = 0;
+      i < 60 &&
+      !(await deliveries
+        .getByText('delivered')
+        .isVisible()
+        .catch(() => false));
+      i++
+    ) {
+      await page.getByRole('button', { name: 'Refresh' }).click();
+      await page.waitForTimeout(500);
+    }
+    const row = deliveries.getByRole('row').filter({ hasText: 'channel.moved' });
+    await row.getByText('delivered').waitFor();
+    await row.getByText('HTTP 200').waitFor();
+    assert.equal(receiver.requests, 1);
+    await row.getByRole('button', { name: /^Redeliver channel.moved/ }).click();
+    for (let i = 0; i < 60 && receiver.requests < 2; i++) await page.waitForTimeout(250);
+    assert.equal(receiver.requests, 2, 'the redelivery reached the receiver');
+    await screenshot(page, '44-webhooks');
   });
 
   test('audit log: the deletes are there, with who and how they ended', async () => {

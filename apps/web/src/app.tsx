@@ -14,6 +14,7 @@ import { PlaygroundPage } from './pages/playground.js';
 import { RetentionPage } from './pages/retention.js';
 import { SignInPage } from './pages/sign-in.js';
 import { VersionPage } from './pages/version.js';
+import { WebhooksPage } from './pages/webhooks.js';
 
 export function App() {
   return (
@@ -33,6 +34,7 @@ export function App() {
             <Route path="keys" element={<KeysPage />} />
             <Route path="audit" element={<AuditPage />} />
             <Route path="retention" element={<RetentionPage />} />
+            <Route path="webhooks" element={<WebhooksPage />} />
             <Route path="*" element={<NotFoundPage />} />
           </Route>
         </Routes>

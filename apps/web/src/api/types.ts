@@ -14,6 +14,7 @@ export type {
   Channel,
   ChannelMove,
   Compilation,
+  CreatedWebhook,
   DeletionResult,
   EventsToken,
   FleetClass,
@@ -32,4 +33,7 @@ export type {
   Upload,
   UploadState,
   UploadStatus,
+  Webhook,
+  WebhookDelivery,
+  WebhookEventType,
 } from '@kiln/sdk/types';

@@ -65,6 +65,9 @@ export function AppLayout() {
             <NavLink to="/retention" className={({ isActive }) => navClass(isActive)}>
               Retention
             </NavLink>
+            <NavLink to="/webhooks" className={({ isActive }) => navClass(isActive)}>
+              Webhooks
+            </NavLink>
             <a href="/docs" className="navlink" target="_blank" rel="noreferrer">
               API docs <ExternalIcon size={14} />
               <span className="sr-only">(opens in a new tab)</span>
