@@ -6,9 +6,12 @@
 // rule is previewed against a version made old in the database (nobody waits days). Bad policies are 400s.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, Connection } from '@temporalio/client';
 import { DataSource } from 'typeorm';
 import { loadKilnConfig } from '@kiln/config';
 import { objectKeys } from '@kiln/storage';
+import { RETENTION_SCHEDULE_ID } from '@kiln/temporal';
 import {
   api,
   type ApiProcess,
@@ -166,4 +169,42 @@ test('an age rule is previewed without saving it; only old versions nothing poin
 
   await api(app).delete('/v1/retention-policy').set(tenant.auth).expect(204);
   await api(app).get('/v1/retention-policy').set(tenant.auth).expect(404);
+});
+
+test('the orchestrator schedules the retention pass on Temporal; a pass applies every policy, audited as scheduled', async () => {
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  try {
+    const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+    const schedule = client.schedule.getHandle(RETENTION_SCHEDULE_ID);
+    const described = await schedule.describe();
+    assert.equal(described.action.type, 'startWorkflow');
+    assert.deepEqual(
+      described.spec.intervals?.map((i) => i.every),
+      [config.KILN_RETENTION_INTERVAL_S * 1000],
+      'every KILN_RETENTION_INTERVAL_S',
+    );
+
+    const m = await newModel('scheduled', ['mlp.pt2', 'cnn.pt2', 'pair.pt2']);
+    await api(app).put('/v1/retention-policy').set(tenant.auth).send({ keepLastVersions: 2 }).expect(200);
+    const before = (await schedule.describe()).info.recentActions.length;
+    await schedule.trigger();
+    const until = Date.now() + 60_000;
+    while ((await api(app).get(`/v1/versions/${m.versionIds[0]}`).set(tenant.auth)).status !== 404) {
+      assert.ok(Date.now() < until, 'the scheduled pass deleted the oldest version within a minute');
+      await sleep(500);
+    }
+    for (const id of m.versionIds.slice(1)) await api(app).get(`/v1/versions/${id}`).set(tenant.auth).expect(200);
+    assert.ok((await schedule.describe()).info.recentActions.length > before, 'the schedule started the pass');
+    const audit = (
+      await api(app).get('/v1/audit-events').query({ targetId: m.versionIds[0] }).set(tenant.auth).expect(200)
+    ).body as { events: { actor: string; keyId: string | null; action: string }[] };
+    assert.deepEqual(
+      audit.events.filter((e) => e.action.startsWith('DELETE')).map((e) => [e.actor, e.keyId, e.action]),
+      [['retention', null, 'DELETE /v1/versions/:versionId']],
+      'one delete of it, by the schedule (no key)',
+    );
+  } finally {
+    await api(app).delete('/v1/retention-policy').set(tenant.auth);
+    await connection.close();
+  }
 });

@@ -1,4 +1,5 @@
 import { Injectable, Logger, type OnApplicationShutdown, Optional } from '@nestjs/common';
+import { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { KilnConfig } from '@kiln/config';
 import { ORCHESTRATOR_TASK_QUEUE, WORKFLOWS_PATH } from '@kiln/temporal';
@@ -7,7 +8,9 @@ import { OrchestratorActivitiesService } from './activities/orchestrator.activit
 import { PortableSigningActivitiesService } from './activities/portable-signing.activities.js';
 import { PublishingActivitiesService } from './activities/publishing.activities.js';
 import { RolloutActivitiesService } from './activities/rollout.activities.js';
+import { RetentionActivitiesService } from './activities/retention.activities.js';
 import { WebhookActivitiesService } from './activities/webhook.activities.js';
+import { ensureRetentionSchedule } from './schedules/retention-schedule.js';
 import { HostService } from './host/host.service.js';
 
 /**
@@ -32,6 +35,8 @@ export class TemporalWorkersService implements OnApplicationShutdown {
     @Optional() private readonly portableSigning?: PortableSigningActivitiesService,
     @Optional() private readonly builder?: BuildActivitiesService,
     @Optional() private readonly webhooks?: WebhookActivitiesService,
+    @Optional() private readonly retention?: RetentionActivitiesService,
+    @Optional() private readonly client?: Client,
   ) {}
 
   /** Starts the workers; `buildsRefused` names the missing sandbox walls when the build role serves nothing. */
@@ -47,6 +52,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
       const p = this.publishing!;
       const s = this.portableSigning!;
       const w = this.webhooks!;
+      const retention = this.retention!;
       this.workers.push(
         await Worker.create({
           ...common,
@@ -72,9 +78,12 @@ export class TemporalWorkersService implements OnApplicationShutdown {
             // Webhook deliveries (deliverWebhookWorkflow).
             attemptWebhookDelivery: (i: { deliveryId: string }) => w.attemptWebhookDelivery(i),
             failWebhookDelivery: (i: { deliveryId: string }) => w.failWebhookDelivery(i),
+            // The scheduled retention pass (applyRetentionWorkflow).
+            applyRetentionPolicies: () => retention.applyRetentionPolicies(),
           },
         }),
       );
+      await ensureRetentionSchedule(this.client!, this.config.KILN_RETENTION_INTERVAL_S);
     }
     if (roles.includes('build')) {
       const host = this.host!;

@@ -18,6 +18,7 @@ import { BuildActivitiesService } from './activities/build.activities.js';
 import { ORCHESTRATOR_SIGNER, OrchestratorSigner } from './activities/orchestrator-signer.js';
 import { OrchestratorActivitiesService } from './activities/orchestrator.activities.js';
 import { WebhookActivitiesService } from './activities/webhook.activities.js';
+import { RetentionActivitiesService } from './activities/retention.activities.js';
 import { PortableSigningActivitiesService } from './activities/portable-signing.activities.js';
 import { PublishingActivitiesService } from './activities/publishing.activities.js';
 import { RolloutActivitiesService } from './activities/rollout.activities.js';
@@ -45,6 +46,7 @@ export class WorkerModule {
         PublishingActivitiesService,
         PortableSigningActivitiesService,
         WebhookActivitiesService,
+        RetentionActivitiesService,
         { provide: ORCHESTRATOR_SIGNER, inject: [KilnConfig], useFactory: OrchestratorSigner.load },
       );
     }

@@ -97,6 +97,8 @@ export class KilnConfig {
    * nothing references any more whose pin lapsed (a delete also collects its tenant at once).
    */
   @Transform(toInt) @IsInt() @Min(1) KILN_GC_INTERVAL_S = 600;
+  /** How often the orchestrator's Temporal Schedule applies every tenant's retention policy (one pass per interval). */
+  @Transform(toInt) @IsInt() @Min(60) KILN_RETENTION_INTERVAL_S = 86_400;
 
   /**
    * Webhook deliveries go only to public addresses: loopback, private, link-local (cloud metadata), CGNAT, unique-local

@@ -14,6 +14,7 @@ export * from '@kiln/workflows/contracts';
 export * from '@kiln/workflows/rollout-contracts';
 export * from '@kiln/workflows/portable-signing-contracts';
 export * from '@kiln/workflows/webhook-delivery-contracts';
+export * from '@kiln/workflows/retention-contracts';
 
 /** The workflow bundle entry, for Worker.create({ workflowsPath }) and bundleWorkflowCode. */
 export const WORKFLOWS_PATH = fileURLToPath(import.meta.resolve('@kiln/workflows'));

@@ -9,3 +9,4 @@ export {
   rolloutWorkflow,
 } from './rollout.workflow.js';
 export { deliverWebhookWorkflow } from './webhook-delivery.workflow.js';
+export { applyRetentionWorkflow } from './retention.workflow.js';
