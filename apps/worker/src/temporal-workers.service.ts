@@ -7,7 +7,9 @@ import { OrchestratorActivitiesService } from './activities/orchestrator.activit
 import { PortableSigningActivitiesService } from './activities/portable-signing.activities.js';
 import { PublishingActivitiesService } from './activities/publishing.activities.js';
 import { RolloutActivitiesService } from './activities/rollout.activities.js';
+import { ScheduledActivitiesService } from './activities/scheduled.activities.js';
 import { HostService } from './host/host.service.js';
+import { SchedulesService } from './schedules.service.js';
 
 /**
  * Runs this process's Temporal workers: the orchestrator (CompileModel and rollout workflows, their bookkeeping)
@@ -30,6 +32,8 @@ export class TemporalWorkersService implements OnApplicationShutdown {
     @Optional() private readonly publishing?: PublishingActivitiesService,
     @Optional() private readonly portableSigning?: PortableSigningActivitiesService,
     @Optional() private readonly builder?: BuildActivitiesService,
+    @Optional() private readonly scheduled?: ScheduledActivitiesService,
+    @Optional() private readonly schedules?: SchedulesService,
   ) {}
 
   /** Starts the workers; `buildsRefused` names the missing sandbox walls when the build role serves nothing. */
@@ -44,6 +48,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
       const r = this.rollouts!;
       const p = this.publishing!;
       const s = this.portableSigning!;
+      const j = this.scheduled!;
       this.workers.push(
         await Worker.create({
           ...common,
@@ -66,9 +71,13 @@ export class TemporalWorkersService implements OnApplicationShutdown {
             rollBackClasses: (i: Parameters<typeof r.rollBackClasses>[0]) => r.rollBackClasses(i),
             setPaused: (i: Parameters<typeof r.setPaused>[0]) => r.setPaused(i),
             finishRollout: (i: Parameters<typeof r.finishRollout>[0]) => r.finishRollout(i),
+            // Periodic jobs, started by their Temporal Schedules (SchedulesService).
+            collectGarbage: () => j.collectGarbage(),
           },
         }),
       );
+      // After the worker exists, so a schedule's first run finds a poller.
+      await this.schedules!.ensure();
     }
     if (roles.includes('build')) {
       const host = this.host!;

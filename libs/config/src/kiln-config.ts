@@ -93,7 +93,8 @@ export class KilnConfig {
   /** How often the API aborts expired multipart uploads (S3 keeps their parts, and bills them, until then). */
   @Transform(toInt) @IsInt() @Min(1) KILN_UPLOAD_SWEEP_INTERVAL_S = 300;
   /**
-   * How often the API collects garbage: deletes the S3 objects of deleted records and sweeps content-addressed blobs
+   * The interval of the `kiln-gc-blobs` Temporal Schedule (created by the orchestrator worker at start) that collects
+   * garbage: deletes the S3 objects of deleted records and sweeps content-addressed blobs
    * nothing references any more whose pin lapsed (a delete also collects its tenant at once).
    */
   @Transform(toInt) @IsInt() @Min(1) KILN_GC_INTERVAL_S = 600;

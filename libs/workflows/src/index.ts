@@ -8,3 +8,4 @@ export {
   rolloutStateQuery,
   rolloutWorkflow,
 } from './rollout.workflow.js';
+export { collectGarbageWorkflow } from './scheduled.workflow.js';
