@@ -1,7 +1,13 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { Client, ScheduleAlreadyRunning, type ScheduleOptions } from '@temporalio/client';
 import { KilnConfig } from '@kiln/config';
-import { COLLECT_GARBAGE_WORKFLOW, GC_SCHEDULE_ID, ORCHESTRATOR_TASK_QUEUE } from '@kiln/temporal';
+import {
+  COLLECT_GARBAGE_WORKFLOW,
+  GC_SCHEDULE_ID,
+  ORCHESTRATOR_TASK_QUEUE,
+  SWEEP_UPLOADS_WORKFLOW,
+  UPLOAD_SWEEP_SCHEDULE_ID,
+} from '@kiln/temporal';
 
 /**
  * Creates (or brings up to date) the Temporal Schedules of Kiln's periodic jobs when the orchestrator starts. A
@@ -19,7 +25,10 @@ export class SchedulesService {
 
   /** The schedules this deployment wants, from the config's intervals. */
   desired(): ScheduleOptions[] {
-    return [this.every(GC_SCHEDULE_ID, COLLECT_GARBAGE_WORKFLOW, this.config.KILN_GC_INTERVAL_S)];
+    return [
+      this.every(GC_SCHEDULE_ID, COLLECT_GARBAGE_WORKFLOW, this.config.KILN_GC_INTERVAL_S),
+      this.every(UPLOAD_SWEEP_SCHEDULE_ID, SWEEP_UPLOADS_WORKFLOW, this.config.KILN_UPLOAD_SWEEP_INTERVAL_S),
+    ];
   }
 
   /** Idempotent: a schedule that already exists (another orchestrator replica, a restart) is updated instead. */

@@ -73,6 +73,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
             finishRollout: (i: Parameters<typeof r.finishRollout>[0]) => r.finishRollout(i),
             // Periodic jobs, started by their Temporal Schedules (SchedulesService).
             collectGarbage: () => j.collectGarbage(),
+            sweepUploads: () => j.sweepUploads(),
           },
         }),
       );

@@ -3,6 +3,7 @@ import { KilnConfig } from '@kiln/config';
 import { DataSource } from 'typeorm';
 import { ObjectStorage } from '@kiln/storage';
 import { BlobLedger } from './blob-ledger.js';
+import { UploadSweeper } from './upload-sweeper.js';
 import { objectStorageFor } from './object-storage-for.js';
 
 /**
@@ -26,8 +27,13 @@ import { objectStorageFor } from './object-storage-for.js';
       inject: [DataSource, ObjectStorage],
       useFactory: (dataSource: DataSource, storage: ObjectStorage) => new BlobLedger(dataSource, storage),
     },
+    {
+      provide: UploadSweeper,
+      inject: [DataSource, ObjectStorage],
+      useFactory: (dataSource: DataSource, storage: ObjectStorage) => new UploadSweeper(dataSource, storage),
+    },
   ],
-  exports: [ObjectStorage, BlobLedger],
+  exports: [ObjectStorage, BlobLedger, UploadSweeper],
 })
 export class StorageModule implements OnApplicationShutdown {
   constructor(private readonly storage: ObjectStorage) {}

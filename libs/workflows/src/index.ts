@@ -8,4 +8,4 @@ export {
   rolloutStateQuery,
   rolloutWorkflow,
 } from './rollout.workflow.js';
-export { collectGarbageWorkflow } from './scheduled.workflow.js';
+export { collectGarbageWorkflow, sweepUploadsWorkflow } from './scheduled.workflow.js';

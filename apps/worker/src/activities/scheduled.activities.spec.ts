@@ -8,7 +8,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { DataSource } from 'typeorm';
 import { loadKilnConfig } from '@kiln/config';
-import { BlobLedger, objectStorageFor } from '@kiln/core';
+import { BlobLedger, objectStorageFor, UploadSweeper } from '@kiln/core';
 import { kilnDataSourceOptions } from '@kiln/database';
 import { COLLECT_GARBAGE_WORKFLOW, WORKFLOWS_PATH } from '@kiln/temporal';
 import { ScheduledActivitiesService } from './scheduled.activities.js';
@@ -28,7 +28,7 @@ before(async () => {
   await ds.initialize();
   await ds.runMigrations();
   await storage.ensureBucket();
-  const activities = new ScheduledActivitiesService(new BlobLedger(ds, storage));
+  const activities = new ScheduledActivitiesService(new BlobLedger(ds, storage), new UploadSweeper(ds, storage));
   nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   worker = await Worker.create({
     connection: nativeConnection,

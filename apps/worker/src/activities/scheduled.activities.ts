@@ -1,5 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
-import { BlobLedger } from '@kiln/core';
+import { BlobLedger, UploadSweeper } from '@kiln/core';
 import type { ScheduledActivities } from '@kiln/temporal';
 
 /** The periodic jobs' work, run by the schedules' workflows on the orchestrator (which holds the DB and S3). */
@@ -7,7 +7,14 @@ import type { ScheduledActivities } from '@kiln/temporal';
 export class ScheduledActivitiesService implements ScheduledActivities {
   private readonly logger = new Logger(ScheduledActivitiesService.name);
 
-  constructor(private readonly ledger: BlobLedger) {}
+  constructor(
+    private readonly ledger: BlobLedger,
+    private readonly uploads: UploadSweeper,
+  ) {}
+
+  sweepUploads(): Promise<number> {
+    return this.uploads.sweepExpired();
+  }
 
   async collectGarbage(): Promise<{ objectsDeleted: number; blobsDeleted: number }> {
     const r = await this.ledger.collect();
