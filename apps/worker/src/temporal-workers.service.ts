@@ -1,5 +1,4 @@
 import { Injectable, Logger, type OnApplicationShutdown, Optional } from '@nestjs/common';
-import { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { KilnConfig } from '@kiln/config';
 import { ORCHESTRATOR_TASK_QUEUE, WORKFLOWS_PATH } from '@kiln/temporal';
@@ -10,8 +9,9 @@ import { PublishingActivitiesService } from './activities/publishing.activities.
 import { RolloutActivitiesService } from './activities/rollout.activities.js';
 import { RetentionActivitiesService } from './activities/retention.activities.js';
 import { WebhookActivitiesService } from './activities/webhook.activities.js';
-import { ensureRetentionSchedule } from './schedules/retention-schedule.js';
+import { ScheduledActivitiesService } from './activities/scheduled.activities.js';
 import { HostService } from './host/host.service.js';
+import { SchedulesService } from './schedules.service.js';
 
 /**
  * Runs this process's Temporal workers: the orchestrator (CompileModel and rollout workflows, their bookkeeping)
@@ -36,7 +36,8 @@ export class TemporalWorkersService implements OnApplicationShutdown {
     @Optional() private readonly builder?: BuildActivitiesService,
     @Optional() private readonly webhooks?: WebhookActivitiesService,
     @Optional() private readonly retention?: RetentionActivitiesService,
-    @Optional() private readonly client?: Client,
+    @Optional() private readonly scheduled?: ScheduledActivitiesService,
+    @Optional() private readonly schedules?: SchedulesService,
   ) {}
 
   /** Starts the workers; `buildsRefused` names the missing sandbox walls when the build role serves nothing. */
@@ -53,6 +54,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
       const s = this.portableSigning!;
       const w = this.webhooks!;
       const retention = this.retention!;
+      const j = this.scheduled!;
       this.workers.push(
         await Worker.create({
           ...common,
@@ -80,10 +82,14 @@ export class TemporalWorkersService implements OnApplicationShutdown {
             failWebhookDelivery: (i: { deliveryId: string }) => w.failWebhookDelivery(i),
             // The scheduled retention pass (applyRetentionWorkflow).
             applyRetentionPolicies: () => retention.applyRetentionPolicies(),
+            // Periodic jobs, started by their Temporal Schedules (SchedulesService).
+            collectGarbage: () => j.collectGarbage(),
+            sweepUploads: () => j.sweepUploads(),
           },
         }),
       );
-      await ensureRetentionSchedule(this.client!, this.config.KILN_RETENTION_INTERVAL_S);
+      // After the worker exists, so a schedule's first run finds a poller.
+      await this.schedules!.ensure();
     }
     if (roles.includes('build')) {
       const host = this.host!;

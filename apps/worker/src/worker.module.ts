@@ -22,7 +22,9 @@ import { RetentionActivitiesService } from './activities/retention.activities.js
 import { PortableSigningActivitiesService } from './activities/portable-signing.activities.js';
 import { PublishingActivitiesService } from './activities/publishing.activities.js';
 import { RolloutActivitiesService } from './activities/rollout.activities.js';
+import { ScheduledActivitiesService } from './activities/scheduled.activities.js';
 import { HostService } from './host/host.service.js';
+import { SchedulesService } from './schedules.service.js';
 import { TemporalWorkersService } from './temporal-workers.service.js';
 
 export type WorkerRole = 'orchestrator' | 'build';
@@ -47,6 +49,9 @@ export class WorkerModule {
         PortableSigningActivitiesService,
         WebhookActivitiesService,
         RetentionActivitiesService,
+        // Periodic jobs (GC): DB + S3 work, so orchestrator only; build hosts never get these activities.
+        ScheduledActivitiesService,
+        SchedulesService,
         { provide: ORCHESTRATOR_SIGNER, inject: [KilnConfig], useFactory: OrchestratorSigner.load },
       );
     }

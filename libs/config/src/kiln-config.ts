@@ -90,10 +90,14 @@ export class KilnConfig {
   @Transform(toInt) @IsInt() @Min(30) @Max(7 * 24 * 3600) KILN_UPLOAD_PART_URL_TTL_S = 900;
   /** Part size when the client does not ask for one (grown so that no upload needs more than 10 000 parts). */
   @Transform(toInt) @IsInt() @Min(5 * 1024 ** 2) @Max(5 * 1024 ** 3) KILN_UPLOAD_PART_SIZE_BYTES = 32 * 1024 ** 2;
-  /** How often the API aborts expired multipart uploads (S3 keeps their parts, and bills them, until then). */
+  /**
+   * The interval of the `kiln-sweep-uploads` Temporal Schedule (orchestrator) that aborts expired multipart uploads
+   * (S3 keeps their parts, and bills them, until then).
+   */
   @Transform(toInt) @IsInt() @Min(1) KILN_UPLOAD_SWEEP_INTERVAL_S = 300;
   /**
-   * How often the API collects garbage: deletes the S3 objects of deleted records and sweeps content-addressed blobs
+   * The interval of the `kiln-gc-blobs` Temporal Schedule (created by the orchestrator worker at start) that collects
+   * garbage: deletes the S3 objects of deleted records and sweeps content-addressed blobs
    * nothing references any more whose pin lapsed (a delete also collects its tenant at once).
    */
   @Transform(toInt) @IsInt() @Min(1) KILN_GC_INTERVAL_S = 600;

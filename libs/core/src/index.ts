@@ -5,3 +5,4 @@ export * from './object-storage-for.js';
 export * from './retention.js';
 export * from './storage.module.js';
 export * from './webhooks.js';
+export * from './upload-sweeper.js';

@@ -4,6 +4,7 @@ import { DataSource } from 'typeorm';
 import { ObjectStorage } from '@kiln/storage';
 import { BlobLedger } from './blob-ledger.js';
 import { DeletionsService } from './deletions.js';
+import { UploadSweeper } from './upload-sweeper.js';
 import { objectStorageFor } from './object-storage-for.js';
 import { RetentionService } from './retention.js';
 import { WebhookEmitter } from './webhooks.js';
@@ -31,11 +32,16 @@ import { WebhookEmitter } from './webhooks.js';
       inject: [DataSource, ObjectStorage],
       useFactory: (dataSource: DataSource, storage: ObjectStorage) => new BlobLedger(dataSource, storage),
     },
+    {
+      provide: UploadSweeper,
+      inject: [DataSource, ObjectStorage],
+      useFactory: (dataSource: DataSource, storage: ObjectStorage) => new UploadSweeper(dataSource, storage),
+    },
     DeletionsService,
     RetentionService,
     WebhookEmitter,
   ],
-  exports: [ObjectStorage, BlobLedger, DeletionsService, RetentionService, WebhookEmitter],
+  exports: [ObjectStorage, BlobLedger, UploadSweeper, DeletionsService, RetentionService, WebhookEmitter],
 })
 export class StorageModule implements OnApplicationShutdown {
   constructor(private readonly storage: ObjectStorage) {}

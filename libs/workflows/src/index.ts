@@ -10,3 +10,4 @@ export {
 } from './rollout.workflow.js';
 export { deliverWebhookWorkflow } from './webhook-delivery.workflow.js';
 export { applyRetentionWorkflow } from './retention.workflow.js';
+export { collectGarbageWorkflow, sweepUploadsWorkflow } from './scheduled.workflow.js';

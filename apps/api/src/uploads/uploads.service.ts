@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Brackets, Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
 import { ErrorCode, KilnError } from '@kiln/contracts';
+import { COMPLETE_LEASE_MS } from '@kiln/core';
 import { UploadEntity } from '@kiln/database';
 import { ObjectStorage, objectKeys, type PartChecksum, type StoredPart } from '@kiln/storage';
 import { QuotasService } from '../fair-use/quotas.service.js';
@@ -19,9 +20,6 @@ import type {
   UploadResponseDto,
   UploadStatusResponseDto,
 } from './uploads.dto.js';
-
-/** A complete request holds the upload this long; a retry after that takes over (the first one died). */
-const COMPLETE_LEASE_MS = 10 * 60_000;
 
 export function toUploadResponse(u: UploadEntity, now = new Date()): UploadResponseDto {
   return {
@@ -51,9 +49,8 @@ function effectiveStatus(u: UploadEntity, now: Date): UploadEntity['status'] {
  * (VersionsService.createFromStoredObject) before it becomes a version.
  */
 @Injectable()
-export class UploadsService implements OnApplicationBootstrap, OnModuleDestroy {
+export class UploadsService {
   private readonly logger = new Logger(UploadsService.name);
-  private sweepTimer?: NodeJS.Timeout;
 
   constructor(
     @InjectRepository(UploadEntity) private readonly uploads: Repository<UploadEntity>,
@@ -326,49 +323,6 @@ export class UploadsService implements OnApplicationBootstrap, OnModuleDestroy {
     await this.storage.abortMultipartUpload(upload.objectKey, upload.s3UploadId);
     await this.markFinished(upload, 'aborted', null);
     return toUploadResponse(await this.require(tenantId, uploadId));
-  }
-
-  /**
-   * Aborts uploads past their deadline (S3 keeps, and bills, the parts of an unfinished upload until it is
-   * aborted), and cleans up after complete requests that died and were never retried.
-   */
-  async sweepExpired(now = new Date()): Promise<number> {
-    const expired = await this.uploads
-      .createQueryBuilder('u')
-      .where(`u.status = 'uploading' AND u.expires_at <= :now`, { now })
-      .orWhere(`u.status = 'completing' AND u.expires_at <= :now AND u.completing_since < :stale`, {
-        now,
-        stale: new Date(now.getTime() - COMPLETE_LEASE_MS),
-      })
-      .orderBy('u.expires_at', 'ASC')
-      .take(100)
-      .getMany();
-    for (const upload of expired) {
-      try {
-        await this.storage.abortMultipartUpload(upload.objectKey, upload.s3UploadId);
-        if (upload.status === 'completing' && !(await this.versions.find(upload.tenantId, upload.versionId))) {
-          await this.storage.delete(upload.objectKey);
-          // A complete that died after writing the portable archive but before recording the version.
-          await this.storage.delete(objectKeys.portableModel(upload.tenantId, upload.versionId));
-        }
-        await this.markFinished(upload, 'expired', null);
-      } catch (err) {
-        this.logger.warn(`Could not expire upload ${upload.id}: ${String(err)}`);
-      }
-    }
-    if (expired.length > 0) this.logger.log(`Expired ${expired.length} unfinished upload(s).`);
-    return expired.length;
-  }
-
-  onApplicationBootstrap(): void {
-    this.sweepTimer = setInterval(() => {
-      this.sweepExpired().catch((err: unknown) => this.logger.warn(`Upload sweep failed: ${String(err)}`));
-    }, this.config.KILN_UPLOAD_SWEEP_INTERVAL_S * 1000);
-    this.sweepTimer.unref();
-  }
-
-  onModuleDestroy(): void {
-    clearInterval(this.sweepTimer);
   }
 
   /** The sha256 of each stored part: as the S3 server reports it, else as the client declared it when signing. */

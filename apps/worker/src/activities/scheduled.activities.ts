@@ -1,0 +1,26 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { BlobLedger, UploadSweeper } from '@kiln/core';
+import type { ScheduledActivities } from '@kiln/temporal';
+
+/** The periodic jobs' work, run by the schedules' workflows on the orchestrator (which holds the DB and S3). */
+@Injectable()
+export class ScheduledActivitiesService implements ScheduledActivities {
+  private readonly logger = new Logger(ScheduledActivitiesService.name);
+
+  constructor(
+    private readonly ledger: BlobLedger,
+    private readonly uploads: UploadSweeper,
+  ) {}
+
+  sweepUploads(): Promise<number> {
+    return this.uploads.sweepExpired();
+  }
+
+  async collectGarbage(): Promise<{ objectsDeleted: number; blobsDeleted: number }> {
+    const r = await this.ledger.collect();
+    if (r.objectsDeleted + r.blobsDeleted > 0) {
+      this.logger.log(`Collected ${r.objectsDeleted} object(s) and ${r.blobsDeleted} blob(s).`);
+    }
+    return r;
+  }
+}
