@@ -130,6 +130,8 @@ abstract class ServiceProcess {
 /** The compiled API (dist/apps/api), started as `npm start` starts it, on a port of its own. */
 export class ApiProcess extends ServiceProcess {
   url = '';
+  /** The API's /metrics (its own port, never the public one). */
+  metricsUrl = '';
   /** Settles with the exit code when the process ends. */
   exited?: Promise<number | null>;
 
@@ -144,7 +146,14 @@ export class ApiProcess extends ServiceProcess {
   async start(timeoutMs = 120_000): Promise<'listening' | 'exited'> {
     const port = Number(this.env.KILN_API_PORT) || (await freePort());
     this.url = `http://127.0.0.1:${port}`;
-    const child = await this.spawnApp('api', { ...this.env, KILN_API_PORT: String(port) });
+    // Its own /metrics port too: several APIs run at once in the tests (and beside the stack's).
+    const metricsPort = Number(this.env.KILN_API_METRICS_PORT) || (await freePort());
+    this.metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+    const child = await this.spawnApp('api', {
+      ...this.env,
+      KILN_API_PORT: String(port),
+      KILN_API_METRICS_PORT: String(metricsPort),
+    });
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
     let exited = false;
     await this.waitFor(

@@ -6,6 +6,7 @@ import { AuthModule } from './auth/auth.module.js';
 import { ChannelsModule } from './channels/channels.module.js';
 import { CompilationsModule } from './compilations/compilations.module.js';
 import { FleetModule } from './fleet/fleet.module.js';
+import { MetricsModule } from './metrics/api-metrics.js';
 import { HealthController } from './health/health.controller.js';
 import { ModelsModule } from './models/models.module.js';
 import { ResolverModule } from './resolver/resolver.module.js';
@@ -21,6 +22,7 @@ import { WebhooksModule } from './webhooks/webhooks.module.js';
 @Module({
   imports: [
     CoreModule,
+    MetricsModule,
     StorageModule,
     AuthModule,
     TenantsModule,

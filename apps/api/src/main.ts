@@ -4,12 +4,23 @@ import { NestFactory } from '@nestjs/core';
 import { KilnConfig } from '@kiln/config';
 import { AppModule } from './app.module.js';
 import { setupApp } from './setup-app.js';
+import { ApiMetrics, startMetricsServer } from './metrics/api-metrics.js';
+import { httpMetricsMiddleware } from './metrics/http-metrics.middleware.js';
 
 async function bootstrap(): Promise<void> {
   // bodyParser stays on for JSON; .pt2 uploads are application/octet-stream, which it leaves as a stream.
   const app = await NestFactory.create(AppModule, { bufferLogs: false });
-  setupApp(app);
   const config = app.get(KilnConfig);
+  // Registered before every other handler so each request Express routes is counted once (the resolve fast
+  // path, which bypasses Express, counts its own).
+  const metrics = app.get(ApiMetrics);
+  app.use(httpMetricsMiddleware(metrics));
+  if (config.KILN_API_METRICS_PORT !== 0) {
+    const server = await startMetricsServer(metrics.registry, config.KILN_API_METRICS_PORT, config.KILN_METRICS_HOST);
+    process.once('beforeExit', () => server.close());
+    new Logger('Kiln').log(`metrics at http://${config.KILN_METRICS_HOST}:${config.KILN_API_METRICS_PORT}/metrics`);
+  }
+  setupApp(app);
   // Local mode listens on loopback only unless KILN_API_HOST says otherwise (AdminTokenCheck has already refused
   // the default admin token outside local mode).
   await app.listen(config.KILN_API_PORT, config.apiHost);

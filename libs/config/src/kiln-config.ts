@@ -74,6 +74,14 @@ export class KilnConfig {
   @IsOptional() @IsString() @IsNotEmpty() KILN_API_HOST?: string = undefined;
   @IsString() @IsNotEmpty() KILN_ADMIN_TOKEN = DEFAULT_ADMIN_TOKEN;
 
+  /**
+   * Prometheus `/metrics` of the API, on its own port (never the public API port, so a scrape endpoint is not
+   * exposed to API clients); 0 turns it off. Bound to KILN_METRICS_HOST.
+   */
+  @Transform(toInt) @IsInt() @Min(0) @Max(65535) KILN_API_METRICS_PORT = 9464;
+  /** Interface the `/metrics` listeners bind to: loopback unless a scraper elsewhere needs it. */
+  @IsString() @IsNotEmpty() KILN_METRICS_HOST = '127.0.0.1';
+
   /** Requests one API key or device token may make per minute (all replicas together); 429 + Retry-After beyond. */
   @Transform(toInt) @IsInt() @Min(1) KILN_RATE_LIMIT_PER_MINUTE = 1200;
   /** Quotas of a tenant unless set for it (PATCH /v1/admin/tenants/:id/quotas): builds queued or running at once, */

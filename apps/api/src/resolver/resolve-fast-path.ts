@@ -3,6 +3,7 @@ import type { INestApplication } from '@nestjs/common';
 import { plainToInstance } from 'class-transformer';
 import { validate } from 'class-validator';
 import { LRUCache } from 'lru-cache';
+import { ApiMetrics } from '../metrics/api-metrics.js';
 import { ErrorCode, KilnError } from '@kiln/contracts';
 import { presentedKey } from '../auth/api-key.guard.js';
 import { ApiKeysService } from '../auth/api-keys.service.js';
@@ -38,15 +39,30 @@ export class ResolveFastPath {
     private readonly apiKeys: ApiKeysService,
     private readonly resolver: ResolverService,
     private readonly rateLimits: RateLimitService,
+    readonly metrics: ApiMetrics,
   ) {}
 
   static install(app: INestApplication): void {
     const server = app.getHttpServer() as Server;
-    const fastPath = new ResolveFastPath(app.get(ApiKeysService), app.get(ResolverService), app.get(RateLimitService));
+    const fastPath = new ResolveFastPath(
+      app.get(ApiKeysService),
+      app.get(ResolverService),
+      app.get(RateLimitService),
+      app.get(ApiMetrics),
+    );
     const framework = server.listeners('request') as RequestListener[];
     server.removeAllListeners('request');
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       if (req.method === 'POST' && (req.url === '/v1/resolve' || req.url?.startsWith('/v1/resolve?'))) {
+        const start = process.hrtime.bigint();
+        res.once('finish', () =>
+          fastPath.metrics.observeRequest(
+            'POST',
+            '/v1/resolve',
+            res.statusCode,
+            Number(process.hrtime.bigint() - start) / 1e9,
+          ),
+        );
         void fastPath.handle(req, res);
         return;
       }
@@ -72,21 +88,29 @@ export class ResolveFastPath {
       const hit = auth ? this.answers.get(`${auth.tenantId}\0${body}`) : undefined;
       if (auth && hit && scopeAllows(auth.modelScope, hit.modelName)) {
         const decision = this.rateLimits.take(auth.keyId, auth.rateLimitPerMinute);
-        const answer = (d: RateLimitDecision): void =>
-          d.allowed ? send(res, 200, hit.body) : sendError(res, rateLimited(d.retryAfterSeconds));
+        this.metrics.resolveCache.inc({ result: 'hit' });
+        const answer = (d: RateLimitDecision): void => {
+          if (!d.allowed) return sendError(res, rateLimited(d.retryAfterSeconds));
+          this.metrics.resolveDecisions.inc({ outcome: hit.outcome });
+          send(res, 200, hit.body);
+        };
         // Synchronous while this replica holds a lease of the key's budget; a promise when it takes a new one.
         if (decision instanceof Promise) decision.then(answer, (err: unknown) => sendError(res, err));
         else answer(decision);
         return;
       }
+      this.metrics.resolveCache.inc({ result: 'miss' });
       this.resolve(key, body).then(
-        (answer) => send(res, 200, answer),
+        (answer) => {
+          this.metrics.resolveDecisions.inc({ outcome: answer.outcome });
+          send(res, 200, answer.body);
+        },
         (err: unknown) => sendError(res, err),
       );
     });
   }
 
-  private async resolve(key: string, body: string): Promise<Buffer> {
+  private async resolve(key: string, body: string): Promise<CachedAnswer> {
     const auth = await this.apiKeys.authenticate(key);
     if (!auth) throw new KilnError(ErrorCode.UNAUTHENTICATED, 'Invalid or revoked API key.');
     await this.rateLimits.check(auth.keyId, auth.rateLimitPerMinute);
@@ -99,7 +123,11 @@ export class ResolveFastPath {
         // tokens enrolled for different models.
         pending = (async () => {
           const resolution = await this.resolver.resolve(auth.tenantId, await parseRequest(body), [ALL_MODELS]);
-          const fresh = { body: Buffer.from(JSON.stringify(resolution)), modelName: resolution.model.name };
+          const fresh: CachedAnswer = {
+            body: Buffer.from(JSON.stringify(resolution)),
+            modelName: resolution.model.name,
+            outcome: resolution.artifact ? 'artifact' : 'portable',
+          };
           this.answers.set(cacheKey, fresh);
           return fresh;
         })();
@@ -112,7 +140,7 @@ export class ResolveFastPath {
       answer = await pending;
     }
     assertInScope(auth, answer.modelName);
-    return answer.body;
+    return answer;
   }
 }
 
@@ -120,6 +148,8 @@ interface CachedAnswer {
   body: Buffer;
   /** The model the answer is about: a device token enrolled for other models never gets it. */
   modelName: string;
+  /** For kiln_resolve_decisions_total: whether a compiled artifact was chosen or only the portable graph. */
+  outcome: 'artifact' | 'portable';
 }
 
 function assertInScope(auth: AuthContext, modelName: string): void {
