@@ -41,7 +41,7 @@ resource "aws_lb_target_group" "api" {
   target_type = "ip"
   vpc_id      = aws_vpc.main.id
   health_check {
-    path    = "/health"
+    path    = "/v1/health"
     matcher = "200"
   }
 }
@@ -69,7 +69,7 @@ resource "aws_ecs_task_definition" "api" {
   container_definitions = jsonencode([{
     name         = "api"
     image        = var.api_image
-    command      = ["node", "dist/apps/api/main.js"]
+    command      = ["node", "dist/apps/api/src/main.js"]
     essential    = true
     portMappings = [{ containerPort = 3000 }]
     environment  = concat(local.common_env, [{ name = "KILN_API_PORT", value = "3000" }, { name = "KILN_API_HOST", value = "0.0.0.0" }])
@@ -116,7 +116,7 @@ resource "aws_ecs_task_definition" "orchestrator" {
   container_definitions = jsonencode([{
     name      = "orchestrator"
     image     = var.api_image
-    command   = ["sh", "-c", "umask 077 && printf '%s' \"$KILN_SIGNING_KEY_PEM\" > /tmp/signing-key.pem && unset KILN_SIGNING_KEY_PEM && exec node dist/apps/worker/main.js"]
+    command   = ["sh", "-c", "umask 077 && printf '%s' \"$KILN_SIGNING_KEY_PEM\" > /tmp/signing-key.pem && unset KILN_SIGNING_KEY_PEM && exec node dist/apps/worker/src/main.js"]
     essential = true
     environment = concat(local.common_env, [
       { name = "KILN_WORKER_ROLES", value = "orchestrator" },
