@@ -2,7 +2,7 @@
 # shellcheck source-path=SCRIPTDIR
 # The one test command (README: `npm test`; .ci/run calls it). On a fresh clone it installs what is
 # missing, starts the local stack (PostgreSQL, Temporal, SeaweedFS), builds the fixture models, then runs
-# every check: format, lint, typecheck, Python lint, pytest, node unit tests, and the end-to-end tests
+# every check: format, lint, typecheck, Python lint, Terraform, pytest, node unit tests, and the end-to-end tests
 # against the real stack and the real compiler. Any failure fails the run.
 #
 # Usage: scripts/test.sh [--no-e2e]     (--no-e2e: everything but test/*.e2e-spec.ts, for quick loops)
@@ -47,6 +47,9 @@ npx tsc -p .
 npx tsc -p apps/web
 "$KILN_VENV/bin/ruff" check python test/fixtures bench
 "$KILN_VENV/bin/ruff" format --check python test/fixtures bench
+
+step "infrastructure (terraform fmt, validate, test)"
+scripts/lib/terraform-check.sh
 
 step "python tests (compile driver$( [[ -d python/runtime ]] && echo ', device runtime'))"
 py_dirs=()

@@ -10,7 +10,7 @@ locals {
         KILN_WORKER_ROLES   = "build"
         KILN_WORKER_TARGETS = join(",", pool.targets)
         KILN_PYTHON         = pool.ami_python
-        TEMPORAL_ADDRESS    = var.temporal_address
+        TEMPORAL_ADDRESS    = local.temporal_address
       }
     })
   }
@@ -19,7 +19,8 @@ locals {
     name => <<-EOT
       #!/bin/bash
       set -euo pipefail
-      cat > /etc/kiln/worker.env <<'ENV'
+      ${local.build_env_prelude}
+      cat >> /etc/kiln/worker.env <<'ENV'
       ${join("\n", [for k, v in pool.environment : "${k}=${v}"])}
       ENV
       # The NVIDIA device nodes must exist before the worker's first (sandboxed) build: nvidia-smi creates them.
@@ -37,12 +38,13 @@ resource "aws_launch_template" "gpu_worker" {
   instance_type = each.value.instance_type
 
   iam_instance_profile {
-    name = var.instance_profile_name
+    name = aws_iam_instance_profile.build.name
   }
-  vpc_security_group_ids = var.security_group_ids
+  vpc_security_group_ids = [aws_security_group.build.id]
 
   metadata_options {
-    http_tokens = "required"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
   }
 
   user_data = base64encode(local.gpu_user_data[each.key])
@@ -65,7 +67,7 @@ resource "aws_autoscaling_group" "gpu_worker" {
   min_size            = each.value.min_size
   max_size            = each.value.max_size
   desired_capacity    = each.value.desired_capacity
-  vpc_zone_identifier = var.subnet_ids
+  vpc_zone_identifier = aws_subnet.private[*].id
 
   launch_template {
     id      = aws_launch_template.gpu_worker[each.key].id
@@ -75,6 +77,10 @@ resource "aws_autoscaling_group" "gpu_worker" {
   # A build that is running when an instance is scaled in is retried elsewhere after its heartbeat stops; the
   # worker drains on SIGTERM (30 s grace), so give it that long.
   default_instance_warmup = 300
+
+  lifecycle {
+    ignore_changes = [desired_capacity]
+  }
 
   tag {
     key                 = "kiln:gpu-family"
