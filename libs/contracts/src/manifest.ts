@@ -25,11 +25,6 @@ export type ArtifactPartRole = 'code' | 'weights';
  */
 export type ArtifactPrecision = 'fp32' | 'bf16' | 'fp16';
 
-/** The precision of a stored manifest, which may predate the field. */
-export function manifestPrecision(manifest: { precision?: ArtifactPrecision | null }): ArtifactPrecision {
-  return manifest.precision ?? 'fp32';
-}
-
 export interface ArtifactPart {
   role: ArtifactPartRole;
   sha256: string;

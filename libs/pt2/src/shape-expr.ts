@@ -126,11 +126,6 @@ export function parseShapeExpr(exprStr: string, limits: ShapeExprLimits = DEFAUL
   return { node, text: renderExpr(node), symbols: [...symbols].sort() };
 }
 
-/** True when the expression is a single symbol (the only case where a dim's range is known exactly). */
-export function isBareSymbol(node: ExprNode): node is Extract<ExprNode, { type: 'symbol' }> {
-  return node.type === 'symbol';
-}
-
 class ExprParser {
   private pos = 0;
 

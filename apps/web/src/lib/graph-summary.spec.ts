@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { DimSpec } from '@kiln/contracts';
-import { formatDim, formatShape, niceCeil, opBars, shortOpName, weightBytes } from './graph-summary.js';
+import { formatDim, niceCeil, opBars, shortOpName, weightBytes } from './graph-summary.js';
 import { buildStatusInfo, compilationStatusInfo, phaseIndex, phaseLabel, retryableTargets } from './status.js';
 import { targetShortLabel } from './targets.js';
 import { channelNameProblem } from './channels.js';
@@ -43,7 +43,6 @@ describe('graph summary', () => {
     assert.equal(formatDim(dyn(2, null)), 's0 ≥ 2');
     assert.equal(formatDim(dyn(null, 9)), 's0 ≤ 9');
     assert.equal(formatDim(dyn(null, null)), 's0');
-    assert.equal(formatShape([dyn(1, 256), { kind: 'static', size: 64 }]), '[s0 ∈ [1, 256], 64]');
   });
 
   test('weights and chart axes', () => {

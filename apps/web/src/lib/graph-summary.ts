@@ -1,4 +1,4 @@
-import type { DimSpec, Pt2Summary, TensorSpec } from '@kiln/contracts';
+import type { DimSpec, Pt2Summary } from '@kiln/contracts';
 
 export interface OpBar {
   /** The full operator name ("aten.linear.default"), or null for the "other" bar. */
@@ -39,15 +39,6 @@ export function formatDim(dim: DimSpec): string {
   if (max === null) return `${dim.expr} ≥ ${min}`;
   if (min === null) return `${dim.expr} ≤ ${max}`;
   return `${dim.expr} ∈ [${min}, ${max}]`;
-}
-
-/** "[s0 ∈ [1, 1024], 784]" */
-export function formatShape(shape: readonly DimSpec[]): string {
-  return `[${shape.map(formatDim).join(', ')}]`;
-}
-
-export function dynamicDims(spec: TensorSpec): Extract<DimSpec, { kind: 'dynamic' }>[] {
-  return spec.shape.filter((d): d is Extract<DimSpec, { kind: 'dynamic' }> => d.kind === 'dynamic');
 }
 
 /** Total weight bytes the model carries (parameters + buffers + constants). */

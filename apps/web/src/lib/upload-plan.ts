@@ -1,4 +1,4 @@
-// Pure planning for the browser's presigned multipart upload (see ../upload/multipart-uploader.ts):
+// Pure planning for the browser's presigned multipart upload (see ../upload/uploader.ts):
 // which byte ranges make the parts, in which batches their URLs are asked for, and how far along the
 // upload is. The server decides partSize and partCount; the client follows.
 

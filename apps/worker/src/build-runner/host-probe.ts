@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import { capX86Flags, parseCpuinfoFlags, TARGETS, type TargetDefinition, x86LevelFromFlags } from '@kiln/targets';
 import { createJobFolder, jobSandboxRequest, type JobSandboxSettings } from './job-folder.js';
 import { findExecutable, SANDBOX_PATH } from './sandbox-probe.js';
@@ -74,7 +76,7 @@ export interface CommandResult {
 export type CommandRunner = (
   file: string,
   args: readonly string[],
-  options: { timeoutMs: number; env: Record<string, string> },
+  options: { timeoutMs: number; env: Record<string, string>; cwd?: string },
 ) => Promise<CommandResult>;
 
 /** Runs a command with a timeout and a small, fixed environment (never the worker's own). */
@@ -83,7 +85,13 @@ export const runCommand: CommandRunner = (file, args, options) =>
     execFile(
       file,
       [...args],
-      { timeout: options.timeoutMs, killSignal: 'SIGKILL', env: options.env, maxBuffer: 4 * 1024 * 1024 },
+      {
+        timeout: options.timeoutMs,
+        killSignal: 'SIGKILL',
+        env: options.env,
+        cwd: options.cwd,
+        maxBuffer: 4 * 1024 * 1024,
+      },
       (error, stdout, stderr) => {
         if (!error) return resolve({ code: 0, stdout, stderr, error: null });
         const e = error as NodeJS.ErrnoException & { killed?: boolean; code?: string | number };
@@ -132,10 +140,26 @@ export interface ProbeHostOptions {
   x86LevelCap?: 1 | 2 | 3 | 4 | null;
 }
 
+const DRIVER_SOURCE_DIR = driverSourceDir();
+
 const NODE_ARCH_TO_MACHINE: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64', ia32: 'i686' };
 
-// Python prints its own version first, so a broken torch still tells which interpreter we talked to.
-const TORCH_PROBE = 'import sys; print(sys.version.split()[0], flush=True); import torch; print(torch.__version__)';
+/**
+ * python/driver, the folder kiln_driver's source is in, found upwards from this module (apps/worker/src/build-runner/
+ * in the checkout, dist/apps/worker/src/build-runner/ once built); null when this module lives outside a checkout.
+ */
+export function driverSourceDir(from: string = import.meta.dirname): string | null {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'python', 'driver');
+    if (existsSync(path.join(candidate, 'kiln_driver', 'probe.py'))) return candidate;
+    if (path.dirname(dir) === dir) return null;
+  }
+}
+
+// `python -m kiln_driver probe` (python/driver/kiln_driver/probe.py) prints the interpreter's version first, so a
+// broken torch still tells which interpreter we talked to. It runs from the driver's source folder (`-m` imports
+// from the working directory first), so that any interpreter answers, even one without Kiln's packages installed.
+const PROBE_ARGS = ['-m', 'kiln_driver', 'probe'];
 
 export async function probeHost(opts: ProbeHostOptions): Promise<HostProbe> {
   const run = opts.run ?? runCommand;
@@ -163,7 +187,11 @@ export async function probeHost(opts: ProbeHostOptions): Promise<HostProbe> {
   const compilerNames = [...new Set(opts.compilers ?? TARGETS.map((t) => t.recipe.toolchain.cxx))];
   const sandboxCheck = opts.sandboxCheck === undefined ? checkSandboxedPython : opts.sandboxCheck;
   const [torchOut, sandboxed, glibc, gpus, ...compilers] = await Promise.all([
-    run(opts.pythonPath, ['-c', TORCH_PROBE], { timeoutMs: opts.torchTimeoutMs ?? 60_000, env }),
+    run(opts.pythonPath, PROBE_ARGS, {
+      timeoutMs: opts.torchTimeoutMs ?? 60_000,
+      env,
+      ...(DRIVER_SOURCE_DIR ? { cwd: DRIVER_SOURCE_DIR } : {}),
+    }),
     sandboxCheck ? sandboxCheck(opts.pythonPath) : null,
     probeGlibc(run, env),
     probeGpus(run, which, env, problems),
@@ -468,22 +496,6 @@ export function buildQueues(
   return { queues, rejected };
 }
 
-// Run as the sandboxed driver runs: python starts a subprocess of sys.executable that imports torch (the
-// way inductor's compile workers and the driver's fresh-process verifier start).
-const SANDBOX_PYTHON_PROBE = `
-import json, subprocess, sys
-out = {"python": sys.version.split()[0], "torch": None, "error": None}
-try:
-    r = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True, timeout=120)
-    if r.returncode == 0:
-        out["torch"] = r.stdout.strip()
-    else:
-        out["error"] = (r.stderr.strip().splitlines() or ["exit code %d" % r.returncode])[-1]
-except Exception as e:
-    out["error"] = "%s: %s" % (type(e).__name__, e)
-print(json.dumps(out))
-`;
-
 /**
  * Can the sandbox user (nobody, no network, the toolchain view) run `pythonPath` and start torch subprocesses
  * with it? The worker itself learns this from its sandbox self-test; this is the same question for any Python.
@@ -503,9 +515,14 @@ export async function checkSandboxedPython(
         killGraceMs: 1_000,
         insecureLocal: opts.insecureLocal,
         host: opts.host,
+        // The sandbox shows the folders of the PYTHONPATH too: the probe then runs on an interpreter without Kiln's
+        // packages as well (cwd does not count inside: PYTHONSAFEPATH).
+        ...(DRIVER_SOURCE_DIR ? { env: { PYTHONPATH: DRIVER_SOURCE_DIR } } : {}),
       },
       folder,
-      ['-c', SANDBOX_PYTHON_PROBE],
+      // Run as the sandboxed driver runs: python starts a subprocess of sys.executable that imports torch (the way
+      // inductor's compile workers and the driver's fresh-process verifier start).
+      [...PROBE_ARGS, '--subprocess'],
     );
     await Promise.all([folder.modelPath, folder.jobPath].map((f) => writeFile(f, '', { mode: 0o444 })));
     const result = await runSandboxed(request);
