@@ -168,7 +168,7 @@ export class RetentionService {
         result.outcome = 'deleted';
         collected.objectsDeleted += deletion.collected.objectsDeleted;
         collected.blobsDeleted += deletion.collected.blobsDeleted;
-        await this.audit(tenantId, v, 200, null, options.actor);
+        await this.audit(tenantId, v, options.actor);
       } catch (err) {
         if (!(err instanceof KilnError)) throw err;
         // Something started using it since the plan (a channel moved to it), or it is already gone.
@@ -218,21 +218,17 @@ export class RetentionService {
   private async audit(
     tenantId: string,
     v: RetentionCandidate,
-    status: number,
-    errorCode: string | null,
     actor?: { keyId: string | null; role: string | null },
   ): Promise<void> {
     try {
       await this.dataSource.query(
         `INSERT INTO audit_events (tenant_id, actor, key_id, role, action, target_ids, result_ids, status, error_code, ip, user_agent)
-         VALUES ($1, 'retention', $2, $3, 'DELETE /v1/versions/:versionId', $4, '{}', $5, $6, '', 'kiln-retention')`,
+         VALUES ($1, 'retention', $2, $3, 'DELETE /v1/versions/:versionId', $4, '{}', 200, NULL, '', 'kiln-retention')`,
         [
           tenantId,
           actor?.keyId ?? null,
           actor?.role ?? null,
           JSON.stringify({ versionId: v.versionId, modelId: v.modelId }),
-          status,
-          errorCode,
         ],
       );
     } catch (err) {

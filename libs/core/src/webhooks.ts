@@ -199,7 +199,13 @@ export async function postWebhook(
           });
         });
         res.on('error', (err) =>
-          resolve({ ok: false, statusCode: status(res), error: err.message, responseBody: null, forbidden: false }),
+          resolve({
+            ok: false,
+            statusCode: res.statusCode ?? null,
+            error: err.message,
+            responseBody: null,
+            forbidden: false,
+          }),
         );
       },
     );
@@ -219,8 +225,6 @@ export async function postWebhook(
     req.end(body);
   });
 }
-
-const status = (res: http.IncomingMessage): number | null => res.statusCode ?? null;
 
 /**
  * Emits events to the tenant's endpoints subscribed to them: one delivery row each (the payload as it will be sent),

@@ -2,28 +2,20 @@
 // the workflows started and says which build queues have a worker.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
 import type { Client } from '@temporalio/client';
 import { KilnConfig } from '@kiln/config';
-import { type ArtifactManifest, ErrorCode, KilnError } from '@kiln/contracts';
+import { ErrorCode, KilnError } from '@kiln/contracts';
 import { ArtifactEntity, BuildEntity, CompilationEntity, ModelVersionEntity } from '@kiln/database';
 import { cacheKey, findTarget, recipeHash, taskQueueFor } from '@kiln/targets';
 import type { CompileModelInput } from '@kiln/temporal';
 import { QuotasService } from '../fair-use/quotas.service.js';
-import { createServiceDatabase, seedModel, type ServiceDatabase } from '../testing/service-database.js';
+import { createServiceDatabase, seedModel, type ServiceDatabase, V2_MANIFEST } from '../testing/service-database.js';
 import type { VersionsService } from '../versions/versions.service.js';
 import { CompilationsService } from './compilations.service.js';
 
 const V2 = 'linux-x86_64-v2';
 const V3 = 'linux-x86_64-v3';
-const MANIFEST = JSON.parse(
-  readFileSync(
-    path.resolve(import.meta.dirname, '../../../../test/fixtures/manifests/cpu/linux-x86_64-v2.json'),
-    'utf8',
-  ),
-) as ArtifactManifest;
 
 let db: ServiceDatabase;
 let service: CompilationsService;
@@ -138,7 +130,7 @@ test('a target whose artifact exists is answered from the cache: no build runs, 
     targetId: V2,
     recipeHash: recipeHash(recipe),
     manifestKey: 'k',
-    manifest: MANIFEST,
+    manifest: V2_MANIFEST,
     manifestSha256: 'd'.repeat(64),
     signature: 's',
     signingKeyId: 'key',

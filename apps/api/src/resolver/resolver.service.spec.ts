@@ -2,11 +2,9 @@
 // presigns), portable signing a recorder. Which version (explicit, channel, latest), which artifact for which device,
 // the portable graph with reasons when none fits, quarantine from fleet evidence, and the model scope of a token.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { KilnConfig, loadKilnConfig } from '@kiln/config';
-import { type ArtifactManifest, ErrorCode, KilnError } from '@kiln/contracts';
+import { ErrorCode, KilnError } from '@kiln/contracts';
 import { objectStorageFor } from '@kiln/core';
 import {
   ArtifactEntity,
@@ -27,17 +25,11 @@ import {
 import type { ObjectStorage } from '@kiln/storage';
 import { cacheKey, findTarget, recipeHash } from '@kiln/targets';
 import type { PortableSigningService } from '../portable-signing/portable-signing.service.js';
-import { createServiceDatabase, seedModel, type ServiceDatabase } from '../testing/service-database.js';
+import { createServiceDatabase, seedModel, type ServiceDatabase, V2_MANIFEST } from '../testing/service-database.js';
 import type { ResolveRequestDto } from './resolver.dto.js';
 import { ResolverService } from './resolver.service.js';
 
 const V2 = 'linux-x86_64-v2';
-const MANIFEST = JSON.parse(
-  readFileSync(
-    path.resolve(import.meta.dirname, '../../../../test/fixtures/manifests/cpu/linux-x86_64-v2.json'),
-    'utf8',
-  ),
-) as ArtifactManifest;
 
 let db: ServiceDatabase;
 let storage: ObjectStorage;
@@ -63,7 +55,7 @@ before(async () => {
     targetId: V2,
     recipeHash: recipeHash(recipe),
     manifestKey: `tenants/${m.tenantId}/manifests/${key}/x.json`,
-    manifest: { ...MANIFEST, tenantId: m.tenantId, cacheKey: key, modelContentHash: v1.contentHash },
+    manifest: { ...V2_MANIFEST, tenantId: m.tenantId, cacheKey: key, modelContentHash: v1.contentHash },
     manifestSha256: 'd'.repeat(64),
     signature: 'signed',
     signingKeyId: 'key',
@@ -114,7 +106,7 @@ test('a channel picks its version; the device gets the artifact it can run, with
   assert.deepEqual([answer.version.number, answer.version.selectedBy, answer.version.channel], [1, 'channel', 'prod']);
   assert.equal(answer.artifact?.id, artifactId);
   assert.equal(answer.artifact?.targetId, V2);
-  assert.equal(answer.artifact?.parts.length, MANIFEST.parts.length);
+  assert.equal(answer.artifact?.parts.length, V2_MANIFEST.parts.length);
   assert.match(answer.fallback.url, /^http/);
   assert.ok(signingRequested.includes(m.versionIds[0]), 'an unsigned portable graph is sent to be signed');
 });

@@ -1,9 +1,11 @@
 // For unit tests of one API service against real PostgreSQL: a throwaway database with every migration applied (the
 // service's SQL runs for real; its other collaborators are fakes), and rows made with the entities' own repositories.
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { DataSource } from 'typeorm';
 import { loadKilnConfig } from '@kiln/config';
-import type { Pt2Summary } from '@kiln/contracts';
+import type { ArtifactManifest, Pt2Summary } from '@kiln/contracts';
 import { kilnDataSourceOptions, ModelEntity, ModelVersionEntity, TenantEntity } from '@kiln/database';
 
 export interface ServiceDatabase {
@@ -60,3 +62,11 @@ export async function seedModel(
   }
   return { tenantId: tenant.id, modelId: model.id, versionIds };
 }
+
+/** A real x86-64-v2 artifact manifest (test/fixtures/manifests), for artifact rows. */
+export const V2_MANIFEST = JSON.parse(
+  readFileSync(
+    path.resolve(import.meta.dirname, '../../../../test/fixtures/manifests/cpu/linux-x86_64-v2.json'),
+    'utf8',
+  ),
+) as ArtifactManifest;

@@ -11,6 +11,11 @@ export class ApiError extends Error {
   }
 }
 
+/** Whatever a call threw, as an ApiError (a bug in the page or the browser's own error becomes code CLIENT). */
+export function toApiError(err: unknown): ApiError {
+  return err instanceof ApiError ? err : new ApiError(0, 'CLIENT', String(err));
+}
+
 export interface RequestOptions {
   body?: unknown;
   headers?: Record<string, string>;

@@ -1,6 +1,6 @@
 import { type FormEvent, useEffect, useId, useState } from 'react';
 import { useNavigate } from 'react-router';
-import { ApiError } from '../api/client.js';
+import { ApiError, toApiError } from '../api/client.js';
 import { useApi } from '../api/session.js';
 import type { Compilation, Target } from '../api/types.js';
 import { useResource } from '../api/use-resource.js';
@@ -49,7 +49,7 @@ export function CompileForm({ versionId }: { versionId: string }) {
       );
       void navigate(`/compilations/${compilation.id}`);
     } catch (err) {
-      setError(err instanceof ApiError ? err : new ApiError(0, 'CLIENT', String(err)));
+      setError(toApiError(err));
       setBusy(false);
     }
   };

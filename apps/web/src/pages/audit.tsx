@@ -1,5 +1,5 @@
 import { type FormEvent, useId, useState } from 'react';
-import { ApiError } from '../api/client.js';
+import { ApiError, toApiError } from '../api/client.js';
 import { useApi } from '../api/session.js';
 import type { AuditEvent, AuditEventPage } from '../api/types.js';
 import { useResource } from '../api/use-resource.js';
@@ -47,7 +47,7 @@ export function AuditPage() {
       const page = await api.get<AuditEventPage>(query(filter, cursor));
       setMore({ events: [...(sameFilter ? more.events : []), ...page.events], cursor: page.nextCursor, filter });
     } catch (err) {
-      setMoreError(err instanceof ApiError ? err : new ApiError(0, 'CLIENT', String(err)));
+      setMoreError(toApiError(err));
     } finally {
       setLoadingMore(false);
     }

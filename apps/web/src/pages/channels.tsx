@@ -1,6 +1,6 @@
 import { type FormEvent, useEffect, useId, useState } from 'react';
 import { Link, useParams } from 'react-router';
-import { ApiError } from '../api/client.js';
+import { ApiError, toApiError } from '../api/client.js';
 import { useApi } from '../api/session.js';
 import type { Channel, ChannelMove, Model, ModelVersion } from '../api/types.js';
 import { useResource } from '../api/use-resource.js';
@@ -73,7 +73,7 @@ export function ChannelsPage() {
       setHistoryTick((t) => t + 1);
       setMoved(`${channel.name} now points at v${channel.versionNumber}.`);
     } catch (err) {
-      setError(err instanceof ApiError ? err : new ApiError(0, 'CLIENT', String(err)));
+      setError(toApiError(err));
     } finally {
       setBusy(false);
     }

@@ -1,6 +1,6 @@
 import { useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
-import { ApiError } from '../api/client.js';
+import { ApiError, toApiError } from '../api/client.js';
 import { useApi } from '../api/session.js';
 import type { Compilation, Model, ModelVersion } from '../api/types.js';
 import { useResource } from '../api/use-resource.js';
@@ -47,7 +47,7 @@ export function CompilationPage() {
     try {
       live.update(await api.post<Compilation>(`/v1/compilations/${compilationId}/cancel`));
     } catch (err) {
-      setActionError(err instanceof ApiError ? err : new ApiError(0, 'CLIENT', String(err)));
+      setActionError(toApiError(err));
     } finally {
       setBusy(null);
       setConfirmCancel(false);
@@ -66,7 +66,7 @@ export function CompilationPage() {
       );
       void navigate(`/compilations/${next.id}`);
     } catch (err) {
-      setActionError(err instanceof ApiError ? err : new ApiError(0, 'CLIENT', String(err)));
+      setActionError(toApiError(err));
     } finally {
       setBusy(null);
     }

@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'react';
 import { Link, useParams } from 'react-router';
-import { ApiError } from '../api/client.js';
+import { ApiError, toApiError } from '../api/client.js';
 import { useApi } from '../api/session.js';
 import type { FleetClass, FleetEvidence, FleetView, Rollout } from '../api/types.js';
 import { useResource } from '../api/use-resource.js';
@@ -212,7 +212,7 @@ function RolloutCard({ rollout, onChanged }: { rollout: Rollout; onChanged: () =
       await api.post<Rollout>(`/v1/rollouts/${rollout.id}/${action}`, {});
       onChanged();
     } catch (err) {
-      setError(err instanceof ApiError ? err : new ApiError(0, 'CLIENT', String(err)));
+      setError(toApiError(err));
     } finally {
       setBusy(null);
     }

@@ -1,5 +1,5 @@
 import { type FormEvent, useId, useState } from 'react';
-import { ApiError } from '../api/client.js';
+import { ApiError, toApiError } from '../api/client.js';
 import { useApi } from '../api/session.js';
 import type { ApiKeyRole, ApiKeySummary, ApiKeyWithSecret } from '../api/types.js';
 import { useResource } from '../api/use-resource.js';
@@ -67,7 +67,7 @@ export function KeysPage() {
       setName('');
       keys.reload();
     } catch (err) {
-      setError(err instanceof ApiError ? err : new ApiError(0, 'CLIENT', String(err)));
+      setError(toApiError(err));
     } finally {
       setBusy(false);
     }
@@ -81,7 +81,7 @@ export function KeysPage() {
       setRevoking(null);
       keys.reload();
     } catch (err) {
-      setRevoking({ ...revoking, busy: false, error: err instanceof ApiError ? err : new ApiError(0, 'CLIENT', '') });
+      setRevoking({ ...revoking, busy: false, error: toApiError(err) });
     }
   };
 

@@ -1,6 +1,6 @@
 import { useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
-import { ApiError } from '../api/client.js';
+import { ApiError, toApiError } from '../api/client.js';
 import { useApi } from '../api/session.js';
 import type { Channel, DeletionResult, Model, ModelVersion } from '../api/types.js';
 import { useResource } from '../api/use-resource.js';
@@ -36,7 +36,7 @@ export function ModelPage() {
       await api.delete<DeletionResult>(`/v1/models/${modelId}${deleting.force ? '?force=true' : ''}`);
       void navigate('/', { replace: true });
     } catch (err) {
-      const error = err instanceof ApiError ? err : new ApiError(0, 'CLIENT', String(err));
+      const error = toApiError(err);
       setDeleting({ ...deleting, busy: false, error });
     }
   };

@@ -1,6 +1,6 @@
 import { type FormEvent, useEffect, useId, useMemo, useRef, useState } from 'react';
 import { Link, useSearchParams } from 'react-router';
-import { ApiError } from '../api/client.js';
+import { ApiError, toApiError } from '../api/client.js';
 import { useApi } from '../api/session.js';
 import type { Channel, Model, ModelVersion, Resolution } from '../api/types.js';
 import { useResource } from '../api/use-resource.js';
@@ -88,7 +88,7 @@ export function PlaygroundPage() {
       requestAnimationFrame(() => resultHeading.current?.focus());
     } catch (err) {
       setResult(null);
-      setError(err instanceof ApiError ? err : new ApiError(0, 'CLIENT', String(err)));
+      setError(toApiError(err));
     } finally {
       setBusy(false);
     }

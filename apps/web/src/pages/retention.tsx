@@ -1,6 +1,6 @@
 import { type FormEvent, useEffect, useId, useState } from 'react';
 import { Link } from 'react-router';
-import { ApiError } from '../api/client.js';
+import { ApiError, toApiError } from '../api/client.js';
 import { useApi } from '../api/session.js';
 import type { RetentionPolicy, RetentionRun } from '../api/types.js';
 import { useResource } from '../api/use-resource.js';
@@ -8,8 +8,6 @@ import { ConfirmDialog } from '../components/confirm-dialog.js';
 import { PageHeader, useDocumentTitle } from '../components/layout.js';
 import { Card, EmptyState, ErrorCallout, LoadingBlock } from '../components/ui.js';
 import { plural, relativeTime } from '../lib/format.js';
-
-const asError = (err: unknown): ApiError => (err instanceof ApiError ? err : new ApiError(0, 'CLIENT', String(err)));
 
 /** '' → null (the rule is off); anything else as typed (the API says what is wrong with it). */
 const ruleOf = (text: string): number | null => (text.trim() === '' ? null : Number(text));
@@ -51,7 +49,7 @@ export function RetentionPage() {
     try {
       await what();
     } catch (err) {
-      setError(asError(err));
+      setError(toApiError(err));
     } finally {
       setBusy(false);
     }
@@ -95,7 +93,7 @@ export function RetentionPage() {
       setPlan(run);
       setApplying(null);
     } catch (err) {
-      setApplying({ busy: false, error: asError(err) });
+      setApplying({ busy: false, error: toApiError(err) });
     }
   };
 

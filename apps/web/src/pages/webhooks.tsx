@@ -1,5 +1,5 @@
 import { type FormEvent, useId, useState } from 'react';
-import { ApiError } from '../api/client.js';
+import { ApiError, toApiError } from '../api/client.js';
 import { useApi } from '../api/session.js';
 import type { CreatedWebhook, Webhook, WebhookDelivery, WebhookEventType } from '../api/types.js';
 import { useResource } from '../api/use-resource.js';
@@ -15,8 +15,6 @@ const EVENTS: { type: WebhookEventType; label: string }[] = [
   { type: 'rollout.halted', label: 'A rollout halted' },
   { type: 'artifact.quarantined', label: 'An artifact was quarantined' },
 ];
-
-const asError = (err: unknown): ApiError => (err instanceof ApiError ? err : new ApiError(0, 'CLIENT', String(err)));
 
 const TONES = { delivered: 'success', failed: 'danger', pending: 'neutral' } as const;
 
@@ -47,7 +45,7 @@ export function WebhooksPage() {
       setUrl('');
       hooks.reload();
     } catch (err) {
-      setError(asError(err));
+      setError(toApiError(err));
     } finally {
       setBusy(false);
     }
@@ -62,7 +60,7 @@ export function WebhooksPage() {
       setRemoving(null);
       hooks.reload();
     } catch (err) {
-      setRemoving({ ...removing, busy: false, error: asError(err) });
+      setRemoving({ ...removing, busy: false, error: toApiError(err) });
     }
   };
 
@@ -210,7 +208,7 @@ function Deliveries({ webhookId }: { webhookId: string }) {
       await api.post(`/v1/webhooks/${webhookId}/deliveries/${id}/redeliver`);
       deliveries.reload();
     } catch (err) {
-      setError(asError(err));
+      setError(toApiError(err));
     }
   };
 
