@@ -12,9 +12,14 @@ import { loadKilnConfig } from '@kiln/config';
 import { kilnDataSourceOptions } from '@kiln/database';
 import {
   COLLECT_GARBAGE_WORKFLOW,
+  compileWorkflowId,
+  DROP_EXPIRED_TELEMETRY_WORKFLOW,
   GC_SCHEDULE_ID,
   ORCHESTRATOR_TASK_QUEUE,
+  RECONCILE_COMPILATIONS_WORKFLOW,
+  RECONCILE_SCHEDULE_ID,
   SWEEP_UPLOADS_WORKFLOW,
+  TELEMETRY_PARTITIONS_SCHEDULE_ID,
   UPLOAD_SWEEP_SCHEDULE_ID,
 } from '@kiln/temporal';
 import { api, type ApiProcess, createTenant, startApi, storage, WorkerProcess } from './support/kiln-harness.js';
@@ -26,13 +31,19 @@ let connection: Connection;
 let client: Client;
 let app: ApiProcess | undefined;
 let orchestrator: WorkerProcess | undefined;
+const ALL_SCHEDULES = [
+  GC_SCHEDULE_ID,
+  UPLOAD_SWEEP_SCHEDULE_ID,
+  RECONCILE_SCHEDULE_ID,
+  TELEMETRY_PARTITIONS_SCHEDULE_ID,
+];
 
 before(async () => {
   await ds.initialize();
   connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   // Start from no schedules, so that those found below are the orchestrator's doing.
-  for (const id of [GC_SCHEDULE_ID, UPLOAD_SWEEP_SCHEDULE_ID]) {
+  for (const id of ALL_SCHEDULES) {
     await client.schedule
       .getHandle(id)
       .delete()
@@ -82,6 +93,41 @@ async function uploadStatus(uploadId: string): Promise<string> {
   return rows[0].status;
 }
 
+/**
+ * A compilation recorded as pending a minute ago whose workflow was never started, as when Temporal was down at
+ * the request or the API replica died between the insert and the start; returns its id.
+ */
+async function strandedCompilation(): Promise<string> {
+  const tenantId = randomUUID();
+  const modelId = randomUUID();
+  const versionId = randomUUID();
+  const id = randomUUID();
+  await ds.query(`INSERT INTO tenants (id, name) VALUES ($1, $2)`, [tenantId, `stranded-${id.slice(0, 8)}`]);
+  await ds.query(`INSERT INTO models (id, tenant_id, name) VALUES ($1, $2, 'm')`, [modelId, tenantId]);
+  await ds.query(
+    `INSERT INTO model_versions (id, tenant_id, model_id, number, object_key, size_bytes, file_sha256, stored_sha256,
+       stored_size_bytes, content_hash, summary) VALUES ($1, $2, $3, 1, 'k', 1, $4, $4, 1, $4, '{}')`,
+    [versionId, tenantId, modelId, 'a'.repeat(64)],
+  );
+  // A GPU target no worker of the suite polls: the started workflow waits for a worker instead of building.
+  await ds.query(
+    `INSERT INTO compilations (id, tenant_id, model_version_id, targets, status, workflow_id, created_at)
+     VALUES ($1, $2, $3, $4, 'pending', $5, now() - interval '1 minute')`,
+    [id, tenantId, versionId, ['linux-x86_64-cuda-sm90'], compileWorkflowId(id)],
+  );
+  await ds.query(
+    `INSERT INTO builds (tenant_id, compilation_id, target_id, cache_key, status)
+     VALUES ($1, $2, 'linux-x86_64-cuda-sm90', $3, 'waiting_for_worker')`,
+    [tenantId, id, randomUUID()],
+  );
+  return id;
+}
+
+async function compilationStatus(id: string): Promise<string> {
+  const rows = await ds.query<{ status: string }[]>(`SELECT status FROM compilations WHERE id = $1`, [id]);
+  return rows[0].status;
+}
+
 async function until(done: () => Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (!(await done())) {
@@ -92,16 +138,20 @@ async function until(done: () => Promise<boolean>, what: string): Promise<void> 
 
 test('an API process alone sweeps and collects nothing on a timer, and creates no schedule', async () => {
   const key = await queuedDeletion();
-  // With the old timers these intervals swept and collected within a second or so.
-  app = await startApi({ KILN_GC_INTERVAL_S: '1', KILN_UPLOAD_SWEEP_INTERVAL_S: '1' });
+  const stranded = await strandedCompilation();
+  // With the old timers these intervals swept and collected within a second or so (the reconcile every 15 s).
+  app = await startApi({ KILN_GC_INTERVAL_S: '1', KILN_UPLOAD_SWEEP_INTERVAL_S: '1', KILN_RECONCILE_INTERVAL_S: '1' });
   const uploadId = await expiredUpload(app);
   // A negative check: several of the intervals the API was given pass, and nothing is collected.
-  await sleep(5_000);
+  await sleep(16_000);
   assert.equal(await isQueued(key), true, 'the API collected on its own');
+  assert.equal(await compilationStatus(stranded), 'pending', 'the API reconciled on its own');
   assert.notEqual(await s3.size(key), null);
   assert.equal(await uploadStatus(uploadId), 'uploading', 'the API swept uploads on its own');
-  await assert.rejects(client.schedule.getHandle(GC_SCHEDULE_ID).describe(), ScheduleNotFoundError);
-  await assert.rejects(client.schedule.getHandle(UPLOAD_SWEEP_SCHEDULE_ID).describe(), ScheduleNotFoundError);
+  for (const id of ALL_SCHEDULES) {
+    await assert.rejects(client.schedule.getHandle(id).describe(), ScheduleNotFoundError, id);
+  }
+  await ds.query(`DELETE FROM compilations WHERE id = $1`, [stranded]);
   await ds.query(`DELETE FROM object_deletions WHERE object_key = $1`, [key]);
   await s3.delete(key);
 });
@@ -160,4 +210,33 @@ test('the orchestrator creates the GC schedule; triggering it collects a queued 
     (await handle.describe()).spec.intervals?.map((i) => i.every),
     [1_800_000],
   );
+});
+
+test('the orchestrator reconciles on its schedule: a stranded compilation starts; the telemetry sweep is scheduled', async () => {
+  await orchestrator?.stop();
+  orchestrator = new WorkerProcess({ KILN_WORKER_ROLES: 'orchestrator', KILN_RECONCILE_INTERVAL_S: '2' });
+  await orchestrator.start();
+  const reconcile = await client.schedule.getHandle(RECONCILE_SCHEDULE_ID).describe();
+  assert.deepEqual(
+    reconcile.spec.intervals?.map((i) => i.every),
+    [2_000],
+  );
+  assert.equal(reconcile.action.type, 'startWorkflow');
+  assert.equal(reconcile.action.workflowType, RECONCILE_COMPILATIONS_WORKFLOW);
+  const telemetry = await client.schedule.getHandle(TELEMETRY_PARTITIONS_SCHEDULE_ID).describe();
+  assert.equal(telemetry.action.type, 'startWorkflow');
+  assert.equal(telemetry.action.workflowType, DROP_EXPIRED_TELEMETRY_WORKFLOW);
+  assert.deepEqual(
+    telemetry.spec.intervals?.map((i) => i.every),
+    [config.KILN_TELEMETRY_SWEEP_INTERVAL_S * 1000],
+  );
+
+  // No trigger: the schedule fires by itself within a few intervals.
+  const stranded = await strandedCompilation();
+  await until(async () => (await compilationStatus(stranded)) !== 'pending', 'the scheduled reconcile');
+  const workflow = client.workflow.getHandle(compileWorkflowId(stranded));
+  assert.equal((await workflow.describe()).status.name, 'RUNNING');
+  await workflow.terminate('test cleanup');
+  await orchestrator.stop();
+  orchestrator = undefined;
 });

@@ -85,6 +85,8 @@ export class TemporalWorkersService implements OnApplicationShutdown {
             // Periodic jobs, started by their Temporal Schedules (SchedulesService).
             collectGarbage: () => j.collectGarbage(),
             sweepUploads: () => j.sweepUploads(),
+            reconcileCompilations: () => j.reconcileCompilations(),
+            dropExpiredTelemetry: () => j.dropExpiredTelemetry(),
           },
         }),
       );

@@ -1,7 +1,7 @@
 import { type DynamicModule, Module, type Provider } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { KilnConfig } from '@kiln/config';
-import { CoreModule, StorageModule } from '@kiln/core';
+import { CompilationStarter, CoreModule, StorageModule, TelemetryPartitions } from '@kiln/core';
 import {
   ArtifactEntity,
   BuildEntity,
@@ -49,9 +49,11 @@ export class WorkerModule {
         PortableSigningActivitiesService,
         WebhookActivitiesService,
         RetentionActivitiesService,
-        // Periodic jobs (GC): DB + S3 work, so orchestrator only; build hosts never get these activities.
+        // Periodic jobs (GC, upload sweep, reconcile, telemetry partitions): DB + S3 work, so orchestrator only; build hosts never get these activities.
         ScheduledActivitiesService,
         SchedulesService,
+        CompilationStarter,
+        TelemetryPartitions,
         { provide: ORCHESTRATOR_SIGNER, inject: [KilnConfig], useFactory: OrchestratorSigner.load },
       );
     }

@@ -111,6 +111,13 @@ export class KilnConfig {
   @Transform(toInt) @IsInt() @Min(1) KILN_GC_INTERVAL_S = 600;
   /** How often the orchestrator's Temporal Schedule applies every tenant's retention policy (one pass per interval). */
   @Transform(toInt) @IsInt() @Min(60) KILN_RETENTION_INTERVAL_S = 86_400;
+  /**
+   * The interval of the `kiln-reconcile-compilations` Temporal Schedule: starts the workflows of compilations whose
+   * start failed when they were created (Temporal down, an API replica killed between the insert and the start).
+   */
+  @Transform(toInt) @IsInt() @Min(1) KILN_RECONCILE_INTERVAL_S = 15;
+  /** The interval of the `kiln-telemetry-partitions` Temporal Schedule: drops device-report months past retention. */
+  @Transform(toInt) @IsInt() @Min(60) KILN_TELEMETRY_SWEEP_INTERVAL_S = 3600;
 
   /**
    * Webhook deliveries go only to public addresses: loopback, private, link-local (cloud metadata), CGNAT, unique-local

@@ -6,3 +6,6 @@ export * from './retention.js';
 export * from './storage.module.js';
 export * from './webhooks.js';
 export * from './upload-sweeper.js';
+export * from './compilation-starter.js';
+export * from './telemetry-partitions.js';
+export * from './uuid7.js';

@@ -10,4 +10,9 @@ export {
 } from './rollout.workflow.js';
 export { deliverWebhookWorkflow } from './webhook-delivery.workflow.js';
 export { applyRetentionWorkflow } from './retention.workflow.js';
-export { collectGarbageWorkflow, sweepUploadsWorkflow } from './scheduled.workflow.js';
+export {
+  collectGarbageWorkflow,
+  dropExpiredTelemetryWorkflow,
+  reconcileCompilationsWorkflow,
+  sweepUploadsWorkflow,
+} from './scheduled.workflow.js';

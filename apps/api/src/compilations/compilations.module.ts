@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
+import { CompilationStarter } from '@kiln/core';
 import { ApiKeyEntity, ArtifactEntity, BuildEntity, CompilationEntity } from '@kiln/database';
 import { AuthModule } from '../auth/auth.module.js';
 import { FairUseModule } from '../fair-use/fair-use.module.js';
@@ -17,6 +18,6 @@ import { CompilationsService } from './compilations.service.js';
     FairUseModule,
   ],
   controllers: [CompilationsController, CompilationEventsController],
-  providers: [CompilationsService, CompilationEventsService],
+  providers: [CompilationsService, CompilationEventsService, CompilationStarter],
 })
 export class CompilationsModule {}

@@ -6,6 +6,7 @@ import { after, before, beforeEach, test } from 'node:test';
 import type { Client } from '@temporalio/client';
 import { KilnConfig } from '@kiln/config';
 import { ErrorCode, KilnError } from '@kiln/contracts';
+import { CompilationStarter } from '@kiln/core';
 import { ArtifactEntity, BuildEntity, CompilationEntity, ModelVersionEntity } from '@kiln/database';
 import { cacheKey, findTarget, recipeHash, taskQueueFor } from '@kiln/targets';
 import type { CompileModelInput } from '@kiln/temporal';
@@ -19,6 +20,7 @@ const V3 = 'linux-x86_64-v3';
 
 let db: ServiceDatabase;
 let service: CompilationsService;
+let starter: CompilationStarter;
 const started: { workflowId: string; input: CompileModelInput }[] = [];
 /** Queues that have a poller, as Temporal would answer. */
 const polled = new Set<string>();
@@ -50,6 +52,7 @@ before(async () => {
     },
   } as unknown as VersionsService;
   const config = Object.assign(new KilnConfig(), { KILN_QUOTA_CONCURRENT_BUILDS: 3 });
+  starter = new CompilationStarter(ds, temporal, config);
   service = new CompilationsService(
     ds.getRepository(CompilationEntity),
     ds.getRepository(BuildEntity),
@@ -57,8 +60,8 @@ before(async () => {
     ds,
     versions,
     temporal,
-    config,
     new QuotasService(ds, config),
+    starter,
   );
 });
 
@@ -152,16 +155,16 @@ test('builds beyond the concurrent-build quota are refused whole (QUOTA_EXCEEDED
   assert.equal(await db.ds.getRepository(CompilationEntity).countBy({ tenantId: m.tenantId }), 1);
 });
 
-test('with Temporal down the compilation stays pending, and the reconciler starts it once it is back', async () => {
+test('with Temporal down the compilation stays pending, and the reconcile pass starts it once it is back', async () => {
   const m = await seedModel(db.ds, 1);
   startFails = true;
   const { compilation } = await service.create(m.tenantId, m.versionIds[0], [V2], null);
   assert.equal(compilation.status, 'pending');
   startFails = false;
-  await service.reconcilePending();
+  await starter.reconcilePending();
   assert.equal(started.length, 0, 'not before it is 5 s old (a request may still be starting it)');
   await db.ds.query(`UPDATE compilations SET created_at = now() - interval '1 minute' WHERE id = $1`, [compilation.id]);
-  await service.reconcilePending();
+  assert.equal(await starter.reconcilePending(), 1);
   assert.deepEqual(
     started.map((s) => s.workflowId),
     [`compile-${compilation.id}`],

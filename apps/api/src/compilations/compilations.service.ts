@@ -1,20 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
-import { Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { DataSource, In, LessThan, Repository } from 'typeorm';
-import { KilnConfig } from '@kiln/config';
-import { type CompilationStatus, ErrorCode, KilnError, TERMINAL_BUILD_STATUSES } from '@kiln/contracts';
+import { Client } from '@temporalio/client';
+import { DataSource, In, Repository } from 'typeorm';
+import { type CompilationStatus, ErrorCode, KilnError } from '@kiln/contracts';
+import { CompilationStarter } from '@kiln/core';
 import { ArtifactEntity, BuildEntity, CompilationEntity } from '@kiln/database';
 import { cacheKey, findTarget, taskQueueFor, TARGETS } from '@kiln/targets';
-import {
-  COMPILE_MODEL_WORKFLOW,
-  type CompileModelInput,
-  compileWorkflowId,
-  ORCHESTRATOR_TASK_QUEUE,
-  queuesWithWorkers,
-  runningBuildsOn,
-} from '@kiln/temporal';
+import { compileWorkflowId, queuesWithWorkers, runningBuildsOn } from '@kiln/temporal';
 import { QuotasService } from '../fair-use/quotas.service.js';
 import { VersionsService } from '../versions/versions.service.js';
 import type { BuildResponseDto, CompilationResponseDto } from './compilations.dto.js';
@@ -68,10 +61,7 @@ function toBuildResponse(b: BuildEntity): BuildResponseDto {
 }
 
 @Injectable()
-export class CompilationsService implements OnApplicationBootstrap, OnModuleDestroy {
-  private readonly logger = new Logger(CompilationsService.name);
-  private reconcileTimer?: NodeJS.Timeout;
-
+export class CompilationsService {
   constructor(
     @InjectRepository(CompilationEntity) private readonly compilations: Repository<CompilationEntity>,
     @InjectRepository(BuildEntity) private readonly builds: Repository<BuildEntity>,
@@ -79,15 +69,15 @@ export class CompilationsService implements OnApplicationBootstrap, OnModuleDest
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly versions: VersionsService,
     private readonly temporal: Client,
-    private readonly config: KilnConfig,
     private readonly quotas: QuotasService,
+    private readonly starter: CompilationStarter,
   ) {}
 
   /**
    * Plans one build per target. Targets whose artifact already exists (same tenant, model content and
    * recipe) are answered from the cache at once and never reach a worker; the rest go to one CompileModel
    * workflow. The rows are written first and the workflow is started by id, so a crash in between is
-   * repaired by the reconciler and a double start is a no-op.
+   * repaired by the reconcile schedule (CompilationStarter) and a double start is a no-op.
    */
   async create(
     tenantId: string,
@@ -165,7 +155,7 @@ export class CompilationsService implements OnApplicationBootstrap, OnModuleDest
       }
       throw err;
     }
-    if (!allCached) await this.startWorkflow(compilationId);
+    if (!allCached) await this.starter.start(compilationId);
     return { compilation: await this.get(tenantId, compilationId), created: true };
   }
 
@@ -212,60 +202,5 @@ export class CompilationsService implements OnApplicationBootstrap, OnModuleDest
     const compilation = await this.compilations.findOne({ where: { id: compilationId, tenantId } });
     if (!compilation) throw new KilnError(ErrorCode.NOT_FOUND, 'No such compilation.');
     return compilation;
-  }
-
-  /** Starts (or finds already started) the workflow of a pending compilation; pending stays on failure. */
-  private async startWorkflow(compilationId: string): Promise<void> {
-    const compilation = await this.compilations.findOneByOrFail({ id: compilationId });
-    const builds = await this.builds.find({ where: { compilationId } });
-    const pending = builds.filter((b) => !TERMINAL_BUILD_STATUSES.includes(b.status));
-    const input: CompileModelInput = {
-      compilationId,
-      tenantId: compilation.tenantId,
-      modelVersionId: compilation.modelVersionId,
-      builds: pending.map((b) => ({
-        buildId: b.id,
-        targetId: b.targetId,
-        taskQueue: taskQueueFor(b.targetId),
-        cacheKey: b.cacheKey,
-      })),
-      waitForWorkerSeconds: this.config.KILN_BUILD_WAIT_FOR_WORKER_S,
-      buildTimeoutSeconds: this.config.KILN_BUILD_TIMEOUT_S,
-    };
-    try {
-      await this.temporal.workflow.start(COMPILE_MODEL_WORKFLOW, {
-        workflowId: compilation.workflowId,
-        taskQueue: ORCHESTRATOR_TASK_QUEUE,
-        args: [input],
-        // Fair share of the orchestrator queue too (the builds set the same key on their queues).
-        priority: { fairnessKey: compilation.tenantId },
-      });
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
-        this.logger.warn(`Could not start ${compilation.workflowId} yet (will retry): ${String(err)}`);
-        return;
-      }
-    }
-    await this.compilations.update({ id: compilationId, status: 'pending' }, { status: 'running' });
-  }
-
-  /** Starts workflows of compilations that were recorded but whose start failed (Temporal down, crash). */
-  async reconcilePending(): Promise<void> {
-    const stale = await this.compilations.find({
-      where: { status: 'pending', createdAt: LessThan(new Date(Date.now() - 5_000)) },
-      take: 50,
-    });
-    for (const c of stale) await this.startWorkflow(c.id);
-  }
-
-  onApplicationBootstrap(): void {
-    this.reconcileTimer = setInterval(() => {
-      this.reconcilePending().catch((err: unknown) => this.logger.warn(`Reconcile failed: ${String(err)}`));
-    }, 15_000);
-    this.reconcileTimer.unref();
-  }
-
-  onModuleDestroy(): void {
-    clearInterval(this.reconcileTimer);
   }
 }

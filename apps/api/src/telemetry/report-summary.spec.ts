@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { NOT_THE_ARTIFACTS_FAULT, summarizeReport } from './report-summary.js';
-import { monthOf, monthRange, uuid7Millis, uuidLowerBound } from './uuid7.js';
+import { monthOf, monthRange, uuid7Millis, uuidLowerBound } from '@kiln/core';
 
 describe('what a device report adds to the rollups', () => {
   it('names exactly the device codes that error-codes.json marks as not the artifact’s fault', () => {

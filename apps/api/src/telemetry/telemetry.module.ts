@@ -1,6 +1,6 @@
 import { Module } from '@nestjs/common';
 import { TelemetryController } from './telemetry.controller.js';
-import { TelemetryPartitions } from './telemetry-partitions.js';
+import { TelemetryPartitions } from '@kiln/core';
 import { TelemetryService } from './telemetry.service.js';
 
 @Module({

@@ -1,22 +1,19 @@
-import { Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
 import { ErrorCode, KilnError } from '@kiln/contracts';
-import { WebhookEmitter } from '@kiln/core';
+import { TelemetryPartitions, uuid7Millis, WebhookEmitter } from '@kiln/core';
 import type { RolloutArm } from '@kiln/database';
 import { type DeviceClass, deviceClassOf, validateFingerprint } from '@kiln/matching';
 import { addCounts, summarizeReport } from './report-summary.js';
-import { TelemetryPartitions } from './telemetry-partitions.js';
 import type { TelemetryAckDto, TelemetryBatchDto, TelemetryReportDto } from './telemetry.dto.js';
-import { uuid7Millis } from './uuid7.js';
 import { scopeAllows } from '../auth/auth-context.js';
 
 /** Reports from further back than this are refused (a device's clock, or a queue kept too long). */
 const MAX_REPORT_AGE_MS = 7 * 86_400_000;
 /** ... and from further ahead than this (a device clock far in the future would fill a month no one drops). */
 const MAX_REPORT_SKEW_MS = 3_600_000;
-const SWEEP_EVERY_MS = 3_600_000;
 
 interface Accepted {
   report: TelemetryReportDto;
@@ -56,10 +53,7 @@ interface StatsRow {
  * report counts exactly once or not at all. docs/fleet.md.
  */
 @Injectable()
-export class TelemetryService implements OnApplicationBootstrap, OnModuleDestroy {
-  private readonly logger = new Logger(TelemetryService.name);
-  private sweepTimer?: NodeJS.Timeout;
-
+export class TelemetryService {
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly partitions: TelemetryPartitions,
@@ -393,19 +387,6 @@ export class TelemetryService implements OnApplicationBootstrap, OnModuleDestroy
       );
     }
     return quarantined;
-  }
-
-  onApplicationBootstrap(): void {
-    this.sweepTimer = setInterval(() => {
-      this.partitions
-        .dropExpired(this.config.KILN_TELEMETRY_RETENTION_DAYS)
-        .catch((err: unknown) => this.logger.warn(`Telemetry retention sweep failed: ${String(err)}`));
-    }, SWEEP_EVERY_MS);
-    this.sweepTimer.unref();
-  }
-
-  onModuleDestroy(): void {
-    clearInterval(this.sweepTimer);
   }
 }
 

@@ -1,16 +1,24 @@
-// The GC schedule's workflow and its activity against the real Temporal dev server, PostgreSQL and S3 of the local
-// stack (scripts/stack.sh start): a queued object deletion is collected by one run, on a task queue of this test's
-// own; then the run's recorded history is replayed (determinism).
+// The scheduled jobs' workflows and their activities against the real Temporal dev server, PostgreSQL and S3 of the
+// local stack (scripts/stack.sh start), each run on a task queue of this test's own: a queued object deletion is
+// collected; a compilation whose workflow start failed is started; an expired month of device reports is dropped.
+// Each run's recorded history is replayed (determinism).
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { DataSource } from 'typeorm';
 import { loadKilnConfig } from '@kiln/config';
-import { BlobLedger, objectStorageFor, UploadSweeper } from '@kiln/core';
-import { kilnDataSourceOptions } from '@kiln/database';
-import { COLLECT_GARBAGE_WORKFLOW, WORKFLOWS_PATH } from '@kiln/temporal';
+import { BlobLedger, CompilationStarter, objectStorageFor, TelemetryPartitions, UploadSweeper } from '@kiln/core';
+import { BuildEntity, CompilationEntity, kilnDataSourceOptions, ModelEntity, TenantEntity } from '@kiln/database';
+import {
+  COLLECT_GARBAGE_WORKFLOW,
+  COMPILE_MODEL_WORKFLOW,
+  compileWorkflowId,
+  DROP_EXPIRED_TELEMETRY_WORKFLOW,
+  RECONCILE_COMPILATIONS_WORKFLOW,
+  WORKFLOWS_PATH,
+} from '@kiln/temporal';
 import { ScheduledActivitiesService } from './scheduled.activities.js';
 
 const config = loadKilnConfig();
@@ -28,18 +36,28 @@ before(async () => {
   await ds.initialize();
   await ds.runMigrations();
   await storage.ensureBucket();
-  const activities = new ScheduledActivitiesService(new BlobLedger(ds, storage), new UploadSweeper(ds, storage));
+  connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const activities = new ScheduledActivitiesService(
+    new BlobLedger(ds, storage),
+    new UploadSweeper(ds, storage),
+    new CompilationStarter(ds, client, config),
+    new TelemetryPartitions(ds),
+    config,
+  );
   nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   worker = await Worker.create({
     connection: nativeConnection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: queue,
     workflowsPath: WORKFLOWS_PATH,
-    activities: { collectGarbage: () => activities.collectGarbage() },
+    activities: {
+      collectGarbage: () => activities.collectGarbage(),
+      reconcileCompilations: () => activities.reconcileCompilations(),
+      dropExpiredTelemetry: () => activities.dropExpiredTelemetry(),
+    },
   });
   running = worker.run();
-  connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
-  client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
 });
 
 after(async () => {
@@ -70,4 +88,83 @@ test('one run of the GC workflow deletes a queued S3 object and its queue row', 
   const rows = await ds.query<unknown[]>(`SELECT 1 FROM object_deletions WHERE object_key = $1`, [key]);
   assert.equal(rows.length, 0);
   await Worker.runReplayHistory({ workflowsPath: WORKFLOWS_PATH }, await handle.fetchHistory(), handle.workflowId);
+});
+
+/** Runs one scheduled workflow on this test's queue, replays its history, and returns its result. */
+async function runOnce<T>(workflowType: string): Promise<T> {
+  const handle = await client.workflow.start(workflowType, {
+    taskQueue: queue,
+    workflowId: `test-scheduled-${randomUUID()}`,
+    args: [],
+  });
+  const result = (await handle.result()) as T;
+  await Worker.runReplayHistory({ workflowsPath: WORKFLOWS_PATH }, await handle.fetchHistory(), handle.workflowId);
+  return result;
+}
+
+test('the reconcile workflow starts a compilation whose start failed, and leaves a fresh one to its request', async () => {
+  const tenant = await ds.getRepository(TenantEntity).save({ name: `sched-${randomUUID().slice(0, 8)}` });
+  const model = await ds.getRepository(ModelEntity).save({ tenantId: tenant.id, name: 'm' });
+  const versionId = randomUUID();
+  await ds.query(
+    `INSERT INTO model_versions (id, tenant_id, model_id, number, object_key, size_bytes, file_sha256, stored_sha256,
+       stored_size_bytes, content_hash, summary) VALUES ($1, $2, $3, 1, 'k', 1, $4, $4, 1, $4, '{}')`,
+    [versionId, tenant.id, model.id, 'a'.repeat(64)],
+  );
+  /** A pending compilation with one queued build, as the API writes it before starting the workflow. */
+  const pending = async (ageSeconds: number): Promise<string> => {
+    const id = randomUUID();
+    await ds.getRepository(CompilationEntity).insert({
+      id,
+      tenantId: tenant.id,
+      modelVersionId: versionId,
+      targets: ['linux-x86_64-v2'],
+      status: 'pending',
+      workflowId: compileWorkflowId(id),
+    });
+    await ds.query(`UPDATE compilations SET created_at = now() - make_interval(secs => $2) WHERE id = $1`, [
+      id,
+      ageSeconds,
+    ]);
+    await ds.getRepository(BuildEntity).insert({
+      tenantId: tenant.id,
+      compilationId: id,
+      targetId: 'linux-x86_64-v2',
+      cacheKey: randomUUID(),
+      status: 'queued',
+    });
+    return id;
+  };
+  const stale = await pending(60);
+  const fresh = await pending(0);
+
+  const started = await runOnce<number>(RECONCILE_COMPILATIONS_WORKFLOW);
+
+  assert.ok(started >= 1, `started ${started}`);
+  const status = async (id: string) => (await ds.getRepository(CompilationEntity).findOneByOrFail({ id })).status;
+  assert.equal(await status(stale), 'running');
+  assert.equal(await status(fresh), 'pending', 'younger than 5 s: its own request may still be starting it');
+  // Its CompileModel workflow exists in Temporal (no orchestrator polls here: it is ended, not run).
+  const workflow = client.workflow.getHandle(compileWorkflowId(stale));
+  assert.equal((await workflow.describe()).type, COMPILE_MODEL_WORKFLOW);
+  await workflow.terminate('test cleanup');
+  await assert.rejects(client.workflow.getHandle(compileWorkflowId(fresh)).describe(), WorkflowNotFoundError);
+  await ds.query(`DELETE FROM compilations WHERE id = ANY($1)`, [[stale, fresh]]);
+});
+
+test('the telemetry workflow drops a month of device reports past the retention, and keeps this month', async () => {
+  const partitions = new TelemetryPartitions(ds);
+  const old = '2001-01';
+  const now = new Date().toISOString().slice(0, 7);
+  await partitions.ensure([old, now]);
+  const exists = async (month: string) =>
+    (await ds.query<unknown[]>(`SELECT 1 FROM pg_class WHERE relname = $1`, [TelemetryPartitions.partitionName(month)]))
+      .length > 0;
+  assert.ok(await exists(old));
+
+  const dropped = await runOnce<string[]>(DROP_EXPIRED_TELEMETRY_WORKFLOW);
+
+  assert.ok(dropped.includes(TelemetryPartitions.partitionName(old)), JSON.stringify(dropped));
+  assert.equal(await exists(old), false);
+  assert.equal(await exists(now), true);
 });

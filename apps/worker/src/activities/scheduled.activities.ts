@@ -1,5 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
-import { BlobLedger, UploadSweeper } from '@kiln/core';
+import { KilnConfig } from '@kiln/config';
+import { BlobLedger, CompilationStarter, TelemetryPartitions, UploadSweeper } from '@kiln/core';
 import type { ScheduledActivities } from '@kiln/temporal';
 
 /** The periodic jobs' work, run by the schedules' workflows on the orchestrator (which holds the DB and S3). */
@@ -10,7 +11,18 @@ export class ScheduledActivitiesService implements ScheduledActivities {
   constructor(
     private readonly ledger: BlobLedger,
     private readonly uploads: UploadSweeper,
+    private readonly compilations: CompilationStarter,
+    private readonly telemetry: TelemetryPartitions,
+    private readonly config: KilnConfig,
   ) {}
+
+  reconcileCompilations(): Promise<number> {
+    return this.compilations.reconcilePending();
+  }
+
+  dropExpiredTelemetry(): Promise<string[]> {
+    return this.telemetry.dropExpired(this.config.KILN_TELEMETRY_RETENTION_DAYS);
+  }
 
   sweepUploads(): Promise<number> {
     return this.uploads.sweepExpired();

@@ -10,7 +10,8 @@ const PARTITION = /^telemetry_reports_y(\d{4})m(\d{2})$/;
  * The monthly partitions of telemetry_reports (range of UUIDv7 report ids, see uuid7.ts). There is no default
  * partition: a row could then land in it and block creating its month's partition later. Instead the ingest path
  * makes sure the partition of every month it is about to write exists (once per month per process: the check is
- * remembered), and the sweep drops months past the retention whole (no row-by-row DELETE on a big table).
+ * remembered), and the `kiln-telemetry-partitions` Temporal Schedule (orchestrator) drops months past the retention
+ * whole (no row-by-row DELETE on a big table).
  */
 @Injectable()
 export class TelemetryPartitions {
