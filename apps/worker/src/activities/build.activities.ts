@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
+import { context } from '@opentelemetry/api';
 import { Context } from '@temporalio/activity';
 import { Client, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
@@ -11,6 +12,7 @@ import { KilnConfig } from '@kiln/config';
 import { ErrorCode, KilnError } from '@kiln/contracts';
 import { BuildEntity } from '@kiln/database';
 import { findTarget, recipeHash } from '@kiln/targets';
+import { activeTracing, traceparentOf } from '@kiln/tracing';
 import {
   BUILD_MODEL_UPDATE,
   BUILD_UPLOADS_UPDATE,
@@ -22,6 +24,7 @@ import {
   type BuildUploadsGrant,
   type BuildUploadsRequest,
 } from '@kiln/temporal';
+import { DriverPhaseSpans } from '../build-runner/driver-phase-spans.js';
 import { runCompileDriver } from '../build-runner/driver-runner.js';
 import type { GpuLease } from '../build-runner/gpu-slots.js';
 import { gpuDevices } from '../build-runner/sandbox-view.js';
@@ -64,6 +67,11 @@ export class BuildActivitiesService implements BuildActivities {
     const heartbeat = setInterval(() => ctx.heartbeat({ phase }), HEARTBEAT_EVERY_MS);
     ctx.heartbeat({ phase });
     let gpu: GpuLease | null = null;
+    // With tracing on, the interceptor made this activity's span the active one: the driver gets its traceparent
+    // in the job and reports its phases with it, and each phase becomes a child span of this one.
+    const activityContext = context.active();
+    const traceparent = activeTracing() ? traceparentOf(activityContext) : undefined;
+    const phaseSpans = traceparent ? new DriverPhaseSpans(activityContext, traceparent) : null;
     try {
       // A CUDA build holds one GPU of its compute capability from here to the end of the driver run: it compiles
       // for it, verifies and times on it, and sees no other (CUDA_VISIBLE_DEVICES).
@@ -116,8 +124,11 @@ export class BuildActivitiesService implements BuildActivities {
           host: this.host.hostInfo(gpu?.index),
           timing: { ...BUILD_TIMING },
           seed: 0,
+          ...(traceparent ? { traceparent } : {}),
         },
+        onPhaseEnd: (e) => phaseSpans?.ended(e),
         onProgress: (p) => {
+          phaseSpans?.started(p);
           phase = p.phase;
           ctx.heartbeat(p);
           // The driver may report often; the row changes only when the phase does (a handful of times a build).
@@ -131,6 +142,7 @@ export class BuildActivitiesService implements BuildActivities {
           }
         },
       });
+      phaseSpans?.finish(outcome.ok ? null : outcome.code);
       await phaseWrites;
       if (integrityError) {
         await outcome.cleanup();
@@ -164,6 +176,7 @@ export class BuildActivitiesService implements BuildActivities {
         await outcome.cleanup();
       }
     } finally {
+      phaseSpans?.finish(ErrorCode.INTERNAL); // only when the driver run itself threw: its span ended otherwise
       gpu?.release();
       clearInterval(heartbeat);
     }
