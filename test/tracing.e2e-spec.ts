@@ -232,11 +232,26 @@ test('one trace spans the API request, the workflow, the build activity and the 
     'scheduled by the workflow (StartActivity)',
   );
 
-  // The build host reaches the model and storage only through updates to its workflow: they are in the trace too.
-  for (const update of [BUILD_MODEL_UPDATE, BUILD_UPLOADS_UPDATE]) {
-    const span = await receiver.waitFor(update, inTrace(`StartWorkflowUpdate:${update}`, 'kiln-worker'));
-    assert.equal(span.parentSpanId, activity.spanId, `the ${update} update is asked by the build activity`);
-  }
+  // The build's own steps around the driver, and the updates through which the build host asks its workflow for
+  // the model's and the parts' presigned URLs (its only way to reach storage).
+  const download = await receiver.waitFor('download model', inTrace('download model', 'kiln-worker'));
+  const upload = await receiver.waitFor('upload parts', inTrace('upload parts', 'kiln-worker'));
+  assert.equal(download.parentSpanId, activity.spanId);
+  assert.equal(upload.parentSpanId, activity.spanId);
+  assert.ok(Number(upload.attributes['kiln.artifact.parts']) >= 1);
+  const askModel = await receiver.waitFor(
+    'buildModel update',
+    inTrace(`StartWorkflowUpdate:${BUILD_MODEL_UPDATE}`, 'kiln-worker'),
+  );
+  const askUploads = await receiver.waitFor(
+    'buildUploads update',
+    inTrace(`StartWorkflowUpdate:${BUILD_UPLOADS_UPDATE}`, 'kiln-worker'),
+  );
+  assert.equal(askModel.parentSpanId, activity.spanId);
+  assert.equal(askUploads.parentSpanId, upload.spanId);
+  // The orchestrator's trusted half of the build (signing, publishing) belongs to the same workflow run.
+  const publish = await receiver.waitFor('publishArtifact', inTrace('RunActivity:publishArtifact', 'kiln-worker'));
+  assert.ok(ancestors(receiver.spans, publish).includes(run));
 
   phases.sort((a, b) => (a.startNs < b.startNs ? -1 : a.startNs > b.startNs ? 1 : 0));
   assert.deepEqual(

@@ -142,3 +142,21 @@ export function endHttpServerSpan(span: Span, method: string, route: string | nu
   if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
   span.end();
 }
+
+/**
+ * Runs `fn` inside a child span of the active one (active while it runs), ended when it settles: ERROR with the
+ * exception when it throws. With tracing off the span is the API's no-op.
+ */
+export async function inSpan<T>(name: string, fn: (span: Span) => Promise<T>): Promise<T> {
+  return kilnTracer().startActiveSpan(name, async (span) => {
+    try {
+      return await fn(span);
+    } catch (err) {
+      span.recordException(err as Error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+      throw err;
+    } finally {
+      span.end();
+    }
+  });
+}

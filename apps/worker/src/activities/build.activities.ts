@@ -12,7 +12,7 @@ import { KilnConfig } from '@kiln/config';
 import { ErrorCode, KilnError } from '@kiln/contracts';
 import { BuildEntity } from '@kiln/database';
 import { findTarget, recipeHash } from '@kiln/targets';
-import { activeTracing, traceparentOf } from '@kiln/tracing';
+import { activeTracing, inSpan, traceparentOf } from '@kiln/tracing';
 import {
   BUILD_MODEL_UPDATE,
   BUILD_UPLOADS_UPDATE,
@@ -102,9 +102,12 @@ export class BuildActivitiesService implements BuildActivities {
           write: async (dest) => {
             phase = 'downloading';
             try {
-              await writeVerifiedModel(await download(model.url, ctx.cancellationSignal), dest, {
-                sha256: model.sha256,
-                size: model.size,
+              await inSpan('download model', async (span) => {
+                span.setAttribute('kiln.model.bytes', model.size);
+                await writeVerifiedModel(await download(model.url, ctx.cancellationSignal), dest, {
+                  sha256: model.sha256,
+                  size: model.size,
+                });
               });
             } catch (err) {
               if (err instanceof KilnError && err.code === ErrorCode.MODEL_INTEGRITY_MISMATCH) integrityError = err;
@@ -170,7 +173,10 @@ export class BuildActivitiesService implements BuildActivities {
         }
         phase = 'uploading';
         await this.builds.update({ id: input.buildId }, { phase });
-        await this.uploadParts(input, outcome.manifest.parts, outcome.partsDir, ctx.cancellationSignal);
+        await inSpan('upload parts', async (span) => {
+          span.setAttribute('kiln.artifact.parts', outcome.manifest.parts.length);
+          await this.uploadParts(input, outcome.manifest.parts, outcome.partsDir, ctx.cancellationSignal);
+        });
         return { manifest: outcome.manifest, log: tail(outcome.log) };
       } finally {
         await outcome.cleanup();
