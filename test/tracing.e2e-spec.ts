@@ -176,6 +176,9 @@ before(async () => {
   worker = new WorkerProcess({ ...tracing, KILN_WORKER_TARGETS: TARGET });
   await worker.start();
   tenant = await createTenant(app, 'tracing');
+  // Each process says where its traces go, under which service name.
+  assert.ok(app.output.includes(`traces to ${receiver.url}/v1/traces as kiln-api`), app.output);
+  assert.ok(worker.output.includes(`traces to ${receiver.url}/v1/traces as kiln-worker`), worker.output);
 });
 
 after(async () => {
@@ -323,6 +326,7 @@ test('with no OTLP endpoint set, nothing is exported and the API works', async (
     untraced = await startApi();
     const other = await createTenant(untraced, 'untraced');
     await api(untraced).get('/v1/targets').set(other.auth).expect(200);
+    assert.doesNotMatch(untraced.output, /traces to/);
     const resolved = await api(untraced)
       .post('/v1/resolve')
       .set(other.auth)

@@ -10,7 +10,8 @@ import { type WorkerRole, WorkerModule } from './worker.module.js';
 const config = validateKilnConfig(process.env);
 const roles = config.KILN_WORKER_ROLES as WorkerRole[];
 // Before the context exists: its Temporal client and workers are made with the tracing interceptors when it is on.
-startTracing(config, 'kiln-worker');
+const tracing = startTracing(config, 'kiln-worker');
+if (tracing) new Logger('Kiln').log(`traces to ${tracing.url} as ${tracing.serviceName}`);
 const app = await NestFactory.createApplicationContext(WorkerModule.forRoles(roles));
 app.enableShutdownHooks();
 const { queues, buildsRefused } = await app.get(TemporalWorkersService).start();
