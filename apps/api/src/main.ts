@@ -1,16 +1,23 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { KilnConfig } from '@kiln/config';
+import { KilnConfig, validateKilnConfig } from '@kiln/config';
+import { startTracing } from '@kiln/tracing';
 import { AppModule } from './app.module.js';
 import { setupApp } from './setup-app.js';
 import { ApiMetrics, startMetricsServer } from './metrics/api-metrics.js';
 import { httpMetricsMiddleware } from './metrics/http-metrics.middleware.js';
+import { httpTracingMiddleware } from './tracing/http-tracing.middleware.js';
 
 async function bootstrap(): Promise<void> {
+  // Before the app exists, so the Temporal client (CoreModule) is made with the tracing interceptor.
+  const tracing = startTracing(validateKilnConfig(process.env), 'kiln-api');
+  if (tracing) new Logger('Kiln').log(`traces to ${tracing.url} as ${tracing.serviceName}`);
   // bodyParser stays on for JSON; .pt2 uploads are application/octet-stream, which it leaves as a stream.
   const app = await NestFactory.create(AppModule, { bufferLogs: false });
   const config = app.get(KilnConfig);
+  // First of all handlers, so everything a request does runs inside its server span.
+  if (tracing) app.use(httpTracingMiddleware());
   // Registered before every other handler so each request Express routes is counted once (the resolve fast
   // path, which bypasses Express, counts its own).
   const metrics = app.get(ApiMetrics);

@@ -2,11 +2,16 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { validateKilnConfig } from '@kiln/config';
+import { startTracing } from '@kiln/tracing';
 import { TemporalWorkersService } from './temporal-workers.service.js';
 import { type WorkerRole, WorkerModule } from './worker.module.js';
 
 // A Nest application context (no HTTP port): Temporal workers plus the services their activities use, by role.
-const roles = validateKilnConfig(process.env).KILN_WORKER_ROLES as WorkerRole[];
+const config = validateKilnConfig(process.env);
+const roles = config.KILN_WORKER_ROLES as WorkerRole[];
+// Before the context exists: its Temporal client and workers are made with the tracing interceptors when it is on.
+const tracing = startTracing(config, 'kiln-worker');
+if (tracing) new Logger('Kiln').log(`traces to ${tracing.url} as ${tracing.serviceName}`);
 const app = await NestFactory.createApplicationContext(WorkerModule.forRoles(roles));
 app.enableShutdownHooks();
 const { queues, buildsRefused } = await app.get(TemporalWorkersService).start();

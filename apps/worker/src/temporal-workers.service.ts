@@ -1,6 +1,7 @@
 import { Injectable, Logger, type OnApplicationShutdown, Optional } from '@nestjs/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { KilnConfig } from '@kiln/config';
+import { activeTracing } from '@kiln/tracing';
 import { ORCHESTRATOR_TASK_QUEUE, WORKFLOWS_PATH } from '@kiln/temporal';
 import { BuildActivitiesService } from './activities/build.activities.js';
 import { OrchestratorActivitiesService } from './activities/orchestrator.activities.js';
@@ -12,6 +13,7 @@ import { WebhookActivitiesService } from './activities/webhook.activities.js';
 import { ScheduledActivitiesService } from './activities/scheduled.activities.js';
 import { HostService } from './host/host.service.js';
 import { SchedulesService } from './schedules.service.js';
+import { temporalTracingOptions } from './tracing/temporal-tracing.js';
 
 /**
  * Runs this process's Temporal workers: the orchestrator (CompileModel and rollout workflows, their bookkeeping)
@@ -44,6 +46,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
   async start(): Promise<{ queues: string[]; buildsRefused: string | null }> {
     this.connection = await NativeConnection.connect({ address: this.config.TEMPORAL_ADDRESS });
     const common = { connection: this.connection, namespace: this.config.TEMPORAL_NAMESPACE };
+    const tracing = activeTracing();
     const roles = this.config.KILN_WORKER_ROLES;
     let buildsRefused: string | null = null;
 
@@ -60,6 +63,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
           ...common,
           taskQueue: ORCHESTRATOR_TASK_QUEUE,
           workflowsPath: WORKFLOWS_PATH,
+          ...temporalTracingOptions(tracing, true),
           activities: {
             findQueuesWithoutWorkers: (queues: string[]) => o.findQueuesWithoutWorkers(queues),
             updateBuild: (u: Parameters<typeof o.updateBuild>[0]) => o.updateBuild(u),
@@ -107,6 +111,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
           await Worker.create({
             ...common,
             taskQueue: queue.taskQueue,
+            ...temporalTracingOptions(tracing, false),
             activities: {
               buildTarget: (i: Parameters<BuildActivitiesService['buildTarget']>[0]) => builder.buildTarget(i),
             },

@@ -82,6 +82,17 @@ export class KilnConfig {
   /** Interface the `/metrics` listeners bind to: loopback unless a scraper elsewhere needs it. */
   @IsString() @IsNotEmpty() KILN_METRICS_HOST = '127.0.0.1';
 
+  /**
+   * Traces (OpenTelemetry, OTLP over HTTP): off unless one of these is set, the standard OpenTelemetry names. The
+   * base endpoint of an OTLP/HTTP receiver (a collector's `http://host:4318`; traces go to `<base>/v1/traces`) ...
+   */
+  @IsOptional() @IsUrl({ require_tld: false, require_protocol: true }) OTEL_EXPORTER_OTLP_ENDPOINT?: string = undefined;
+  /** ... or the full URL traces are posted to (wins over the base endpoint). */
+  @IsOptional() @IsUrl({ require_tld: false, require_protocol: true }) OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?: string =
+    undefined;
+  /** Milliseconds finished spans wait to be sent in one batch (the OpenTelemetry default). */
+  @Transform(toInt) @IsInt() @Min(1) @Max(600_000) OTEL_BSP_SCHEDULE_DELAY = 5000;
+
   /** Requests one API key or device token may make per minute (all replicas together); 429 + Retry-After beyond. */
   @Transform(toInt) @IsInt() @Min(1) KILN_RATE_LIMIT_PER_MINUTE = 1200;
   /** Quotas of a tenant unless set for it (PATCH /v1/admin/tenants/:id/quotas): builds queued or running at once, */

@@ -2,8 +2,10 @@ import { Global, Module, type OnApplicationShutdown, Inject } from '@nestjs/comm
 import { ConfigModule } from '@nestjs/config';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { Connection, Client } from '@temporalio/client';
+import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry';
 import { KilnConfig, validateKilnConfig } from '@kiln/config';
 import { kilnDataSourceOptions } from '@kiln/database';
+import { activeTracing, stopTracing } from '@kiln/tracing';
 
 export const TEMPORAL_CONNECTION = Symbol('TEMPORAL_CONNECTION');
 
@@ -33,7 +35,13 @@ export const TEMPORAL_CONNECTION = Symbol('TEMPORAL_CONNECTION');
       provide: Client,
       inject: [TEMPORAL_CONNECTION, KilnConfig],
       useFactory: (connection: Connection, config: KilnConfig) =>
-        new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }),
+        new Client({
+          connection,
+          namespace: config.TEMPORAL_NAMESPACE,
+          // With tracing on, a workflow start (update, signal, query) is a span of the caller's trace and carries
+          // its context to the workflow in the headers; the worker's interceptors continue the trace from there.
+          ...(activeTracing() ? { interceptors: { workflow: [new OpenTelemetryWorkflowClientInterceptor()] } } : {}),
+        }),
     },
   ],
   exports: [KilnConfig, TEMPORAL_CONNECTION, Client, TypeOrmModule],
@@ -41,7 +49,9 @@ export const TEMPORAL_CONNECTION = Symbol('TEMPORAL_CONNECTION');
 export class CoreModule implements OnApplicationShutdown {
   constructor(@Inject(TEMPORAL_CONNECTION) private readonly connection: Connection) {}
 
+  // The last hook to run (a global module's): every span of the process has ended, so the rest are sent now.
   async onApplicationShutdown(): Promise<void> {
     await this.connection.close();
+    await stopTracing();
   }
 }

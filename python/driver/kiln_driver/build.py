@@ -24,7 +24,7 @@ from .manifest import MANIFEST_VERSION, ArtifactManifest, ArtifactPart, write_js
 from .neutralize import neutralize_model
 from .package_parts import split_package
 from .precision import convert_program
-from .progress import Events, log
+from .progress import Events, log, valid_traceparent
 from .toolchain import BuildGpu, build_gpu, check_toolchain
 from .verify import DEFAULT_TIMING_MAX_S, VerifyRequest, verify_in_fresh_process
 
@@ -77,6 +77,9 @@ def run_build(
 ) -> ArtifactManifest:
     clean_outputs(out_dir)
     job: Job = load_job(job_path)
+    events.traceparent = valid_traceparent(job.get("traceparent"))
+    if "traceparent" in job and events.traceparent is None:
+        log.warning("ignoring the job's traceparent %r: not a W3C traceparent", job["traceparent"])
     recipe = job["recipe"]
     own_work = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="kiln-build-")) if work_dir is None else work_dir

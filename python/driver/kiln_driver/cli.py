@@ -53,6 +53,7 @@ def _write_error(out_dir: Path, err: DriverError) -> None:
 def _build(args: argparse.Namespace, events: Events) -> int:
     try:
         run_build(args.model, args.job, args.out, events, args.work_dir)
+        events.finish()
         return EXIT_OK
     except DriverError as exc:
         err = exc
@@ -72,6 +73,7 @@ def _build(args: argparse.Namespace, events: Events) -> int:
             {"exceptionType": type(exc).__name__, "traceback": short_traceback(exc)},
         )
         log.exception("driver crashed")
+    events.finish(err.code)
     _write_error(args.out, err)
     return err.exit_code
 

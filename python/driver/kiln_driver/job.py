@@ -79,6 +79,7 @@ class _JobRequired(TypedDict):
 
 class Job(_JobRequired, total=False):
     tenantId: str  # written into the manifest (absent from older workers' jobs)
+    traceparent: str  # W3C trace context of the build activity's span; ignored unless well-formed (progress.py)
 
 
 def _bad(message: str) -> DriverError:

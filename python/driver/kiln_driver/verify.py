@@ -28,7 +28,7 @@ from .host_lock import DEFAULT_WAIT_S, host_lock
 from .input_checks import accepted_dims, is_input_range_error, narrowed_dims, narrowed_range_error
 from .inputs import InputPlan, call_args, input_shapes, materialize
 from .package_parts import assemble_package
-from .progress import Events, log
+from .progress import PHASES, Events, log
 
 AOTI_DIR = ["data", "aotinductor"]
 
@@ -417,8 +417,9 @@ def verify_in_fresh_process(
                 log.info("verifier: %s", line.rstrip())
                 continue
             kind = msg.get("event") if isinstance(msg, dict) else None
-            if kind == "phase":
-                events.emit({**msg, "elapsedS": events.elapsed()})
+            if kind == "phase" and msg.get("phase") in PHASES:
+                # Through this process's Events: it ends the phase before and stamps the job's traceparent.
+                events.phase(msg["phase"], str(msg.get("message", "")), log_it=False)
             elif kind == "step":
                 last_step = str(msg.get("step"))
             elif kind == "result":

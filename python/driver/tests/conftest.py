@@ -14,6 +14,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[3]
+# A W3C traceparent as a traced build worker puts it in job.json.
+BUILD_TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 DRIVER_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -135,7 +137,9 @@ def run_driver(model: Path, job: dict[str, Any], base: Path, timeout: float = 60
 @pytest.fixture(scope="session")
 def mlp_v3(fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> DriverRun:
     """One real end-to-end build of mlp.pt2 for linux-x86_64-v3, shared by the e2e assertions."""
-    return run_driver(fixtures / "mlp.pt2", make_job(3), tmp_path_factory.mktemp("mlp-v3"))
+    # With the traceparent a traced worker gives, so the progress test sees it stamped on every phase event.
+    job = {**make_job(3), "traceparent": BUILD_TRACEPARENT}
+    return run_driver(fixtures / "mlp.pt2", job, tmp_path_factory.mktemp("mlp-v3"))
 
 
 @pytest.fixture(scope="session")

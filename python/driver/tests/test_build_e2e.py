@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DriverRun
+from conftest import BUILD_TRACEPARENT, DriverRun
 from jsonschema import Draft202012Validator
 
 from kiln_driver.compile import load_program
@@ -85,12 +85,21 @@ def test_exit_code_and_outputs(mlp_v3: DriverRun) -> None:
 
 def test_progress_events(mlp_v3: DriverRun) -> None:
     events = mlp_v3.events  # every stdout line is a JSON object: nothing else leaked onto stdout
-    assert all(e["event"] == "phase" for e in events)
-    phases = [e["phase"] for e in events]
+    starts = [e for e in events if e["event"] == "phase"]
+    ends = [e for e in events if e["event"] == "phase_end"]
+    assert len(starts) + len(ends) == len(events)
+    phases = [e["phase"] for e in starts]
     assert phases == ["loading", "compiling", "isa_check", "packaging", "verifying", "timing", "done"]
+    # Every phase but done ends, in order, each before the next one starts (timing's start came from the verifier).
+    assert [e["phase"] for e in ends] == phases[:-1]
+    assert [(e["event"], e["phase"]) for e in events[1:-1:2]] == [("phase_end", p) for p in phases[:-1]]
+    assert all(e["ok"] is True for e in ends)
     elapsed = [e["elapsedS"] for e in events]
     assert elapsed == sorted(elapsed)
-    assert all(isinstance(e["message"], str) and e["message"] for e in events)
+    at = [e["at"] for e in events]
+    assert at == sorted(at)
+    assert all(isinstance(e["message"], str) and e["message"] for e in starts)
+    assert all(e["traceparent"] == BUILD_TRACEPARENT for e in events)
 
 
 def test_log_tells_what_happened(mlp_v3: DriverRun) -> None:

@@ -25,7 +25,9 @@ def test_garbage_model_is_invalid_model(tmp_path: Path) -> None:
     assert run.error["code"] == "INVALID_MODEL"
     assert "zip" in run.error["message"]
     assert isinstance(run.error["details"], dict)
-    assert [e["phase"] for e in run.events] == ["loading"]
+    # The phase it failed in starts, then ends as failed, with the code (the worker's phase span says so).
+    assert [(e["event"], e["phase"]) for e in run.events] == [("phase", "loading"), ("phase_end", "loading")]
+    assert run.events[1]["ok"] is False and run.events[1]["errorCode"] == "INVALID_MODEL"
     assert not (run.out / "manifest.json").exists() and not (run.out / "parts").exists()
 
 

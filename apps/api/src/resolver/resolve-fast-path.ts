@@ -1,5 +1,6 @@
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import type { INestApplication } from '@nestjs/common';
+import { context, type Span } from '@opentelemetry/api';
 import { plainToInstance } from 'class-transformer';
 import { validate } from 'class-validator';
 import { LRUCache } from 'lru-cache';
@@ -9,6 +10,7 @@ import { presentedKey } from '../auth/api-key.guard.js';
 import { ApiKeysService } from '../auth/api-keys.service.js';
 import { type AuthContext, scopeAllows } from '../auth/auth-context.js';
 import { ALL_MODELS } from '@kiln/database';
+import { activeTracing, endHttpServerSpan, startHttpServerSpan } from '@kiln/tracing';
 import { httpStatusFor, retryAfterHeader } from '../common/http-status-for-code.js';
 import { type RateLimitDecision, rateLimited, RateLimitService } from '../fair-use/rate-limit.service.js';
 import { ResolveRequestDto } from './resolver.dto.js';
@@ -16,6 +18,7 @@ import { notEnrolled, RESOLUTION_CACHE_TTL_MS, ResolverService } from './resolve
 import { dropNullFields, refuseNulCharacters, validationFailure, VALIDATOR_OPTIONS } from '../common/validation.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
+const RESOLVE_ROUTE = '/v1/resolve';
 
 /**
  * `POST /v1/resolve` is what every device of every fleet calls, so it is served by this lean handler in front
@@ -51,6 +54,8 @@ export class ResolveFastPath {
       app.get(ApiMetrics),
     );
     const framework = server.listeners('request') as RequestListener[];
+    // Decided once: with tracing off, the hot path does not even look for a tracer.
+    const traced = activeTracing() !== null;
     server.removeAllListeners('request');
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       if (req.method === 'POST' && (req.url === '/v1/resolve' || req.url?.startsWith('/v1/resolve?'))) {
@@ -63,7 +68,8 @@ export class ResolveFastPath {
             Number(process.hrtime.bigint() - start) / 1e9,
           ),
         );
-        void fastPath.handle(req, res);
+        if (traced) fastPath.handleTraced(req, res);
+        else fastPath.handle(req, res);
         return;
       }
       for (const listener of framework) listener.call(server, req, res);
@@ -71,10 +77,27 @@ export class ResolveFastPath {
   }
 
   /**
+   * handle() inside the request's server span (Express's tracing middleware never sees this route), which records
+   * whether the answer came from the cache.
+   */
+  handleTraced(req: IncomingMessage, res: ServerResponse): void {
+    const { span, context: requestContext } = startHttpServerSpan('POST', RESOLVE_ROUTE, req.headers);
+    let ended = false;
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      endHttpServerSpan(span, 'POST', RESOLVE_ROUTE, res.statusCode);
+    };
+    res.once('finish', end);
+    res.once('close', end);
+    context.with(requestContext, () => this.handle(req, res, span));
+  }
+
+  /**
    * A cache hit stays synchronous from the last body chunk to the response: no promises, so none of the
    * async-hook bookkeeping the process pays for each one (measured: a third of the hot path's CPU).
    */
-  handle(req: IncomingMessage, res: ServerResponse): void {
+  handle(req: IncomingMessage, res: ServerResponse, span?: Span): void {
     const key = presentedKey(req);
     readBody(req, (error, body) => {
       if (error) return sendError(res, error);
@@ -89,9 +112,11 @@ export class ResolveFastPath {
       if (auth && hit && scopeAllows(auth.modelScope, hit.modelName)) {
         const decision = this.rateLimits.take(auth.keyId, auth.rateLimitPerMinute);
         this.metrics.resolveCache.inc({ result: 'hit' });
+        span?.setAttribute('kiln.resolve.cache', 'hit');
         const answer = (d: RateLimitDecision): void => {
           if (!d.allowed) return sendError(res, rateLimited(d.retryAfterSeconds));
           this.metrics.resolveDecisions.inc({ outcome: hit.outcome });
+          span?.setAttribute('kiln.resolve.outcome', hit.outcome);
           send(res, 200, hit.body);
         };
         // Synchronous while this replica holds a lease of the key's budget; a promise when it takes a new one.
@@ -100,9 +125,11 @@ export class ResolveFastPath {
         return;
       }
       this.metrics.resolveCache.inc({ result: 'miss' });
+      span?.setAttribute('kiln.resolve.cache', 'miss');
       this.resolve(key, body).then(
         (answer) => {
           this.metrics.resolveDecisions.inc({ outcome: answer.outcome });
+          span?.setAttribute('kiln.resolve.outcome', answer.outcome);
           send(res, 200, answer.body);
         },
         (err: unknown) => sendError(res, err),

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
+import { context } from '@opentelemetry/api';
 import { Context } from '@temporalio/activity';
 import { Client, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
@@ -11,6 +12,7 @@ import { KilnConfig } from '@kiln/config';
 import { ErrorCode, KilnError } from '@kiln/contracts';
 import { BuildEntity } from '@kiln/database';
 import { findTarget, recipeHash } from '@kiln/targets';
+import { activeTracing, inSpan, traceparentOf } from '@kiln/tracing';
 import {
   BUILD_MODEL_UPDATE,
   BUILD_UPLOADS_UPDATE,
@@ -22,6 +24,7 @@ import {
   type BuildUploadsGrant,
   type BuildUploadsRequest,
 } from '@kiln/temporal';
+import { DriverPhaseSpans } from '../build-runner/driver-phase-spans.js';
 import { runCompileDriver } from '../build-runner/driver-runner.js';
 import type { GpuLease } from '../build-runner/gpu-slots.js';
 import { gpuDevices } from '../build-runner/sandbox-view.js';
@@ -64,6 +67,11 @@ export class BuildActivitiesService implements BuildActivities {
     const heartbeat = setInterval(() => ctx.heartbeat({ phase }), HEARTBEAT_EVERY_MS);
     ctx.heartbeat({ phase });
     let gpu: GpuLease | null = null;
+    // With tracing on, the interceptor made this activity's span the active one: the driver gets its traceparent
+    // in the job and reports its phases with it, and each phase becomes a child span of this one.
+    const activityContext = context.active();
+    const traceparent = activeTracing() ? traceparentOf(activityContext) : undefined;
+    const phaseSpans = traceparent ? new DriverPhaseSpans(activityContext, traceparent) : null;
     try {
       // A CUDA build holds one GPU of its compute capability from here to the end of the driver run: it compiles
       // for it, verifies and times on it, and sees no other (CUDA_VISIBLE_DEVICES).
@@ -94,9 +102,12 @@ export class BuildActivitiesService implements BuildActivities {
           write: async (dest) => {
             phase = 'downloading';
             try {
-              await writeVerifiedModel(await download(model.url, ctx.cancellationSignal), dest, {
-                sha256: model.sha256,
-                size: model.size,
+              await inSpan('download model', async (span) => {
+                span.setAttribute('kiln.model.bytes', model.size);
+                await writeVerifiedModel(await download(model.url, ctx.cancellationSignal), dest, {
+                  sha256: model.sha256,
+                  size: model.size,
+                });
               });
             } catch (err) {
               if (err instanceof KilnError && err.code === ErrorCode.MODEL_INTEGRITY_MISMATCH) integrityError = err;
@@ -116,8 +127,11 @@ export class BuildActivitiesService implements BuildActivities {
           host: this.host.hostInfo(gpu?.index),
           timing: { ...BUILD_TIMING },
           seed: 0,
+          ...(traceparent ? { traceparent } : {}),
         },
+        onPhaseEnd: (e) => phaseSpans?.ended(e),
         onProgress: (p) => {
+          phaseSpans?.started(p);
           phase = p.phase;
           ctx.heartbeat(p);
           // The driver may report often; the row changes only when the phase does (a handful of times a build).
@@ -131,6 +145,7 @@ export class BuildActivitiesService implements BuildActivities {
           }
         },
       });
+      phaseSpans?.finish(outcome.ok ? null : outcome.code);
       await phaseWrites;
       if (integrityError) {
         await outcome.cleanup();
@@ -158,12 +173,16 @@ export class BuildActivitiesService implements BuildActivities {
         }
         phase = 'uploading';
         await this.builds.update({ id: input.buildId }, { phase });
-        await this.uploadParts(input, outcome.manifest.parts, outcome.partsDir, ctx.cancellationSignal);
+        await inSpan('upload parts', async (span) => {
+          span.setAttribute('kiln.artifact.parts', outcome.manifest.parts.length);
+          await this.uploadParts(input, outcome.manifest.parts, outcome.partsDir, ctx.cancellationSignal);
+        });
         return { manifest: outcome.manifest, log: tail(outcome.log) };
       } finally {
         await outcome.cleanup();
       }
     } finally {
+      phaseSpans?.finish(ErrorCode.INTERNAL); // only when the driver run itself threw: its span ended otherwise
       gpu?.release();
       clearInterval(heartbeat);
     }

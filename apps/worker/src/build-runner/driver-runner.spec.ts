@@ -12,6 +12,7 @@ import {
   type DriverOutcome,
   type DriverProgress,
   INSECURE_LOG_PREFIX,
+  parsePhaseEnd,
   parseProgress,
   runCompileDriver,
   scrubHostPaths,
@@ -302,6 +303,25 @@ describe('parseProgress', () => {
     assert.equal(parseProgress('{"event":"other"}'), null);
     assert.equal(parseProgress('{not json'), null);
     assert.equal(parseProgress('plain text'), null);
+  });
+
+  it('reads the start time and traceparent of a phase, and its end (phase_end)', () => {
+    const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    assert.deepEqual(
+      parseProgress(
+        `{"event":"phase","phase":"timing","message":"m","elapsedS":2,"at":1760000000.5,"traceparent":"${tp}"}`,
+      ),
+      { phase: 'timing', message: 'm', elapsedS: 2, at: 1760000000.5, traceparent: tp },
+    );
+    assert.deepEqual(
+      parsePhaseEnd(
+        `{"event":"phase_end","phase":"compiling","at":1760000001,"ok":false,"errorCode":"COMPILE_FAILED"}`,
+      ),
+      { phase: 'compiling', at: 1760000001, ok: false, errorCode: 'COMPILE_FAILED' },
+    );
+    assert.equal(parsePhaseEnd('{"event":"phase_end","phase":"compiling","ok":true}'), null); // no time: no span
+    assert.equal(parsePhaseEnd('{"event":"phase","phase":"compiling","at":1}'), null);
+    assert.equal(parseProgress('{"event":"phase_end","phase":"compiling","at":1,"ok":true}'), null);
   });
 });
 

@@ -50,14 +50,30 @@ export interface DriverJob {
    */
   timing: { warmup: number; runs: number; maxSeconds?: number; lockWaitSeconds?: number };
   seed: number;
+  /** W3C trace context of the build activity's span (tracing on): the driver stamps it on its phase events. */
+  traceparent?: string;
 }
 
 export type DriverPhase = 'loading' | 'compiling' | 'isa_check' | 'packaging' | 'verifying' | 'timing' | 'done';
 
+/** A phase starting (the driver's `phase` event). */
 export interface DriverProgress {
   phase: DriverPhase | (string & {});
   message: string;
   elapsedS: number;
+  /** When it started by the build host's clock, in seconds since the epoch (drivers before tracing: absent). */
+  at?: number;
+  /** The traceparent of the job, echoed. */
+  traceparent?: string;
+}
+
+/** A phase ending (`phase_end`): the next one started, or the driver is exiting (`ok` false: it failed in it). */
+export interface DriverPhaseEnd {
+  phase: string;
+  at: number;
+  ok: boolean;
+  errorCode?: string;
+  traceparent?: string;
 }
 
 /** The build's model: a file to place in the job folder, or a writer that puts it there (the build's download). */
@@ -70,6 +86,7 @@ export interface RunCompileDriverOptions extends JobSandboxSettings {
   job: Omit<DriverJob, 'sandbox'> & { sandbox?: Record<string, unknown> };
   signal?: AbortSignal;
   onProgress?: (p: DriverProgress) => void;
+  onPhaseEnd?: (e: DriverPhaseEnd) => void;
   /** Every line the driver writes to stderr (its readable log), as it comes. */
   onLogLine?: (line: string) => void;
 }
@@ -173,7 +190,9 @@ export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<D
       signal: opts.signal,
       onStdoutLine: (line) => {
         const progress = parseProgress(line);
+        const end = progress ? null : parsePhaseEnd(line);
         if (progress) opts.onProgress?.(progress);
+        else if (end) opts.onPhaseEnd?.(end);
         else if (line.trim() && strayStdout.length < 200) strayStdout.push(line);
       },
       onStderrLine: opts.onLogLine && ((line) => opts.onLogLine!(insecure ? `${INSECURE_LOG_PREFIX}${line}` : line)),
@@ -245,15 +264,36 @@ function markInsecure(log: string): string {
 
 /** A JSON progress line of the driver, or null for anything else. */
 export function parseProgress(line: string): DriverProgress | null {
+  const obj = driverEvent(line, 'phase');
+  if (!obj) return null;
+  return {
+    phase: obj.phase as string,
+    message: typeof obj.message === 'string' ? obj.message : '',
+    elapsedS: typeof obj.elapsedS === 'number' ? obj.elapsedS : 0,
+    ...(typeof obj.at === 'number' && Number.isFinite(obj.at) ? { at: obj.at } : {}),
+    ...(typeof obj.traceparent === 'string' ? { traceparent: obj.traceparent } : {}),
+  };
+}
+
+/** A `phase_end` line of the driver, or null for anything else (one without a time included). */
+export function parsePhaseEnd(line: string): DriverPhaseEnd | null {
+  const obj = driverEvent(line, 'phase_end');
+  if (!obj || typeof obj.at !== 'number' || !Number.isFinite(obj.at)) return null;
+  return {
+    phase: obj.phase as string,
+    at: obj.at,
+    ok: obj.ok === true,
+    ...(typeof obj.errorCode === 'string' ? { errorCode: obj.errorCode.slice(0, 100) } : {}),
+    ...(typeof obj.traceparent === 'string' ? { traceparent: obj.traceparent } : {}),
+  };
+}
+
+/** The driver's JSON event of this kind, with a string `phase`; null for anything else. */
+function driverEvent(line: string, event: 'phase' | 'phase_end'): Record<string, unknown> | null {
   if (!line.startsWith('{')) return null;
   try {
     const obj = JSON.parse(line) as Record<string, unknown>;
-    if (obj.event !== 'phase' || typeof obj.phase !== 'string') return null;
-    return {
-      phase: obj.phase,
-      message: typeof obj.message === 'string' ? obj.message : '',
-      elapsedS: typeof obj.elapsedS === 'number' ? obj.elapsedS : 0,
-    };
+    return isObject(obj) && obj.event === event && typeof obj.phase === 'string' ? obj : null;
   } catch {
     return null;
   }
