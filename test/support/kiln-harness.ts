@@ -218,12 +218,17 @@ export async function createTenant(app: ApiProcess, name = 'e2e'): Promise<TestT
 
 /** A build worker child process, started like `npm start` does (compiled, from dist/), ready once it logs "worker ready". */
 export class WorkerProcess extends ServiceProcess {
+  /** The worker's /metrics (its own port: several workers run at once in the tests, and beside the stack's). */
+  metricsUrl = '';
+
   constructor(private readonly env: Record<string, string> = {}) {
     super();
   }
 
   async start(timeoutMs = 120_000): Promise<void> {
-    await this.spawnApp('worker', this.env);
+    const metricsPort = Number(this.env.KILN_WORKER_METRICS_PORT) || (await freePort());
+    this.metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+    await this.spawnApp('worker', { ...this.env, KILN_WORKER_METRICS_PORT: String(metricsPort) });
     await this.waitFor(() => this.output.includes('worker ready'), 'worker', timeoutMs);
   }
 

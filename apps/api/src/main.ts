@@ -5,7 +5,8 @@ import { KilnConfig, validateKilnConfig } from '@kiln/config';
 import { startTracing } from '@kiln/tracing';
 import { AppModule } from './app.module.js';
 import { setupApp } from './setup-app.js';
-import { ApiMetrics, startMetricsServer } from './metrics/api-metrics.js';
+import { startMetricsServer } from '@kiln/core';
+import { ApiMetrics } from './metrics/api-metrics.js';
 import { httpMetricsMiddleware } from './metrics/http-metrics.middleware.js';
 import { httpTracingMiddleware } from './tracing/http-tracing.middleware.js';
 

@@ -2,7 +2,10 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { validateKilnConfig } from '@kiln/config';
+import { startMetricsServer } from '@kiln/core';
 import { startTracing } from '@kiln/tracing';
+import { installTemporalRuntimeMetrics } from './metrics/temporal-runtime-metrics.js';
+import { WorkerMetrics } from './metrics/worker-metrics.js';
 import { TemporalWorkersService } from './temporal-workers.service.js';
 import { type WorkerRole, WorkerModule } from './worker.module.js';
 
@@ -12,8 +15,18 @@ const roles = config.KILN_WORKER_ROLES as WorkerRole[];
 // Before the context exists: its Temporal client and workers are made with the tracing interceptors when it is on.
 const tracing = startTracing(config, 'kiln-worker');
 if (tracing) new Logger('Kiln').log(`traces to ${tracing.url} as ${tracing.serviceName}`);
+// Before any connection exists: the Temporal runtime is made once, with its Prometheus exporter.
+const temporalMetrics = config.KILN_WORKER_METRICS_PORT !== 0 ? await installTemporalRuntimeMetrics() : null;
 const app = await NestFactory.createApplicationContext(WorkerModule.forRoles(roles));
 app.enableShutdownHooks();
+if (temporalMetrics) {
+  const host = config.KILN_METRICS_HOST;
+  const port = config.KILN_WORKER_METRICS_PORT;
+  const server = await startMetricsServer(app.get(WorkerMetrics).registry, port, host, temporalMetrics);
+  // Never what keeps the process alive: a shutdown ends with the workers.
+  server.unref();
+  new Logger('Kiln').log(`metrics at http://${host}:${port}/metrics`);
+}
 const { queues, buildsRefused } = await app.get(TemporalWorkersService).start();
 // scripts/stack.sh waits for this exact line.
 new Logger('Kiln').log(`worker ready, polling: ${queues.join(', ')}`);

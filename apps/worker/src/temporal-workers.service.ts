@@ -12,6 +12,7 @@ import { RetentionActivitiesService } from './activities/retention.activities.js
 import { WebhookActivitiesService } from './activities/webhook.activities.js';
 import { ScheduledActivitiesService } from './activities/scheduled.activities.js';
 import { HostService } from './host/host.service.js';
+import { WorkerMetrics } from './metrics/worker-metrics.js';
 import { SchedulesService } from './schedules.service.js';
 import { temporalTracingOptions } from './tracing/temporal-tracing.js';
 
@@ -30,6 +31,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
   // Each role's services exist only where the role runs (WorkerModule.forRoles).
   constructor(
     private readonly config: KilnConfig,
+    private readonly metrics: WorkerMetrics,
     @Optional() private readonly host?: HostService,
     @Optional() private readonly orchestrator?: OrchestratorActivitiesService,
     @Optional() private readonly rollouts?: RolloutActivitiesService,
@@ -103,6 +105,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
       // Runs the sandbox self-test: without every wall (and without the explicit opt-out) no build queue is served.
       await host.init();
       const gate = host.sandboxGate();
+      for (const check of gate.report.checks) this.metrics.sandboxWall.set({ wall: check.wall }, check.ok ? 1 : 0);
       if (!gate.serveBuilds) buildsRefused = gate.report.failed.map((c) => c.wall).join(', ');
       // CPU queues: KILN_WORKER_BUILD_CONCURRENCY builds at once. CUDA queues: one build per GPU of the target's
       // compute capability, each pinned to its GPU (a host without such a GPU serves no CUDA queue at all).

@@ -24,6 +24,7 @@ import { PublishingActivitiesService } from './activities/publishing.activities.
 import { RolloutActivitiesService } from './activities/rollout.activities.js';
 import { ScheduledActivitiesService } from './activities/scheduled.activities.js';
 import { HostService } from './host/host.service.js';
+import { WorkerMetrics } from './metrics/worker-metrics.js';
 import { SchedulesService } from './schedules.service.js';
 import { TemporalWorkersService } from './temporal-workers.service.js';
 
@@ -40,7 +41,7 @@ export class WorkerModule {
   static forRoles(roles: readonly WorkerRole[]): DynamicModule {
     const orchestrator = roles.includes('orchestrator');
     const build = roles.includes('build');
-    const providers: Provider[] = [TemporalWorkersService];
+    const providers: Provider[] = [TemporalWorkersService, WorkerMetrics];
     if (orchestrator) {
       providers.push(
         OrchestratorActivitiesService,

@@ -79,6 +79,11 @@ export class KilnConfig {
    * exposed to API clients); 0 turns it off. Bound to KILN_METRICS_HOST.
    */
   @Transform(toInt) @IsInt() @Min(0) @Max(65535) KILN_API_METRICS_PORT = 9464;
+  /**
+   * The worker's Prometheus /metrics port (build and orchestrator metrics, and the Temporal SDK's own): 0 turns it
+   * off. Bound to KILN_METRICS_HOST. Each worker process on a host needs a port of its own.
+   */
+  @Transform(toInt) @IsInt() @Min(0) @Max(65535) KILN_WORKER_METRICS_PORT = 9465;
   /** Interface the `/metrics` listeners bind to: loopback unless a scraper elsewhere needs it. */
   @IsString() @IsNotEmpty() KILN_METRICS_HOST = '127.0.0.1';
 

@@ -9,3 +9,4 @@ export * from './upload-sweeper.js';
 export * from './compilation-starter.js';
 export * from './telemetry-partitions.js';
 export * from './uuid7.js';
+export * from './metrics-server.js';

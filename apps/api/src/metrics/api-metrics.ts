@@ -1,6 +1,4 @@
-import http from 'node:http';
 import { Global, Injectable, Module } from '@nestjs/common';
-import type { AddressInfo } from 'node:net';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
@@ -60,29 +58,6 @@ export function routeLabel(req: { baseUrl?: string; route?: { path?: unknown } }
   const template = req.route?.path;
   if (typeof template !== 'string') return 'unmatched';
   return `${req.baseUrl ?? ''}${template}` || '/';
-}
-
-/** Serves `GET /metrics` of `registry` on its own listener (not the public API port); 404 for anything else. */
-export async function startMetricsServer(registry: Registry, port: number, host: string): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
-    if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
-      res.writeHead(404).end();
-      return;
-    }
-    registry.metrics().then(
-      (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
-      (err: unknown) => res.writeHead(500).end(String(err)),
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  return server;
-}
-
-export function boundPort(server: http.Server): number {
-  return (server.address() as AddressInfo).port;
 }
 
 /** Global so any module's services can count without importing it. */

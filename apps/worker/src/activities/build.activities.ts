@@ -6,7 +6,7 @@ import { InjectRepository } from '@nestjs/typeorm';
 import { context } from '@opentelemetry/api';
 import { Context } from '@temporalio/activity';
 import { Client, WorkflowUpdateFailedError } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
 import { ErrorCode, KilnError } from '@kiln/contracts';
@@ -30,6 +30,7 @@ import type { GpuLease } from '../build-runner/gpu-slots.js';
 import { gpuDevices } from '../build-runner/sandbox-view.js';
 import { writeVerifiedModel } from '../build-runner/verified-download.js';
 import { HostService } from '../host/host.service.js';
+import { PhaseClock, WorkerMetrics } from '../metrics/worker-metrics.js';
 import { BUILD_TIMING, compileJobSettings, ensureTimingLock } from './compile-job-settings.js';
 
 const HEARTBEAT_EVERY_MS = 5_000;
@@ -51,9 +52,35 @@ export class BuildActivitiesService implements BuildActivities {
     private readonly temporal: Client,
     private readonly host: HostService,
     private readonly config: KilnConfig,
+    private readonly metrics: WorkerMetrics,
   ) {}
 
+  /** One attempt of a build, counted in the worker's metrics (outcome, error code, queue wait, phase times). */
   async buildTarget(input: BuildTargetInput): Promise<BuildTargetResult> {
+    const info = Context.current().info;
+    // Label values come from the catalog only: a series per arbitrary string would grow without bound.
+    const label = findTarget(input.targetId)?.id ?? 'unknown';
+    this.metrics.queueWait.observe(
+      { target: label },
+      Math.max(0, Date.now() - info.currentAttemptScheduledTimestampMs) / 1000,
+    );
+    if (info.attempt > 1) this.metrics.buildRetries.inc({ target: label });
+    const clock = new PhaseClock(this.metrics, label);
+    try {
+      const result = await this.runAttempt(input, clock);
+      this.metrics.buildAttempts.inc({ target: label, outcome: 'succeeded' });
+      return result;
+    } catch (err) {
+      const code = failureCode(err);
+      this.metrics.buildAttempts.inc({ target: label, outcome: code === ErrorCode.CANCELLED ? 'cancelled' : 'failed' });
+      if (code !== ErrorCode.CANCELLED) this.metrics.buildFailures.inc({ target: label, code });
+      throw err;
+    } finally {
+      clock.end();
+    }
+  }
+
+  private async runAttempt(input: BuildTargetInput, clock: PhaseClock): Promise<BuildTargetResult> {
     const ctx = Context.current();
     const attempt = ctx.info.attempt;
     const target = findTarget(input.targetId);
@@ -64,6 +91,7 @@ export class BuildActivitiesService implements BuildActivities {
       { status: 'running', attempt, phase: 'downloading', startedAt: new Date(), errorCode: null, errorMessage: null },
     );
     let phase = 'downloading';
+    clock.enter(phase);
     const heartbeat = setInterval(() => ctx.heartbeat({ phase }), HEARTBEAT_EVERY_MS);
     ctx.heartbeat({ phase });
     let gpu: GpuLease | null = null;
@@ -78,9 +106,12 @@ export class BuildActivitiesService implements BuildActivities {
       const gpuPool = this.host.gpuPoolFor(target.id);
       if (gpuPool && gpuPool.available === 0) {
         phase = 'waiting for a GPU';
+        clock.enter(phase);
         ctx.heartbeat({ phase });
       }
       gpu = gpuPool ? await gpuPool.acquire(ctx.cancellationSignal) : null;
+      phase = 'downloading';
+      clock.enter(phase);
       // Asked for only now (its URL lives an hour): after any wait for a GPU.
       const model = await this.askWorkflow<BuildModelGrant, BuildModelRequest>(BUILD_MODEL_UPDATE, {
         buildId: input.buildId,
@@ -133,6 +164,7 @@ export class BuildActivitiesService implements BuildActivities {
         onProgress: (p) => {
           phaseSpans?.started(p);
           phase = p.phase;
+          clock.enter(phase);
           ctx.heartbeat(p);
           // The driver may report often; the row changes only when the phase does (a handful of times a build).
           if (p.phase !== writtenPhase) {
@@ -172,6 +204,7 @@ export class BuildActivitiesService implements BuildActivities {
           });
         }
         phase = 'uploading';
+        clock.enter(phase);
         await this.builds.update({ id: input.buildId }, { phase });
         await inSpan('upload parts', async (span) => {
           span.setAttribute('kiln.artifact.parts', outcome.manifest.parts.length);
@@ -236,4 +269,13 @@ async function download(url: string, signal: AbortSignal): Promise<Readable> {
 
 function tail(log: string): string {
   return log.length > LOG_TAIL_CHARS ? log.slice(-LOG_TAIL_CHARS) : log;
+}
+
+const KNOWN_CODES = new Set<string>(Object.values(ErrorCode));
+
+/** The error code of a failed attempt, for a metric label: the failure's own code when it is one of Kiln's. */
+function failureCode(err: unknown): string {
+  if (err instanceof CancelledFailure) return ErrorCode.CANCELLED;
+  const type = err instanceof ApplicationFailure ? err.type : err instanceof KilnError ? err.code : null;
+  return type && KNOWN_CODES.has(type) ? type : ErrorCode.INTERNAL;
 }

@@ -5,6 +5,7 @@ import { In, IsNull, Not, Repository } from 'typeorm';
 import { type CompilationStatus, TERMINAL_BUILD_STATUSES } from '@kiln/contracts';
 import { WebhookEmitter } from '@kiln/core';
 import { BuildEntity, CompilationEntity } from '@kiln/database';
+import { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { type BuildUpdate, type BookkeepingActivities, queuesWithWorkers, runningBuildsOn } from '@kiln/temporal';
 
 /** Bookkeeping activities of the CompileModel workflow (orchestrator task queue). All idempotent. */
@@ -15,6 +16,7 @@ export class OrchestratorActivitiesService implements BookkeepingActivities {
     @InjectRepository(CompilationEntity) private readonly compilations: Repository<CompilationEntity>,
     private readonly temporal: Client,
     private readonly webhooks: WebhookEmitter,
+    private readonly metrics: WorkerMetrics,
   ) {}
 
   async findQueuesWithoutWorkers(taskQueues: string[]): Promise<string[]> {
@@ -72,13 +74,18 @@ export class OrchestratorActivitiesService implements BookkeepingActivities {
     );
     if (first.affected) {
       const compilation = await this.compilations.findOneByOrFail({ id: input.compilationId });
+      const final = builds.map((b) => ({
+        ...b,
+        status: input.cancelled && !TERMINAL_BUILD_STATUSES.includes(b.status) ? ('cancelled' as const) : b.status,
+      }));
+      this.metrics.compilationFinished(status, final);
       await this.webhooks.emit(compilation.tenantId, 'compilation.finished', {
         compilationId: compilation.id,
         versionId: compilation.modelVersionId,
         status,
-        builds: builds.map((b) => ({
+        builds: final.map((b) => ({
           target: b.targetId,
-          status: input.cancelled && !TERMINAL_BUILD_STATUSES.includes(b.status) ? 'cancelled' : b.status,
+          status: b.status,
           artifactId: b.artifactId,
           errorCode: b.errorCode,
         })),
