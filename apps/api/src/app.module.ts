@@ -1,5 +1,5 @@
 import { Module } from '@nestjs/common';
-import { CoreModule, StorageModule } from '@kiln/core';
+import { CoreModule, kilnLoggerModule, StorageModule } from '@kiln/core';
 import { ArtifactsModule } from './artifacts/artifacts.module.js';
 import { AuditModule } from './audit/audit.module.js';
 import { AuthModule } from './auth/auth.module.js';
@@ -22,6 +22,7 @@ import { WebhooksModule } from './webhooks/webhooks.module.js';
 @Module({
   imports: [
     CoreModule,
+    kilnLoggerModule('kiln-api'),
     MetricsModule,
     StorageModule,
     AuthModule,

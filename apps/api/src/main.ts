@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { Logger as PinoLogger } from 'nestjs-pino';
 import { KilnConfig, validateKilnConfig } from '@kiln/config';
 import { startTracing } from '@kiln/tracing';
 import { AppModule } from './app.module.js';
@@ -13,9 +14,11 @@ import { httpTracingMiddleware } from './tracing/http-tracing.middleware.js';
 async function bootstrap(): Promise<void> {
   // Before the app exists, so the Temporal client (CoreModule) is made with the tracing interceptor.
   const tracing = startTracing(validateKilnConfig(process.env), 'kiln-api');
-  if (tracing) new Logger('Kiln').log(`traces to ${tracing.url} as ${tracing.serviceName}`);
   // bodyParser stays on for JSON; .pt2 uploads are application/octet-stream, which it leaves as a stream.
-  const app = await NestFactory.create(AppModule, { bufferLogs: false });
+  // Nest's own start-up lines wait for the structured logger (and are written even if the start fails).
+  const app = await NestFactory.create(AppModule, { bufferLogs: true });
+  app.useLogger(app.get(PinoLogger));
+  if (tracing) new Logger('Kiln').log(`traces to ${tracing.url} as ${tracing.serviceName}`);
   const config = app.get(KilnConfig);
   // First of all handlers, so everything a request does runs inside its server span.
   if (tracing) app.use(httpTracingMiddleware());

@@ -1,11 +1,12 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { Logger as PinoLogger } from 'nestjs-pino';
 import { validateKilnConfig } from '@kiln/config';
 import { startMetricsServer } from '@kiln/core';
 import { startTracing } from '@kiln/tracing';
-import { installTemporalRuntimeMetrics } from './metrics/temporal-runtime-metrics.js';
 import { WorkerMetrics } from './metrics/worker-metrics.js';
+import { installTemporalRuntime } from './temporal-runtime.js';
 import { TemporalWorkersService } from './temporal-workers.service.js';
 import { type WorkerRole, WorkerModule } from './worker.module.js';
 
@@ -14,11 +15,12 @@ const config = validateKilnConfig(process.env);
 const roles = config.KILN_WORKER_ROLES as WorkerRole[];
 // Before the context exists: its Temporal client and workers are made with the tracing interceptors when it is on.
 const tracing = startTracing(config, 'kiln-worker');
-if (tracing) new Logger('Kiln').log(`traces to ${tracing.url} as ${tracing.serviceName}`);
-// Before any connection exists: the Temporal runtime is made once, with its Prometheus exporter.
-const temporalMetrics = config.KILN_WORKER_METRICS_PORT !== 0 ? await installTemporalRuntimeMetrics() : null;
-const app = await NestFactory.createApplicationContext(WorkerModule.forRoles(roles));
+// Before any connection exists: the Temporal runtime is made once, logging through Nest, with its metrics exporter.
+const temporalMetrics = await installTemporalRuntime({ metrics: config.KILN_WORKER_METRICS_PORT !== 0 });
+const app = await NestFactory.createApplicationContext(WorkerModule.forRoles(roles), { bufferLogs: true });
+app.useLogger(app.get(PinoLogger));
 app.enableShutdownHooks();
+if (tracing) new Logger('Kiln').log(`traces to ${tracing.url} as ${tracing.serviceName}`);
 if (temporalMetrics) {
   const host = config.KILN_METRICS_HOST;
   const port = config.KILN_WORKER_METRICS_PORT;

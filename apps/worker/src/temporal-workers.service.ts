@@ -1,7 +1,7 @@
 import { Injectable, Logger, type OnApplicationShutdown, Optional } from '@nestjs/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { KilnConfig } from '@kiln/config';
-import { activeTracing } from '@kiln/tracing';
+import { activeTracing, type KilnTracing } from '@kiln/tracing';
 import { ORCHESTRATOR_TASK_QUEUE, WORKFLOWS_PATH } from '@kiln/temporal';
 import { BuildActivitiesService } from './activities/build.activities.js';
 import { OrchestratorActivitiesService } from './activities/orchestrator.activities.js';
@@ -14,6 +14,7 @@ import { ScheduledActivitiesService } from './activities/scheduled.activities.js
 import { HostService } from './host/host.service.js';
 import { WorkerMetrics } from './metrics/worker-metrics.js';
 import { SchedulesService } from './schedules.service.js';
+import { activityLogContext } from './logging/activity-log-context.js';
 import { temporalTracingOptions } from './tracing/temporal-tracing.js';
 
 /**
@@ -65,7 +66,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
           ...common,
           taskQueue: ORCHESTRATOR_TASK_QUEUE,
           workflowsPath: WORKFLOWS_PATH,
-          ...temporalTracingOptions(tracing, true),
+          ...observability(tracing, true),
           activities: {
             findQueuesWithoutWorkers: (queues: string[]) => o.findQueuesWithoutWorkers(queues),
             updateBuild: (u: Parameters<typeof o.updateBuild>[0]) => o.updateBuild(u),
@@ -114,7 +115,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
           await Worker.create({
             ...common,
             taskQueue: queue.taskQueue,
-            ...temporalTracingOptions(tracing, false),
+            ...observability(tracing, false),
             activities: {
               buildTarget: (i: Parameters<BuildActivitiesService['buildTarget']>[0]) => builder.buildTarget(i),
             },
@@ -146,4 +147,16 @@ export class TemporalWorkersService implements OnApplicationShutdown {
     await this.running;
     await this.connection?.close();
   }
+}
+
+/**
+ * A Temporal worker's interceptors and sinks: tracing's when it is on (outermost, so its span is active inside), and
+ * the log context that puts the activity's ids on its log lines.
+ */
+function observability(tracing: KilnTracing | null, runsWorkflows: boolean): ReturnType<typeof temporalTracingOptions> {
+  const traced = temporalTracingOptions(tracing, runsWorkflows);
+  return {
+    ...traced,
+    interceptors: { ...traced.interceptors, activity: [...(traced.interceptors?.activity ?? []), activityLogContext] },
+  };
 }

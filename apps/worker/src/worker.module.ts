@@ -1,7 +1,7 @@
 import { type DynamicModule, Module, type Provider } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { KilnConfig } from '@kiln/config';
-import { CompilationStarter, CoreModule, StorageModule, TelemetryPartitions } from '@kiln/core';
+import { CompilationStarter, CoreModule, kilnLoggerModule, StorageModule, TelemetryPartitions } from '@kiln/core';
 import {
   ArtifactEntity,
   BuildEntity,
@@ -63,6 +63,7 @@ export class WorkerModule {
       module: WorkerModule,
       imports: [
         CoreModule,
+        kilnLoggerModule('kiln-worker'),
         ...(orchestrator ? [StorageModule] : []),
         TypeOrmModule.forFeature(
           orchestrator

@@ -72,6 +72,12 @@ export class KilnConfig {
   @Transform(toBool) @IsBoolean() KILN_LOCAL_MODE = false;
   /** Interface the API listens on (default: 127.0.0.1 in local mode, else 0.0.0.0). */
   @IsOptional() @IsString() @IsNotEmpty() KILN_API_HOST?: string = undefined;
+  /**
+   * Log lines: `json` (one JSON object per line with service, request, tenant, compilation, build and trace ids: for a
+   * log collector) or `pretty` (the same, human-readable). Default: pretty in local mode, json outside it.
+   */
+  @IsOptional() @IsIn(['json', 'pretty']) KILN_LOG_FORMAT?: 'json' | 'pretty' = undefined;
+  @IsIn(['trace', 'debug', 'info', 'warn', 'error', 'fatal']) KILN_LOG_LEVEL = 'info';
   @IsString() @IsNotEmpty() KILN_ADMIN_TOKEN = DEFAULT_ADMIN_TOKEN;
 
   /**
@@ -221,6 +227,9 @@ export class KilnConfig {
   /** Where the API listens: KILN_API_HOST, else loopback in local mode and every interface outside it. */
   get apiHost(): string {
     return this.KILN_API_HOST ?? (this.KILN_LOCAL_MODE ? '127.0.0.1' : '0.0.0.0');
+  }
+  get logFormat(): 'json' | 'pretty' {
+    return this.KILN_LOG_FORMAT ?? (this.KILN_LOCAL_MODE ? 'pretty' : 'json');
   }
   get workDir(): string {
     return path.resolve(this.KILN_HOME, 'work');

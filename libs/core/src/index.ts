@@ -10,3 +10,4 @@ export * from './compilation-starter.js';
 export * from './telemetry-partitions.js';
 export * from './uuid7.js';
 export * from './metrics-server.js';
+export * from './logging.js';

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { context } from '@opentelemetry/api';
 import { Context } from '@temporalio/activity';
@@ -47,6 +47,8 @@ const LOG_TAIL_CHARS = 64 * 1024;
  */
 @Injectable()
 export class BuildActivitiesService implements BuildActivities {
+  private readonly logger = new Logger(BuildActivitiesService.name);
+
   constructor(
     @InjectRepository(BuildEntity) private readonly builds: Repository<BuildEntity>,
     private readonly temporal: Client,
@@ -66,12 +68,16 @@ export class BuildActivitiesService implements BuildActivities {
     );
     if (info.attempt > 1) this.metrics.buildRetries.inc({ target: label });
     const clock = new PhaseClock(this.metrics, label);
+    // The log context (activity interceptor) puts the build's ids on these lines.
+    this.logger.log(`build attempt ${info.attempt} of ${label} started`);
     try {
       const result = await this.runAttempt(input, clock);
       this.metrics.buildAttempts.inc({ target: label, outcome: 'succeeded' });
+      this.logger.log(`build attempt ${info.attempt} of ${label} succeeded`);
       return result;
     } catch (err) {
       const code = failureCode(err);
+      this.logger.warn(`build attempt ${info.attempt} of ${label} ended: ${code}: ${(err as Error).message}`);
       this.metrics.buildAttempts.inc({ target: label, outcome: code === ErrorCode.CANCELLED ? 'cancelled' : 'failed' });
       if (code !== ErrorCode.CANCELLED) this.metrics.buildFailures.inc({ target: label, code });
       throw err;
