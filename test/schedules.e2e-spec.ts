@@ -16,6 +16,8 @@ import {
   DROP_EXPIRED_TELEMETRY_WORKFLOW,
   GC_SCHEDULE_ID,
   ORCHESTRATOR_TASK_QUEUE,
+  PUBLISH_QUEUE_BACKLOG_WORKFLOW,
+  QUEUE_BACKLOG_SCHEDULE_ID,
   RECONCILE_COMPILATIONS_WORKFLOW,
   RECONCILE_SCHEDULE_ID,
   SWEEP_UPLOADS_WORKFLOW,
@@ -212,7 +214,7 @@ test('the orchestrator creates the GC schedule; triggering it collects a queued 
   );
 });
 
-test('the orchestrator reconciles on its schedule: a stranded compilation starts; the telemetry sweep is scheduled', async () => {
+test('the orchestrator reconciles on its schedule: a stranded compilation starts, its waiting build shows in the queue backlog', async () => {
   await orchestrator?.stop();
   orchestrator = new WorkerProcess({ KILN_WORKER_ROLES: 'orchestrator', KILN_RECONCILE_INTERVAL_S: '2' });
   await orchestrator.start();
@@ -236,6 +238,17 @@ test('the orchestrator reconciles on its schedule: a stranded compilation starts
   await until(async () => (await compilationStatus(stranded)) !== 'pending', 'the scheduled reconcile');
   const workflow = client.workflow.getHandle(compileWorkflowId(stranded));
   assert.equal((await workflow.describe()).status.name, 'RUNNING');
+
+  // Its build waits on a GPU queue nobody polls: the backlog schedule measures it, the orchestrator's /metrics shows it.
+  const backlog = client.schedule.getHandle(QUEUE_BACKLOG_SCHEDULE_ID);
+  assert.equal((await backlog.describe()).action.workflowType, PUBLISH_QUEUE_BACKLOG_WORKFLOW);
+  const gpuQueue = /^kiln_build_queue_backlog\{queue="build\.linux-x86_64-cuda-sm90"\} ([0-9]+)$/m;
+  await until(async () => {
+    await backlog.trigger();
+    await sleep(1_000);
+    const text = await (await fetch(orchestrator!.metricsUrl)).text();
+    return Number(gpuQueue.exec(text)?.[1] ?? 0) >= 1;
+  }, 'the backlog of the GPU queue in /metrics');
   await workflow.terminate('test cleanup');
   await orchestrator.stop();
   orchestrator = undefined;

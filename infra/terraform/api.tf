@@ -10,6 +10,19 @@ locals {
     { name = "TEMPORAL_ADDRESS", value = local.temporal_address },
     { name = "TEMPORAL_NAMESPACE", value = var.temporal_namespace },
   ]
+  # temporal_mode = "cloud": the mTLS pair comes from Secrets Manager as env, and the container's command writes it to
+  # files only the process reads (TEMPORAL_TLS_CERT_FILE / _KEY_FILE), then drops the env copies.
+  temporal_tls_secrets = var.temporal_mode == "cloud" ? [
+    { name = "TEMPORAL_TLS_CERT_PEM", valueFrom = aws_secretsmanager_secret.temporal_tls_cert[0].arn },
+    { name = "TEMPORAL_TLS_KEY_PEM", valueFrom = aws_secretsmanager_secret.temporal_tls_key[0].arn },
+  ] : []
+  temporal_tls_prelude = var.temporal_mode == "cloud" ? join(" && ", [
+    "printf '%s' \"$TEMPORAL_TLS_CERT_PEM\" > /tmp/temporal-tls.crt",
+    "printf '%s' \"$TEMPORAL_TLS_KEY_PEM\" > /tmp/temporal-tls.key",
+    "unset TEMPORAL_TLS_CERT_PEM TEMPORAL_TLS_KEY_PEM",
+    "export TEMPORAL_TLS_CERT_FILE=/tmp/temporal-tls.crt TEMPORAL_TLS_KEY_FILE=/tmp/temporal-tls.key",
+    "",
+  ]) : ""
 }
 
 resource "aws_ecs_cluster" "main" {
@@ -69,14 +82,14 @@ resource "aws_ecs_task_definition" "api" {
   container_definitions = jsonencode([{
     name         = "api"
     image        = var.api_image
-    command      = ["node", "dist/apps/api/src/main.js"]
+    command      = ["sh", "-c", "umask 077 && ${local.temporal_tls_prelude}exec node dist/apps/api/src/main.js"]
     essential    = true
     portMappings = [{ containerPort = 3000 }]
     environment  = concat(local.common_env, [{ name = "KILN_API_PORT", value = "3000" }, { name = "KILN_API_HOST", value = "0.0.0.0" }])
-    secrets = [
+    secrets = concat([
       { name = "DATABASE_URL", valueFrom = aws_secretsmanager_secret.database_url.arn },
       { name = "KILN_ADMIN_TOKEN", valueFrom = aws_secretsmanager_secret.admin_token.arn },
-    ]
+    ], local.temporal_tls_secrets)
     logConfiguration = {
       logDriver = "awslogs"
       options   = { "awslogs-group" = aws_cloudwatch_log_group.ecs.name, "awslogs-region" = var.region, "awslogs-stream-prefix" = "api" }
@@ -116,16 +129,18 @@ resource "aws_ecs_task_definition" "orchestrator" {
   container_definitions = jsonencode([{
     name      = "orchestrator"
     image     = var.api_image
-    command   = ["sh", "-c", "umask 077 && printf '%s' \"$KILN_SIGNING_KEY_PEM\" > /tmp/signing-key.pem && unset KILN_SIGNING_KEY_PEM && exec node dist/apps/worker/src/main.js"]
+    command   = ["sh", "-c", "umask 077 && printf '%s' \"$KILN_SIGNING_KEY_PEM\" > /tmp/signing-key.pem && unset KILN_SIGNING_KEY_PEM && ${local.temporal_tls_prelude}exec node dist/apps/worker/src/main.js"]
     essential = true
     environment = concat(local.common_env, [
       { name = "KILN_WORKER_ROLES", value = "orchestrator" },
       { name = "KILN_SIGNING_KEY_FILE", value = "/tmp/signing-key.pem" },
+      # The kiln-queue-backlog schedule publishes BuildQueueBacklog here: the build pools scale on it (autoscaling.tf).
+      { name = "KILN_CLOUDWATCH_NAMESPACE", value = "Kiln" },
     ])
-    secrets = [
+    secrets = concat([
       { name = "DATABASE_URL", valueFrom = aws_secretsmanager_secret.database_url.arn },
       { name = "KILN_SIGNING_KEY_PEM", valueFrom = aws_secretsmanager_secret.signing_key.arn },
-    ]
+    ], local.temporal_tls_secrets)
     logConfiguration = {
       logDriver = "awslogs"
       options   = { "awslogs-group" = aws_cloudwatch_log_group.ecs.name, "awslogs-region" = var.region, "awslogs-stream-prefix" = "orchestrator" }

@@ -8,6 +8,14 @@ locals {
     install -d -m 0700 /etc/kiln
     printf 'DATABASE_URL=%s\n' "$(aws secretsmanager get-secret-value --region ${var.region} --secret-id ${aws_secretsmanager_secret.build_database_url.arn} --query SecretString --output text)" > /etc/kiln/worker.env
     chmod 0600 /etc/kiln/worker.env
+    ${local.build_tls_prelude}
+  EOT
+  # temporal_mode = "cloud": the mTLS pair, fetched with the instance role into files only root reads.
+  build_tls_prelude = var.temporal_mode != "cloud" ? "" : <<-EOT
+    aws secretsmanager get-secret-value --region ${var.region} --secret-id ${aws_secretsmanager_secret.temporal_tls_cert[0].arn} --query SecretString --output text > /etc/kiln/temporal-tls.crt
+    aws secretsmanager get-secret-value --region ${var.region} --secret-id ${aws_secretsmanager_secret.temporal_tls_key[0].arn} --query SecretString --output text > /etc/kiln/temporal-tls.key
+    chmod 0600 /etc/kiln/temporal-tls.crt /etc/kiln/temporal-tls.key
+    printf 'TEMPORAL_TLS_CERT_FILE=/etc/kiln/temporal-tls.crt\nTEMPORAL_TLS_KEY_FILE=/etc/kiln/temporal-tls.key\n' >> /etc/kiln/worker.env
   EOT
 
   cpu_pools = {

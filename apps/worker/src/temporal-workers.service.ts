@@ -1,6 +1,7 @@
 import { Injectable, Logger, type OnApplicationShutdown, Optional } from '@nestjs/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { KilnConfig } from '@kiln/config';
+import { temporalConnectionOptions } from '@kiln/core';
 import { activeTracing, type KilnTracing } from '@kiln/tracing';
 import { ORCHESTRATOR_TASK_QUEUE, WORKFLOWS_PATH } from '@kiln/temporal';
 import { BuildActivitiesService } from './activities/build.activities.js';
@@ -47,7 +48,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
 
   /** Starts the workers; `buildsRefused` names the missing sandbox walls when the build role serves nothing. */
   async start(): Promise<{ queues: string[]; buildsRefused: string | null }> {
-    this.connection = await NativeConnection.connect({ address: this.config.TEMPORAL_ADDRESS });
+    this.connection = await NativeConnection.connect(temporalConnectionOptions(this.config));
     const common = { connection: this.connection, namespace: this.config.TEMPORAL_NAMESPACE };
     const tracing = activeTracing();
     const roles = this.config.KILN_WORKER_ROLES;
@@ -94,6 +95,7 @@ export class TemporalWorkersService implements OnApplicationShutdown {
             sweepUploads: () => j.sweepUploads(),
             reconcileCompilations: () => j.reconcileCompilations(),
             dropExpiredTelemetry: () => j.dropExpiredTelemetry(),
+            publishQueueBacklog: () => j.publishQueueBacklog(),
           },
         }),
       );

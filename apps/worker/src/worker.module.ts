@@ -20,6 +20,7 @@ import { OrchestratorActivitiesService } from './activities/orchestrator.activit
 import { WebhookActivitiesService } from './activities/webhook.activities.js';
 import { RetentionActivitiesService } from './activities/retention.activities.js';
 import { PortableSigningActivitiesService } from './activities/portable-signing.activities.js';
+import { QueueBacklogPublisher } from './activities/queue-backlog.js';
 import { PublishingActivitiesService } from './activities/publishing.activities.js';
 import { RolloutActivitiesService } from './activities/rollout.activities.js';
 import { ScheduledActivitiesService } from './activities/scheduled.activities.js';
@@ -55,6 +56,7 @@ export class WorkerModule {
         SchedulesService,
         CompilationStarter,
         TelemetryPartitions,
+        QueueBacklogPublisher,
         { provide: ORCHESTRATOR_SIGNER, inject: [KilnConfig], useFactory: OrchestratorSigner.load },
       );
     }

@@ -62,4 +62,16 @@ run "cloud_uses_address_and_mtls_secrets" {
     condition     = contains([for e in jsondecode(aws_ecs_task_definition.orchestrator.container_definitions)[0].environment : e.value if e.name == "TEMPORAL_ADDRESS"], "kiln.a1b2c.tmprl.cloud:7233")
     error_message = "The orchestrator task must get the Cloud address."
   }
+  assert {
+    condition     = contains([for e in jsondecode(aws_ecs_task_definition.api.container_definitions)[0].secrets : e.name], "TEMPORAL_TLS_CERT_PEM") && contains([for e in jsondecode(aws_ecs_task_definition.orchestrator.container_definitions)[0].secrets : e.name], "TEMPORAL_TLS_KEY_PEM")
+    error_message = "cloud: the API and the orchestrator get the mTLS pair from Secrets Manager."
+  }
+  assert {
+    condition     = strcontains(jsondecode(aws_ecs_task_definition.api.container_definitions)[0].command[2], "TEMPORAL_TLS_CERT_FILE=/tmp/temporal-tls.crt")
+    error_message = "cloud: the API's command writes the pair to the files it dials Temporal with."
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.cpu_worker["v3"].user_data), "TEMPORAL_TLS_KEY_FILE=/etc/kiln/temporal-tls.key")
+    error_message = "cloud: build hosts write the pair to files and name them in worker.env."
+  }
 }

@@ -47,6 +47,16 @@ export class KilnConfig {
   @Transform(toBool) @IsBoolean() KILN_DB_MIGRATE_ON_START = true;
 
   @IsString() TEMPORAL_ADDRESS = '127.0.0.1:7233';
+  /**
+   * TLS to Temporal (Temporal Cloud, or a self-hosted server behind TLS): the client certificate and key of mTLS
+   * (PEM files, both or neither), a CA to trust beyond the system's, the name to check the server's certificate
+   * against, or an API key (implies TLS). All unset: plain TCP (the local dev server).
+   */
+  @IsOptional() @IsString() @IsNotEmpty() TEMPORAL_TLS_CERT_FILE?: string = undefined;
+  @IsOptional() @IsString() @IsNotEmpty() TEMPORAL_TLS_KEY_FILE?: string = undefined;
+  @IsOptional() @IsString() @IsNotEmpty() TEMPORAL_TLS_CA_FILE?: string = undefined;
+  @IsOptional() @IsString() @IsNotEmpty() TEMPORAL_TLS_SERVER_NAME?: string = undefined;
+  @IsOptional() @IsString() @IsNotEmpty() TEMPORAL_API_KEY?: string = undefined;
   @IsString() TEMPORAL_NAMESPACE = 'default';
 
   @IsUrl({ require_tld: false, require_protocol: true }) S3_ENDPOINT = 'http://127.0.0.1:8333';
@@ -140,6 +150,13 @@ export class KilnConfig {
   @Transform(toInt) @IsInt() @Min(1) KILN_RECONCILE_INTERVAL_S = 15;
   /** The interval of the `kiln-telemetry-partitions` Temporal Schedule: drops device-report months past retention. */
   @Transform(toInt) @IsInt() @Min(60) KILN_TELEMETRY_SWEEP_INTERVAL_S = 3600;
+  /** The interval of the `kiln-queue-backlog` Temporal Schedule: measures and publishes each build queue's backlog. */
+  @Transform(toInt) @IsInt() @Min(10) KILN_BACKLOG_INTERVAL_S = 60;
+  /**
+   * Where set (the AWS deployment sets `Kiln`), each backlog measurement also goes to CloudWatch as BuildQueueBacklog
+   * (dimension Queue), which scales the build pools (infra/terraform/autoscaling.tf). Unset: /metrics only.
+   */
+  @IsOptional() @IsString() @IsNotEmpty() KILN_CLOUDWATCH_NAMESPACE?: string = undefined;
 
   /**
    * Webhook deliveries go only to public addresses: loopback, private, link-local (cloud metadata), CGNAT, unique-local

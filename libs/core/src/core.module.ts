@@ -6,6 +6,7 @@ import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors
 import { KilnConfig, validateKilnConfig } from '@kiln/config';
 import { kilnDataSourceOptions } from '@kiln/database';
 import { activeTracing, stopTracing } from '@kiln/tracing';
+import { temporalConnectionOptions } from './temporal-connection.js';
 
 export const TEMPORAL_CONNECTION = Symbol('TEMPORAL_CONNECTION');
 
@@ -29,7 +30,7 @@ export const TEMPORAL_CONNECTION = Symbol('TEMPORAL_CONNECTION');
     {
       provide: TEMPORAL_CONNECTION,
       inject: [KilnConfig],
-      useFactory: (config: KilnConfig) => Connection.connect({ address: config.TEMPORAL_ADDRESS }),
+      useFactory: (config: KilnConfig) => Connection.connect(temporalConnectionOptions(config)),
     },
     {
       provide: Client,

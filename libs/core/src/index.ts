@@ -11,3 +11,4 @@ export * from './telemetry-partitions.js';
 export * from './uuid7.js';
 export * from './metrics-server.js';
 export * from './logging.js';
+export * from './temporal-connection.js';

@@ -40,6 +40,25 @@ export async function queuesWithPollers(client: Client, taskQueues: string[]): P
   return new Set(answers.filter(([, has]) => has).map(([name]) => name));
 }
 
+/**
+ * Tasks waiting on each of these activity task queues (DescribeTaskQueue's approximate backlog count): what the build
+ * pools scale on. A queue Temporal has never seen answers 0.
+ */
+export async function queueBacklogs(client: Client, taskQueues: string[]): Promise<Map<string, number>> {
+  const answers = await Promise.all(
+    taskQueues.map(async (name) => {
+      const res = await client.workflowService.describeTaskQueue({
+        namespace: client.options.namespace,
+        taskQueue: { name, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+        taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+        reportStats: true,
+      });
+      return [name, Number(res.stats?.approximateBacklogCount ?? 0)] as const;
+    }),
+  );
+  return new Map(answers);
+}
+
 /** A build the database says is running: its workflow, the queue it runs on and its activity id there. */
 export interface RunningBuildRef {
   taskQueue: string;

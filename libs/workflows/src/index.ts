@@ -13,6 +13,7 @@ export { applyRetentionWorkflow } from './retention.workflow.js';
 export {
   collectGarbageWorkflow,
   dropExpiredTelemetryWorkflow,
+  publishQueueBacklogWorkflow,
   reconcileCompilationsWorkflow,
   sweepUploadsWorkflow,
 } from './scheduled.workflow.js';

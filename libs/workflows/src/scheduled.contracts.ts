@@ -9,6 +9,8 @@ export const RECONCILE_SCHEDULE_ID = 'kiln-reconcile-compilations';
 export const RECONCILE_COMPILATIONS_WORKFLOW = 'reconcileCompilationsWorkflow';
 export const TELEMETRY_PARTITIONS_SCHEDULE_ID = 'kiln-telemetry-partitions';
 export const DROP_EXPIRED_TELEMETRY_WORKFLOW = 'dropExpiredTelemetryWorkflow';
+export const QUEUE_BACKLOG_SCHEDULE_ID = 'kiln-queue-backlog';
+export const PUBLISH_QUEUE_BACKLOG_WORKFLOW = 'publishQueueBacklogWorkflow';
 
 /** The activities scheduled workflows run, on the orchestrator's task queue only (they need the DB and S3). */
 export interface ScheduledActivities {
@@ -20,4 +22,6 @@ export interface ScheduledActivities {
   reconcileCompilations(): Promise<number>;
   /** Drops the monthly device-report partitions past KILN_TELEMETRY_RETENTION_DAYS; returns their names. */
   dropExpiredTelemetry(): Promise<string[]>;
+  /** Measures every build queue's backlog and publishes it (metrics, CloudWatch); returns queue → tasks waiting. */
+  publishQueueBacklog(): Promise<Record<string, number>>;
 }

@@ -3,7 +3,7 @@ import type { ScheduledActivities } from './scheduled.contracts.js';
 
 // No task queue named: the activity runs on the workflow's own queue, which the schedule sets to the orchestrator's
 // (the only worker with the DB and S3; build hosts never register these activities).
-const { collectGarbage, sweepUploads, reconcileCompilations, dropExpiredTelemetry } =
+const { collectGarbage, sweepUploads, reconcileCompilations, dropExpiredTelemetry, publishQueueBacklog } =
   proxyActivities<ScheduledActivities>({
     startToCloseTimeout: '10 minutes',
     // A failed pass is retried a few times; the next scheduled run picks up whatever is left anyway.
@@ -28,4 +28,9 @@ export async function reconcileCompilationsWorkflow(): Promise<number> {
 /** The telemetry schedule's action: drop whole monthly partitions of device reports past the retention. */
 export async function dropExpiredTelemetryWorkflow(): Promise<string[]> {
   return await dropExpiredTelemetry();
+}
+
+/** The backlog schedule's action: the build queues' backlogs, which scale the build pools (infra/terraform). */
+export async function publishQueueBacklogWorkflow(): Promise<Record<string, number>> {
+  return await publishQueueBacklog();
 }

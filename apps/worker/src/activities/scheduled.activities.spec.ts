@@ -8,17 +8,22 @@ import { after, before, test } from 'node:test';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { DataSource } from 'typeorm';
-import { loadKilnConfig } from '@kiln/config';
+import type { PutMetricDataCommandInput } from '@aws-sdk/client-cloudwatch';
+import { KilnConfig, loadKilnConfig } from '@kiln/config';
 import { BlobLedger, CompilationStarter, objectStorageFor, TelemetryPartitions, UploadSweeper } from '@kiln/core';
+import { TARGETS, taskQueueFor } from '@kiln/targets';
 import { BuildEntity, CompilationEntity, kilnDataSourceOptions, ModelEntity, TenantEntity } from '@kiln/database';
 import {
   COLLECT_GARBAGE_WORKFLOW,
   COMPILE_MODEL_WORKFLOW,
   compileWorkflowId,
   DROP_EXPIRED_TELEMETRY_WORKFLOW,
+  PUBLISH_QUEUE_BACKLOG_WORKFLOW,
   RECONCILE_COMPILATIONS_WORKFLOW,
   WORKFLOWS_PATH,
 } from '@kiln/temporal';
+import { WorkerMetrics } from '../metrics/worker-metrics.js';
+import { QueueBacklogPublisher } from './queue-backlog.js';
 import { ScheduledActivitiesService } from './scheduled.activities.js';
 
 const config = loadKilnConfig();
@@ -30,6 +35,10 @@ let client: Client;
 let nativeConnection: NativeConnection;
 let worker: Worker;
 let running: Promise<void>;
+const metrics = new WorkerMetrics();
+let backlog: QueueBacklogPublisher;
+/** What the publisher sent to "CloudWatch". */
+const cloudwatch: PutMetricDataCommandInput[] = [];
 
 before(async () => {
   Runtime.install({ logger: new DefaultLogger('WARN') });
@@ -38,12 +47,22 @@ before(async () => {
   await storage.ensureBucket();
   connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  backlog = new QueueBacklogPublisher(
+    client,
+    Object.assign(new KilnConfig(), { KILN_CLOUDWATCH_NAMESPACE: 'KilnTest' }),
+    metrics,
+  );
+  backlog.usePutMetricData((command) => {
+    cloudwatch.push(command.input);
+    return Promise.resolve({});
+  });
   const activities = new ScheduledActivitiesService(
     new BlobLedger(ds, storage),
     new UploadSweeper(ds, storage),
     new CompilationStarter(ds, client, config),
     new TelemetryPartitions(ds),
     config,
+    backlog,
   );
   nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   worker = await Worker.create({
@@ -55,6 +74,7 @@ before(async () => {
       collectGarbage: () => activities.collectGarbage(),
       reconcileCompilations: () => activities.reconcileCompilations(),
       dropExpiredTelemetry: () => activities.dropExpiredTelemetry(),
+      publishQueueBacklog: () => activities.publishQueueBacklog(),
     },
   });
   running = worker.run();
@@ -167,4 +187,31 @@ test('the telemetry workflow drops a month of device reports past the retention,
   assert.ok(dropped.includes(TelemetryPartitions.partitionName(old)), JSON.stringify(dropped));
   assert.equal(await exists(old), false);
   assert.equal(await exists(now), true);
+});
+
+test('the backlog workflow measures every build queue and publishes it as a gauge and to CloudWatch', async () => {
+  const result = await runOnce<Record<string, number>>(PUBLISH_QUEUE_BACKLOG_WORKFLOW);
+
+  const queues = [...new Set(TARGETS.map((t) => taskQueueFor(t.id)))].sort();
+  assert.deepEqual(Object.keys(result).sort(), queues);
+  assert.ok(
+    Object.values(result).every((n) => Number.isInteger(n) && n >= 0),
+    JSON.stringify(result),
+  );
+  const gauge = await metrics.queueBacklog.get();
+  assert.deepEqual(Object.fromEntries(gauge.values.map((v) => [v.labels.queue, v.value])), result);
+  // One datum per queue, zeros included (the scale-in alarm needs them), in the configured namespace.
+  assert.equal(cloudwatch.length, 1);
+  assert.equal(cloudwatch[0].Namespace, 'KilnTest');
+  assert.deepEqual(
+    Object.fromEntries(
+      (cloudwatch[0].MetricData ?? []).map((d) => {
+        assert.equal(d.MetricName, 'BuildQueueBacklog');
+        assert.equal(d.Unit, 'Count');
+        assert.equal(d.Dimensions?.[0].Name, 'Queue');
+        return [d.Dimensions?.[0].Value, d.Value];
+      }),
+    ),
+    result,
+  );
 });

@@ -2,6 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { KilnConfig } from '@kiln/config';
 import { BlobLedger, CompilationStarter, TelemetryPartitions, UploadSweeper } from '@kiln/core';
 import type { ScheduledActivities } from '@kiln/temporal';
+import { QueueBacklogPublisher } from './queue-backlog.js';
 
 /** The periodic jobs' work, run by the schedules' workflows on the orchestrator (which holds the DB and S3). */
 @Injectable()
@@ -14,7 +15,12 @@ export class ScheduledActivitiesService implements ScheduledActivities {
     private readonly compilations: CompilationStarter,
     private readonly telemetry: TelemetryPartitions,
     private readonly config: KilnConfig,
+    private readonly backlog: QueueBacklogPublisher,
   ) {}
+
+  publishQueueBacklog(): Promise<Record<string, number>> {
+    return this.backlog.publish();
+  }
 
   reconcileCompilations(): Promise<number> {
     return this.compilations.reconcilePending();

@@ -58,6 +58,13 @@ export class WorkerMetrics {
     registers: [this.registry],
   });
 
+  readonly queueBacklog = new Gauge({
+    name: 'kiln_build_queue_backlog',
+    help: 'Build tasks waiting on each build queue (orchestrator, measured by the kiln-queue-backlog schedule).',
+    labelNames: ['queue'] as const,
+    registers: [this.registry],
+  });
+
   readonly builds = new Counter({
     name: 'kiln_builds_total',
     help: 'Builds ended, counted once when their compilation finishes (orchestrator), by target and final status.',
