@@ -30,6 +30,22 @@ test('server-sent events are parsed across chunk boundaries; comments and retry 
   ]);
 });
 
+test('server-sent events with CRLF line ends and data split over several lines are parsed too', async () => {
+  const events = [];
+  for await (const e of parseServerSentEvents(
+    streamOf([
+      'event: compilation\r\ndata: {"id":"c",\r\ndata:  "status":"queued"}\r\n\r',
+      '\nevent: end\r\ndata: {}\r\n\r\n',
+    ]),
+  )) {
+    events.push(e);
+  }
+  assert.deepEqual(events, [
+    { event: 'compilation', data: { id: 'c', status: 'queued' } },
+    { event: 'end', data: {} },
+  ]);
+});
+
 test('API errors carry the server code; transient ones are retried, then surface', async () => {
   let calls = 0;
   const flaky: typeof fetch = async () => {

@@ -1,3 +1,4 @@
+import { EventSourceParserStream } from 'eventsource-parser/stream';
 import { randomUUID } from 'node:crypto';
 import {
   compileRemote,
@@ -486,24 +487,16 @@ export class KilnClient {
   }
 }
 
-/** `event:`/`data:` blocks separated by blank lines; comments (`: keepalive`) and `retry:` are skipped. */
+/**
+ * The compilation's event stream, parsed by eventsource-parser (the SSE grammar in full: CRLF or LF line ends, a
+ * message split across chunks, comments such as `: keepalive`, `retry:` and `id:` fields); each message's data is
+ * the JSON the API sent.
+ */
 export async function* parseServerSentEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<CompilationEvent> {
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for await (const chunk of body) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let event = 'message';
-      const data: string[] = [];
-      for (const line of block.split('\n')) {
-        if (line.startsWith('event:')) event = line.slice(6).trim();
-        else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
-      }
-      if (data.length > 0) yield { event, data: JSON.parse(data.join('\n')) as unknown } as CompilationEvent;
-    }
+  const messages = body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream());
+  for await (const message of messages) {
+    if (message.data === '') continue;
+    yield { event: message.event ?? 'message', data: JSON.parse(message.data) as unknown } as CompilationEvent;
   }
 }
 
