@@ -43,7 +43,12 @@ export class TemporalWorkersService implements OnApplicationShutdown {
   /** Starts the workers; `buildsRefused` names the missing sandbox walls when the build role serves nothing. */
   async start(): Promise<{ queues: string[]; buildsRefused: string | null }> {
     this.connection = await NativeConnection.connect({ address: this.config.TEMPORAL_ADDRESS });
-    const common = { connection: this.connection, namespace: this.config.TEMPORAL_NAMESPACE };
+    // identity: Temporal records it on each activity task this process takes (the UI shows which host ran it).
+    const common = {
+      connection: this.connection,
+      namespace: this.config.TEMPORAL_NAMESPACE,
+      identity: this.config.workerId,
+    };
     const roles = this.config.KILN_WORKER_ROLES;
     let buildsRefused: string | null = null;
 
