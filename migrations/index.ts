@@ -10,6 +10,7 @@ import { KeyRoles1765000100000 } from './1765000100000-KeyRoles.js';
 import { AuditLog1765000200000 } from './1765000200000-AuditLog.js';
 import { RetentionPolicies1765000300000 } from './1765000300000-RetentionPolicies.js';
 import { Webhooks1765000400000 } from './1765000400000-Webhooks.js';
+import { BuildWorker1765000750000 } from './1765000750000-BuildWorker.js';
 
 export const MIGRATIONS = [
   InitialSchema1764151200000,
@@ -23,4 +24,5 @@ export const MIGRATIONS = [
   AuditLog1765000200000,
   RetentionPolicies1765000300000,
   Webhooks1765000400000,
+  BuildWorker1765000750000,
 ];

@@ -30,6 +30,7 @@ if (temporalMetrics) {
   new Logger('Kiln').log(`metrics at http://${host}:${port}/metrics`);
 }
 const { queues, buildsRefused } = await app.get(TemporalWorkersService).start();
+new Logger('Kiln').log(`worker id ${config.workerId} (KILN_WORKER_ID)`);
 // scripts/stack.sh waits for this exact line.
 new Logger('Kiln').log(`worker ready, polling: ${queues.join(', ')}`);
 if (buildsRefused) {

@@ -49,7 +49,12 @@ export class TemporalWorkersService implements OnApplicationShutdown {
   /** Starts the workers; `buildsRefused` names the missing sandbox walls when the build role serves nothing. */
   async start(): Promise<{ queues: string[]; buildsRefused: string | null }> {
     this.connection = await NativeConnection.connect(temporalConnectionOptions(this.config));
-    const common = { connection: this.connection, namespace: this.config.TEMPORAL_NAMESPACE };
+    // identity: Temporal records it on each activity task this process takes (the UI shows which host ran it).
+    const common = {
+      connection: this.connection,
+      namespace: this.config.TEMPORAL_NAMESPACE,
+      identity: this.config.workerId,
+    };
     const tracing = activeTracing();
     const roles = this.config.KILN_WORKER_ROLES;
     let buildsRefused: string | null = null;

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { plainToInstance, Transform } from 'class-transformer';
 import {
@@ -200,6 +201,12 @@ export class KilnConfig {
   /** Builds one worker runs at once per target queue. */
   @Transform(toInt) @IsInt() @Min(1) KILN_WORKER_BUILD_CONCURRENCY = 1;
   /**
+   * This worker's name: its Temporal worker identity (the Temporal UI shows it on every activity it ran) and
+   * `builds.worker_id` of each build it runs, so an operator sees which host built what. Empty: `<pid>@<hostname>`
+   * (Temporal's own default), unique per process on a host and per host in a fleet.
+   */
+  @IsString() KILN_WORKER_ID = '';
+  /**
    * The build sandbox: `enforce` (a build worker serves no build queue unless its self-test finds every wall in
    * place) or `insecure-local` (builds run with whatever walls this host has; every build log line and the
    * manifest say so, and the resolver never hands such artifacts to devices unless asked). docs/security.md.
@@ -250,6 +257,9 @@ export class KilnConfig {
   }
   get workDir(): string {
     return path.resolve(this.KILN_HOME, 'work');
+  }
+  get workerId(): string {
+    return this.KILN_WORKER_ID || `${process.pid}@${os.hostname()}`;
   }
 }
 

@@ -94,7 +94,16 @@ export class BuildActivitiesService implements BuildActivities {
 
     await this.builds.update(
       { id: input.buildId },
-      { status: 'running', attempt, phase: 'downloading', startedAt: new Date(), errorCode: null, errorMessage: null },
+      // workerId: which worker (host) runs this attempt; a retry on another worker overwrites it.
+      {
+        status: 'running',
+        attempt,
+        phase: 'downloading',
+        startedAt: new Date(),
+        errorCode: null,
+        errorMessage: null,
+        workerId: this.config.workerId,
+      },
     );
     let phase = 'downloading';
     clock.enter(phase);

@@ -38,15 +38,25 @@ describe('job folders', () => {
     const dead = await createJobFolder(jobs);
     // The pid of a process that has exited: the worker that made this folder is gone.
     const exited = spawnSync('true').pid;
-    await writeFile(path.join(dead.dir, '.worker-pid'), `${exited}\n`);
+    await writeFile(path.join(dead.dir, '.worker-pid'), `${exited}@${os.hostname()}\n`);
+    // An older worker's folder names its pid alone: this host's.
+    const deadOld = await createJobFolder(jobs);
+    await writeFile(path.join(deadOld.dir, '.worker-pid'), `${exited}\n`);
+    // Another host's folder (a shared work folder): that pid means nothing here, so it stays.
+    const otherHost = await createJobFolder(jobs);
+    await writeFile(path.join(otherHost.dir, '.worker-pid'), `${exited}@not-${os.hostname()}\n`);
     const legacy = path.join(jobs, 'job-legacy');
     await mkdir(legacy);
     await writeFile(path.join(legacy, 'model.pt2'), 'a model left behind');
     await mkdir(path.join(jobs, 'locks'));
 
     const removed = await sweepStaleJobFolders(jobs);
-    assert.deepEqual(removed.sort(), [path.basename(dead.dir), 'job-legacy'].sort());
-    assert.deepEqual((await readdir(jobs)).sort(), [path.basename(mine.dir), 'locks'].sort());
+    assert.deepEqual(removed.sort(), [path.basename(dead.dir), path.basename(deadOld.dir), 'job-legacy'].sort());
+    assert.deepEqual(
+      (await readdir(jobs)).sort(),
+      [path.basename(mine.dir), path.basename(otherHost.dir), 'locks'].sort(),
+    );
     await mine.remove();
+    await otherHost.remove();
   });
 });

@@ -1,4 +1,5 @@
 import { chmod, copyFile, link, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { SandboxRequest } from './sandbox-plan.js';
 import { probeSandboxHost, type SandboxHost } from './sandbox-probe.js';
@@ -61,14 +62,20 @@ const OWNER_FILE = '.worker-pid';
 
 /**
  * Removes job folders whose worker is gone (killed mid-build: its model copy and outputs would stay on disk
- * otherwise). A folder is another live worker's when its pid file names a running process. Returns the names removed.
+ * otherwise). A folder is another live worker's when its owner file names a running process of this host. A folder
+ * another host made (a work folder shared between hosts, which it should not be: docs/operations.md, "Scaling out")
+ * is left alone, since its pid says nothing here. Returns the names removed.
  */
 export async function sweepStaleJobFolders(workRoot: string): Promise<string[]> {
   const removed: string[] = [];
   for (const name of await readdir(workRoot).catch(() => [] as string[])) {
     if (!name.startsWith('job-')) continue;
     const dir = path.join(workRoot, name);
-    const pid = Number((await readFile(path.join(dir, OWNER_FILE), 'utf8').catch(() => '')).trim());
+    // `<pid>@<hostname>`; folders of older workers hold the pid alone (this host's).
+    const owner = (await readFile(path.join(dir, OWNER_FILE), 'utf8').catch(() => '')).trim();
+    const [pidText, host] = owner.split('@');
+    if (host !== undefined && host !== os.hostname()) continue;
+    const pid = Number(pidText);
     if (Number.isSafeInteger(pid) && pid > 0 && isAlive(pid)) continue;
     await rm(dir, { recursive: true, force: true });
     removed.push(name);
@@ -92,7 +99,7 @@ export async function createJobFolder(workRoot: string): Promise<JobFolder> {
   const dir = await mkdtemp(path.join(root, 'job-'));
   await chmod(dir, 0o711);
   // Whose job this is: a folder whose worker died (kill -9) is removed by the next worker's sweep.
-  await writeFile(path.join(dir, OWNER_FILE), `${process.pid}\n`, { mode: 0o600 });
+  await writeFile(path.join(dir, OWNER_FILE), `${process.pid}@${os.hostname()}\n`, { mode: 0o600 });
   return {
     dir,
     modelPath: path.join(dir, 'model.pt2'),

@@ -29,6 +29,8 @@ export class BuildEntity {
   /** Latest phase the compile driver reported (loading, compiling, verifying, ...). */
   @Column({ type: 'text', nullable: true }) phase!: string | null;
   @Column({ type: 'int', default: 0 }) attempt!: number;
+  /** The build worker running (or that ran) the latest attempt: its KILN_WORKER_ID (default `<pid>@<hostname>`). */
+  @Column({ name: 'worker_id', type: 'text', nullable: true }) workerId!: string | null;
   @Column({ name: 'error_code', type: 'text', nullable: true }) errorCode!: string | null;
   @Column({ name: 'error_message', type: 'text', nullable: true }) errorMessage!: string | null;
   /** Tail of the compile driver's log (the full log of a failed build is rarely longer than this). */
