@@ -28,8 +28,6 @@ usage() {
 
 pid_file() { printf '%s/%s.pid' "$KILN_RUN_DIR" "$1"; }
 log_file() { printf '%s/%s.log' "$KILN_LOG_DIR" "$1"; }
-# The log path as shown to people: relative to the repo when it lies inside it.
-show_path() { printf '%s' "${1#"$KILN_ROOT"/}"; }
 
 # Last lines a service wrote since it was started (so an old run's errors don't mislead).
 log_tail() {

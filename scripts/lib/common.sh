@@ -14,6 +14,8 @@ ok() { printf '%s✓%s %s\n' "$_c_grn" "$_c_off" "$*"; }
 note() { printf '%s·%s %s\n' "$_c_dim" "$_c_off" "$*"; }
 warn() { printf '%s!%s %s\n' "$_c_ylw" "$_c_off" "$*" >&2; }
 err() { printf '%serror:%s %s\n' "$_c_red" "$_c_off" "$*" >&2; }
+# A path as shown to people: relative to the repo when it lies inside it (setup.sh and stack.sh both print paths).
+show_path() { printf '%s' "${1#"$KILN_ROOT"/}"; }
 die() {
   err "$*"
   exit 1
