@@ -4,13 +4,12 @@
 // own tenant.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
 import { loadKilnConfig } from '@kiln/config';
-import { objectStorageFor } from '@kiln/core';
+import { freeLoopbackPort, objectStorageFor } from '@kiln/core';
 import { type ObjectStorage, objectKeys } from '@kiln/storage';
 import { APP_NODE_FLAGS, buildDist, distEntry } from '../../scripts/lib/build-dist.js';
 
@@ -63,17 +62,7 @@ function ensureDist(): Promise<unknown> {
 }
 
 /** A free TCP port on 127.0.0.1 (the kernel's pick; released before the caller binds it). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (!address || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
+export const freePort = freeLoopbackPort;
 
 /** A compiled child process of this test (an API or a build worker), with its output collected. */
 abstract class ServiceProcess {

@@ -1,7 +1,7 @@
-import { createServer } from 'node:net';
 import { Logger } from '@nestjs/common';
 import type { Logger as TemporalLogger, LogLevel, LogMetadata } from '@temporalio/common';
 import { Runtime } from '@temporalio/worker';
+import { freeLoopbackPort } from '@kiln/core';
 
 /**
  * Installs the Temporal SDK's runtime once, before anything creates it (the first NativeConnection or Worker would,
@@ -11,7 +11,7 @@ import { Runtime } from '@temporalio/worker';
  * poll and schedule-to-start latencies, activity execution latency...). Null without metrics.
  */
 export async function installTemporalRuntime(options: { metrics: boolean }): Promise<(() => Promise<string>) | null> {
-  const port = options.metrics ? await loopbackPort() : null;
+  const port = options.metrics ? await freeLoopbackPort() : null;
   Runtime.install({
     logger: new NestTemporalLogger(),
     ...(port
@@ -60,17 +60,4 @@ class NestTemporalLogger implements TemporalLogger {
   error(message: string, meta?: LogMetadata): void {
     this.log('ERROR', message, meta);
   }
-}
-
-/** A free port on 127.0.0.1 (released just before the runtime binds it). */
-async function loopbackPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (!address || typeof address === 'string') throw new Error('no loopback port');
-  return address.port;
 }

@@ -97,6 +97,13 @@ export const ErrorCode = {
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+const ERROR_CODES = new Set<string>(Object.values(ErrorCode));
+
+/** Whether a string from outside (a failure's type, a driver's error.json) is one of the contract's codes. */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && ERROR_CODES.has(code);
+}
+
 /** Build failures that will fail the same way on every retry: Temporal must not retry them. */
 export const NON_RETRYABLE_BUILD_ERRORS: readonly ErrorCode[] = [
   ErrorCode.UNSUPPORTED_OP,

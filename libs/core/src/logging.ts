@@ -33,6 +33,11 @@ function logFields(): Record<string, unknown> {
   return { ...logContext.getStore(), ...traced };
 }
 
+/** The message of an answered request's line: `GET /v1/models 200` (no query string: it may hold a token). */
+function requestLine(req: IncomingMessage, res: ServerResponse): string {
+  return `${req.method} ${req.url?.split('?')[0]} ${res.statusCode}`;
+}
+
 /** A caller's X-Request-Id is kept when it is a plain token; anything else gets a fresh id. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -87,10 +92,8 @@ export function kilnLoggerModule(service: 'kiln-api' | 'kiln-worker'): DynamicMo
             },
             // Health probes every few seconds would drown the rest.
             autoLogging: { ignore: (req: IncomingMessage) => req.url === '/v1/health' },
-            customSuccessMessage: (req: IncomingMessage, res: ServerResponse) =>
-              `${req.method} ${req.url?.split('?')[0]} ${res.statusCode}`,
-            customErrorMessage: (req: IncomingMessage, res: ServerResponse) =>
-              `${req.method} ${req.url?.split('?')[0]} ${res.statusCode}`,
+            customSuccessMessage: requestLine,
+            customErrorMessage: requestLine,
           },
           stream,
         ],

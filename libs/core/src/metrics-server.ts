@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer } from 'node:net';
 import type { Registry } from 'prom-client';
 
 /**
@@ -31,4 +31,17 @@ export async function startMetricsServer(
 
 export function boundPort(server: http.Server): number {
   return (server.address() as AddressInfo).port;
+}
+
+/** A free TCP port on 127.0.0.1 (the kernel's pick; released just before the caller binds it). */
+export async function freeLoopbackPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (!address || typeof address === 'string') throw new Error('no loopback port');
+  return address.port;
 }

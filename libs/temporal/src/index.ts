@@ -20,6 +20,16 @@ export * from '@kiln/workflows/scheduled-contracts';
 /** The workflow bundle entry, for Worker.create({ workflowsPath }) and bundleWorkflowCode. */
 export const WORKFLOWS_PATH = fileURLToPath(import.meta.resolve('@kiln/workflows'));
 
+/** DescribeTaskQueue of one activity task queue (its pollers; with reportStats, its backlog too). */
+function describeActivityQueue(client: Client, name: string, options: { reportStats?: boolean } = {}) {
+  return client.workflowService.describeTaskQueue({
+    namespace: client.options.namespace,
+    taskQueue: { name, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+    taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    ...options,
+  });
+}
+
 /**
  * Which of these activity task queues have had a poller recently (the server keeps pollers seen in the
  * last few minutes, matching.PollerHistoryTTL). Used to show "waiting for a worker" instead of a silent hang.
@@ -29,11 +39,7 @@ export const WORKFLOWS_PATH = fileURLToPath(import.meta.resolve('@kiln/workflows
 export async function queuesWithPollers(client: Client, taskQueues: string[]): Promise<Set<string>> {
   const answers = await Promise.all(
     taskQueues.map(async (name) => {
-      const res = await client.workflowService.describeTaskQueue({
-        namespace: client.options.namespace,
-        taskQueue: { name, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
-        taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-      });
+      const res = await describeActivityQueue(client, name);
       return [name, (res.pollers ?? []).length > 0] as const;
     }),
   );
@@ -47,12 +53,7 @@ export async function queuesWithPollers(client: Client, taskQueues: string[]): P
 export async function queueBacklogs(client: Client, taskQueues: string[]): Promise<Map<string, number>> {
   const answers = await Promise.all(
     taskQueues.map(async (name) => {
-      const res = await client.workflowService.describeTaskQueue({
-        namespace: client.options.namespace,
-        taskQueue: { name, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
-        taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-        reportStats: true,
-      });
+      const res = await describeActivityQueue(client, name, { reportStats: true });
       return [name, Number(res.stats?.approximateBacklogCount ?? 0)] as const;
     }),
   );

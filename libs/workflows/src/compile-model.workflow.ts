@@ -11,7 +11,7 @@ import {
   setHandler,
   TimeoutFailure,
 } from '@temporalio/workflow';
-import { ErrorCode, NON_RETRYABLE_BUILD_ERRORS } from '@kiln/contracts';
+import { ErrorCode, isErrorCode, NON_RETRYABLE_BUILD_ERRORS } from '@kiln/contracts';
 import type {
   BuildActivities,
   BuildModelGrant,
@@ -286,8 +286,4 @@ export function describeBuildFailure(err: unknown): { code: ErrorCode; message: 
   }
   const message = cause instanceof Error ? cause.message : String(cause);
   return { code: ErrorCode.INTERNAL, message };
-}
-
-function isErrorCode(type: string): type is ErrorCode {
-  return Object.values(ErrorCode).includes(type as ErrorCode);
 }

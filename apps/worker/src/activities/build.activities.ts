@@ -9,7 +9,7 @@ import { Client, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
-import { ErrorCode, KilnError } from '@kiln/contracts';
+import { ErrorCode, isErrorCode, KilnError } from '@kiln/contracts';
 import { BuildEntity } from '@kiln/database';
 import { findTarget, recipeHash } from '@kiln/targets';
 import { activeTracing, inSpan, traceparentOf } from '@kiln/tracing';
@@ -105,8 +105,13 @@ export class BuildActivitiesService implements BuildActivities {
         workerId: this.config.workerId,
       },
     );
-    let phase = 'downloading';
-    clock.enter(phase);
+    let phase = '';
+    // The heartbeat reports `phase`; the clock times each one.
+    const enterPhase = (next: string): void => {
+      phase = next;
+      clock.enter(next);
+    };
+    enterPhase('downloading');
     const heartbeat = setInterval(() => ctx.heartbeat({ phase }), HEARTBEAT_EVERY_MS);
     ctx.heartbeat({ phase });
     let gpu: GpuLease | null = null;
@@ -120,13 +125,11 @@ export class BuildActivitiesService implements BuildActivities {
       // for it, verifies and times on it, and sees no other (CUDA_VISIBLE_DEVICES).
       const gpuPool = this.host.gpuPoolFor(target.id);
       if (gpuPool && gpuPool.available === 0) {
-        phase = 'waiting for a GPU';
-        clock.enter(phase);
+        enterPhase('waiting for a GPU');
         ctx.heartbeat({ phase });
       }
       gpu = gpuPool ? await gpuPool.acquire(ctx.cancellationSignal) : null;
-      phase = 'downloading';
-      clock.enter(phase);
+      enterPhase('downloading');
       // Asked for only now (its URL lives an hour): after any wait for a GPU.
       const model = await this.askWorkflow<BuildModelGrant, BuildModelRequest>(BUILD_MODEL_UPDATE, {
         buildId: input.buildId,
@@ -146,7 +149,7 @@ export class BuildActivitiesService implements BuildActivities {
         // ever sees bytes with the sha256 and size recorded when the upload was validated.
         model: {
           write: async (dest) => {
-            phase = 'downloading';
+            enterPhase('downloading');
             try {
               await inSpan('download model', async (span) => {
                 span.setAttribute('kiln.model.bytes', model.size);
@@ -178,8 +181,7 @@ export class BuildActivitiesService implements BuildActivities {
         onPhaseEnd: (e) => phaseSpans?.ended(e),
         onProgress: (p) => {
           phaseSpans?.started(p);
-          phase = p.phase;
-          clock.enter(phase);
+          enterPhase(p.phase);
           ctx.heartbeat(p);
           // The driver may report often; the row changes only when the phase does (a handful of times a build).
           if (p.phase !== writtenPhase) {
@@ -218,8 +220,7 @@ export class BuildActivitiesService implements BuildActivities {
             details: [outcome.details ?? {}],
           });
         }
-        phase = 'uploading';
-        clock.enter(phase);
+        enterPhase('uploading');
         await this.builds.update({ id: input.buildId }, { phase });
         await inSpan('upload parts', async (span) => {
           span.setAttribute('kiln.artifact.parts', outcome.manifest.parts.length);
@@ -286,11 +287,9 @@ function tail(log: string): string {
   return log.length > LOG_TAIL_CHARS ? log.slice(-LOG_TAIL_CHARS) : log;
 }
 
-const KNOWN_CODES = new Set<string>(Object.values(ErrorCode));
-
 /** The error code of a failed attempt, for a metric label: the failure's own code when it is one of Kiln's. */
 function failureCode(err: unknown): string {
   if (err instanceof CancelledFailure) return ErrorCode.CANCELLED;
   const type = err instanceof ApplicationFailure ? err.type : err instanceof KilnError ? err.code : null;
-  return type && KNOWN_CODES.has(type) ? type : ErrorCode.INTERNAL;
+  return isErrorCode(type) ? type : ErrorCode.INTERNAL;
 }

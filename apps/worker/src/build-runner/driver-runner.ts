@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, lstat, open, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { type ArtifactManifest, ErrorCode } from '@kiln/contracts';
+import { type ArtifactManifest, ErrorCode, isErrorCode } from '@kiln/contracts';
 import type { CompileRecipe, TargetRequirement } from '@kiln/targets';
 import { checkManifest } from '../artifacts/manifest-check.js';
 import {
@@ -23,9 +23,6 @@ import { runSandboxed, type SandboxResult } from './sandbox-run.js';
  * Everything in out/ was written by untrusted code: it is read without following symlinks, size-capped,
  * and every part is re-hashed before anyone uploads it.
  */
-
-/** Codes the driver may report: any of the contract's (libs/contracts/src/error-codes.json marks the driver's own). */
-const DRIVER_ERROR_CODES = new Set<string>(Object.values(ErrorCode));
 
 /**
  * The job.json the driver reads (kiln_driver/job.py). Its JSON Schema is libs/contracts/src/schemas/
@@ -402,14 +399,15 @@ async function readErrorJson(
   if (!isObject(parsed) || typeof parsed.code !== 'string') throw new Error('error.json has no code');
   const details = isObject(parsed.details) ? parsed.details : {};
   const message = (typeof parsed.message === 'string' ? parsed.message : parsed.code).slice(0, MAX_MESSAGE_CHARS);
-  if (!DRIVER_ERROR_CODES.has(parsed.code)) {
+  // The driver may report any of the contract's codes (libs/contracts/src/error-codes.json marks its own).
+  if (!isErrorCode(parsed.code)) {
     return {
       code: ErrorCode.DRIVER_CRASHED,
       message: `the driver reported an unknown error code ${parsed.code.slice(0, 100)}: ${message}`,
       details: { ...details, driverCode: parsed.code.slice(0, 100) },
     };
   }
-  return { code: parsed.code as ErrorCode, message, details };
+  return { code: parsed.code, message, details };
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
