@@ -257,4 +257,33 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for the x86 targets this
     const blobs = keys.filter((k) => k.includes('/blobs/'));
     assert.equal(blobs.length, parts.size, 'each distinct part stored once');
   });
+
+  test('the same model, target and toolchain built again (another tenant, another job folder) gives the same bytes', async () => {
+    // Artifacts are cached per tenant, so a second tenant's compile is a second real build on this worker, in a
+    // job folder of another random name. The code part must not depend on it (issue 17, item 4): inductor writes
+    // its build folder into the generated C++, the kernel's file name and the .so, and torch writes a random
+    // serialization id into every package.
+    const target = served[0];
+    const other = await createTenant(app, 'pipeline-again');
+    const { versionId } = await uploadModel(app, other, 'mlp-again', await fixture('mlp.pt2'));
+    const created = await api(app)
+      .post(`/v1/versions/${versionId}/compilations`)
+      .set(other.auth)
+      .send({ targets: [target] })
+      .expect(201);
+    const done = await waitForCompilation(app, other, (created.body as CompilationBody).id);
+    assert.equal(done.builds[0].status, 'succeeded', `${done.builds[0].errorCode} ${done.builds[0].errorMessage}`);
+    const partsOf = async (who: TestTenant, version: string): Promise<ArtifactManifest['parts']> => {
+      const res = await api(app).get(`/v1/versions/${version}/artifacts`).set(who.auth).expect(200);
+      return (res.body as ArtifactBody[]).find((a) => a.targetId === target)!.parts;
+    };
+    const first = await partsOf(tenant, uploads.mlp.versionId);
+    const again = await partsOf(other, versionId);
+    const code = (parts: ArtifactManifest['parts']) => parts.find((p) => p.role === 'code')!;
+    assert.equal(code(again).sha256, code(first).sha256, 'the code part of a rebuild differs');
+    assert.deepEqual(
+      again.map((p) => [p.role, p.sha256, p.size]),
+      first.map((p) => [p.role, p.sha256, p.size]),
+    );
+  });
 });

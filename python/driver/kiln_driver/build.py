@@ -33,10 +33,47 @@ ERROR_FILE = "error.json"
 PARTS_DIR = "parts"
 
 
-def prepare_environment(work: Path) -> None:
+# The build folder at a fixed path (KILN_BUILD_DIR; the worker's sandbox shows the job's build folder there).
+# Inductor writes the folder's path into the generated C++ (comments, compile commands), into the kernel file's
+# name (a hash over its source) and, through -g1, into the shared object: compiled in a folder of the job's random
+# name, the same model, target and toolchain gave other code bytes on every build. At a fixed path they agree.
+BUILD_DIR_ENV = "KILN_BUILD_DIR"
+
+
+def fixed_build_dir() -> Path | None:
+    """The fixed build folder when the worker gives one, emptied: nothing of an earlier run may leak into this one."""
+    value = os.environ.get(BUILD_DIR_ENV)
+    if not value:
+        return None
+    root = Path(value)
+    if not root.is_absolute():
+        raise DriverError(ErrorCode.INTERNAL, f"{BUILD_DIR_ENV} must be an absolute path, got {value!r}")
+    root.mkdir(parents=True, exist_ok=True)
+    _empty_folder(root)
+    return root
+
+
+def _empty_folder(root: Path) -> None:
+    for child in root.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def prepare_environment(work: Path, build_root: Path | None = None) -> None:
     """Process-wide settings that must be in place before torch's inductor is imported."""
-    # A private compile cache per job (shared caches can be poisoned); the worker may already give one.
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(work / "inductor-cache"))
+    if build_root is not None:
+        # Every path inductor derives lands under the fixed folder: its cache, and TMPDIR, where it keeps the
+        # precompiled headers (tempfile reads TMPDIR once, so its cached value is reset too).
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(build_root / "inductor-cache")
+        tmp = build_root / "tmp"
+        tmp.mkdir(exist_ok=True)
+        os.environ["TMPDIR"] = str(tmp)
+        tempfile.tempdir = None
+    else:
+        # A private compile cache per job (shared caches can be poisoned); the worker may already give one.
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(work / "inductor-cache"))
     try:
         getpass.getuser()
     except (KeyError, OSError):
@@ -81,10 +118,16 @@ def run_build(
     if "traceparent" in job and events.traceparent is None:
         log.warning("ignoring the job's traceparent %r: not a W3C traceparent", job["traceparent"])
     recipe = job["recipe"]
+    build_root = fixed_build_dir()
     own_work = work_dir is None
-    work = Path(tempfile.mkdtemp(prefix="kiln-build-")) if work_dir is None else work_dir
+    if work_dir is not None:
+        work = work_dir
+    elif build_root is not None:
+        work = build_root / "work"
+    else:
+        work = Path(tempfile.mkdtemp(prefix="kiln-build-"))
     work.mkdir(parents=True, exist_ok=True)
-    prepare_environment(work)
+    prepare_environment(work, build_root)
     log.info(
         "job: target %s (recipe v%s, %s), cache key %s, model %s (%d bytes), work dir %s",
         job["targetId"],
@@ -103,6 +146,8 @@ def run_build(
     finally:
         if own_work:
             shutil.rmtree(work, ignore_errors=True)
+        if build_root is not None and work_dir is None:
+            _empty_folder(build_root)  # the cache and TMPDIR too: disk stays bounded after the job
 
 
 def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events) -> ArtifactManifest:

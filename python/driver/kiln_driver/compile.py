@@ -78,9 +78,11 @@ def inductor_configs_for(job: Job, compiler: Compiler) -> dict[str, Any]:
         )
     # The absolute path pins the compiler we checked and record; inductor otherwise takes $CXX.
     configs["cpp.cxx"] = (compiler.path,)
+    # What the code was built from, and nothing else: the tenant's cache key would make one tenant's build of a
+    # model differ from another's (reproducible code parts); the manifest binds the parts to the cache key.
     configs["aot_inductor.metadata"] = {
         "kiln_target": job["targetId"],
-        "kiln_cache_key": job["cacheKey"],
+        "kiln_model_content_hash": job["modelContentHash"],
         "kiln_recipe_hash": job["recipeHash"],
     }
     return configs

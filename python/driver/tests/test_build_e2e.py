@@ -141,7 +141,7 @@ def test_compiler_is_pinned_and_recorded(mlp_v3: DriverRun) -> None:
     assert configs["cpp.march"] == "x86-64-v3" and configs["cpp.dynamic_threads"] is True
     assert configs["aot_inductor.metadata"] == {
         "kiln_target": "linux-x86_64-v3",
-        "kiln_cache_key": "ef" * 32,
+        "kiln_model_content_hash": "cd" * 32,
         "kiln_recipe_hash": "ab" * 32,
     }
     assert tc["cudaRuntime"] is None and tc["torch"] == torch.__version__

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 from pathlib import Path
 
@@ -164,3 +165,36 @@ def test_resolve_compiler() -> None:
     with pytest.raises(DriverError) as info:
         resolve_compiler("kiln-no-such-compiler")
     assert info.value.code == "TOOLCHAIN_MISMATCH" and info.value.exit_code == 1
+
+
+def test_fixed_build_dir_is_emptied_and_holds_every_path_inductor_derives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from kiln_driver.build import fixed_build_dir, prepare_environment
+
+    root = tmp_path / "kiln-build"
+    (root / "inductor-cache" / "old").mkdir(parents=True)
+    (root / "left-over.txt").write_text("from an earlier run")
+    monkeypatch.setenv("KILN_BUILD_DIR", str(root))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "job-random" / "cache"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "job-random" / "tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    assert fixed_build_dir() == root
+    assert list(root.iterdir()) == []  # nothing of an earlier run leaks into this one
+    prepare_environment(root / "work", root)
+    # The worker's per-job (random) paths are replaced, not kept: they would end up in the code.
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(root / "inductor-cache")
+    assert os.environ["TMPDIR"] == str(root / "tmp")
+    assert tempfile.gettempdir() == str(root / "tmp")
+
+
+def test_fixed_build_dir_must_be_absolute(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kiln_driver.build import fixed_build_dir
+
+    monkeypatch.setenv("KILN_BUILD_DIR", "relative/build")
+    with pytest.raises(DriverError, match="absolute"):
+        fixed_build_dir()
+    monkeypatch.delenv("KILN_BUILD_DIR")
+    assert fixed_build_dir() is None

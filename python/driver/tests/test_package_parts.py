@@ -104,3 +104,31 @@ def test_assemble_refuses_duplicate_entry(package: Path, tmp_path: Path) -> None
     blob.write_bytes(b"x")
     with pytest.raises(ValueError):
         assemble_package(package, [(BLOB, blob)], tmp_path / "dup.pt2")
+
+
+def _package_with_id(path: Path, serialization_id: bytes, code: bytes = b"// generated\n") -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("pkg/.data/serialization_id", serialization_id)
+        z.writestr("pkg/data/aotinductor/model/abc.wrapper.cpp", code)
+        z.writestr(BLOB, ENTRIES[BLOB])
+    return path
+
+
+def test_code_part_does_not_keep_the_random_serialization_id(tmp_path: Path) -> None:
+    # torch writes a random id into every archive: two packages of the same code must still give one code part.
+    first = _package_with_id(tmp_path / "a.pt2", b"0098880382596023554004666452829000432645")
+    second = _package_with_id(tmp_path / "b.pt2", b"1843672599864223690310918404973234395947")
+    code_a, _ = split_package(first, tmp_path / "parts-a")
+    code_b, _ = split_package(second, tmp_path / "parts-b")
+    assert code_a.sha256 == code_b.sha256
+    with zipfile.ZipFile(code_a.path) as z:
+        new_id = z.read("pkg/.data/serialization_id")
+    assert len(new_id) == 40 and new_id.isdigit()  # torch's form, so its reader takes it as before
+    assert new_id not in (b"0098880382596023554004666452829000432645", b"1843672599864223690310918404973234395947")
+
+
+def test_serialization_id_follows_the_code(tmp_path: Path) -> None:
+    code_a, _ = split_package(_package_with_id(tmp_path / "a.pt2", b"1" * 40, b"// one\n"), tmp_path / "pa")
+    code_b, _ = split_package(_package_with_id(tmp_path / "b.pt2", b"1" * 40, b"// two\n"), tmp_path / "pb")
+    with zipfile.ZipFile(code_a.path) as za, zipfile.ZipFile(code_b.path) as zb:
+        assert za.read("pkg/.data/serialization_id") != zb.read("pkg/.data/serialization_id")

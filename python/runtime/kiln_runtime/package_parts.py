@@ -16,6 +16,7 @@ itself, so torch's own readers can map them.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import struct
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import IO
 
 WEIGHTS_BLOB_SUFFIX = "_weights.blob"
+# torch.export / AOTInductor archives hold one per package, under the archive's root folder.
+SERIALIZATION_ID_ENTRY = ".data/serialization_id"
 ALIGNMENT = 64
 # Extra-field id for alignment padding (the one Android's zipalign uses); readers skip unknown ids.
 _PADDING_EXTRA_ID = 0xD935
@@ -106,12 +109,40 @@ def _store_part(tmp: Path, parts_dir: Path, role: str, entry: str | None = None)
     return PartFile(role=role, sha256=sha, size=size, path=final, entry=entry)
 
 
+def is_serialization_id_entry(name: str) -> bool:
+    return name == SERIALIZATION_ID_ENTRY or name.endswith("/" + SERIALIZATION_ID_ENTRY)
+
+
+def content_serialization_id(zin: zipfile.ZipFile) -> bytes:
+    """A serialization id derived from the code entries (names and bytes), in torch's form: 40 decimal digits.
+
+    torch's archive writer puts a random id in every package (read back only for logging); kept, it made two
+    builds of the same model, target and toolchain differ in their code part. Derived from the content, the
+    same code gives the same id, and other code another one, as a fresh id would.
+    """
+    digest = hashlib.sha256()
+    for info in zin.infolist():
+        if info.is_dir() or is_weights_entry(info.filename) or is_serialization_id_entry(info.filename):
+            continue
+        name = info.filename.encode("utf-8")
+        digest.update(struct.pack("<QQ", len(name), info.file_size) + name)
+        with zin.open(info) as src:
+            while chunk := src.read(_COPY_CHUNK):
+                digest.update(chunk)
+    return str(int.from_bytes(digest.digest(), "big") % 10**40).zfill(40).encode("ascii")
+
+
 def split_package(package: Path, parts_dir: Path) -> list[PartFile]:
-    """Write the package's parts into `parts_dir/<sha256>`; returns the code part first, then the weights."""
+    """Write the package's parts into `parts_dir/<sha256>`; returns the code part first, then the weights.
+
+    The code part is a function of the code alone: entries keep their order and timestamps, and the archive's
+    random serialization id is replaced by one derived from the code (content_serialization_id).
+    """
     parts_dir.mkdir(parents=True, exist_ok=True)
     weights: list[PartFile] = []
     code_tmp = parts_dir / ".code.tmp"
     with zipfile.ZipFile(package) as zin, zipfile.ZipFile(code_tmp, "w", zipfile.ZIP_STORED) as zout:
+        serialization_id = content_serialization_id(zin)
         for info in zin.infolist():
             if info.is_dir():
                 continue
@@ -120,6 +151,10 @@ def split_package(package: Path, parts_dir: Path) -> list[PartFile]:
                 with zin.open(info) as src, blob_tmp.open("wb") as dst:
                     shutil.copyfileobj(src, dst, _COPY_CHUNK)
                 weights.append(_store_part(blob_tmp, parts_dir, "weights", entry=info.filename))
+            elif is_serialization_id_entry(info.filename):
+                write_stored_entry(
+                    zout, info.filename, io.BytesIO(serialization_id), len(serialization_id), info.date_time
+                )
             else:
                 copy_entry(zin, info, zout)
     code = _store_part(code_tmp, parts_dir, "code")

@@ -126,7 +126,7 @@ describe('runCompileDriver', () => {
     const saw = (manifest as unknown as { fakeDriverSaw: { uid: number; env: string[]; sysPath0: string } })
       .fakeDriverSaw;
     assert.equal(saw.uid, host.account!.uid);
-    for (const key of ['TMPDIR', 'HOME', 'TORCHINDUCTOR_CACHE_DIR', 'PYTHONNOUSERSITE', 'PYTHONSAFEPATH']) {
+    for (const key of ['TMPDIR', 'HOME', 'KILN_BUILD_DIR', 'PYTHONNOUSERSITE', 'PYTHONSAFEPATH']) {
       assert.ok(saw.env.includes(key), key);
     }
     assert.ok(!saw.env.includes('S3_SECRET_ACCESS_KEY'));

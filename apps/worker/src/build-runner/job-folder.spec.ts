@@ -24,9 +24,10 @@ describe('job folders', () => {
     assert.equal((await stat(jobs)).mode & 0o777, 0o711);
     assert.equal((await stat(folder.dir)).mode & 0o777, 0o711);
     assert.equal(folder.modelPath, path.join(folder.dir, 'model.pt2'));
+    assert.ok(folder.writable.includes(folder.buildDir));
     assert.deepEqual(
       folder.writable.map((w) => path.basename(w)),
-      ['tmp', 'cache', 'home', 'out'],
+      ['tmp', 'home', 'out', 'build'],
     );
     await folder.remove();
     assert.equal(existsSync(folder.dir), false);

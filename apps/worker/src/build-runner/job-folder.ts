@@ -53,11 +53,14 @@ export interface JobFolder {
   outDir: string;
   /** The folders the job may write. */
   writable: string[];
+  /** Where the driver compiles (SandboxRequest.buildDir): the job sees it at a fixed path. */
+  buildDir: string;
   /** Removes the folder (idempotent). */
   remove: () => Promise<void>;
 }
 
-const SUBFOLDERS = ['tmp', 'cache', 'home', 'out'] as const;
+// build: the driver's work folder and inductor cache (shown at a fixed path: SandboxRequest.buildDir).
+const SUBFOLDERS = ['tmp', 'home', 'out', 'build'] as const;
 const OWNER_FILE = '.worker-pid';
 
 /**
@@ -106,6 +109,7 @@ export async function createJobFolder(workRoot: string): Promise<JobFolder> {
     jobPath: path.join(dir, 'job.json'),
     outDir: path.join(dir, 'out'),
     writable: SUBFOLDERS.map((s) => path.join(dir, s)),
+    buildDir: path.join(dir, 'build'),
     remove: () => rm(dir, { recursive: true, force: true }),
   };
 }
@@ -136,7 +140,6 @@ export async function jobSandboxRequest(
   const env: Record<string, string> = {
     TMPDIR: path.join(folder.dir, 'tmp'),
     HOME: path.join(folder.dir, 'home'),
-    TORCHINDUCTOR_CACHE_DIR: path.join(folder.dir, 'cache'),
     PYTHONNOUSERSITE: '1',
     // -m must not import modules from the job folder (cwd) before the installed driver.
     PYTHONSAFEPATH: '1',
@@ -162,6 +165,7 @@ export async function jobSandboxRequest(
       ...(settings.readOnly ?? []),
     ],
     writable: folder.writable,
+    buildDir: folder.buildDir,
     devices: settings.devices,
     protectedPaths: settings.protectedPaths,
     insecureLocal: settings.insecureLocal,

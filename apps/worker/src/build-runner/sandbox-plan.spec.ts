@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import {
   missingWalls,
   planSandbox,
+  SANDBOX_BUILD_DIR,
   SANDBOX_WALLS,
   type SandboxRequest,
   SandboxUnavailableError,
@@ -211,6 +212,35 @@ describe('planSandbox (enforced)', () => {
     // A toolchain folder below a protected one's parent is fine (the venv under KILN_HOME).
     assert.doesNotThrow(() => planSandbox(request({ readOnly: ['/srv/kiln/venv'] }), FULL));
   });
+
+  it('shows the build folder at one fixed path in every job (reproducible code parts), after the fresh /tmp', () => {
+    const writable = ['tmp', 'cache', 'home', 'out', 'build'].map((d) => `${JOB}/${d}`);
+    const plan = planSandbox(request({ writable, buildDir: `${JOB}/build` }), FULL);
+    assert.equal(plan.env.KILN_BUILD_DIR, SANDBOX_BUILD_DIR);
+    assert.ok(pairs(plan.argv, '--bind').some(([from, to]) => from === `${JOB}/build` && to === SANDBOX_BUILD_DIR));
+    // A bind made before `--tmpfs /tmp` would be hidden by it.
+    const bindAt = plan.argv.findIndex((a, i) => a === '--bind' && plan.argv[i + 2] === SANDBOX_BUILD_DIR);
+    assert.ok(bindAt > plan.argv.findIndex((a, i) => a === '--tmpfs' && plan.argv[i + 1] === '/tmp'));
+    // Another job's plan names the same path inside, its own folder outside.
+    const other = '/srv/kiln/work/jobs/job-zzz999';
+    const second = planSandbox(
+      request({
+        jobDir: other,
+        cwd: other,
+        writable: writable.map((w) => w.replace(JOB, other)),
+        buildDir: `${other}/build`,
+      }),
+      FULL,
+    );
+    assert.equal(second.env.KILN_BUILD_DIR, plan.env.KILN_BUILD_DIR);
+    assert.ok(pairs(second.argv, '--bind').some(([from, to]) => from === `${other}/build` && to === SANDBOX_BUILD_DIR));
+    // Only a folder the job may write anyway: never a way to bind something else of the host.
+    assert.throws(
+      () => planSandbox(request({ buildDir: '/srv/kiln/data' }), FULL),
+      /build folder \/srv\/kiln\/data is not one of the job's writable folders/,
+    );
+    assert.throws(() => planSandbox(request({ buildDir: JOB }), FULL), /is not one of the job's writable folders/);
+  });
 });
 
 describe('planSandbox (walls missing)', () => {
@@ -246,6 +276,13 @@ describe('planSandbox (walls missing)', () => {
     ]);
     assert.equal(plan.record.network, 'host', 'the record does not claim what the self-test disproved');
     assert.equal(plan.record.filesystem, 'allowlist');
+  });
+
+  it('without bubblewrap shows the build folder at its host path (nothing to bind it elsewhere)', () => {
+    const writable = ['tmp', 'build'].map((d) => `${JOB}/${d}`);
+    const plan = planSandbox(request({ writable, buildDir: `${JOB}/build`, insecureLocal: true }), weak);
+    assert.equal(plan.env.KILN_BUILD_DIR, `${JOB}/build`);
+    assert.ok(!plan.argv.includes(SANDBOX_BUILD_DIR));
   });
 
   it('with KILN_SANDBOX=insecure-local keeps what the host has and records what is missing', () => {

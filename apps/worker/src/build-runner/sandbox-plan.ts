@@ -29,6 +29,9 @@ import { isWithin, minimalRoots } from './sandbox-view.js';
  * keeps uid 0 and the full bounding set (tried on this host; docs/decisions.md).
  */
 
+/** Where a job sees its build folder (SandboxRequest.buildDir): the same path in every job, on every host. */
+export const SANDBOX_BUILD_DIR = '/tmp/kiln-build';
+
 export const SANDBOX_WALLS = [
   'network',
   'pid-namespace',
@@ -77,6 +80,12 @@ export interface SandboxRequest {
   readOnly: string[];
   /** Host folders shown writable at the same path: the job's own scratch and output folders. */
   writable: string[];
+  /**
+   * One of the writable folders (or inside one), also shown writable at the fixed path SANDBOX_BUILD_DIR and named to the job
+   * by KILN_BUILD_DIR: the driver compiles there, so the code never embeds the job folder's random name
+   * (reproducible code parts). Without bubblewrap (insecure-local only) the job sees it at its host path.
+   */
+  buildDir?: string;
   /** Device nodes shown as they are (the GPU's /dev/nvidia*); /dev is otherwise a minimal fresh one. */
   devices?: string[];
   /** Host paths that must never be inside the view (keys, data, `.env`, …): a view containing one is refused. */
@@ -200,13 +209,21 @@ export function planSandbox(req: SandboxRequest, host: SandboxHost): SandboxPlan
   for (const w of writable) {
     if (!isWithin(w, jobDir)) throw new Error(`writable folder ${w} is outside the job folder ${jobDir}`);
   }
+  const useBwrap = host.tools.bwrap !== null && host.bwrapWorks;
+  const buildDir = req.buildDir === undefined ? undefined : path.resolve(req.buildDir);
+  if (buildDir !== undefined) {
+    // One of the writable folders: the job's own, created and handed to the job's user like them.
+    if (!writable.some((w) => isWithin(buildDir, w))) {
+      throw new Error(`build folder ${buildDir} is not one of the job's writable folders`);
+    }
+    env.KILN_BUILD_DIR = useBwrap ? SANDBOX_BUILD_DIR : buildDir;
+  }
   for (const key of ['HOME', 'TMPDIR', 'TORCHINDUCTOR_CACHE_DIR']) {
     if (env[key] !== undefined && !writable.some((w) => isWithin(path.resolve(env[key]), w))) {
       notes.push(`${key}=${env[key]} is not writable inside the sandbox`);
     }
   }
 
-  const useBwrap = host.tools.bwrap !== null && host.bwrapWorks;
   const drop = host.account !== null && host.tools.setpriv !== null;
   const cg = host.cgroups;
   const pidsAvailable = cg ? (cg.version === 1 ? cg.pids !== null : cg.controllers.includes('pids')) : false;
@@ -233,6 +250,8 @@ export function planSandbox(req: SandboxRequest, host: SandboxHost): SandboxPlan
     argv.push('--ro-bind', path.join(etc, 'passwd'), '/etc/passwd', '--ro-bind', path.join(etc, 'group'), '/etc/group');
     for (const p of readOnly) argv.push('--ro-bind', p, p);
     for (const p of writable) argv.push('--bind', p, p);
+    // Inside the fresh /tmp, so the mount point is the job's own and nothing else shows there.
+    if (buildDir !== undefined) argv.push('--bind', buildDir, SANDBOX_BUILD_DIR);
     // The skeleton folders bubblewrap made for the binds above stay read-only: nothing to write outside the job's.
     argv.push('--remount-ro', '/', '--chdir', cwd, '--');
   }
