@@ -1,8 +1,9 @@
 """Verification and timing, in a fresh process.
 
 The parent never loads the compiled `.so`: a crash while loading or running it must not take the driver
-down, and a fresh process is what a device will do. The parent writes a request file and runs
-`python -m kiln_driver verify --request FILE` (same interpreter, same environment, so the same sandbox).
+down, and a fresh process is what a device will do. The parent starts `python -m kiln_driver verify --request -`
+(same interpreter, same environment, so the same sandbox) while the compile runs; the child imports torch and
+waits; once the parts exist, the parent writes a request file and sends its path on the child's stdin.
 The child assembles the package from the parts files exactly as a device does, loads it with
 AOTI_RUNTIME_CHECK_INPUTS=1, compares it with the portable graph on every planned input set, times both,
 and writes JSON lines to its stdout: `phase` events (forwarded), `step` markers (where it was if it
@@ -368,8 +369,25 @@ def mismatch_message(problems: list[str], kinds: list[str], precision: str, atol
     )
 
 
+# What the child would import first thing: done while it waits for its request, so that a verifier started
+# before the compile (Verifier.start) spends the compile's time, not the build's, on it.
+def _warm_up() -> None:
+    import torch._inductor.package  # noqa: F401 (imports torch itself)
+    from torch.export.pt2_archive._package import load_pt2  # noqa: F401
+
+
 def run_child(request_path: Path, events: Events) -> int:
-    """Entry point of `python -m kiln_driver verify`. Exit 0 with a result line, whatever the outcome."""
+    """Entry point of `python -m kiln_driver verify`. Exit 0 with a result line, whatever the outcome.
+
+    `--request -`: import what verifying needs, then read the request file's path from stdin (a verifier started
+    before its artifact exists). An empty stdin means the build ended without one: exit quietly.
+    """
+    if str(request_path) == "-":
+        _warm_up()
+        line = sys.stdin.readline().strip()
+        if not line:
+            return 0
+        request_path = Path(line)
     request: VerifyRequest = json.loads(request_path.read_text(encoding="utf-8"))
     try:
         result = _Child(events, request).run()
@@ -399,16 +417,67 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+class Verifier:
+    """The verifier's fresh process, which loads nothing of the artifact before its request comes.
+
+    `start()` before the compile: the child imports torch while the compiler runs, off the build's critical path
+    (bench/verifier-start.py measures it), and waits on stdin. `run()` writes the request
+    and hands the child its path (starting the child then, if `start()` was not called), then reads its events.
+    `close()` kills a child that is still there: a build that fails or is cancelled before verifying leaves none.
+    """
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        if self._proc is not None:
+            return
+        cmd = [sys.executable, "-m", "kiln_driver", "verify", "--request", "-"]
+        log.info("verifier: %s (waiting for its request)", " ".join(cmd))
+        # The environment as it is now: prepare_environment has run (TMPDIR, the inductor cache).
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=_child_env(), text=True
+        )
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def run(
+        self, request: VerifyRequest, request_path: Path, events: Events
+    ) -> tuple[VerificationResult, TimingResult]:
+        request_path.write_text(json.dumps(request), encoding="utf-8")
+        self.start()
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(f"{request_path}\n")
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it died while waiting: reported below like any other death
+        return _read_result(proc, events)
+
+
 def verify_in_fresh_process(
     request: VerifyRequest, request_path: Path, events: Events
 ) -> tuple[VerificationResult, TimingResult]:
-    request_path.write_text(json.dumps(request), encoding="utf-8")
-    cmd = [sys.executable, "-m", "kiln_driver", "verify", "--request", str(request_path)]
-    log.info("verifier: %s", " ".join(cmd))
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, env=_child_env(), text=True)
+    """A verifier started now, for its one request."""
+    with Verifier() as verifier:
+        return verifier.run(request, request_path, events)
+
+
+def _read_result(proc: subprocess.Popen[str], events: Events) -> tuple[VerificationResult, TimingResult]:
+    assert proc.stdout is not None
     result: dict[str, Any] | None = None
     last_step = "start"
-    assert proc.stdout is not None
     try:
         for line in proc.stdout:
             try:
