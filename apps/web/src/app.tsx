@@ -1,4 +1,7 @@
+import { QueryClientProvider } from '@tanstack/react-query';
+import { type ReactNode, useState } from 'react';
 import { BrowserRouter, Link, Navigate, Route, Routes, useLocation } from 'react-router';
+import { createQueryClient } from './api/queries.js';
 import { SessionProvider, useSession } from './api/session.js';
 import { AppLayout, PageHeader, useDocumentTitle } from './components/layout.js';
 import { EmptyState } from './components/ui.js';
@@ -19,28 +22,41 @@ import { WebhooksPage } from './pages/webhooks.js';
 export function App() {
   return (
     <SessionProvider>
-      <BrowserRouter>
-        <Routes>
-          <Route path="/sign-in" element={<SignInPage />} />
-          <Route element={<RequireSession />}>
-            <Route index element={<ModelsPage />} />
-            <Route path="models/:modelId" element={<ModelPage />} />
-            <Route path="models/:modelId/channels" element={<ChannelsPage />} />
-            <Route path="models/:modelId/channels/:channel/fleet" element={<FleetPage />} />
-            <Route path="versions/:versionId" element={<VersionPage />} />
-            <Route path="versions/:versionId/artifacts" element={<ArtifactsPage />} />
-            <Route path="compilations/:compilationId" element={<CompilationPage />} />
-            <Route path="playground" element={<PlaygroundPage />} />
-            <Route path="keys" element={<KeysPage />} />
-            <Route path="audit" element={<AuditPage />} />
-            <Route path="retention" element={<RetentionPage />} />
-            <Route path="webhooks" element={<WebhooksPage />} />
-            <Route path="*" element={<NotFoundPage />} />
-          </Route>
-        </Routes>
-      </BrowserRouter>
+      <SessionQueryCache>
+        <BrowserRouter>
+          <Routes>
+            <Route path="/sign-in" element={<SignInPage />} />
+            <Route element={<RequireSession />}>
+              <Route index element={<ModelsPage />} />
+              <Route path="models/:modelId" element={<ModelPage />} />
+              <Route path="models/:modelId/channels" element={<ChannelsPage />} />
+              <Route path="models/:modelId/channels/:channel/fleet" element={<FleetPage />} />
+              <Route path="versions/:versionId" element={<VersionPage />} />
+              <Route path="versions/:versionId/artifacts" element={<ArtifactsPage />} />
+              <Route path="compilations/:compilationId" element={<CompilationPage />} />
+              <Route path="playground" element={<PlaygroundPage />} />
+              <Route path="keys" element={<KeysPage />} />
+              <Route path="audit" element={<AuditPage />} />
+              <Route path="retention" element={<RetentionPage />} />
+              <Route path="webhooks" element={<WebhooksPage />} />
+              <Route path="*" element={<NotFoundPage />} />
+            </Route>
+          </Routes>
+        </BrowserRouter>
+      </SessionQueryCache>
     </SessionProvider>
   );
+}
+
+/**
+ * One query cache per signed-in key: answers given to one key (another tenant, another role) are never shown to the
+ * next, and signing out drops them.
+ */
+function SessionQueryCache({ children }: { children: ReactNode }) {
+  const { api } = useSession();
+  const [cache, setCache] = useState(() => ({ api, client: createQueryClient() }));
+  if (cache.api !== api) setCache({ api, client: createQueryClient() });
+  return <QueryClientProvider client={cache.client}>{children}</QueryClientProvider>;
 }
 
 /** Signed-in pages; anyone else goes to the sign-in page and comes back after. */

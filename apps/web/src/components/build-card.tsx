@@ -1,7 +1,9 @@
+import { useQuery } from '@tanstack/react-query';
 import { useEffect, useId, useRef, useState } from 'react';
 import { Link } from 'react-router';
+import { buildLogQuery } from '../api/queries.js';
 import { useApi } from '../api/session.js';
-import type { Build, BuildLog } from '../api/types.js';
+import type { Build } from '../api/types.js';
 import { formatBytes, formatDuration, formatError, formatSpeedup } from '../lib/format.js';
 import { BUILD_PHASES, buildStatusInfo, phaseIndex, phaseLabel } from '../lib/status.js';
 import { LogIcon } from './icons.js';
@@ -165,43 +167,32 @@ function BuildLogPanel({
   live: boolean;
 }) {
   const api = useApi();
-  const [log, setLog] = useState<string | null>(null);
-  const [error, setError] = useState<string | null>(null);
   const pre = useRef<HTMLPreElement>(null);
-
+  // A running build's log grows: ask again every 3 s while it is live.
+  const query = useQuery({ ...buildLogQuery(api, compilationId, targetId), refetchInterval: live ? 3000 : false });
+  const { refetch } = query;
+  // The build just ended: its last lines came after the last poll.
+  const wasLive = useRef(live);
   useEffect(() => {
-    let stopped = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const controller = new AbortController();
-    const load = async (): Promise<void> => {
-      try {
-        const res = await api.get<BuildLog>(
-          `/v1/compilations/${compilationId}/builds/${encodeURIComponent(targetId)}/log`,
-          { signal: controller.signal },
-        );
-        if (stopped) return;
-        const el = pre.current;
-        const atEnd = !el || el.scrollHeight - el.scrollTop - el.clientHeight < 24;
-        setLog(res.log);
-        setError(null);
-        if (atEnd) requestAnimationFrame(() => pre.current && (pre.current.scrollTop = pre.current.scrollHeight));
-      } catch (err) {
-        if (!stopped) setError(err instanceof Error ? err.message : String(err));
-      }
-      if (live && !stopped) timer = setTimeout(() => void load(), 3000);
-    };
-    void load();
-    return () => {
-      stopped = true;
-      clearTimeout(timer);
-      controller.abort();
-    };
-  }, [api, compilationId, targetId, live]);
+    if (wasLive.current && !live) void refetch();
+    wasLive.current = live;
+  }, [live, refetch]);
+  const log = query.data?.log ?? null;
+  const error = query.error?.message ?? null;
+  // Keep following the end of the log when the reader was there; leave them where they scrolled otherwise.
+  const atEnd = useRef(true);
+  useEffect(() => {
+    if (atEnd.current && pre.current) pre.current.scrollTop = pre.current.scrollHeight;
+  }, [log]);
+  const onScroll = (): void => {
+    const el = pre.current;
+    if (el) atEnd.current = el.scrollHeight - el.scrollTop - el.clientHeight < 24;
+  };
 
   return (
     <div id={id} className="log-panel">
       {error && <p className="field-error">{error}</p>}
-      <pre ref={pre} className="log" tabIndex={0} aria-label={`Build log of ${targetId}`}>
+      <pre ref={pre} className="log" tabIndex={0} aria-label={`Build log of ${targetId}`} onScroll={onScroll}>
         {log === null ? 'Loading the log…' : log.length === 0 ? 'Nothing logged yet.' : log}
       </pre>
     </div>

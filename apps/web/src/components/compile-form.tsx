@@ -1,9 +1,9 @@
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useEffect, useId, useState } from 'react';
 import { useNavigate } from 'react-router';
-import { ApiError, toApiError } from '../api/client.js';
+import { queryKeys, targetsQuery } from '../api/queries.js';
 import { useApi } from '../api/session.js';
-import type { Compilation, Target } from '../api/types.js';
-import { useResource } from '../api/use-resource.js';
+import type { Compilation } from '../api/types.js';
 import { randomId } from '../upload/sha256.js';
 import { AlertIcon, CpuIcon, RefreshIcon } from './icons.js';
 import { ErrorCallout, LoadingBlock } from './ui.js';
@@ -15,10 +15,9 @@ import { ErrorCallout, LoadingBlock } from './ui.js';
 export function CompileForm({ versionId }: { versionId: string }) {
   const api = useApi();
   const navigate = useNavigate();
-  const targets = useResource((signal) => api.get<Target[]>('/v1/targets', { signal }), [api]);
+  const queryClient = useQueryClient();
+  const targets = useQuery(targetsQuery(api));
   const [picked, setPicked] = useState<Set<string> | null>(null);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
   const legendId = useId();
 
   // Default: every target a worker serves right now.
@@ -34,35 +33,39 @@ export function CompileForm({ versionId }: { versionId: string }) {
     setPicked(next);
   };
 
-  const submit = async (e: FormEvent): Promise<void> => {
+  const startCompilation = useMutation({
+    mutationFn: (targetIds: string[]) =>
+      api.post<Compilation>(
+        `/v1/versions/${versionId}/compilations`,
+        { targets: targetIds },
+        { headers: { 'Idempotency-Key': `web-${randomId()}` } },
+      ),
+    onSuccess: (compilation) => {
+      void queryClient.invalidateQueries({ queryKey: queryKeys.compilationLists() });
+      void navigate(`/compilations/${compilation.id}`);
+    },
+  });
+  // Still busy after success: the page is leaving for the compilation.
+  const busy = startCompilation.isPending || startCompilation.isSuccess;
+  const error = startCompilation.error;
+
+  const submit = (e: FormEvent): void => {
     e.preventDefault();
     if (!picked || picked.size === 0 || !targets.data) return;
-    setBusy(true);
-    setError(null);
-    try {
-      // Catalog order, so the compilation page lists targets the way this form did.
-      const ids = targets.data.map((t) => t.id).filter((id) => picked.has(id));
-      const compilation = await api.post<Compilation>(
-        `/v1/versions/${versionId}/compilations`,
-        { targets: ids },
-        { headers: { 'Idempotency-Key': `web-${randomId()}` } },
-      );
-      void navigate(`/compilations/${compilation.id}`);
-    } catch (err) {
-      setError(toApiError(err));
-      setBusy(false);
-    }
+    // Catalog order, so the compilation page lists targets the way this form did.
+    startCompilation.mutate(targets.data.map((t) => t.id).filter((id) => picked.has(id)));
   };
+  const refetchTargets = (): void => void targets.refetch();
 
   if (targets.error)
-    return <ErrorCallout error={targets.error} title="Could not load the targets" onRetry={targets.reload} />;
+    return <ErrorCallout error={targets.error} title="Could not load the targets" onRetry={refetchTargets} />;
   if (!targets.data || picked === null) return <LoadingBlock lines={4} height={44} label="Loading targets" />;
 
   const offlinePicked = targets.data.filter((t) => picked.has(t.id) && !t.workerOnline);
   const onlineCount = targets.data.filter((t) => t.workerOnline).length;
 
   return (
-    <form onSubmit={(e) => void submit(e)} className="compile-form">
+    <form onSubmit={submit} className="compile-form">
       <fieldset className="fieldset">
         <legend id={legendId} className="sr-only">
           Targets to compile for
@@ -115,7 +118,7 @@ export function CompileForm({ versionId }: { versionId: string }) {
         <button
           type="button"
           className="btn btn-ghost btn-sm"
-          onClick={targets.reload}
+          onClick={refetchTargets}
           title="Check which workers are online"
         >
           <RefreshIcon size={15} /> Refresh workers

@@ -1,5 +1,7 @@
+import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useEffect, useState } from 'react';
 import { ApiError, type ApiClient } from '../api/client.js';
+import { compilationQuery } from '../api/queries.js';
 import type { Compilation, EventsToken } from '../api/types.js';
 import { isTerminalCompilation } from '../lib/status.js';
 
@@ -17,38 +19,66 @@ export interface LiveCompilation {
   compilation: Compilation | undefined;
   error: ApiError | null;
   mode: LiveMode;
-  /** Replace the state after a mutation (cancel) answered with the new compilation. */
-  update: (c: Compilation) => void;
+}
+
+/** What the watch of one compilation has learnt about its transport; starts over for another compilation. */
+interface Watch {
+  compilationId: string;
+  transport: 'stream' | 'polling';
+  streamOpen: boolean;
+  /** The server said the stream is over (`end`): the compilation is final. */
+  ended: boolean;
+  /** The compilation went away while watched. */
+  problem: ApiError | null;
+}
+
+function newWatch(compilationId: string): Watch {
+  return {
+    compilationId,
+    transport: typeof EventSource === 'undefined' ? 'polling' : 'stream',
+    streamOpen: false,
+    ended: false,
+    problem: null,
+  };
 }
 
 /**
- * A compilation kept current: first over server-sent events (GET /v1/compilations/:id/events, opened with
- * a short-lived token, since EventSource cannot send the API key header), and by polling GET
- * /v1/compilations/:id when events are not available.
+ * A compilation kept current in the query cache (one copy, which every other reader of the compilation sees): first
+ * a plain GET /v1/compilations/:id (fast, and it tells a 404 apart), then server-sent events
+ * (GET /v1/compilations/:id/events, opened with a short-lived token, since EventSource cannot send the API key
+ * header) written into the cache as they come, and polling of the GET when events are not available.
  */
 export function useLiveCompilation(api: ApiClient, compilationId: string): LiveCompilation {
-  const [compilation, setCompilation] = useState<Compilation | undefined>(undefined);
-  const [error, setError] = useState<ApiError | null>(null);
-  const [mode, setMode] = useState<LiveMode>('connecting');
+  const queryClient = useQueryClient();
+  const [watch, setWatch] = useState(() => newWatch(compilationId));
+  const current = watch.compilationId === compilationId ? watch : newWatch(compilationId);
+  if (current !== watch) setWatch(current);
+
+  const query = useQuery({
+    ...compilationQuery(api, compilationId),
+    refetchInterval: (q) => {
+      const c = q.state.data;
+      if (c && isTerminalCompilation(c.status)) return false;
+      if (current.problem || q.state.error?.status === 404) return false;
+      // Polling: chosen, after the stream ended (until the final state arrives), or when the first GET failed.
+      return current.transport === 'polling' || current.ended || c === undefined ? POLL_MS : false;
+    },
+  });
+  const compilation = query.data;
+  const over = compilation !== undefined && isTerminalCompilation(compilation.status);
+  const gone = current.problem !== null || query.error?.status === 404;
+  const streaming = compilation !== undefined && !over && !gone && !current.ended && current.transport === 'stream';
 
   useEffect(() => {
+    if (!streaming) return;
     let stopped = false;
     let source: EventSource | null = null;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let failures = 0;
     const controller = new AbortController();
-
-    const accept = (c: Compilation): boolean => {
-      if (stopped) return true;
-      setCompilation(c);
-      setError(null);
-      if (isTerminalCompilation(c.status)) {
-        stop();
-        setMode('done');
-        return true;
-      }
-      return false;
-    };
+    const { queryKey } = compilationQuery(api, compilationId);
+    const learn = (patch: Partial<Watch>): void =>
+      setWatch((w) => (w.compilationId === compilationId ? { ...w, ...patch } : w));
 
     const stop = (): void => {
       stopped = true;
@@ -57,33 +87,7 @@ export function useLiveCompilation(api: ApiClient, compilationId: string): LiveC
       clearTimeout(timer);
     };
 
-    const poll = async (): Promise<void> => {
-      if (stopped) return;
-      try {
-        const c = await api.get<Compilation>(`/v1/compilations/${compilationId}`, { signal: controller.signal });
-        if (accept(c)) return;
-      } catch (err) {
-        if (stopped) return;
-        if (err instanceof ApiError && err.status === 404) {
-          setError(err);
-          stop();
-          return;
-        }
-        // Transient (network, 5xx): keep polling; the last state stays on screen.
-      }
-      if (!stopped) timer = setTimeout(() => void poll(), POLL_MS);
-    };
-
-    const startPolling = (): void => {
-      if (stopped) return;
-      source?.close();
-      source = null;
-      setMode('polling');
-      void poll();
-    };
-
     const openStream = async (): Promise<void> => {
-      if (stopped) return;
       let token: EventsToken;
       try {
         token = await api.post<EventsToken>(`/v1/compilations/${compilationId}/events-token`, undefined, {
@@ -91,12 +95,9 @@ export function useLiveCompilation(api: ApiClient, compilationId: string): LiveC
         });
       } catch (err) {
         if (stopped) return;
-        if (err instanceof ApiError && err.status === 404) {
-          setError(err);
-          stop();
-          return;
-        }
-        startPolling();
+        stop();
+        if (err instanceof ApiError && err.status === 404) learn({ problem: err });
+        else learn({ transport: 'polling' });
         return;
       }
       if (stopped) return;
@@ -104,25 +105,24 @@ export function useLiveCompilation(api: ApiClient, compilationId: string): LiveC
       source = es;
       es.onopen = () => {
         failures = 0;
-        if (!stopped) setMode('live');
+        if (!stopped) learn({ streamOpen: true });
       };
+      // A final state ends `streaming`, and with it this effect and the stream.
       es.addEventListener('compilation', (e) => {
-        accept(JSON.parse((e as MessageEvent<string>).data) as Compilation);
+        if (!stopped) queryClient.setQueryData(queryKey, JSON.parse((e as MessageEvent<string>).data) as Compilation);
       });
       es.addEventListener('end', () => {
         // The server closes after this; without close() EventSource would reconnect.
-        es.close();
-        if (!stopped) {
-          setMode('done');
-          // The final state came with the last `compilation` event; fetch once more to be sure.
-          void poll();
-        }
+        stop();
+        learn({ ended: true });
+        // The final state came with the last `compilation` event; fetch once more to be sure.
+        void queryClient.invalidateQueries({ queryKey, exact: true });
       });
       es.addEventListener('problem', (e) => {
         // The compilation went away while watched (its version was deleted).
         const body = JSON.parse((e as MessageEvent<string>).data) as { code: string; message: string };
-        setError(new ApiError(404, body.code, body.message));
         stop();
+        learn({ problem: new ApiError(404, body.code, body.message) });
       });
       es.onerror = () => {
         if (stopped || source !== es) return;
@@ -131,38 +131,30 @@ export function useLiveCompilation(api: ApiClient, compilationId: string): LiveC
         // CLOSED: refused (an expired token, too many streams, a proxy that does not stream).
         es.close();
         failures++;
-        if (failures >= MAX_STREAM_FAILURES) startPolling();
-        else timer = setTimeout(() => void openStream(), 1000 * failures);
+        if (failures >= MAX_STREAM_FAILURES) {
+          stop();
+          learn({ transport: 'polling' });
+        } else timer = setTimeout(() => void openStream(), 1000 * failures);
       };
     };
 
-    setCompilation(undefined);
-    setError(null);
-    setMode('connecting');
-    // First paint from a plain GET (fast, and it tells a 404 apart), then live updates.
-    api
-      .get<Compilation>(`/v1/compilations/${compilationId}`, { signal: controller.signal })
-      .then((c) => {
-        if (accept(c)) return;
-        if (typeof EventSource === 'undefined') startPolling();
-        else void openStream();
-      })
-      .catch((err: unknown) => {
-        if (stopped) return;
-        if (err instanceof ApiError && err.status === 404) {
-          setError(err);
-          stop();
-        } else {
-          if (err instanceof ApiError) setError(err);
-          startPolling();
-        }
-      });
-
+    void openStream();
     return () => {
       stop();
       controller.abort();
     };
-  }, [api, compilationId]);
+  }, [streaming, api, compilationId, queryClient]);
 
-  return { compilation, error, mode, update: setCompilation };
+  // A failed refetch keeps the last state on screen; only a compilation that is gone, or one never loaded, is an error.
+  const error =
+    current.problem ?? (query.error && (query.error.status === 404 || compilation === undefined) ? query.error : null);
+  const mode: LiveMode =
+    over || current.ended
+      ? 'done'
+      : current.transport === 'polling' || (query.isError && compilation === undefined)
+        ? 'polling'
+        : current.streamOpen
+          ? 'live'
+          : 'connecting';
+  return { compilation, error, mode };
 }

@@ -1,9 +1,9 @@
+import { useQuery } from '@tanstack/react-query';
 import { Fragment, useEffect, useRef, useState } from 'react';
 import { Link, useLocation, useParams } from 'react-router';
-import { ApiError } from '../api/client.js';
+import { artifactDownloadQuery, artifactsQuery, useVersionWithModel } from '../api/queries.js';
 import { useApi } from '../api/session.js';
-import type { Artifact, ArtifactDownload, Model, ModelVersion } from '../api/types.js';
-import { useResource } from '../api/use-resource.js';
+import type { Artifact } from '../api/types.js';
 import { TimingChart } from '../components/charts.js';
 import { BoxIcon, CheckIcon, CrossIcon, DownloadIcon } from '../components/icons.js';
 import { PageHeader, useDocumentTitle } from '../components/layout.js';
@@ -14,24 +14,13 @@ export function ArtifactsPage() {
   const { versionId = '' } = useParams();
   const api = useApi();
   const location = useLocation();
-  const context = useResource(
-    async (signal) => {
-      const v = await api.get<ModelVersion>(`/v1/versions/${versionId}`, { signal });
-      const m = await api.get<Model>(`/v1/models/${v.modelId}`, { signal });
-      return { version: v, model: m };
-    },
-    [api, versionId],
-  );
-  const artifacts = useResource(
-    (signal) => api.get<Artifact[]>(`/v1/versions/${versionId}/artifacts`, { signal }),
-    [api, versionId],
-  );
+  const context = useVersionWithModel(api, versionId);
+  const artifacts = useQuery(artifactsQuery(api, versionId));
   const [open, setOpen] = useState<string | null>(location.hash ? location.hash.slice(1) : null);
-  const v = context.data?.version;
-  const m = context.data?.model;
+  const { version: v, model: m } = context;
   useDocumentTitle(m && v ? `Artifacts of ${m.name} v${v.number}` : 'Artifacts');
 
-  if (context.error) return <PageError error={context.error} onRetry={context.reload} />;
+  if (context.error) return <PageError error={context.error} onRetry={context.refetch} />;
   const list = artifacts.data;
 
   return (
@@ -56,7 +45,7 @@ export function ArtifactsPage() {
       />
 
       {artifacts.error ? (
-        <PageError error={artifacts.error} onRetry={artifacts.reload} />
+        <PageError error={artifacts.error} onRetry={() => void artifacts.refetch()} />
       ) : (
         <>
           <Card
@@ -201,10 +190,7 @@ function Check({ ok, label }: { ok: boolean; label: string }) {
 /** Short-lived presigned URLs for each part (GET /v1/artifacts/:id/download), and how to assemble them. */
 function DownloadPanel({ artifact }: { artifact: Artifact }) {
   const api = useApi();
-  const download = useResource(
-    (signal) => api.get<ArtifactDownload>(`/v1/artifacts/${artifact.id}/download`, { signal }),
-    [api, artifact.id],
-  );
+  const download = useQuery(artifactDownloadQuery(api, artifact.id));
   const heading = useRef<HTMLHeadingElement>(null);
   useEffect(() => heading.current?.focus(), []);
   const d = download.data;
@@ -214,11 +200,7 @@ function DownloadPanel({ artifact }: { artifact: Artifact }) {
         Download {artifact.targetId}
       </h3>
       {download.error ? (
-        <ErrorCallout
-          error={
-            download.error instanceof ApiError ? download.error : new ApiError(0, 'CLIENT', String(download.error))
-          }
-        />
+        <ErrorCallout error={download.error} />
       ) : !d ? (
         <LoadingBlock lines={2} label="Signing download links" />
       ) : (

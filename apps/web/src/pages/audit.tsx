@@ -1,21 +1,11 @@
+import { keepPreviousData, useInfiniteQuery } from '@tanstack/react-query';
 import { type FormEvent, useId, useState } from 'react';
-import { ApiError, toApiError } from '../api/client.js';
+import { auditEventsQuery } from '../api/queries.js';
 import { useApi } from '../api/session.js';
-import type { AuditEvent, AuditEventPage } from '../api/types.js';
-import { useResource } from '../api/use-resource.js';
+import type { AuditEvent } from '../api/types.js';
 import { PageHeader, useDocumentTitle } from '../components/layout.js';
 import { Badge, Card, EmptyState, ErrorCallout, LoadingBlock, PageError } from '../components/ui.js';
 import { formatDate } from '../lib/format.js';
-
-const PAGE_SIZE = 50;
-
-function query(filter: { action: string; targetId: string }, cursor?: string): string {
-  const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
-  if (filter.action) q.set('action', filter.action);
-  if (filter.targetId) q.set('targetId', filter.targetId);
-  if (cursor) q.set('cursor', cursor);
-  return `/v1/audit-events?${q.toString()}`;
-}
 
 function who(e: AuditEvent): string {
   if (e.actor === 'admin') return 'operator';
@@ -30,32 +20,18 @@ export function AuditPage() {
   const ids = { action: useId(), target: useId() };
   const [draft, setDraft] = useState({ action: '', targetId: '' });
   const [filter, setFilter] = useState(draft);
-  const first = useResource((signal) => api.get<AuditEventPage>(query(filter), { signal }), [api, filter]);
-  const [more, setMore] = useState<{ events: AuditEvent[]; cursor: string | null; filter: typeof filter } | null>(null);
-  const [loadingMore, setLoadingMore] = useState(false);
-  const [moreError, setMoreError] = useState<ApiError | null>(null);
-
-  const sameFilter = more?.filter === filter;
-  const events = [...(first.data?.events ?? []), ...(sameFilter ? more.events : [])];
-  const cursor = sameFilter ? more.cursor : (first.data?.nextCursor ?? null);
-
-  const loadMore = async (): Promise<void> => {
-    if (!cursor) return;
-    setLoadingMore(true);
-    setMoreError(null);
-    try {
-      const page = await api.get<AuditEventPage>(query(filter, cursor));
-      setMore({ events: [...(sameFilter ? more.events : []), ...page.events], cursor: page.nextCursor, filter });
-    } catch (err) {
-      setMoreError(toApiError(err));
-    } finally {
-      setLoadingMore(false);
-    }
-  };
+  // Another filter's first page replaces the shown events when it comes, not a skeleton before.
+  const log = useInfiniteQuery({ ...auditEventsQuery(api, filter), placeholderData: keepPreviousData });
+  const events = log.data?.pages.flatMap((p) => p.events) ?? [];
+  const firstError = log.isFetchNextPageError ? null : log.error;
+  const moreError = log.isFetchNextPageError ? log.error : null;
 
   const apply = (e: FormEvent): void => {
     e.preventDefault();
-    setFilter({ action: draft.action, targetId: draft.targetId.trim() });
+    const next = { action: draft.action, targetId: draft.targetId.trim() };
+    // The same filter again asks again (new events may have come), as a new one does.
+    if (next.action === filter.action && next.targetId === filter.targetId) void log.refetch();
+    else setFilter(next);
   };
 
   return (
@@ -96,9 +72,9 @@ export function AuditPage() {
         </form>
       </Card>
       <Card title="Events" className="table-card">
-        {first.error ? (
-          <PageError error={first.error} onRetry={first.reload} />
-        ) : !first.data ? (
+        {firstError ? (
+          <PageError error={firstError} onRetry={() => void log.refetch()} />
+        ) : !log.data ? (
           <div className="card-pad">
             <LoadingBlock lines={4} label="Loading the audit log" />
           </div>
@@ -144,10 +120,15 @@ export function AuditPage() {
           </div>
         )}
         {moreError && <ErrorCallout error={moreError} title="Could not load older events" />}
-        {cursor && (
+        {log.hasNextPage && (
           <div className="card-pad">
-            <button type="button" className="btn btn-secondary" disabled={loadingMore} onClick={() => void loadMore()}>
-              {loadingMore ? 'Loading…' : 'Load older events'}
+            <button
+              type="button"
+              className="btn btn-secondary"
+              disabled={log.isFetchingNextPage}
+              onClick={() => void log.fetchNextPage()}
+            >
+              {log.isFetchingNextPage ? 'Loading…' : 'Load older events'}
             </button>
           </div>
         )}

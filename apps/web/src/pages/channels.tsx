@@ -1,9 +1,9 @@
+import { keepPreviousData, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useEffect, useId, useState } from 'react';
 import { Link, useParams } from 'react-router';
-import { ApiError, toApiError } from '../api/client.js';
+import { channelHistoryQuery, channelsQuery, modelQuery, modelVersionsQuery, queryKeys } from '../api/queries.js';
 import { useApi } from '../api/session.js';
-import type { Channel, ChannelMove, Model, ModelVersion } from '../api/types.js';
-import { useResource } from '../api/use-resource.js';
+import type { Channel } from '../api/types.js';
 import { FlagIcon } from '../components/icons.js';
 import { PageHeader, useDocumentTitle } from '../components/layout.js';
 import { Card, EmptyState, ErrorCallout, LoadingBlock, PageError, Skeleton } from '../components/ui.js';
@@ -17,23 +17,15 @@ import { channelNameProblem } from '../lib/channels.js';
 export function ChannelsPage() {
   const { modelId = '' } = useParams();
   const api = useApi();
-  const model = useResource((signal) => api.get<Model>(`/v1/models/${modelId}`, { signal }), [api, modelId]);
-  const versions = useResource(
-    (signal) => api.get<ModelVersion[]>(`/v1/models/${modelId}/versions`, { signal }),
-    [api, modelId],
-  );
-  const channels = useResource(
-    (signal) => api.get<Channel[]>(`/v1/models/${modelId}/channels`, { signal }),
-    [api, modelId],
-  );
+  const queryClient = useQueryClient();
+  const model = useQuery(modelQuery(api, modelId));
+  const versions = useQuery(modelVersionsQuery(api, modelId));
+  const channels = useQuery(channelsQuery(api, modelId));
   const [selected, setSelected] = useState<string | null>(null);
   const [name, setName] = useState('prod');
   const [version, setVersion] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
   const [nameError, setNameError] = useState<string | null>(null);
   const [moved, setMoved] = useState<string | null>(null);
-  const [historyTick, setHistoryTick] = useState(0);
   const ids = { name: useId(), version: useId(), nameErr: useId(), channels: useId() };
   const m = model.data;
   useDocumentTitle(m ? `Channels of ${m.name}` : 'Channels');
@@ -45,38 +37,35 @@ export function ChannelsPage() {
     if (channels.data && channels.data.length > 0 && selected === null) setSelected(channels.data[0].name);
   }, [channels.data, selected]);
 
-  const history = useResource(
-    (signal) =>
-      selected
-        ? api.get<ChannelMove[]>(`/v1/models/${modelId}/channels/${encodeURIComponent(selected)}/history`, { signal })
-        : Promise.resolve([]),
-    [api, modelId, selected, historyTick],
-  );
+  // Another channel's history replaces the shown one when it comes, not a skeleton before.
+  const history = useQuery({ ...channelHistoryQuery(api, modelId, selected), placeholderData: keepPreviousData });
 
-  if (model.error) return <PageError error={model.error} onRetry={model.reload} />;
+  const moveChannel = useMutation({
+    mutationFn: (to: { name: string; version: number }) =>
+      api.put<Channel>(`/v1/models/${modelId}/channels/${encodeURIComponent(to.name)}`, { version: to.version }),
+    onSuccess: (channel) => {
+      queryClient.setQueryData(channelsQuery(api, modelId).queryKey, (list) =>
+        [...(list ?? []).filter((c) => c.name !== channel.name), channel].sort((a, b) => (a.name < b.name ? -1 : 1)),
+      );
+      // Its history has a new move; its fleet view serves another version.
+      void queryClient.invalidateQueries({ queryKey: queryKeys.channelHistory(modelId, channel.name) });
+      void queryClient.invalidateQueries({ queryKey: queryKeys.fleet(modelId, channel.name) });
+      setSelected(channel.name);
+      setMoved(`${channel.name} now points at v${channel.versionNumber}.`);
+    },
+  });
+  const busy = moveChannel.isPending;
+  const error = moveChannel.error;
 
-  const move = async (e: FormEvent): Promise<void> => {
+  if (model.error) return <PageError error={model.error} onRetry={() => void model.refetch()} />;
+
+  const move = (e: FormEvent): void => {
     e.preventDefault();
     const problem = channelNameProblem(name);
     setNameError(problem);
     if (problem || !version) return;
-    setBusy(true);
-    setError(null);
     setMoved(null);
-    try {
-      const channel = await api.put<Channel>(`/v1/models/${modelId}/channels/${encodeURIComponent(name)}`, {
-        version: Number(version),
-      });
-      const others = (channels.data ?? []).filter((c) => c.name !== channel.name);
-      channels.setData([...others, channel].sort((a, b) => (a.name < b.name ? -1 : 1)));
-      setSelected(channel.name);
-      setHistoryTick((t) => t + 1);
-      setMoved(`${channel.name} now points at v${channel.versionNumber}.`);
-    } catch (err) {
-      setError(toApiError(err));
-    } finally {
-      setBusy(false);
-    }
+    moveChannel.mutate({ name, version: Number(version) });
   };
 
   return (
@@ -101,7 +90,7 @@ export function ChannelsPage() {
           <Card title="Channels" className="table-card">
             {channels.error ? (
               <div className="card-pad">
-                <PageError error={channels.error} onRetry={channels.reload} />
+                <PageError error={channels.error} onRetry={() => void channels.refetch()} />
               </div>
             ) : !channels.data ? (
               <div className="card-pad">
@@ -195,7 +184,7 @@ export function ChannelsPage() {
         </div>
 
         <Card title="Move a channel">
-          <form className="card-pad stack" onSubmit={(e) => void move(e)} noValidate>
+          <form className="card-pad stack" onSubmit={move} noValidate>
             <div className="field">
               <label htmlFor={ids.name}>Channel</label>
               <input

@@ -1,9 +1,9 @@
+import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
-import { ApiError, toApiError } from '../api/client.js';
+import { compilationQuery, queryKeys, useVersionWithModel } from '../api/queries.js';
 import { useApi } from '../api/session.js';
-import type { Compilation, Model, ModelVersion } from '../api/types.js';
-import { useResource } from '../api/use-resource.js';
+import type { Compilation } from '../api/types.js';
 import { BuildCard } from '../components/build-card.js';
 import { AlertIcon, RefreshIcon, StopIcon } from '../components/icons.js';
 import { PageHeader, useDocumentTitle } from '../components/layout.js';
@@ -16,60 +16,50 @@ import { randomId } from '../upload/sha256.js';
 export function CompilationPage() {
   const { compilationId = '' } = useParams();
   const api = useApi();
+  const queryClient = useQueryClient();
   const navigate = useNavigate();
   const live = useLiveCompilation(api, compilationId);
   const c = live.compilation;
-  const versionId = c?.modelVersionId;
-  const context = useResource(
-    async (signal) => {
-      if (!versionId) return null;
-      const v = await api.get<ModelVersion>(`/v1/versions/${versionId}`, { signal });
-      const m = await api.get<Model>(`/v1/models/${v.modelId}`, { signal });
-      return { version: v, model: m };
-    },
-    [api, versionId],
-  );
+  const { version: v, model: m } = useVersionWithModel(api, c?.modelVersionId);
   const [confirmCancel, setConfirmCancel] = useState(false);
-  const [busy, setBusy] = useState<'cancel' | 'retry' | null>(null);
-  const [actionError, setActionError] = useState<ApiError | null>(null);
-  const v = context.data?.version;
-  const m = context.data?.model;
   useDocumentTitle(m && v ? `Compilation of ${m.name} v${v.number}` : 'Compilation');
+
+  const cancel = useMutation({
+    mutationFn: () => api.post<Compilation>(`/v1/compilations/${compilationId}/cancel`),
+    onSuccess: (cancelled) => {
+      queryClient.setQueryData(compilationQuery(api, compilationId).queryKey, cancelled);
+      // The lists (version page, models page) show its status too.
+      void queryClient.invalidateQueries({ queryKey: queryKeys.compilationLists() });
+    },
+    onSettled: () => setConfirmCancel(false),
+  });
+  const retryFailed = useMutation({
+    mutationFn: (retry: { versionId: string; targets: string[] }) =>
+      api.post<Compilation>(
+        `/v1/versions/${retry.versionId}/compilations`,
+        { targets: retry.targets },
+        { headers: { 'Idempotency-Key': `web-retry-${randomId()}` } },
+      ),
+    onSuccess: (next) => {
+      void queryClient.invalidateQueries({ queryKey: queryKeys.compilationLists() });
+      void navigate(`/compilations/${next.id}`);
+    },
+  });
 
   if (live.error && !c) return <PageError error={live.error} />;
 
   const info = c ? compilationStatusInfo(c.status) : null;
   const retry = c && !info?.active ? retryableTargets(c.builds) : [];
-
-  const cancel = async (): Promise<void> => {
-    setBusy('cancel');
-    setActionError(null);
-    try {
-      live.update(await api.post<Compilation>(`/v1/compilations/${compilationId}/cancel`));
-    } catch (err) {
-      setActionError(toApiError(err));
-    } finally {
-      setBusy(null);
-      setConfirmCancel(false);
-    }
+  const busy = cancel.isPending ? 'cancel' : retryFailed.isPending ? 'retry' : null;
+  const actionError = cancel.error ?? retryFailed.error;
+  const startCancel = (): void => {
+    retryFailed.reset();
+    cancel.mutate();
   };
-
-  const retryFailed = async (): Promise<void> => {
+  const startRetry = (): void => {
     if (!c) return;
-    setBusy('retry');
-    setActionError(null);
-    try {
-      const next = await api.post<Compilation>(
-        `/v1/versions/${c.modelVersionId}/compilations`,
-        { targets: retry },
-        { headers: { 'Idempotency-Key': `web-retry-${randomId()}` } },
-      );
-      void navigate(`/compilations/${next.id}`);
-    } catch (err) {
-      setActionError(toApiError(err));
-    } finally {
-      setBusy(null);
-    }
+    cancel.reset();
+    retryFailed.mutate({ versionId: c.modelVersionId, targets: retry });
   };
 
   const counts = c ? summarize(c) : '';
@@ -113,7 +103,7 @@ export function CompilationPage() {
                       type="button"
                       className="btn btn-danger btn-sm"
                       disabled={busy !== null}
-                      onClick={() => void cancel()}
+                      onClick={startCancel}
                     >
                       {busy === 'cancel' ? 'Cancelling…' : 'Yes, cancel'}
                     </button>
@@ -132,12 +122,7 @@ export function CompilationPage() {
                   </button>
                 ))}
               {retry.length > 0 && (
-                <button
-                  type="button"
-                  className="btn btn-primary"
-                  disabled={busy !== null}
-                  onClick={() => void retryFailed()}
-                >
+                <button type="button" className="btn btn-primary" disabled={busy !== null} onClick={startRetry}>
                   <RefreshIcon size={15} />{' '}
                   {busy === 'retry' ? 'Starting…' : `Retry ${plural(retry.length, 'failed target')}`}
                 </button>

@@ -1,9 +1,8 @@
-import { useEffect, useState } from 'react';
+import { useMutation, useQueryClient, useQuery } from '@tanstack/react-query';
 import { Link, useParams } from 'react-router';
-import { ApiError, toApiError } from '../api/client.js';
+import { fleetQuery, queryKeys } from '../api/queries.js';
 import { useApi } from '../api/session.js';
-import type { FleetClass, FleetEvidence, FleetView, Rollout } from '../api/types.js';
-import { useResource } from '../api/use-resource.js';
+import type { FleetClass, FleetEvidence, Rollout } from '../api/types.js';
 import { PageHeader, useDocumentTitle } from '../components/layout.js';
 import {
   Badge,
@@ -28,21 +27,15 @@ const REFRESH_MS = 4000;
 export function FleetPage() {
   const { modelId = '', channel = '' } = useParams();
   const api = useApi();
-  const [tick, setTick] = useState(0);
-  const view = useResource(
-    (signal) => api.get<FleetView>(`/v1/models/${modelId}/channels/${encodeURIComponent(channel)}/fleet`, { signal }),
-    [api, modelId, channel, tick],
-  );
+  const view = useQuery({
+    ...fleetQuery(api, modelId, channel),
+    // While a rollout moves, stages advance and devices report: keep the view current.
+    refetchInterval: (q) => (isRolloutActive(q.state.data?.rollout) ? REFRESH_MS : false),
+  });
   const v = view.data;
   useDocumentTitle(v ? `Fleet of ${v.model.name}@${v.channel}` : 'Fleet');
-  const moving = isRolloutActive(v?.rollout);
-  useEffect(() => {
-    if (!moving) return;
-    const timer = setInterval(() => setTick((t) => t + 1), REFRESH_MS);
-    return () => clearInterval(timer);
-  }, [moving]);
 
-  if (view.error && !v) return <PageError error={view.error} onRetry={view.reload} />;
+  if (view.error && !v) return <PageError error={view.error} onRetry={() => void view.refetch()} />;
 
   return (
     <div className="page">
@@ -68,7 +61,7 @@ export function FleetPage() {
         <LoadingBlock lines={6} label="Loading the fleet" />
       ) : (
         <div className="stack">
-          {v.rollout && <RolloutCard rollout={v.rollout} onChanged={() => setTick((t) => t + 1)} />}
+          {v.rollout && <RolloutCard rollout={v.rollout} modelId={modelId} />}
           <Card
             title="Device classes"
             className="table-card"
@@ -201,22 +194,17 @@ function EvidenceRow({ e }: { e: FleetEvidence }) {
   );
 }
 
-function RolloutCard({ rollout, onChanged }: { rollout: Rollout; onChanged: () => void }) {
+function RolloutCard({ rollout, modelId }: { rollout: Rollout; modelId: string }) {
   const api = useApi();
-  const [busy, setBusy] = useState<string | null>(null);
-  const [error, setError] = useState<ApiError | null>(null);
-  const act = async (action: 'pause' | 'resume' | 'rollback'): Promise<void> => {
-    setBusy(action);
-    setError(null);
-    try {
-      await api.post<Rollout>(`/v1/rollouts/${rollout.id}/${action}`, {});
-      onChanged();
-    } catch (err) {
-      setError(toApiError(err));
-    } finally {
-      setBusy(null);
-    }
-  };
+  const queryClient = useQueryClient();
+  const act = useMutation({
+    mutationFn: (action: 'pause' | 'resume' | 'rollback') =>
+      api.post<Rollout>(`/v1/rollouts/${rollout.id}/${action}`, {}),
+    // A rollback moves the channel too: its list and history change with the fleet view (all under its key).
+    onSuccess: () => void queryClient.invalidateQueries({ queryKey: queryKeys.channels(modelId) }),
+  });
+  const busy = act.isPending ? act.variables : null;
+  const error = act.error;
   const active = isRolloutActive(rollout);
   return (
     <Card
@@ -230,7 +218,7 @@ function RolloutCard({ rollout, onChanged }: { rollout: Rollout; onChanged: () =
               type="button"
               className="btn btn-secondary btn-sm"
               disabled={busy !== null}
-              onClick={() => void act('pause')}
+              onClick={() => act.mutate('pause')}
             >
               {busy === 'pause' ? 'Pausing…' : 'Pause'}
             </button>
@@ -240,7 +228,7 @@ function RolloutCard({ rollout, onChanged }: { rollout: Rollout; onChanged: () =
               type="button"
               className="btn btn-secondary btn-sm"
               disabled={busy !== null}
-              onClick={() => void act('resume')}
+              onClick={() => act.mutate('resume')}
             >
               {busy === 'resume' ? 'Resuming…' : 'Resume'}
             </button>
@@ -250,7 +238,7 @@ function RolloutCard({ rollout, onChanged }: { rollout: Rollout; onChanged: () =
               type="button"
               className="btn btn-danger btn-sm"
               disabled={busy !== null}
-              onClick={() => void act('rollback')}
+              onClick={() => act.mutate('rollback')}
             >
               {busy === 'rollback' ? 'Rolling back…' : 'Roll back'}
             </button>

@@ -1,8 +1,8 @@
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useId, useState } from 'react';
-import { ApiError, toApiError } from '../api/client.js';
+import { apiKeysQuery, queryKeys } from '../api/queries.js';
 import { useApi } from '../api/session.js';
 import type { ApiKeyRole, ApiKeySummary, ApiKeyWithSecret } from '../api/types.js';
-import { useResource } from '../api/use-resource.js';
 import { ConfirmDialog } from '../components/confirm-dialog.js';
 import { PageHeader, useDocumentTitle } from '../components/layout.js';
 import { Badge, Card, ErrorCallout, LoadingBlock, PageError } from '../components/ui.js';
@@ -32,57 +32,54 @@ function keyState(k: ApiKeySummary, now = Date.now()): { label: string; tone: 'n
 export function KeysPage() {
   useDocumentTitle('API keys');
   const api = useApi();
-  const keys = useResource((signal) => api.get<ApiKeySummary[]>('/v1/keys', { signal }), [api]);
+  const queryClient = useQueryClient();
+  const keys = useQuery(apiKeysQuery(api));
   const ids = { name: useId(), role: useId(), expiry: useId(), models: useId() };
   const [name, setName] = useState('');
   const [role, setRole] = useState<ApiKeyRole>('viewer');
   const [expiry, setExpiry] = useState(0);
   const [models, setModels] = useState('*');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
-  const [created, setCreated] = useState<ApiKeyWithSecret | null>(null);
-  const [revoking, setRevoking] = useState<{ key: ApiKeySummary; busy: boolean; error: ApiError | null } | null>(null);
+  const [revoking, setRevoking] = useState<ApiKeySummary | null>(null);
 
-  const create = async (e: FormEvent): Promise<void> => {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    setCreated(null);
-    const seconds = EXPIRIES[expiry].seconds;
-    try {
-      const key = await api.post<ApiKeyWithSecret>('/v1/keys', {
-        name: name.trim() || undefined,
-        role,
-        ...(role === 'device'
-          ? {
-              models: models
-                .split(',')
-                .map((m) => m.trim())
-                .filter(Boolean),
-            }
-          : {}),
-        ...(seconds === null ? {} : { expiresInSeconds: seconds }),
-      });
-      setCreated(key);
+  const createKey = useMutation({
+    mutationFn: (body: Record<string, unknown>) => api.post<ApiKeyWithSecret>('/v1/keys', body),
+    onSuccess: () => {
       setName('');
-      keys.reload();
-    } catch (err) {
-      setError(toApiError(err));
-    } finally {
-      setBusy(false);
-    }
+      void queryClient.invalidateQueries({ queryKey: queryKeys.apiKeys });
+    },
+  });
+  const busy = createKey.isPending;
+  const error = createKey.error;
+  const created = createKey.data ?? null;
+
+  const create = (e: FormEvent): void => {
+    e.preventDefault();
+    const seconds = EXPIRIES[expiry].seconds;
+    createKey.mutate({
+      name: name.trim() || undefined,
+      role,
+      ...(role === 'device'
+        ? {
+            models: models
+              .split(',')
+              .map((m) => m.trim())
+              .filter(Boolean),
+          }
+        : {}),
+      ...(seconds === null ? {} : { expiresInSeconds: seconds }),
+    });
   };
 
-  const revoke = async (): Promise<void> => {
-    if (!revoking) return;
-    setRevoking({ ...revoking, busy: true, error: null });
-    try {
-      await api.delete(`/v1/keys/${revoking.key.id}`);
-      setRevoking(null);
-      keys.reload();
-    } catch (err) {
-      setRevoking({ ...revoking, busy: false, error: toApiError(err) });
-    }
+  const revokeKey = useMutation({
+    mutationFn: (key: ApiKeySummary) => api.delete(`/v1/keys/${key.id}`),
+    onSuccess: () => {
+      closeRevoke();
+      void queryClient.invalidateQueries({ queryKey: queryKeys.apiKeys });
+    },
+  });
+  const closeRevoke = (): void => {
+    setRevoking(null);
+    revokeKey.reset();
   };
 
   return (
@@ -91,7 +88,7 @@ export function KeysPage() {
       <div className="grid-main-side">
         <Card title="Keys" className="table-card">
           {keys.error ? (
-            <PageError error={keys.error} onRetry={keys.reload} />
+            <PageError error={keys.error} onRetry={() => void keys.refetch()} />
           ) : !keys.data ? (
             <div className="card-pad">
               <LoadingBlock lines={3} label="Loading keys" />
@@ -134,7 +131,7 @@ export function KeysPage() {
                               type="button"
                               className="btn btn-ghost btn-sm"
                               aria-label={`Revoke ${k.name || k.prefix}`}
-                              onClick={() => setRevoking({ key: k, busy: false, error: null })}
+                              onClick={() => setRevoking(k)}
                             >
                               Revoke
                             </button>
@@ -150,7 +147,7 @@ export function KeysPage() {
         </Card>
 
         <Card title="New key">
-          <form className="card-pad stack" onSubmit={(e) => void create(e)} noValidate>
+          <form className="card-pad stack" onSubmit={create} noValidate>
             <div className="field">
               <label htmlFor={ids.name}>Name</label>
               <input
@@ -225,12 +222,12 @@ export function KeysPage() {
 
       <ConfirmDialog
         open={revoking !== null}
-        title={`Revoke ${revoking?.key.name || revoking?.key.prefix || 'this key'}?`}
+        title={`Revoke ${revoking?.name || revoking?.prefix || 'this key'}?`}
         confirmLabel="Revoke key"
-        busy={revoking?.busy ?? false}
-        error={revoking?.error ?? null}
-        onConfirm={() => void revoke()}
-        onClose={() => setRevoking(null)}
+        busy={revokeKey.isPending}
+        error={revokeKey.error}
+        onConfirm={() => revoking && revokeKey.mutate(revoking)}
+        onClose={closeRevoke}
       >
         <p>Every replica refuses it within seconds. Whatever uses it stops working; this cannot be undone.</p>
       </ConfirmDialog>

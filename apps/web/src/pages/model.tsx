@@ -1,9 +1,9 @@
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
-import { ApiError, toApiError } from '../api/client.js';
+import { channelsQuery, modelListQuery, modelQuery, modelVersionsQuery, queryKeys } from '../api/queries.js';
 import { useApi } from '../api/session.js';
-import type { Channel, DeletionResult, Model, ModelVersion } from '../api/types.js';
-import { useResource } from '../api/use-resource.js';
+import type { DeletionResult } from '../api/types.js';
 import { ConfirmDialog } from '../components/confirm-dialog.js';
 import { Dropzone } from '../components/dropzone.js';
 import { FlagIcon } from '../components/icons.js';
@@ -15,33 +15,31 @@ import { formatBytes, formatCount, relativeTime } from '../lib/format.js';
 export function ModelPage() {
   const { modelId = '' } = useParams();
   const api = useApi();
+  const queryClient = useQueryClient();
   const navigate = useNavigate();
-  const model = useResource((signal) => api.get<Model>(`/v1/models/${modelId}`, { signal }), [api, modelId]);
-  const versions = useResource(
-    (signal) => api.get<ModelVersion[]>(`/v1/models/${modelId}/versions`, { signal }),
-    [api, modelId],
-  );
-  const channels = useResource(
-    (signal) => api.get<Channel[]>(`/v1/models/${modelId}/channels`, { signal }),
-    [api, modelId],
-  );
+  const model = useQuery(modelQuery(api, modelId));
+  const versions = useQuery(modelVersionsQuery(api, modelId));
+  const channels = useQuery(channelsQuery(api, modelId));
   const [file, setFile] = useState<File | null>(null);
-  const [deleting, setDeleting] = useState<{ busy: boolean; error: ApiError | null; force: boolean } | null>(null);
+  const [deleting, setDeleting] = useState<{ force: boolean } | null>(null);
   useDocumentTitle(model.data?.name);
 
-  const deleteModel = async (): Promise<void> => {
-    if (!deleting) return;
-    setDeleting({ ...deleting, busy: true, error: null });
-    try {
-      await api.delete<DeletionResult>(`/v1/models/${modelId}${deleting.force ? '?force=true' : ''}`);
+  const deleteModel = useMutation({
+    mutationFn: (force: boolean) => api.delete<DeletionResult>(`/v1/models/${modelId}${force ? '?force=true' : ''}`),
+    onSuccess: () => {
+      // Off the list at once; its own queries are left to go (refetching them now would only find a 404).
+      queryClient.setQueryData(modelListQuery(api).queryKey, (list) => list?.filter((m) => m.id !== modelId));
+      void queryClient.invalidateQueries({ queryKey: queryKeys.modelList() });
+      void queryClient.invalidateQueries({ queryKey: queryKeys.compilationLists() });
       void navigate('/', { replace: true });
-    } catch (err) {
-      const error = toApiError(err);
-      setDeleting({ ...deleting, busy: false, error });
-    }
+    },
+  });
+  const closeDelete = (): void => {
+    setDeleting(null);
+    deleteModel.reset();
   };
 
-  if (model.error) return <PageError error={model.error} onRetry={model.reload} />;
+  if (model.error) return <PageError error={model.error} onRetry={() => void model.refetch()} />;
   const m = model.data;
   const channelsByVersion = new Map<number, string[]>();
   for (const c of channels.data ?? [])
@@ -65,7 +63,7 @@ export function ModelPage() {
               type="button"
               className="btn btn-danger"
               disabled={!m}
-              onClick={() => setDeleting({ busy: false, error: null, force: false })}
+              onClick={() => setDeleting({ force: false })}
             >
               Delete model
             </button>
@@ -76,7 +74,7 @@ export function ModelPage() {
       <div className="grid-main-side">
         <Card title="Versions" className="table-card">
           {versions.error ? (
-            <PageError error={versions.error} onRetry={versions.reload} />
+            <PageError error={versions.error} onRetry={() => void versions.refetch()} />
           ) : !versions.data ? (
             <div className="card-pad">
               <LoadingBlock lines={3} label="Loading versions" />
@@ -176,6 +174,7 @@ export function ModelPage() {
           onClose={() => setFile(null)}
           onUploaded={(version) => {
             setFile(null);
+            void queryClient.invalidateQueries({ queryKey: queryKeys.models });
             void navigate(`/versions/${version.id}`);
           }}
         />
@@ -185,10 +184,10 @@ export function ModelPage() {
         title={`Delete ${m?.name ?? 'this model'}?`}
         confirmLabel="Delete model"
         typeToConfirm={m?.name ?? ''}
-        busy={deleting?.busy ?? false}
-        error={deleting?.error ?? null}
-        onConfirm={() => void deleteModel()}
-        onClose={() => setDeleting(null)}
+        busy={deleteModel.isPending}
+        error={deleteModel.error}
+        onConfirm={() => deleting && deleteModel.mutate(deleting.force)}
+        onClose={closeDelete}
       >
         <p>
           Every version, compilation and artifact of this model goes, with its files in storage (blobs other models
@@ -198,7 +197,7 @@ export function ModelPage() {
           <input
             type="checkbox"
             checked={deleting?.force ?? false}
-            onChange={(e) => deleting && setDeleting({ ...deleting, force: e.currentTarget.checked })}
+            onChange={(e) => deleting && setDeleting({ force: e.currentTarget.checked })}
           />{' '}
           Also delete the channels and rollouts that point at it
         </label>

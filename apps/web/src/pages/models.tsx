@@ -1,9 +1,10 @@
-import { useMemo, useState } from 'react';
+import { useQueries, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useState } from 'react';
 import { Link, useNavigate } from 'react-router';
-import type { ApiClient } from '../api/client.js';
+import type { ApiClient, ApiError } from '../api/client.js';
+import { compilationListQuery, modelListQuery, modelVersionsQuery, queryKeys } from '../api/queries.js';
 import { useApi } from '../api/session.js';
 import type { Compilation, Model, ModelVersion } from '../api/types.js';
-import { useResource } from '../api/use-resource.js';
 import { BuildChips } from '../components/build-chips.js';
 import { Dropzone } from '../components/dropzone.js';
 import { ChevronIcon } from '../components/icons.js';
@@ -19,35 +20,50 @@ interface ModelRow {
   compilation: Compilation | null;
 }
 
-/** Models, each with its latest version and that version's latest compilation (newest models first). */
-async function loadModelRows(api: ApiClient, signal: AbortSignal): Promise<ModelRow[]> {
-  const [models, compilations] = await Promise.all([
-    api.get<Model[]>('/v1/models', { signal }),
-    api.get<Compilation[]>('/v1/compilations', { signal }),
-  ]);
-  const versions = await Promise.all(
-    models.map((m) =>
-      m.latestVersion === null
-        ? Promise.resolve([])
-        : api.get<ModelVersion[]>(`/v1/models/${m.id}/versions`, { signal }),
-    ),
-  );
-  return models.map((model, i) => {
-    const latest = versions[i].reduce<ModelVersion | null>((a, v) => (!a || v.number > a.number ? v : a), null);
-    const compilation = latest ? (compilations.find((c) => c.modelVersionId === latest.id) ?? null) : null;
-    return { model, latest, compilation };
-  });
+/**
+ * Models, each with its latest version and that version's latest compilation (newest models first), from the
+ * same cached lists the model and version pages read. Rows come when every list has come.
+ */
+function useModelRows(api: ApiClient): {
+  models: Model[] | undefined;
+  rows: ModelRow[] | undefined;
+  error: ApiError | null;
+  refetch: () => void;
+} {
+  const models = useQuery(modelListQuery(api));
+  const compilations = useQuery(compilationListQuery(api));
+  const versioned = (models.data ?? []).filter((m) => m.latestVersion !== null);
+  const versions = useQueries({ queries: versioned.map((m) => modelVersionsQuery(api, m.id)) });
+  const failed = [models, compilations, ...versions].filter((q) => q.error);
+  const versionsOf = new Map(versioned.map((m, i) => [m.id, versions[i].data]));
+  const complete = compilations.data !== undefined && versions.every((q) => q.data !== undefined);
+  const rows =
+    models.data && complete
+      ? models.data.map((model) => {
+          const latest = (versionsOf.get(model.id) ?? []).reduce<ModelVersion | null>(
+            (a, v) => (!a || v.number > a.number ? v : a),
+            null,
+          );
+          const compilation = latest ? (compilations.data?.find((c) => c.modelVersionId === latest.id) ?? null) : null;
+          return { model, latest, compilation };
+        })
+      : undefined;
+  return {
+    models: models.data,
+    rows,
+    error: failed[0]?.error ?? null,
+    refetch: () => failed.forEach((q) => void q.refetch()),
+  };
 }
 
 export function ModelsPage() {
   useDocumentTitle('Models');
   const api = useApi();
+  const queryClient = useQueryClient();
   const navigate = useNavigate();
-  const rows = useResource((signal) => loadModelRows(api, signal), [api]);
+  const { models, rows, error, refetch } = useModelRows(api);
   const [file, setFile] = useState<File | null>(null);
-
-  const models = useMemo(() => rows.data?.map((r) => r.model), [rows.data]);
-  const empty = rows.data !== undefined && rows.data.length === 0;
+  const empty = rows !== undefined && rows.length === 0;
 
   return (
     <div className="page">
@@ -55,7 +71,7 @@ export function ModelsPage() {
         title="Models"
         subtitle="Upload a torch.export .pt2 once; Kiln compiles it for every target of your fleet and tells each device which artifact to run."
       />
-      {rows.error && <PageError error={rows.error} onRetry={rows.reload} />}
+      {error && <PageError error={error} onRetry={refetch} />}
 
       {empty ? (
         <div className="empty-upload">
@@ -95,8 +111,8 @@ export function ModelsPage() {
                     </th>
                   </tr>
                 </thead>
-                <tbody aria-busy={rows.loading && !rows.data}>
-                  {!rows.data && !rows.error
+                <tbody aria-busy={!rows && !error}>
+                  {!rows && !error
                     ? [0, 1, 2].map((i) => (
                         <tr key={i} className="skeleton-row">
                           <td>
@@ -112,7 +128,7 @@ export function ModelsPage() {
                           <td />
                         </tr>
                       ))
-                    : rows.data?.map(({ model, latest, compilation }) => (
+                    : rows?.map(({ model, latest, compilation }) => (
                         <tr key={model.id} className="clickable-row">
                           <td>
                             <Link to={`/models/${model.id}`} className="row-title">
@@ -168,6 +184,8 @@ export function ModelsPage() {
         onClose={() => setFile(null)}
         onUploaded={(version) => {
           setFile(null);
+          // A new model, or a new latest version of one.
+          void queryClient.invalidateQueries({ queryKey: queryKeys.models });
           void navigate(`/versions/${version.id}`, { state: { uploaded: true } });
         }}
       />

@@ -1,9 +1,10 @@
+import { keepPreviousData, useQuery } from '@tanstack/react-query';
 import { type FormEvent, useEffect, useId, useMemo, useRef, useState } from 'react';
 import { Link, useSearchParams } from 'react-router';
 import { ApiError, toApiError } from '../api/client.js';
+import { channelsQuery, modelListQuery, modelVersionsQuery } from '../api/queries.js';
 import { useApi } from '../api/session.js';
-import type { Channel, Model, ModelVersion, Resolution } from '../api/types.js';
-import { useResource } from '../api/use-resource.js';
+import type { Resolution } from '../api/types.js';
 import { BoxIcon, CheckIcon, CrossIcon, TargetIcon } from '../components/icons.js';
 import { PageHeader, useDocumentTitle } from '../components/layout.js';
 import { Card, CopyableHash, EmptyState, ErrorCallout, LoadingBlock } from '../components/ui.js';
@@ -33,15 +34,10 @@ export function PlaygroundPage() {
       ? `version:${params.get('version')}`
       : 'latest';
 
-  const models = useResource((signal) => api.get<Model[]>('/v1/models', { signal }), [api]);
-  const versions = useResource(
-    (signal) => (modelId ? api.get<ModelVersion[]>(`/v1/models/${modelId}/versions`, { signal }) : Promise.resolve([])),
-    [api, modelId],
-  );
-  const channels = useResource(
-    (signal) => (modelId ? api.get<Channel[]>(`/v1/models/${modelId}/channels`, { signal }) : Promise.resolve([])),
-    [api, modelId],
-  );
+  const models = useQuery(modelListQuery(api));
+  // Another model's versions and channels replace the shown ones when they come.
+  const versions = useQuery({ ...modelVersionsQuery(api, modelId), placeholderData: keepPreviousData });
+  const channels = useQuery({ ...channelsQuery(api, modelId), placeholderData: keepPreviousData });
 
   const [presetId, setPresetId] = useState<string | null>(DEFAULT_PRESET.id);
   const [text, setText] = useState(() => fingerprintToJson(DEFAULT_PRESET.fingerprint));

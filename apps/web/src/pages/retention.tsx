@@ -1,9 +1,9 @@
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useEffect, useId, useState } from 'react';
 import { Link } from 'react-router';
-import { ApiError, toApiError } from '../api/client.js';
+import { queryKeys, retentionPolicyQuery } from '../api/queries.js';
 import { useApi } from '../api/session.js';
 import type { RetentionPolicy, RetentionRun } from '../api/types.js';
-import { useResource } from '../api/use-resource.js';
 import { ConfirmDialog } from '../components/confirm-dialog.js';
 import { PageHeader, useDocumentTitle } from '../components/layout.js';
 import { Card, EmptyState, ErrorCallout, LoadingBlock } from '../components/ui.js';
@@ -20,21 +20,13 @@ export function RetentionPage() {
   useDocumentTitle('Retention');
   const api = useApi();
   const ids = { keep: useId(), age: useId() };
-  const policy = useResource(
-    (signal) =>
-      api.get<RetentionPolicy>('/v1/retention-policy', { signal }).catch((err: unknown) => {
-        if (err instanceof ApiError && err.status === 404) return null;
-        throw err;
-      }),
-    [api],
-  );
+  const queryClient = useQueryClient();
+  const policy = useQuery(retentionPolicyQuery(api));
   const [keep, setKeep] = useState('');
   const [age, setAge] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
   const [note, setNote] = useState('');
   const [plan, setPlan] = useState<RetentionRun | null>(null);
-  const [applying, setApplying] = useState<{ busy: boolean; error: ApiError | null } | null>(null);
+  const [applying, setApplying] = useState(false);
 
   useEffect(() => {
     if (policy.data === undefined) return;
@@ -42,59 +34,65 @@ export function RetentionPage() {
     setAge(policy.data?.maxAgeDays?.toString() ?? '');
   }, [policy.data]);
 
-  const act = async (what: () => Promise<void>): Promise<void> => {
-    setBusy(true);
-    setError(null);
+  const rules = () => ({ keepLastVersions: ruleOf(keep), maxAgeDays: ruleOf(age) });
+  const savePolicy = useMutation({
+    mutationFn: (body: ReturnType<typeof rules>) => api.put<RetentionPolicy>('/v1/retention-policy', body),
+    onSuccess: (saved) => {
+      queryClient.setQueryData(retentionPolicyQuery(api).queryKey, saved);
+      setNote('Policy saved. The orchestrator applies it on its schedule.');
+    },
+  });
+  const previewRun = useMutation({
+    mutationFn: (body: ReturnType<typeof rules>) =>
+      api.post<RetentionRun>('/v1/retention-policy/runs', { dryRun: true, ...body }),
+    onSuccess: setPlan,
+  });
+  const removePolicy = useMutation({
+    mutationFn: () => api.delete('/v1/retention-policy'),
+    onSuccess: () => {
+      queryClient.setQueryData(retentionPolicyQuery(api).queryKey, null);
+      setPlan(null);
+      setNote('Policy removed: every version is kept.');
+    },
+  });
+  const formActions = [savePolicy, previewRun, removePolicy];
+  const busy = formActions.some((a) => a.isPending);
+  const error = formActions.find((a) => a.error)?.error ?? null;
+  /** The form's actions share one busy state and one error line: starting one clears what the last one said. */
+  const startAction = (): void => {
+    formActions.forEach((a) => a.reset());
     setNote('');
-    try {
-      await what();
-    } catch (err) {
-      setError(toApiError(err));
-    } finally {
-      setBusy(false);
-    }
   };
 
   const save = (e: FormEvent): void => {
     e.preventDefault();
-    void act(async () => {
-      const saved = await api.put<RetentionPolicy>('/v1/retention-policy', {
-        keepLastVersions: ruleOf(keep),
-        maxAgeDays: ruleOf(age),
-      });
-      policy.setData(saved);
-      setNote('Policy saved. The orchestrator applies it on its schedule.');
-    });
+    startAction();
+    savePolicy.mutate(rules());
   };
 
-  const preview = (): void =>
-    void act(async () => {
-      setPlan(
-        await api.post<RetentionRun>('/v1/retention-policy/runs', {
-          dryRun: true,
-          keepLastVersions: ruleOf(keep),
-          maxAgeDays: ruleOf(age),
-        }),
-      );
-    });
+  const preview = (): void => {
+    startAction();
+    previewRun.mutate(rules());
+  };
 
-  const remove = (): void =>
-    void act(async () => {
-      await api.delete('/v1/retention-policy');
-      policy.setData(null);
-      setPlan(null);
-      setNote('Policy removed: every version is kept.');
-    });
+  const remove = (): void => {
+    startAction();
+    removePolicy.mutate();
+  };
 
-  const applyNow = async (): Promise<void> => {
-    setApplying({ busy: true, error: null });
-    try {
-      const run = await api.post<RetentionRun>('/v1/retention-policy/runs', { dryRun: false });
+  const applyPolicy = useMutation({
+    mutationFn: () => api.post<RetentionRun>('/v1/retention-policy/runs', { dryRun: false }),
+    onSuccess: (run) => {
       setPlan(run);
-      setApplying(null);
-    } catch (err) {
-      setApplying({ busy: false, error: toApiError(err) });
-    }
+      closeApply();
+      // Versions (and with them compilations and artifacts) may have gone.
+      for (const queryKey of [queryKeys.models, queryKeys.versions, queryKeys.compilations])
+        void queryClient.invalidateQueries({ queryKey });
+    },
+  });
+  const closeApply = (): void => {
+    setApplying(false);
+    applyPolicy.reset();
   };
 
   const saved = policy.data ?? null;
@@ -153,7 +151,11 @@ export function RetentionPage() {
 
         <Card title="Policy">
           {policy.error ? (
-            <ErrorCallout error={policy.error} title="Could not load the policy" onRetry={policy.reload} />
+            <ErrorCallout
+              error={policy.error}
+              title="Could not load the policy"
+              onRetry={() => void policy.refetch()}
+            />
           ) : policy.data === undefined ? (
             <div className="card-pad">
               <LoadingBlock lines={2} label="Loading the policy" />
@@ -206,7 +208,7 @@ export function RetentionPage() {
                     className="btn btn-danger"
                     disabled={busy || unsaved}
                     title={unsaved ? 'Save the rules first' : undefined}
-                    onClick={() => setApplying({ busy: false, error: null })}
+                    onClick={() => setApplying(true)}
                   >
                     Apply now
                   </button>
@@ -221,13 +223,13 @@ export function RetentionPage() {
       </div>
 
       <ConfirmDialog
-        open={applying !== null}
+        open={applying}
         title="Apply the retention policy now?"
         confirmLabel="Delete old versions"
-        busy={applying?.busy ?? false}
-        error={applying?.error ?? null}
-        onConfirm={() => void applyNow()}
-        onClose={() => setApplying(null)}
+        busy={applyPolicy.isPending}
+        error={applyPolicy.error}
+        onConfirm={() => applyPolicy.mutate()}
+        onClose={closeApply}
       >
         <p>
           The versions the saved policy lets go are deleted with their artifacts and files. Versions a channel or a

@@ -1,8 +1,8 @@
+import { useQuery } from '@tanstack/react-query';
 import { Link, useLocation, useParams } from 'react-router';
 import type { TensorSpec } from '@kiln/contracts';
+import { compilationListQuery, useVersionWithModel } from '../api/queries.js';
 import { useApi } from '../api/session.js';
-import type { Compilation, Model, ModelVersion } from '../api/types.js';
-import { useResource } from '../api/use-resource.js';
 import { BuildChips } from '../components/build-chips.js';
 import { BarList } from '../components/charts.js';
 import { CompileForm } from '../components/compile-form.js';
@@ -27,23 +27,12 @@ export function VersionPage() {
   const api = useApi();
   const location = useLocation();
   const justUploaded = (location.state as { uploaded?: boolean } | null)?.uploaded === true;
-  const version = useResource(
-    async (signal) => {
-      const v = await api.get<ModelVersion>(`/v1/versions/${versionId}`, { signal });
-      const m = await api.get<Model>(`/v1/models/${v.modelId}`, { signal });
-      return { version: v, model: m };
-    },
-    [api, versionId],
-  );
-  const compilations = useResource(
-    (signal) => api.get<Compilation[]>(`/v1/compilations?versionId=${versionId}`, { signal }),
-    [api, versionId],
-  );
-  const v = version.data?.version;
-  const m = version.data?.model;
+  const version = useVersionWithModel(api, versionId);
+  const compilations = useQuery(compilationListQuery(api, { versionId }));
+  const { version: v, model: m } = version;
   useDocumentTitle(v && m ? `${m.name} v${v.number}` : undefined);
 
-  if (version.error) return <PageError error={version.error} onRetry={version.reload} />;
+  if (version.error) return <PageError error={version.error} onRetry={version.refetch} />;
   const s = v?.summary;
 
   return (
@@ -178,7 +167,7 @@ export function VersionPage() {
       <Card title="Compilations" className="table-card">
         {compilations.error ? (
           <div className="card-pad">
-            <PageError error={compilations.error} onRetry={compilations.reload} />
+            <PageError error={compilations.error} onRetry={() => void compilations.refetch()} />
           </div>
         ) : !compilations.data ? (
           <div className="card-pad">

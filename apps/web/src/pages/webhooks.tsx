@@ -1,8 +1,8 @@
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useId, useState } from 'react';
-import { ApiError, toApiError } from '../api/client.js';
+import { queryKeys, webhookDeliveriesQuery, webhooksQuery } from '../api/queries.js';
 import { useApi } from '../api/session.js';
-import type { CreatedWebhook, Webhook, WebhookDelivery, WebhookEventType } from '../api/types.js';
-import { useResource } from '../api/use-resource.js';
+import type { CreatedWebhook, Webhook, WebhookEventType } from '../api/types.js';
 import { ConfirmDialog } from '../components/confirm-dialog.js';
 import { PageHeader, useDocumentTitle } from '../components/layout.js';
 import { Badge, Card, EmptyState, ErrorCallout, LoadingBlock, PageError } from '../components/ui.js';
@@ -23,45 +23,42 @@ export function WebhooksPage() {
   useDocumentTitle('Webhooks');
   const api = useApi();
   const ids = { url: useId() };
-  const hooks = useResource((signal) => api.get<Webhook[]>('/v1/webhooks', { signal }), [api]);
+  const queryClient = useQueryClient();
+  const hooks = useQuery(webhooksQuery(api));
   const [url, setUrl] = useState('');
   const [events, setEvents] = useState<WebhookEventType[]>(['compilation.finished', 'build.failed']);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
-  const [created, setCreated] = useState<CreatedWebhook | null>(null);
   const [selected, setSelected] = useState<string | null>(null);
-  const [removing, setRemoving] = useState<{ hook: Webhook; busy: boolean; error: ApiError | null } | null>(null);
+  const [removing, setRemoving] = useState<Webhook | null>(null);
   const shown = selected ?? hooks.data?.[0]?.id ?? null;
 
-  const create = async (e: FormEvent): Promise<void> => {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    setCreated(null);
-    try {
-      const hook = await api.post<CreatedWebhook>('/v1/webhooks', { url: url.trim(), events });
-      setCreated(hook);
+  const createHook = useMutation({
+    mutationFn: (body: { url: string; events: WebhookEventType[] }) => api.post<CreatedWebhook>('/v1/webhooks', body),
+    onSuccess: (hook) => {
       setSelected(hook.id);
       setUrl('');
-      hooks.reload();
-    } catch (err) {
-      setError(toApiError(err));
-    } finally {
-      setBusy(false);
-    }
+      void queryClient.invalidateQueries({ queryKey: queryKeys.webhooks });
+    },
+  });
+  const busy = createHook.isPending;
+  const error = createHook.error;
+  const created = createHook.data ?? null;
+
+  const create = (e: FormEvent): void => {
+    e.preventDefault();
+    createHook.mutate({ url: url.trim(), events });
   };
 
-  const remove = async (): Promise<void> => {
-    if (!removing) return;
-    setRemoving({ ...removing, busy: true, error: null });
-    try {
-      await api.delete(`/v1/webhooks/${removing.hook.id}`);
-      if (selected === removing.hook.id) setSelected(null);
-      setRemoving(null);
-      hooks.reload();
-    } catch (err) {
-      setRemoving({ ...removing, busy: false, error: toApiError(err) });
-    }
+  const removeHook = useMutation({
+    mutationFn: (hook: Webhook) => api.delete(`/v1/webhooks/${hook.id}`),
+    onSuccess: (_, hook) => {
+      if (selected === hook.id) setSelected(null);
+      closeRemove();
+      void queryClient.invalidateQueries({ queryKey: queryKeys.webhooks });
+    },
+  });
+  const closeRemove = (): void => {
+    setRemoving(null);
+    removeHook.reset();
   };
 
   return (
@@ -74,7 +71,7 @@ export function WebhooksPage() {
         <div className="stack">
           <Card title="Endpoints" className="table-card">
             {hooks.error ? (
-              <PageError error={hooks.error} onRetry={hooks.reload} />
+              <PageError error={hooks.error} onRetry={() => void hooks.refetch()} />
             ) : !hooks.data ? (
               <div className="card-pad">
                 <LoadingBlock lines={2} label="Loading webhooks" />
@@ -115,7 +112,7 @@ export function WebhooksPage() {
                             type="button"
                             className="btn btn-ghost btn-sm"
                             aria-label={`Remove ${h.url}`}
-                            onClick={() => setRemoving({ hook: h, busy: false, error: null })}
+                            onClick={() => setRemoving(h)}
                           >
                             Remove
                           </button>
@@ -131,7 +128,7 @@ export function WebhooksPage() {
         </div>
 
         <Card title="New endpoint">
-          <form className="card-pad stack" onSubmit={(e) => void create(e)} noValidate>
+          <form className="card-pad stack" onSubmit={create} noValidate>
             <div className="field">
               <label htmlFor={ids.url}>URL</label>
               <input
@@ -181,12 +178,12 @@ export function WebhooksPage() {
 
       <ConfirmDialog
         open={removing !== null}
-        title={`Remove ${removing?.hook.url ?? 'this endpoint'}?`}
+        title={`Remove ${removing?.url ?? 'this endpoint'}?`}
         confirmLabel="Remove endpoint"
-        busy={removing?.busy ?? false}
-        error={removing?.error ?? null}
-        onConfirm={() => void remove()}
-        onClose={() => setRemoving(null)}
+        busy={removeHook.isPending}
+        error={removeHook.error}
+        onConfirm={() => removing && removeHook.mutate(removing)}
+        onClose={closeRemove}
       >
         <p>Nothing more is sent to it, and its delivery history goes with it.</p>
       </ConfirmDialog>
@@ -196,35 +193,28 @@ export function WebhooksPage() {
 
 function Deliveries({ webhookId }: { webhookId: string }) {
   const api = useApi();
-  const deliveries = useResource(
-    (signal) => api.get<WebhookDelivery[]>(`/v1/webhooks/${webhookId}/deliveries`, { signal }),
-    [api, webhookId],
-  );
-  const [error, setError] = useState<ApiError | null>(null);
-
-  const redeliver = async (id: string): Promise<void> => {
-    setError(null);
-    try {
-      await api.post(`/v1/webhooks/${webhookId}/deliveries/${id}/redeliver`);
-      deliveries.reload();
-    } catch (err) {
-      setError(toApiError(err));
-    }
-  };
+  const queryClient = useQueryClient();
+  const deliveries = useQuery(webhookDeliveriesQuery(api, webhookId));
+  const redeliver = useMutation({
+    mutationFn: (deliveryId: string) => api.post(`/v1/webhooks/${webhookId}/deliveries/${deliveryId}/redeliver`),
+    onSuccess: () => void queryClient.invalidateQueries({ queryKey: queryKeys.webhookDeliveries(webhookId) }),
+  });
+  const error = redeliver.error;
+  const refresh = (): void => void deliveries.refetch();
 
   return (
     <Card
       title="Deliveries"
       className="table-card"
       actions={
-        <button type="button" className="btn btn-secondary btn-sm" onClick={deliveries.reload}>
+        <button type="button" className="btn btn-secondary btn-sm" onClick={refresh}>
           Refresh
         </button>
       }
     >
       {error && <ErrorCallout error={error} title="Not sent again" />}
       {deliveries.error ? (
-        <PageError error={deliveries.error} onRetry={deliveries.reload} />
+        <PageError error={deliveries.error} onRetry={refresh} />
       ) : !deliveries.data ? (
         <div className="card-pad">
           <LoadingBlock lines={2} label="Loading deliveries" />
@@ -267,7 +257,7 @@ function Deliveries({ webhookId }: { webhookId: string }) {
                       type="button"
                       className="btn btn-ghost btn-sm"
                       aria-label={`Redeliver ${d.eventType} ${d.id.slice(0, 8)}`}
-                      onClick={() => void redeliver(d.id)}
+                      onClick={() => redeliver.mutate(d.id)}
                     >
                       Redeliver
                     </button>
