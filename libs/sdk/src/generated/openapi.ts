@@ -1883,6 +1883,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   TargetsController_list: {
@@ -1911,6 +1920,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   KeysController_list: {
@@ -1932,6 +1950,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -1971,6 +1998,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   KeysController_revoke: {
@@ -1994,6 +2030,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -2035,6 +2080,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   KeysController_rotate: {
@@ -2062,6 +2116,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -2101,6 +2164,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   TenantsController_listKeys: {
@@ -2124,6 +2196,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -2165,6 +2246,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   TenantsController_revokeKey: {
@@ -2189,6 +2279,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -2231,6 +2330,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   TenantsController_quotas: {
@@ -2254,6 +2362,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -2295,6 +2412,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   ModelsController_list: {
@@ -2316,6 +2442,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -2355,6 +2490,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   ModelsController_get: {
@@ -2378,6 +2522,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -2418,6 +2571,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   VersionsController_list: {
@@ -2441,6 +2603,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -2485,6 +2656,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   VersionsController_get: {
@@ -2508,6 +2688,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -2541,6 +2730,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -2595,6 +2793,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   CompilationsController_list: {
@@ -2626,6 +2833,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   CompilationsController_get: {
@@ -2649,6 +2865,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -2687,6 +2912,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   CompilationsController_cancel: {
@@ -2717,6 +2951,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   CompilationEventsController_token: {
@@ -2740,6 +2983,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -2788,6 +3040,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   ArtifactsController_listForVersion: {
@@ -2818,6 +3079,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   ArtifactsController_get: {
@@ -2841,6 +3111,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -2881,6 +3160,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   ArtifactsController_download: {
@@ -2911,6 +3199,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   ChannelsController_list: {
@@ -2934,6 +3231,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -2976,6 +3282,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   ChannelsController_history: {
@@ -3000,6 +3315,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -3039,6 +3363,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   ResolverController_signingKeys: {
@@ -3060,6 +3393,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -3104,6 +3446,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   UploadsController_get: {
@@ -3134,6 +3485,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   UploadsController_abort: {
@@ -3157,6 +3517,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -3198,6 +3567,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   UploadsController_complete: {
@@ -3225,6 +3603,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -3264,6 +3651,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   RolloutsController_list: {
@@ -3288,6 +3684,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -3330,6 +3735,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   RolloutsController_get: {
@@ -3353,6 +3767,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -3394,6 +3817,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   RolloutsController_resume: {
@@ -3421,6 +3853,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -3462,6 +3903,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   FleetController_view: {
@@ -3493,6 +3943,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   RetentionPolicyController_get: {
@@ -3514,6 +3973,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -3553,6 +4021,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   RetentionPolicyController_remove: {
@@ -3573,6 +4050,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -3605,6 +4091,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -3654,6 +4149,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   WebhooksController_list: {
@@ -3675,6 +4179,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -3714,6 +4227,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   WebhooksController_remove: {
@@ -3736,6 +4258,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
@@ -3774,6 +4305,15 @@ export interface operations {
           'application/json': components['schemas']['ErrorBody'];
         };
       };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
     };
   };
   WebhooksController_redeliver: {
@@ -3799,6 +4339,15 @@ export interface operations {
       };
       /** @description Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }` */
       '4XX': {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorBody'];
+        };
+      };
+      /** @description A dependency unavailable, an unexpected failure: `{ error: { code, … } }` */
+      '5XX': {
         headers: {
           [name: string]: unknown;
         };
