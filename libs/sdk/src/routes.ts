@@ -1,7 +1,28 @@
+import type { paths } from './generated/openapi.js';
+
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
 /**
- * Every API route the SDK calls, in the OpenAPI document's notation. test/sdk.e2e-spec.ts checks this table
- * against the real app's /openapi.json in both directions, so a route added to the API without the SDK
- * (or an SDK route the API lost) fails the tests.
+ * Every method and path of the API's OpenAPI document (./generated/openapi.ts): a path item's operation is
+ * `never` (absent) for a method it lacks.
+ */
+export type DocumentedRoute = {
+  [P in keyof paths]: {
+    [M in HttpMethod]: paths[P][Lowercase<M>] extends { responses: unknown } ? { method: M; path: P } : never;
+  }[HttpMethod];
+}[keyof paths];
+
+/** `GET /v1/health`: a documented route as one string. */
+export type DocumentedRouteKey = {
+  [P in keyof paths]: {
+    [M in HttpMethod]: paths[P][Lowercase<M>] extends { responses: unknown } ? `${M} ${P}` : never;
+  }[HttpMethod];
+}[keyof paths];
+
+/**
+ * Every API route the SDK calls, in the OpenAPI document's notation. Typed against the generated document, so a
+ * route or method the document lacks does not compile; test/sdk.e2e-spec.ts also checks this table against the
+ * running API's /openapi.json in both directions, so a route added to the API without the SDK fails the tests.
  */
 export const ROUTES = {
   health: { method: 'GET', path: '/v1/health' },
@@ -58,13 +79,12 @@ export const ROUTES = {
   deleteWebhook: { method: 'DELETE', path: '/v1/webhooks/{webhookId}' },
   listWebhookDeliveries: { method: 'GET', path: '/v1/webhooks/{webhookId}/deliveries' },
   redeliverWebhook: { method: 'POST', path: '/v1/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver' },
-} as const satisfies Record<string, { method: HttpMethod; path: string }>;
+} as const satisfies Record<string, DocumentedRoute>;
 
-export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export type RouteName = keyof typeof ROUTES;
 
 /** Operator routes (admin token, not a tenant key): deliberately not part of the SDK. */
-export const OPERATOR_ROUTES: readonly string[] = [
+export const OPERATOR_ROUTES: readonly DocumentedRouteKey[] = [
   'POST /v1/admin/tenants',
   'GET /v1/admin/tenants/{tenantId}/keys',
   'POST /v1/admin/tenants/{tenantId}/keys',

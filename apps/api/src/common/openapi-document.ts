@@ -9,7 +9,8 @@ import { ErrorCode } from '@kiln/contracts';
  * it in the test command, test/api-fuzz.e2e-spec.ts):
  * - request constraints come from the class-validator decorators the API validates with (merged in by
  *   class-validator-jsonschema), so the document and the validation cannot disagree;
- * - every operation documents its error answers: any 4xx is `ErrorBody`, the one error shape of the API;
+ * - every operation documents its error answers: any 4xx or 5xx is `ErrorBody`, the one error shape of the API
+ *   (the exception filter answers every error so, an unexpected one as 500 INTERNAL);
  * - a documented path asked with a method it does not have answers 405 with `Allow` (methodNotAllowed below).
  */
 export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
@@ -102,7 +103,7 @@ function mergeValidationConstraints(document: OpenAPIObject): void {
 
 export const ERROR_BODY_SCHEMA = 'ErrorBody';
 
-/** Every 4xx of every operation is the API's one error shape. */
+/** Every 4xx and 5xx of every operation is the API's one error shape (a route may document its own, e.g. 503). */
 function documentErrors(document: OpenAPIObject): void {
   document.components ??= {};
   document.components.schemas ??= {};
@@ -125,11 +126,16 @@ function documentErrors(document: OpenAPIObject): void {
     description: 'Bad input, no or a wrong key, not found, conflict, too large, rate limited: `{ error: { code, … } }`',
     content: { 'application/json': { schema: { $ref: `#/components/schemas/${ERROR_BODY_SCHEMA}` } } },
   };
+  const serverErrorResponse = {
+    description: 'A dependency unavailable, an unexpected failure: `{ error: { code, … } }`',
+    content: errorResponse.content,
+  };
   for (const item of Object.values(document.paths)) {
     for (const method of HTTP_METHODS) {
       const operation = item[method];
       if (!operation) continue;
       operation.responses['4XX'] ??= errorResponse;
+      operation.responses['5XX'] ??= serverErrorResponse;
       // A JSON body whose fields are all optional may be left out altogether (the API takes it as `{}`).
       const body = operation.requestBody;
       const ref = body && 'content' in body ? body.content['application/json']?.schema : undefined;

@@ -1,4 +1,5 @@
 import { ApiProperty } from '@nestjs/swagger';
+import { ModelRefDto } from '../resolver/resolver.dto.js';
 import { RolloutResponseDto } from '../rollouts/rollouts.dto.js';
 
 export class FleetServingDto {
@@ -54,7 +55,7 @@ export class FleetClassDto {
 }
 
 export class FleetViewDto {
-  @ApiProperty({ type: 'object', additionalProperties: true }) model!: { id: string; name: string };
+  @ApiProperty({ type: ModelRefDto }) model!: ModelRefDto;
   @ApiProperty() channel!: string;
   @ApiProperty() versionNumber!: number;
   @ApiProperty({ nullable: true, type: RolloutResponseDto, description: "The channel's latest rollout" })

@@ -172,10 +172,23 @@ export class RolloutAssignmentDto {
   @ApiProperty({ description: 'Why, in words' }) reason!: string;
 }
 
+export class ModelRefDto {
+  @ApiProperty() id!: string;
+  @ApiProperty() name!: string;
+}
+
+export class ResolvedVersionDto {
+  @ApiProperty() id!: string;
+  @ApiProperty() number!: number;
+  @ApiProperty({ enum: ['version', 'channel', 'latest'], description: 'What chose the version' })
+  selectedBy!: 'version' | 'channel' | 'latest';
+  @ApiProperty({ nullable: true, type: String, description: 'The channel that chose it, if one did' })
+  channel!: string | null;
+}
+
 export class ResolutionResponseDto {
-  @ApiProperty({ type: 'object', additionalProperties: true }) model!: { id: string; name: string };
-  @ApiProperty({ type: 'object', additionalProperties: true })
-  version!: { id: string; number: number; selectedBy: 'version' | 'channel' | 'latest'; channel: string | null };
+  @ApiProperty({ type: ModelRefDto }) model!: ModelRefDto;
+  @ApiProperty({ type: ResolvedVersionDto }) version!: ResolvedVersionDto;
   @ApiProperty({ type: DeviceClassDto, description: 'The class fleet evidence is read for (docs/fleet.md)' })
   deviceClass!: DeviceClassDto;
   @ApiProperty({

@@ -1,4 +1,5 @@
 import { ApiProperty } from '@nestjs/swagger';
+import type { RolloutEventKind } from '@kiln/database';
 import { Type } from 'class-transformer';
 import {
   ArrayMaxSize,
@@ -130,8 +131,21 @@ export class RolloutClassStateDto {
   @ApiProperty() at!: string;
 }
 
+/** Every kind of rollout event (RolloutEventKind of @kiln/database), for the document. */
+export const ROLLOUT_EVENT_KINDS = [
+  'started',
+  'stage_started',
+  'promoted',
+  'paused',
+  'resumed',
+  'class_rolled_back',
+  'halted',
+  'rolled_back',
+  'completed',
+] as const satisfies readonly RolloutEventKind[];
+
 export class RolloutEventDto {
-  @ApiProperty() kind!: string;
+  @ApiProperty({ enum: ROLLOUT_EVENT_KINDS }) kind!: RolloutEventKind;
   @ApiProperty() stageIndex!: number;
   @ApiProperty() percent!: number;
   @ApiProperty({ nullable: true, type: String }) deviceClass!: string | null;

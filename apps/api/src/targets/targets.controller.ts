@@ -5,11 +5,20 @@ import { TARGETS, taskQueueFor, type TargetRequirement } from '@kiln/targets';
 import { queuesWithPollers } from '@kiln/temporal';
 import { READERS, Roles } from '../auth/auth-context.js';
 
+export class TargetRequirementDto {
+  @ApiProperty({ enum: ['linux'] }) os!: 'linux';
+  @ApiProperty({ enum: ['x86_64'] }) arch!: 'x86_64';
+  @ApiProperty({ nullable: true, type: 'integer', enum: [2, 3, 4], description: 'Minimum x86-64 level of the CPU' })
+  x86Level!: 2 | 3 | 4 | null;
+  @ApiProperty({ nullable: true, type: String, description: 'Exact compute capability of the GPU' })
+  computeCapability!: string | null;
+}
+
 export class TargetResponseDto {
   @ApiProperty() id!: string;
   @ApiProperty() title!: string;
   @ApiProperty() description!: string;
-  @ApiProperty({ type: 'object', additionalProperties: true }) requires!: TargetRequirement;
+  @ApiProperty({ type: TargetRequirementDto }) requires!: TargetRequirement;
   @ApiProperty() recipeVersion!: number;
   @ApiProperty({ description: 'A build worker for this target polled its queue recently' }) workerOnline!: boolean;
 }

@@ -53,5 +53,6 @@ export class WebhookDeliveryDto {
   @ApiProperty({ type: String, nullable: true, format: 'date-time' }) lastAttemptAt!: string | null;
   @ApiProperty({ type: String, nullable: true, format: 'date-time' }) deliveredAt!: string | null;
   @ApiProperty({ format: 'date-time' }) createdAt!: string;
-  @ApiProperty({ description: 'The body that is sent' }) payload!: Record<string, unknown>;
+  @ApiProperty({ type: 'object', additionalProperties: true, description: 'The body that is sent' })
+  payload!: Record<string, unknown>;
 }
