@@ -51,9 +51,6 @@ export class KilnStorageError extends KilnSdkError {
  */
 export class KilnStorageUnreachableError extends KilnSdkError {
   override name = 'KilnStorageUnreachableError';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
 }
 
 /** The caller's AbortSignal fired; what was started on the server has been cancelled. */

@@ -3,43 +3,35 @@ import type { KilnClient } from './kiln-client.js';
 import type { ProgressEvent } from './progress.js';
 import { defaultResumeDir, ResumeStore } from './resume-state.js';
 import { throwIfAborted } from './retry.js';
-import type { Model, ModelVersion } from './types.js';
-import { multipartUpload, type ResumeSlot, type SendPart } from './upload-core/index.js';
+import type { Model } from './types.js';
+import {
+  multipartUpload,
+  type MultipartUploadOptions,
+  type MultipartUploadResult,
+  type ResumeSlot,
+  type SendPart,
+} from './upload-core/index.js';
 import { hashParts, openUploadSource, type UploadInput, type UploadSource } from './upload-source.js';
 
-export interface UploadModelOptions {
+/** idempotencyKey, partSize, concurrency, resumeUploadId and signal: as the upload core's options. */
+export interface UploadModelOptions extends Pick<
+  MultipartUploadOptions,
+  'idempotencyKey' | 'partSize' | 'concurrency' | 'resumeUploadId' | 'signal'
+> {
   /** Model name (created when missing) or id. */
   model: string;
   /** File name recorded on the version (default: the file's base name, or model.pt2). */
   filename?: string;
-  /** Sent as the upload's Idempotency-Key: repeating the call continues (or returns) the same upload. */
-  idempotencyKey?: string;
-  /** Part size in bytes (5 MiB..5 GiB); default: the server's (32 MiB, grown to fit 10 000 parts). */
-  partSize?: number;
-  /** Parts uploaded at once (default 4). */
-  concurrency?: number;
-  /** Continue this upload (from GET /v1/uploads/:id) instead of looking for resume state. */
-  resumeUploadId?: string;
   /**
    * Folder of the automatic resume state (default $XDG_CACHE_HOME/kiln/uploads or ~/.cache/kiln/uploads);
    * false: no state file. Only file inputs are resumable across processes.
    */
   resumeStateDir?: string | false;
   onProgress?: (event: ProgressEvent) => void;
-  /** Aborting cancels the upload on the server (its parts are dropped) and rejects with KilnAbortError. */
-  signal?: AbortSignal;
 }
 
-export interface UploadModelResult {
+export interface UploadModelResult extends MultipartUploadResult {
   model: Model;
-  version: ModelVersion;
-  uploadId: string;
-  /** An earlier, unfinished upload was continued. */
-  resumed: boolean;
-  /** The upload had already completed (same idempotency key): nothing was sent. */
-  reused: boolean;
-  partsSent: number;
-  partsReused: number;
 }
 
 /**

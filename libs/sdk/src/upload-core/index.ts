@@ -16,13 +16,5 @@ export {
 } from './multipart-upload.js';
 export { canKeepStoredPart, nextUrlBatch, partRanges, type HashedPart, type PartRange } from './part-plan.js';
 export { UploadProgress, type MultipartUploadEvent } from './progress.js';
-export {
-  isTransient,
-  KilnAbortError,
-  KilnApiError,
-  KilnNetworkError,
-  KilnSdkError,
-  KilnStorageError,
-  KilnStorageUnreachableError,
-} from '../errors.js';
+export * from '../errors.js';
 export { backoffDelay, DEFAULT_RETRY_POLICY, withRetry, type RetryPolicy } from '../retry.js';

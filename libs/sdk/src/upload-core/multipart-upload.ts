@@ -91,11 +91,11 @@ export interface MultipartUploadOptions {
   modelId: string;
   /** Sent as the upload's Idempotency-Key: repeating the call continues (or returns) the same upload. */
   idempotencyKey?: string;
-  /** Part size in bytes; default: the server's. */
+  /** Part size in bytes (5 MiB..5 GiB); default: the server's (32 MiB, grown to fit 10 000 parts). */
   partSize?: number;
   /** Parts uploaded at once (default 4, at most 32). */
   concurrency?: number;
-  /** Continue this upload instead of looking in the resume slot. */
+  /** Continue this upload (from GET /v1/uploads/:id) instead of looking in the resume slot. */
   resumeUploadId?: string;
   onProgress?: (event: MultipartUploadEvent) => void;
   /** Told before each part is hashed (the dashboard shows it: hashing a large part takes a moment). */
