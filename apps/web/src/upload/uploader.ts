@@ -37,9 +37,6 @@ export interface ModelUploader {
   upload(file: File, modelId: string, opts: UploadOptions): Promise<ModelVersion>;
 }
 
-/** The browser could not reach the S3 endpoint at all (unreachable host, or CORS not allowing this origin). */
-export class StorageUnreachableError extends Error {}
-
 /**
  * The presigned multipart upload through the SDK's upload core (`@kiln/sdk/upload-core`, the flow the Node SDK
  * runs too): parts are checksummed in the page (sha256, which each URL is signed with and S3 verifies), PUT
@@ -155,8 +152,9 @@ function xhrSendPart(file: File): SendPart {
 
 /** What the upload dialog shows: the API's error as it is, the core's own failures with a dashboard code. */
 function dashboardError(err: unknown): unknown {
-  if (err instanceof ApiError || (err instanceof Error && err.name === 'AbortError')) return err;
-  if (err instanceof KilnStorageUnreachableError) return new StorageUnreachableError(err.message);
+  // Unreachable storage is the caller's cue to take the api route (uploadModelVersion).
+  if (err instanceof ApiError || err instanceof KilnStorageUnreachableError) return err;
+  if (err instanceof Error && err.name === 'AbortError') return err;
   if (err instanceof KilnApiError) return new ApiError(err.status, err.code, err.message, err.details);
   if (err instanceof KilnStorageError)
     return new ApiError(err.status, 'STORAGE_REFUSED', `Storage refused the upload: ${err.message}`);
@@ -215,7 +213,8 @@ export async function uploadModelVersion(
   try {
     return { version: await new MultipartUploader(api).upload(file, modelId, opts), route: 'storage' };
   } catch (err) {
-    if (!(err instanceof StorageUnreachableError)) throw err;
+    // The browser cannot reach S3 at all (unreachable host, or CORS not allowing this origin).
+    if (!(err instanceof KilnStorageUnreachableError)) throw err;
     opts.onProgress({
       phase: 'uploading',
       route: 'api',
