@@ -410,7 +410,7 @@ def compile_remote(
         "POST",
         f"/v1/versions/{version['id']}/compilations",
         {"targets": list(targets)},
-        {"Idempotency-Key": f"{key}/compile"},
+        headers={"Idempotency-Key": f"{key}/compile"},
     )[1]
     if wait:
         deadline = None if timeout is None else time.monotonic() + timeout
