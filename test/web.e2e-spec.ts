@@ -350,6 +350,42 @@ describe('dashboard in a real browser', () => {
     await screenshot(page, '09-channels');
   });
 
+  test('storage the browser cannot reach: the upload is dropped and the file goes through the API', async () => {
+    const s3Origin = new URL(loadKilnConfig().S3_ENDPOINT).origin;
+    // What a browser sees when S3's endpoint is internal or its CORS rules refuse this origin: no answer at all.
+    await page.route(`${s3Origin}/**`, (route) => route.abort('connectionrefused'));
+    try {
+      await page.goto(`${baseUrl}/`);
+      await page.getByRole('heading', { level: 1, name: 'Models' }).waitFor();
+      const before = requests.length;
+      await dropFile(page, '[data-dropzone]', path.join(FIXTURES_DIR, 'cnn.pt2'));
+      const dialog = page.getByRole('dialog');
+      await dialog.waitFor();
+      assert.equal(await dialog.getByLabel('Model name').inputValue(), 'cnn');
+      await dialog.getByRole('button', { name: 'Upload', exact: true }).click();
+      await page.waitForURL(/\/versions\/[0-9a-f-]{36}$/, { timeout: 120_000 });
+      await page.getByRole('heading', { level: 1, name: 'cnn v1' }).waitFor();
+
+      const seen = requests.slice(before);
+      const created = seen.find((r) => r.method() === 'POST' && /\/v1\/models\/[^/]+\/uploads$/.test(r.url()));
+      assert.ok(created, 'the presigned upload was tried first');
+      const uploadId = ((await (await created.response())?.json()) as { uploadId: string }).uploadId;
+      assert.ok(
+        seen.some((r) => r.method() === 'DELETE' && r.url().endsWith(`/v1/uploads/${uploadId}`)),
+        'the unfinished upload was aborted',
+      );
+      const direct = seen.filter((r) => r.method() === 'POST' && /\/v1\/models\/[^/]+\/versions\?/.test(r.url()));
+      assert.equal(direct.length, 1, 'the file went through the API once');
+      assert.equal((await direct[0].response())?.status(), 201);
+      const upload = (await api(app).get(`/v1/uploads/${uploadId}`).set(tenant.auth).expect(200)).body as {
+        status: string;
+      };
+      assert.equal(upload.status, 'aborted');
+    } finally {
+      await page.unroute(`${s3Origin}/**`);
+    }
+  });
+
   test('sign out forgets the key', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();

@@ -44,6 +44,15 @@ export class KilnStorageError extends KilnSdkError {
   }
 }
 
+/**
+ * No part reached storage and the first PUT got no answer at all (unreachable host, or CORS refusing this
+ * origin, which a browser does not tell apart). Thrown only where the caller asked to give up then
+ * (`unreachableStorage: 'give-up'`): the dashboard sends the file through the API instead.
+ */
+export class KilnStorageUnreachableError extends KilnSdkError {
+  override name = 'KilnStorageUnreachableError';
+}
+
 /** The caller's AbortSignal fired; what was started on the server has been cancelled. */
 export class KilnAbortError extends KilnSdkError {
   override name = 'AbortError';

@@ -38,11 +38,26 @@ export {
   buildChanges,
   TERMINAL_BUILD_STATUSES,
   TERMINAL_COMPILATION_STATUSES,
-  UploadProgress,
   type ProgressEvent,
 } from './progress.js';
 export { httpPutPart, type PartPutRequest, type PartPutResponse, type PartTransport } from './part-transport.js';
-export { canKeepStoredPart, nextUrlBatch, partRanges, type PartRange } from './part-plan.js';
+export {
+  canKeepStoredPart,
+  KilnStorageUnreachableError,
+  multipartUpload,
+  nextUrlBatch,
+  partRanges,
+  UploadProgress,
+  type HashedPart,
+  type MultipartUploadEvent,
+  type MultipartUploadOptions,
+  type MultipartUploadResult,
+  type PartRange,
+  type PartSource,
+  type ResumeSlot,
+  type SendPart,
+  type UploadApi,
+} from './upload-core/index.js';
 export { defaultResumeDir, ResumeStore, type ResumeRecord } from './resume-state.js';
-export { hashParts, openUploadSource, type HashedPart, type UploadInput, type UploadSource } from './upload-source.js';
+export { hashParts, openUploadSource, type UploadInput, type UploadSource } from './upload-source.js';
 export type * from './types.js';

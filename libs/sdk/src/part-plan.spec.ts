@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { canKeepStoredPart, nextUrlBatch, partRanges } from './part-plan.js';
+import { canKeepStoredPart, nextUrlBatch, partRanges } from './upload-core/part-plan.js';
 import { routePath, ROUTES } from './routes.js';
 
 test('part ranges tile the file in order; a plan that does not tile it is refused', () => {

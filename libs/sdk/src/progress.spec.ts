@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildChanges, UploadProgress } from './progress.js';
+import { buildChanges } from './progress.js';
+import { UploadProgress } from './upload-core/progress.js';
 import type { Build, Compilation } from './types.js';
 
 test('upload progress counts in-flight bytes, takes back failed attempts, and includes resumed parts', () => {

@@ -6,9 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
-import { partRanges } from './part-plan.js';
+import { type HashedPart, partRanges } from './upload-core/part-plan.js';
 import { ResumeStore } from './resume-state.js';
-import { hashParts, openUploadSource, type HashedPart } from './upload-source.js';
+import { hashParts, openUploadSource } from './upload-source.js';
 
 let dir: string;
 before(async () => {

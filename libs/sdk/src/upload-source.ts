@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { PartRange } from './part-plan.js';
+import type { HashedPart, PartRange } from './upload-core/part-plan.js';
 
 /** What compileRemote/uploadModel accept: a file path, the bytes, or a stream of them. */
 export type UploadInput = string | Buffer | Readable;
@@ -109,11 +109,6 @@ function meter(onBytes: (n: number) => void): Transform {
   });
 }
 
-export interface HashedPart extends PartRange {
-  /** base64 sha256 of the part (what the part URL is signed with). */
-  sha256: string;
-}
-
 /**
  * One sequential pass over the source: yields each part with its sha256 as soon as its last byte was read,
  * and returns the sha256 (hex) of the whole file. Reads 1 MiB at a time and only as fast as the consumer
@@ -121,7 +116,7 @@ export interface HashedPart extends PartRange {
  */
 export async function* hashParts(
   source: UploadSource,
-  ranges: PartRange[],
+  ranges: readonly PartRange[],
   signal?: AbortSignal,
 ): AsyncGenerator<HashedPart, string> {
   const whole = createHash('sha256');

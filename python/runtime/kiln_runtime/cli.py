@@ -13,7 +13,7 @@ from . import __version__
 from .cache import Cache
 from .client import DEFAULT_API_URL, KilnClient, check_artifact_binding
 from .device_identity import device_id
-from .download import Progress, RetryPolicy
+from .download import Progress
 from .errors import (
     EXIT_INTERNAL,
     EXIT_OK,
@@ -24,6 +24,7 @@ from .errors import (
     UsageError,
 )
 from .fingerprint import validate_fingerprint
+from .http import RetryPolicy
 from .needs import check_needs, js_number
 from .probe import probe_fingerprint
 from .resolution import Resolution

@@ -6,23 +6,17 @@ their sha256 and ed25519 signature, parts and portable graphs against their sha2
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
-import math
 import os
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .cache import Cache, check_sha256, derived_file
-from .download import ProgressFactory, RetryPolicy, download_blob
-from .errors import ApiError, ErrorCode, KilnRuntimeError, NetworkError, VerificationError
+from .download import ProgressFactory, download_blob
+from .errors import ErrorCode, KilnRuntimeError, VerificationError
+from .http import ApiSession, RetryPolicy
 from .package_parts import assemble_package, check_weights_entry
 from .portable import make_loadable_copy
 from .program_checks import check_portable_program
@@ -33,19 +27,6 @@ log = logging.getLogger("kiln_runtime")
 DEFAULT_API_URL = "http://127.0.0.1:3000"
 MAX_MANIFEST_BYTES = 4 << 20
 MAX_PORTABLE_MANIFEST_BYTES = 1 << 20
-_TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
-MAX_RETRY_AFTER_S = 60.0
-
-
-def retry_after_s(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header in seconds (what Kiln sends), capped at MAX_RETRY_AFTER_S."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) if not math.isnan(seconds) else None
 
 
 @dataclass(frozen=True)
@@ -95,50 +76,19 @@ class KilnClient:
         self.cache = cache if isinstance(cache, Cache) else Cache(cache)
         self.trust = TrustStore.from_env(self.cache.keys, pinned_keys, trust_on_first_use)
         self.retry = retry or RetryPolicy()
+        self.http = ApiSession(
+            self.api_url,
+            self.token,
+            retry=self.retry,
+            missing_token="no device token: set KILN_DEVICE_TOKEN or pass --token",
+        )
         self.progress = progress
         self.rehash_cache = rehash_cache
 
     # ------------------------------------------------------------------------------------------- API calls
 
     def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
-        url = f"{self.api_url}{path}"
-        headers = {"Accept": "application/json", "User-Agent": f"kiln-runtime/{__version__}"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        if auth:
-            if not self.token:
-                raise ApiError(401, "UNAUTHENTICATED", "no device token: set KILN_DEVICE_TOKEN or pass --token")
-            headers["Authorization"] = f"Bearer {self.token}"
-        failures = 0
-        while True:
-            req = urllib.request.Request(url, data=data, headers=headers, method=method)
-            try:
-                with urllib.request.urlopen(req, timeout=self.retry.timeout_s) as resp:
-                    return json.loads(resp.read() or b"null")
-            except urllib.error.HTTPError as exc:
-                payload = exc.read()
-                exc.close()
-                if exc.code in _TRANSIENT_STATUS and failures + 1 < self.retry.attempts:
-                    failures += 1
-                    # A rate limit or quota says how long to wait (Retry-After); never less than the backoff.
-                    wait = max(self.retry.delay(failures), retry_after_s(exc.headers.get("Retry-After")) or 0.0)
-                    time.sleep(wait)
-                    continue
-                raise _api_error(exc.code, payload) from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
-                failures += 1
-                if failures >= self.retry.attempts:
-                    reason = getattr(exc, "reason", exc)
-                    raise NetworkError(
-                        ErrorCode.API_UNREACHABLE,
-                        f"cannot reach the Kiln API at {self.api_url} ({reason}) after {failures} attempts",
-                        {"apiUrl": self.api_url},
-                    ) from exc
-                time.sleep(self.retry.delay(failures))
-            except ValueError as exc:
-                raise KilnRuntimeError(ErrorCode.BAD_RESPONSE, f"{method} {path}: the answer is not JSON") from exc
+        return self.http.call(method, path, body, auth=auth)[1]
 
     def resolve(
         self,
@@ -321,19 +271,6 @@ def check_artifact_binding(manifest: dict[str, Any], portable: VerifiedPortableM
             "the artifact was built for another tenant than the resolved version's",
             {"artifact": tenant, "version": portable.data.get("tenantId")},
         )
-
-
-def _api_error(status: int, payload: bytes) -> ApiError:
-    code, message, details = f"HTTP_{status}", f"HTTP {status}", None
-    try:
-        err = json.loads(payload)["error"]
-        code = str(err.get("code") or code)
-        message = str(err.get("message") or message)
-        details = err.get("details") if isinstance(err.get("details"), dict) else None
-    except (ValueError, KeyError, TypeError, AttributeError):
-        if payload:
-            message = f"HTTP {status}: {payload[:200].decode(errors='replace')}"
-    return ApiError(status, code, message, details)
 
 
 def _invalid(message: str) -> VerificationError:

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import http.client
 import logging
-import random
 import re
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from .cache import Cache, sha256_file
 from .errors import ErrorCode, NetworkError, VerificationError
+from .http import RetryPolicy
 
 log = logging.getLogger("kiln_runtime")
 _CHUNK = 1 << 20
@@ -39,18 +38,6 @@ class Progress(Protocol):
 
 # (description, total bytes or None, bytes already there) -> a progress sink
 ProgressFactory = Callable[[str, "int | None", int], Progress]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 6  # failed attempts in a row (without progress) before giving up
-    backoff_s: float = 0.5
-    max_backoff_s: float = 8.0
-    timeout_s: float = 30.0  # connect and per-read timeout
-
-    def delay(self, failures: int) -> float:
-        base = min(self.max_backoff_s, self.backoff_s * (2 ** (failures - 1)))
-        return base * (0.5 + random.random() / 2)
 
 
 class _Transient(Exception):

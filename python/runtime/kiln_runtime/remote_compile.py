@@ -23,16 +23,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-import json
 import os
-import random
 import re
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ApiError, KilnRuntimeError, NetworkError, UsageError
+from urllib3.exceptions import MaxRetryError
+
+from .errors import ApiError, KilnRuntimeError, UsageError
+from .http import ApiSession, RetryPolicy, is_transient_status
 
 __all__ = [
     "CompileResult",
@@ -48,17 +47,16 @@ __all__ = [
     "PartRange",
     "StorageError",
     "TargetResult",
-    "backoff_delay",
     "compile_remote",
     "hash_parts",
-    "is_transient_status",
     "part_ranges",
 ]
 
 _CHUNK = 1 << 20
-_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _TERMINAL = frozenset({"succeeded", "partial", "failed", "cancelled"})
 _URL_BATCH = 32
+# The API calls and the part PUTs: 6 retries, 0.25 s doubling up to 15 s, and a long read timeout (the SDK's).
+_RETRY = RetryPolicy(attempts=7, backoff_s=0.25, max_backoff_s=15.0, timeout_s=120.0)
 
 
 class StorageError(KilnRuntimeError):
@@ -163,71 +161,10 @@ def hash_parts(path: Path, ranges: list[PartRange]) -> tuple[list[str], str]:
     return digests, whole.hexdigest()
 
 
-def is_transient_status(status: int) -> bool:
-    return status in _TRANSIENT_STATUSES
-
-
-def backoff_delay(
-    attempt: int, base: float = 0.25, cap: float = 15.0, rand: Callable[[], float] = random.random
-) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-    return rand() * min(cap, base * (2**attempt))
-
-
 def _s3_error(text: str) -> tuple[str, str]:
     code = re.search(r"<Code>([^<]+)</Code>", text)
     message = re.search(r"<Message>([^<]+)</Message>", text)
     return (code.group(1) if code else "", message.group(1) if message else text[:200])
-
-
-class _Api:
-    """JSON over HTTP with the API key; transient failures (network, 429, 502/503/504) are retried."""
-
-    def __init__(self, api_url: str, api_key: str, retries: int = 6, timeout: float = 120.0) -> None:
-        self.base = api_url.rstrip("/")
-        self.key = api_key
-        self.retries = retries
-        self.timeout = timeout
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        all_headers = {"Authorization": f"Bearer {self.key}", "Accept": "application/json", **(headers or {})}
-        if data is not None:
-            all_headers["Content-Type"] = "application/json"
-        for attempt in range(self.retries + 1):
-            req = urllib.request.Request(self.base + path, data=data, method=method, headers=all_headers)
-            try:
-                with urllib.request.urlopen(req, timeout=timeout or self.timeout) as res:
-                    text = res.read().decode()
-                    return res.status, json.loads(text) if text else None
-            except urllib.error.HTTPError as exc:
-                text = exc.read().decode(errors="replace")
-                error = _api_error(exc.code, text, f"{method} {path}")
-                if attempt < self.retries and is_transient_status(exc.code) and error.api_code != "INTERNAL":
-                    time.sleep(backoff_delay(attempt))
-                    continue
-                raise error from None
-            except (urllib.error.URLError, OSError) as exc:
-                if attempt < self.retries:
-                    time.sleep(backoff_delay(attempt))
-                    continue
-                raise NetworkError("API_UNREACHABLE", f"{method} {path}: {exc}") from exc
-        raise AssertionError("unreachable")
-
-
-def _api_error(status: int, text: str, what: str) -> ApiError:
-    try:
-        err = json.loads(text)["error"]
-        return ApiError(status, err["code"], err["message"], err.get("details"))
-    except (ValueError, KeyError, TypeError):
-        return ApiError(status, f"HTTP_{status}", f"{what}: HTTP {status} {text[:200]}")
 
 
 def _put_part(url: str, headers: dict[str, str], path: Path, r: PartRange, on_bytes: Callable[[int], None]) -> None:
@@ -275,7 +212,7 @@ def _tqdm(total: int, enabled: bool) -> Any:
 
 
 class _Uploader:
-    def __init__(self, api: _Api, path: Path, concurrency: int, progress: bool) -> None:
+    def __init__(self, api: ApiSession, path: Path, concurrency: int, progress: bool) -> None:
         self.api = api
         self.path = path
         self.concurrency = max(1, concurrency)
@@ -286,7 +223,7 @@ class _Uploader:
         body: dict[str, Any] = {"filename": filename, "sizeBytes": size}
         if part_size:
             body["partSizeBytes"] = part_size
-        status, upload = self.api.call("POST", f"/v1/models/{model_id}/uploads", body, {"Idempotency-Key": key})
+        status, upload = self.api.call("POST", f"/v1/models/{model_id}/uploads", body, headers={"Idempotency-Key": key})
         upload_id = upload["uploadId"]
         state = self.api.call("GET", f"/v1/uploads/{upload_id}")[1] if status == 200 else {**upload, "parts": []}
         resumed = status == 200
@@ -339,28 +276,33 @@ class _Uploader:
 
         def one(item: tuple[PartRange, str]) -> None:
             r, d = item
-            for attempt in range(self.api.retries + 1):
+            retry = self.api.retry.retry()  # urllib3's counting and backoff, as for the API calls
+            while True:
                 signed = urls[r.part_number]
                 try:
                     _put_part(signed["url"], signed["headers"], self.path, r, on_bytes)
                     return
                 except StorageError as exc:
                     expired = exc.status == 403 and "expired" in exc.message.lower()
-                    if attempt >= self.api.retries or not (expired or is_transient_status(exc.status)):
+                    if not (expired or is_transient_status(exc.status)):
                         raise
                     if expired:
                         urls.update(self._urls(upload_id, [(r, d)]))
-                except OSError:
-                    if attempt >= self.api.retries:
-                        raise
-                time.sleep(backoff_delay(attempt))
+                    failure: Exception = exc
+                except OSError as exc:
+                    failure = exc
+                try:
+                    retry = retry.increment("PUT", signed["url"], error=failure)
+                except MaxRetryError:
+                    raise failure from None
+                retry.sleep()
 
         with ThreadPoolExecutor(self.concurrency) as pool:
             list(pool.map(one, batch))
 
     def _complete(self, upload_id: str, sha256: str) -> dict[str, Any]:
         try:
-            return self.api.call("POST", f"/v1/uploads/{upload_id}/complete", {"sha256": sha256}, timeout=3600)[1]
+            return self.api.call("POST", f"/v1/uploads/{upload_id}/complete", {"sha256": sha256}, timeout_s=3600)[1]
         except ApiError as exc:
             if exc.api_code == "UPLOAD_COMPLETING":
                 return self._await_completion(upload_id)
@@ -377,7 +319,7 @@ class _Uploader:
             time.sleep(2)
 
 
-def _ensure_model(api: _Api, name_or_id: str) -> dict[str, Any]:
+def _ensure_model(api: ApiSession, name_or_id: str) -> dict[str, Any]:
     def find() -> dict[str, Any] | None:
         return next((m for m in api.call("GET", "/v1/models")[1] if name_or_id in (m["id"], m["name"])), None)
 
@@ -450,7 +392,7 @@ def compile_remote(
         raise UsageError("USAGE", "give api_url and api_key (or set KILN_API_URL and KILN_API_KEY)")
     if not targets:
         raise UsageError("USAGE", "give at least one target id")
-    api = _Api(api_url, api_key)
+    api = ApiSession(api_url, api_key, retry=_RETRY)
     key = idempotency_key or f"py-{uuid.uuid4()}"
     cleanup: list[Callable[[], None]] = []
     try:
@@ -468,7 +410,7 @@ def compile_remote(
         "POST",
         f"/v1/versions/{version['id']}/compilations",
         {"targets": list(targets)},
-        {"Idempotency-Key": f"{key}/compile"},
+        headers={"Idempotency-Key": f"{key}/compile"},
     )[1]
     if wait:
         deadline = None if timeout is None else time.monotonic() + timeout

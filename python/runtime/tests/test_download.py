@@ -178,14 +178,3 @@ def test_derived_files_are_rebuilt_when_modified(tmp_path: Path) -> None:
     derived_file(cache, final, build)
     assert len(builds) == 2 and final.read_bytes() == b"package bytes"
     assert sorted(p.name for p in cache.packages.iterdir()) == [final.name, final.name + ".sha256"]
-
-
-def test_retry_after_is_read_in_seconds_and_capped() -> None:
-    from kiln_runtime.client import MAX_RETRY_AFTER_S, retry_after_s
-
-    assert retry_after_s("7") == 7.0
-    assert retry_after_s(" 2 ") == 2.0
-    assert retry_after_s("3600") == MAX_RETRY_AFTER_S
-    assert retry_after_s(None) is None
-    assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") is None
-    assert retry_after_s("nan") is None

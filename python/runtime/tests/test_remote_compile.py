@@ -11,15 +11,13 @@ from pathlib import Path
 import pytest
 
 from kiln_runtime.errors import UsageError
+from kiln_runtime.http import api_error, is_transient_status
 from kiln_runtime.remote_compile import (
     CompiledArtifact,
-    _api_error,
     _iter_changes,
     _s3_error,
-    backoff_delay,
     compile_remote,
     hash_parts,
-    is_transient_status,
     part_ranges,
 )
 
@@ -49,23 +47,16 @@ def test_hash_parts_matches_hashlib(tmp_path: Path) -> None:
         assert d == base64.b64encode(hashlib.sha256(data[r.offset : r.offset + r.size]).digest()).decode()
 
 
-def test_backoff_has_full_jitter_under_a_capped_exponential_ceiling() -> None:
-    assert backoff_delay(0, rand=lambda: 1.0) == 0.25
-    assert backoff_delay(3, rand=lambda: 0.5) == 1.0
-    assert backoff_delay(20, rand=lambda: 1.0) == 15.0
-    assert backoff_delay(5, rand=lambda: 0.0) == 0.0
-
-
 def test_transient_statuses() -> None:
     assert all(is_transient_status(s) for s in (429, 502, 503, 504))
     assert not any(is_transient_status(s) for s in (400, 401, 404, 409, 410, 422))
 
 
 def test_api_errors_keep_the_api_code() -> None:
-    err = _api_error(422, '{"error":{"code":"PT2_TRUNCATED","message":"cut short","details":{"entry":"x"}}}', "POST /x")
+    err = api_error(422, '{"error":{"code":"PT2_TRUNCATED","message":"cut short","details":{"entry":"x"}}}', "POST /x")
     assert (err.status, err.api_code, err.message) == (422, "PT2_TRUNCATED", "cut short")
     assert err.details["entry"] == "x"
-    proxy = _api_error(502, "<html>bad gateway</html>", "GET /y")
+    proxy = api_error(502, "<html>bad gateway</html>", "GET /y")
     assert proxy.api_code == "HTTP_502"
 
 

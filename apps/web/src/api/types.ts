@@ -23,6 +23,7 @@ export type {
   FleetView,
   Model,
   ModelVersion,
+  PartUrls,
   PresignedPart,
   Resolution,
   RetentionPolicy,

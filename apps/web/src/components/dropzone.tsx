@@ -1,5 +1,5 @@
 import { type DragEvent, type ReactNode, useId, useRef, useState } from 'react';
-import { isPt2Filename } from '../lib/upload-plan.js';
+import { isPt2Filename } from '../lib/model-name.js';
 import { UploadIcon } from './icons.js';
 
 /**

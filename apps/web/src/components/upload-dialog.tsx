@@ -3,7 +3,7 @@ import { ApiError } from '../api/client.js';
 import { useApi } from '../api/session.js';
 import type { Model, ModelVersion } from '../api/types.js';
 import { formatBytes, formatRate } from '../lib/format.js';
-import { modelNameFromFilename, modelNameProblem } from '../lib/upload-plan.js';
+import { modelNameFromFilename, modelNameProblem } from '../lib/model-name.js';
 import { uploadModelVersion, type UploadProgressEvent } from '../upload/uploader.js';
 import { CheckIcon } from './icons.js';
 import { ErrorCallout, ProgressBar } from './ui.js';

@@ -1,6 +1,15 @@
+import {
+  KilnApiError,
+  KilnNetworkError,
+  KilnStorageError,
+  KilnStorageUnreachableError,
+  multipartUpload,
+  type PartSource,
+  type SendPart,
+  type UploadApi,
+} from '@kiln/sdk/upload-core';
 import { ApiError, type ApiClient, errorFromBody } from '../api/client.js';
-import type { ModelVersion, PresignedPart, Upload, UploadState } from '../api/types.js';
-import { batches, type PartRange, partRanges, s3ErrorText, UploadProgress } from '../lib/upload-plan.js';
+import type { ModelVersion, PartUrls, Upload, UploadState } from '../api/types.js';
 import { randomId, sha256Base64 } from './sha256.js';
 import { NetworkError, xhr } from './xhr.js';
 
@@ -28,17 +37,11 @@ export interface ModelUploader {
   upload(file: File, modelId: string, opts: UploadOptions): Promise<ModelVersion>;
 }
 
-/** The browser could not reach the S3 endpoint at all (unreachable host, or CORS not allowing this origin). */
-export class StorageUnreachableError extends Error {}
-
-/** Parts sent at once (and checksummed one batch ahead). */
-const CONCURRENCY = 4;
-const PART_ATTEMPTS = 3;
-
 /**
- * The presigned multipart protocol (apps/api/src/uploads, like the SDK): create the upload, checksum each
- * part (sha256, which the URL is signed with and S3 verifies), PUT the parts straight to S3 with real
- * progress, then complete: the API assembles and validates the archive and answers with the version.
+ * The presigned multipart upload through the SDK's upload core (`@kiln/sdk/upload-core`, the flow the Node SDK
+ * runs too): parts are checksummed in the page (sha256, which each URL is signed with and S3 verifies), PUT
+ * straight to S3 with XHR for real progress, then completed: the API assembles and validates the archive and
+ * answers with the version. No resume state: a page that is closed has lost its File anyway.
  */
 export class MultipartUploader implements ModelUploader {
   readonly route = 'storage' as const;
@@ -46,147 +49,117 @@ export class MultipartUploader implements ModelUploader {
   constructor(private readonly api: ApiClient) {}
 
   async upload(file: File, modelId: string, opts: UploadOptions): Promise<ModelVersion> {
-    const { signal } = opts;
     const total = file.size;
-    const emit = (phase: UploadPhase, sent: number, note?: string): void =>
-      opts.onProgress({ phase, route: 'storage', sent, total, note });
-    emit('preparing', 0, 'Starting the upload');
-
-    const upload = await this.api.post<Upload>(
-      `/v1/models/${modelId}/uploads`,
-      { filename: file.name, sizeBytes: file.size },
-      { headers: { 'Idempotency-Key': `web-${randomId()}` }, signal },
-    );
-    const parts = partRanges(file.size, upload.partSize, upload.partCount);
-    const progress = new UploadProgress(parts);
+    let sent = 0;
     let anyPartStored = false;
-    const report = (): void => emit('uploading', progress.sent);
-
-    const sign = async (group: PartRange[]): Promise<PresignedPart[]> => {
-      const sums: { partNumber: number; sha256: string }[] = [];
-      for (const p of group) {
-        if (parts.length > 1)
-          emit(
-            anyPartStored ? 'uploading' : 'preparing',
-            progress.sent,
-            `Checksumming part ${p.partNumber} of ${parts.length}`,
-          );
-        const bytes = await file.slice(p.offset, p.offset + p.size).arrayBuffer();
-        sums.push({ partNumber: p.partNumber, sha256: await sha256Base64(bytes) });
-        signal?.throwIfAborted();
-      }
-      const res = await this.api.post<{ parts: PresignedPart[] }>(
-        `/v1/uploads/${upload.uploadId}/parts`,
-        { parts: sums },
-        { signal },
-      );
-      return res.parts;
-    };
-
-    const put = async (part: PresignedPart): Promise<void> => {
-      for (let attempt = 1; ; attempt++) {
-        progress.reset(part.partNumber);
-        let status: number;
-        let body = '';
-        try {
-          const res = await xhr({
-            method: 'PUT',
-            url: part.url,
-            headers: part.headers,
-            body: file.slice(part.offset, part.offset + part.size),
-            onUploadProgress: (loaded) => {
-              progress.update(part.partNumber, loaded);
-              report();
-            },
-            signal,
-          });
-          status = res.status;
-          body = res.text;
-        } catch (err) {
-          if (!(err instanceof NetworkError)) throw err;
-          if (!anyPartStored) throw new StorageUnreachableError(err.message);
-          if (attempt >= PART_ATTEMPTS)
-            throw new ApiError(0, 'NETWORK', `Part ${part.partNumber} could not be sent: ${err.message}`);
-          await sleep(500 * attempt, signal);
-          continue;
-        }
-        if (status >= 200 && status < 300) {
-          anyPartStored = true;
-          progress.done(part.partNumber);
-          report();
-          return;
-        }
-        if ((status >= 500 || status === 403) && attempt < PART_ATTEMPTS) {
-          // 403: the URL may have expired while waiting (slow link): sign this part again.
-          if (status === 403) Object.assign(part, (await sign([rangeOf(part)]))[0]);
-          await sleep(500 * attempt, signal);
-          continue;
-        }
-        throw new ApiError(
-          status,
-          'STORAGE_REFUSED',
-          `Storage refused part ${part.partNumber}: ${s3ErrorText(status, body)}`,
-        );
-      }
-    };
-
-    const sendParts = async (todo: PartRange[]): Promise<void> => {
-      const groups = batches(todo, CONCURRENCY);
-      let next: Promise<PresignedPart[]> | undefined = groups.length > 0 ? sign(groups[0]) : undefined;
-      for (let i = 0; i < groups.length; i++) {
-        const signed: PresignedPart[] = await next!;
-        // Checksum the next batch while this one is on the wire.
-        next = i + 1 < groups.length ? sign(groups[i + 1]) : undefined;
-        next?.catch(() => undefined); // observed below; avoids an unhandled rejection if the PUTs fail first
-        await Promise.all(signed.map(put));
-      }
-    };
-
+    const emit = (phase: UploadPhase, note?: string): void =>
+      opts.onProgress({ phase, route: 'storage', sent, total, note });
+    emit('preparing', 'Starting the upload');
     try {
-      await sendParts(parts);
-      emit('validating', total, 'Checking the archive');
-      for (let round = 0; ; round++) {
-        try {
-          return await this.complete(upload.uploadId, signal);
-        } catch (err) {
-          // S3 lost a part (rare): send what is missing once more.
-          if (round === 0 && err instanceof ApiError && err.code === 'UPLOAD_INCOMPLETE') {
-            const state = await this.api.get<UploadState>(`/v1/uploads/${upload.uploadId}`, { signal });
-            const stored = new Set(state.parts.map((p) => p.partNumber));
-            const missing = parts.filter((p) => !stored.has(p.partNumber));
-            for (const p of missing) progress.reset(p.partNumber);
-            await sendParts(missing);
-            emit('validating', total, 'Checking the archive');
-            continue;
-          }
-          throw err;
-        }
-      }
+      const result = await multipartUpload(
+        { api: uploadApi(this.api), source: blobPartSource(file), sendPart: xhrSendPart(file) },
+        {
+          modelId,
+          idempotencyKey: `web-${randomId()}`,
+          signal: opts.signal,
+          // Storage the browser cannot reach at all: the caller sends the file through the API instead.
+          unreachableStorage: 'give-up',
+          onHashing: (partNumber, partCount) => {
+            if (partCount > 1)
+              emit(anyPartStored ? 'uploading' : 'preparing', `Checksumming part ${partNumber} of ${partCount}`);
+          },
+          onProgress: (event) => {
+            if (event.type === 'upload') {
+              sent = event.uploadedBytes;
+              anyPartStored ||= event.partsDone > 0;
+              emit('uploading');
+            } else if (event.type === 'upload-completing') {
+              sent = total;
+              emit('validating', 'Checking the archive');
+            }
+          },
+        },
+      );
+      return result.version;
     } catch (err) {
-      if (signal?.aborted || err instanceof StorageUnreachableError) {
-        // Drop the parts on the server too, not just stop sending.
-        await this.api.delete(`/v1/uploads/${upload.uploadId}`).catch(() => undefined);
+      throw dashboardError(err);
+    }
+  }
+}
+
+/** The API calls of the upload core, over the dashboard's ApiClient (its ApiError keeps the API's code). */
+function uploadApi(api: ApiClient): UploadApi {
+  return {
+    createUpload: async (modelId, body, o) => {
+      const upload = await api.post<Upload>(`/v1/models/${modelId}/uploads`, body, {
+        headers: o.idempotencyKey ? { 'Idempotency-Key': o.idempotencyKey } : {},
+        signal: o.signal,
+      });
+      // The dashboard makes a fresh key per upload, so the upload is always new.
+      return { upload, created: true };
+    },
+    getUpload: (uploadId, o) => api.get<UploadState>(`/v1/uploads/${uploadId}`, { signal: o.signal }),
+    requestPartUrls: (uploadId, parts, o) =>
+      api.post<PartUrls>(`/v1/uploads/${uploadId}/parts`, { parts }, { signal: o.signal }),
+    completeUpload: (uploadId, body, o) =>
+      api.post<ModelVersion>(`/v1/uploads/${uploadId}/complete`, body, { signal: o.signal }),
+    abortUpload: (uploadId) => api.delete(`/v1/uploads/${uploadId}`),
+  };
+}
+
+/** A File's parts, hashed one at a time in the page (only the digests are kept, not the bytes). */
+function blobPartSource(file: File): PartSource {
+  return {
+    size: file.size,
+    filename: file.name,
+    async *hashParts(ranges, signal) {
+      for (const range of ranges) {
+        const bytes = await file.slice(range.offset, range.offset + range.size).arrayBuffer();
+        signal.throwIfAborted();
+        yield { ...range, sha256: await sha256Base64(bytes) };
       }
+      // WebCrypto cannot hash a file incrementally: the API checks the archive without the file's sha256.
+      return '';
+    },
+  };
+}
+
+/** One part PUT through XHR (fetch cannot report upload progress); the bytes are a slice of the File. */
+function xhrSendPart(file: File): SendPart {
+  return async ({ url, headers, part, signal, onBytes }) => {
+    let reported = 0;
+    try {
+      const res = await xhr({
+        method: 'PUT',
+        url,
+        headers,
+        body: file.slice(part.offset, part.offset + part.size),
+        onUploadProgress: (loaded) => {
+          // A browser may count more than the body (headers): never beyond the part.
+          const now = Math.min(loaded, part.size);
+          if (now > reported) onBytes(now - reported);
+          reported = Math.max(reported, now);
+        },
+        signal,
+      });
+      return { status: res.status, text: res.text };
+    } catch (err) {
+      if (err instanceof NetworkError) throw new KilnNetworkError(err.message, { cause: err });
       throw err;
     }
-  }
+  };
+}
 
-  /** Completes, waiting out a concurrent completion (UPLOAD_COMPLETING) by polling the upload. */
-  private async complete(uploadId: string, signal?: AbortSignal): Promise<ModelVersion> {
-    try {
-      return await this.api.post<ModelVersion>(`/v1/uploads/${uploadId}/complete`, {}, { signal });
-    } catch (err) {
-      if (!(err instanceof ApiError && err.code === 'UPLOAD_COMPLETING')) throw err;
-    }
-    for (;;) {
-      await sleep(1000, signal);
-      const state = await this.api.get<UploadState>(`/v1/uploads/${uploadId}`, { signal });
-      if (state.status === 'completed' && state.version) return state.version;
-      if (state.status === 'failed' && state.error) throw new ApiError(422, state.error.code, state.error.message);
-      if (state.status !== 'completing')
-        throw new ApiError(409, 'UPLOAD_' + state.status.toUpperCase(), `The upload is ${state.status}.`);
-    }
-  }
+/** What the upload dialog shows: the API's error as it is, the core's own failures with a dashboard code. */
+function dashboardError(err: unknown): unknown {
+  // Unreachable storage is the caller's cue to take the api route (uploadModelVersion).
+  if (err instanceof ApiError || err instanceof KilnStorageUnreachableError) return err;
+  if (err instanceof Error && err.name === 'AbortError') return err;
+  if (err instanceof KilnApiError) return new ApiError(err.status, err.code, err.message, err.details);
+  if (err instanceof KilnStorageError)
+    return new ApiError(err.status, 'STORAGE_REFUSED', `Storage refused the upload: ${err.message}`);
+  if (err instanceof KilnNetworkError) return new ApiError(0, 'NETWORK', `A part could not be sent: ${err.message}`);
+  return err;
 }
 
 /** The direct upload (POST /v1/models/:id/versions, the raw body through the API), with XHR progress. */
@@ -240,7 +213,8 @@ export async function uploadModelVersion(
   try {
     return { version: await new MultipartUploader(api).upload(file, modelId, opts), route: 'storage' };
   } catch (err) {
-    if (!(err instanceof StorageUnreachableError)) throw err;
+    // The browser cannot reach S3 at all (unreachable host, or CORS not allowing this origin).
+    if (!(err instanceof KilnStorageUnreachableError)) throw err;
     opts.onProgress({
       phase: 'uploading',
       route: 'api',
@@ -250,22 +224,4 @@ export async function uploadModelVersion(
     });
     return { version: await new DirectUploader(api).upload(file, modelId, opts), route: 'api' };
   }
-}
-
-function rangeOf(p: PresignedPart): PartRange {
-  return { partNumber: p.partNumber, offset: p.offset, size: p.size };
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        reject(new DOMException('The upload was cancelled.', 'AbortError'));
-      },
-      { once: true },
-    );
-  });
 }

@@ -1,4 +1,4 @@
-import type { StoredPart } from './types.js';
+import type { StoredPart } from '../types.js';
 
 export interface PartRange {
   partNumber: number;
@@ -8,6 +8,8 @@ export interface PartRange {
 
 /** The byte ranges of an upload's parts (the server decides partSize and partCount; the client follows). */
 export function partRanges(sizeBytes: number, partSize: number, partCount: number): PartRange[] {
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) throw new RangeError(`bad file size ${sizeBytes}`);
+  if (!Number.isSafeInteger(partSize) || partSize < 1) throw new RangeError(`bad part size ${partSize}`);
   if (partCount !== Math.max(1, Math.ceil(sizeBytes / partSize))) {
     throw new RangeError(`${partCount} parts of ${partSize} bytes do not tile ${sizeBytes} bytes`);
   }
@@ -17,6 +19,11 @@ export function partRanges(sizeBytes: number, partSize: number, partCount: numbe
     ranges.push({ partNumber: n, offset, size: Math.min(partSize, sizeBytes - offset) });
   }
   return ranges;
+}
+
+export interface HashedPart extends PartRange {
+  /** base64 sha256 of the part (what the part URL is signed with, S3's x-amz-checksum-sha256). */
+  sha256: string;
 }
 
 /**
