@@ -24,17 +24,42 @@ export const FIXTURES_DIR = process.env.KILN_FIXTURES_DIR ?? path.join(REPO_ROOT
 /** The x86 CPU targets of the catalog, lowest level first. A host serves those up to its own level (servedTargets). */
 export const X86_TARGETS = ['linux-x86_64-v2', 'linux-x86_64-v3', 'linux-x86_64-v4'];
 
+/** A build host's timing of one artifact: the speedup, and its 95 % interval when the manifest has one. */
+export interface BuildHostTiming {
+  speedup: number;
+  speedupCi?: [number, number] | null;
+}
+
 /**
  * The resolver's expected choice for a device of this x86 level among x86 artifacts with these build-host
- * speedups, by Kiln's documented rule (docs/decisions.md, "As fast"), written out here for the tests and never
+ * timings, by Kiln's documented rule (docs/decisions.md, "As fast"), written out here for the tests and never
  * asked of @kiln/matching, the library the resolver itself calls: the device runs the targets up to its level; of
- * those, the ones measured within 15 % of the fastest count as equally fast; the most specific (highest level) wins.
+ * those, the ones measured within 15 % of the fastest count as equally fast, and so do the ones whose interval
+ * reaches the best low end of any interval (they cannot be told apart from the fastest: on a busy build host the
+ * intervals are wide); the most specific (highest level) wins.
  */
-export function expectedX86Choice(speedups: Record<string, number>, deviceLevel: number): string | null {
-  const runnable = Object.keys(speedups).filter((t) => x86LevelOf(t) <= deviceLevel);
+export function expectedX86Choice(
+  timings: Record<string, number | BuildHostTiming>,
+  deviceLevel: number,
+): string | null {
+  const of = (t: string): BuildHostTiming => {
+    const v = timings[t];
+    return typeof v === 'number' ? { speedup: v } : v;
+  };
+  const interval = (t: string): [number, number] | null => {
+    const { speedup, speedupCi: ci } = of(t);
+    // An interval that does not hold its own speedup is no interval (the resolver ignores it too).
+    return ci && speedup > 0 && ci[0] > 0 && ci[0] <= speedup && ci[1] >= speedup ? ci : null;
+  };
+  const runnable = Object.keys(timings).filter((t) => x86LevelOf(t) <= deviceLevel);
   if (runnable.length === 0) return null;
-  const fastest = Math.max(...runnable.map((t) => speedups[t]));
-  const asFast = runnable.filter((t) => speedups[t] === fastest || speedups[t] * 1.15 > fastest);
+  const fastest = Math.max(...runnable.map((t) => of(t).speedup));
+  const bestLow = Math.max(0, ...runnable.map((t) => interval(t)?.[0] ?? of(t).speedup));
+  const asFast = runnable.filter((t) => {
+    const { speedup } = of(t);
+    const ci = interval(t);
+    return speedup === fastest || speedup * 1.15 > fastest || (ci !== null && speedup > 0 && ci[1] >= bestLow);
+  });
   return asFast.reduce((best, t) => (x86LevelOf(t) > x86LevelOf(best) ? t : best));
 }
 
