@@ -82,7 +82,12 @@ test('the fast path finds an answer by its exact body, synchronously, per tenant
   const from = cache.context('k', () => Promise.resolve('ctx'));
   const resolution = await cache.answer('q', from, () => Promise.resolve(answerFor('m', true)));
   assert.equal(cache.answeredBody(TENANT, BODY), undefined);
-  cache.rememberBody(TENANT, BODY, resolution);
+  // Requests that miss one body together resolve it once.
+  const resolve = counted(() => Promise.resolve(resolution));
+  const pending = [cache.answerBody(TENANT, BODY, resolve.load), cache.answerBody(TENANT, BODY, resolve.load)];
+  assert.equal(cache.answeredBody(TENANT, BODY), undefined, 'not answered yet');
+  assert.deepEqual(await Promise.all(pending), [resolution, resolution]);
+  assert.equal(resolve.calls(), 1);
   assert.equal(cache.answeredBody(TENANT, BODY), resolution);
   assert.equal(cache.answeredBody(TENANT, `${BODY} `), undefined, 'another body');
   assert.equal(cache.answeredBody('00000000-0000-4000-8000-000000000002', BODY), undefined, 'another tenant');
@@ -91,6 +96,14 @@ test('the fast path finds an answer by its exact body, synchronously, per tenant
   clock.t += 1;
   assert.equal(cache.answeredBody(TENANT, BODY), undefined);
   // An answer whose context has expired already is not remembered at all.
-  cache.rememberBody(TENANT, BODY, resolution);
+  assert.equal(await cache.answerBody(TENANT, BODY, () => Promise.resolve(resolution)), resolution);
   assert.equal(cache.answeredBody(TENANT, BODY), undefined);
+});
+
+test('a body that fails is not remembered: the next request tries again', async () => {
+  const { cache } = setup();
+  const failing = counted(() => Promise.reject(new Error('not valid JSON')));
+  await assert.rejects(cache.answerBody(TENANT, '{', failing.load), /not valid JSON/);
+  await assert.rejects(cache.answerBody(TENANT, '{', failing.load), /not valid JSON/);
+  assert.equal(failing.calls(), 2);
 });

@@ -111,19 +111,35 @@ export class ResolutionCache<Context = unknown> {
     return this.answers.get(bodyKey(tenantId, body))?.settled;
   }
 
-  /** Finds `resolution` by this exact request body too, until its context expires. */
-  rememberBody(tenantId: string, body: string, resolution: CachedResolution): void {
-    this.remember(
-      bodyKey(tenantId, body),
-      { promise: Promise.resolve(resolution), settled: resolution },
-      resolution.expiresAt,
-    );
+  /**
+   * The answer to this tenant's exact request body: remembered, in flight (requests that miss one body together wait
+   * for one `resolve`, which parses and validates it once), or the one `resolve` makes. Found this way until the
+   * context it was made from expires.
+   */
+  answerBody(tenantId: string, body: string, resolve: () => Promise<CachedResolution>): Promise<CachedResolution> {
+    const key = bodyKey(tenantId, body);
+    const found = this.answers.get(key);
+    if (found) return found.promise;
+    const entry: AnswerEntry = {
+      promise: resolve().then((resolution) => {
+        entry.settled = resolution;
+        // Until now it waited under the default TTL: from here on, the life its context has left.
+        this.remember(key, entry, resolution.expiresAt);
+        return resolution;
+      }),
+    };
+    this.answers.set(key, entry);
+    entry.promise.catch(() => this.forget(this.answers, key, entry));
+    return entry.promise;
   }
 
   private remember(key: string, entry: AnswerEntry, expiresAt: number): boolean {
     const ttl = expiresAt - this.clock.now();
     // lru-cache reads a ttl of 0 as "never expires".
-    if (ttl <= 0) return false;
+    if (ttl <= 0) {
+      this.forget(this.answers, key, entry);
+      return false;
+    }
     this.answers.set(key, entry, { ttl });
     return true;
   }

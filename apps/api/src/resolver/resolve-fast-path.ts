@@ -138,14 +138,11 @@ export class ResolveFastPath {
     const auth = await this.apiKeys.authenticate(key);
     if (!auth) throw new KilnError(ErrorCode.UNAUTHENTICATED, 'Invalid or revoked API key.');
     await this.rateLimits.check(auth.keyId, auth.rateLimitPerMinute);
-    let answer = this.cache.answeredBody(auth.tenantId, body);
-    if (!answer) {
-      // Resolved for the tenant, then checked against each caller's scope: callers sharing an answer may hold
-      // tokens enrolled for different models.
-      const request = await parseJsonRequest(ResolveRequestDto, body);
-      answer = await this.resolver.resolution(auth.tenantId, request, [ALL_MODELS]);
-      this.cache.rememberBody(auth.tenantId, body, answer);
-    }
+    // Resolved for the tenant, then checked against each caller's scope: callers sharing an answer may hold tokens
+    // enrolled for different models.
+    const answer = await this.cache.answerBody(auth.tenantId, body, async () =>
+      this.resolver.resolution(auth.tenantId, await parseJsonRequest(ResolveRequestDto, body), [ALL_MODELS]),
+    );
     assertInScope(auth, answer.modelName);
     return answer;
   }
