@@ -123,8 +123,9 @@ export class ResolutionCache<Context = unknown> {
     const entry: AnswerEntry = {
       promise: resolve().then((resolution) => {
         entry.settled = resolution;
-        // Until now it waited under the default TTL: from here on, the life its context has left.
-        this.remember(key, entry, resolution.expiresAt);
+        // Until now it waited under the default TTL: from here on, the life its context has left (unless it waited
+        // longer than that TTL and a newer request took its place).
+        if (this.answers.peek(key) === entry) this.remember(key, entry, resolution.expiresAt);
         return resolution;
       }),
     };
@@ -145,7 +146,7 @@ export class ResolutionCache<Context = unknown> {
   }
 
   private forget<V extends object>(store: LRUCache<string, V>, key: string, entry: V): void {
-    // Only the entry that failed: a newer one under the same key stays.
+    // Only this entry: a newer one under the same key stays.
     if (store.peek(key) === entry) store.delete(key);
   }
 }
