@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import request from 'supertest';
 import { loadKilnConfig } from '@kiln/config';
+import { AVX2_LAPTOP_FINGERPRINT } from '@kiln/matching';
 import {
   api,
   type CompilationBody,
@@ -121,6 +122,46 @@ describe('validation errors carry codes', () => {
       .send('{"name": ')
       .expect(400);
     assert.equal(errorCode(malformed), 'VALIDATION_FAILED');
+  });
+
+  // POST /v1/resolve is served by the fast path in front of Nest; Express routes `/v1/resolve/` (trailing slash) to
+  // the documented ResolverController, which the fast path never takes. Both must answer the same bytes.
+  test('the resolver answers the same through its fast path and through the Nest route', async () => {
+    const fingerprint = AVX2_LAPTOP_FINGERPRINT;
+    const bodies = [
+      '{not json',
+      '',
+      '   ',
+      '"a string"',
+      '42',
+      'null',
+      '[]',
+      '[{"model":"alice-transformer"}]',
+      '{}',
+      '\uFEFF{}',
+      JSON.stringify({ model: 5, fingerprint: 'x' }),
+      JSON.stringify({ model: 'alice-transformer', fingerprint, extra: 1 }),
+      JSON.stringify({ model: 'alice-transformer', fingerprint, acceptPrecisions: ['int8'] }),
+      JSON.stringify({ model: 'alice-transformer', fingerprint, version: 2 ** 40, channel: 'Not A Channel' }),
+      JSON.stringify({ model: 'alice\u0000transformer', fingerprint }),
+      JSON.stringify({ model: 'alice-transformer', fingerprint: { schemaVersion: 1 } }),
+      JSON.stringify({ model: 'alice-transformer', fingerprint, version: 1, channel: 'prod' }),
+      JSON.stringify({ model: 'no-such-model', fingerprint }),
+      // Valid ones: the same answer (URLs aside: presigned again when a cached answer expires in between).
+      JSON.stringify({ model: 'alice-transformer', fingerprint }),
+      JSON.stringify({ model: 'alice-transformer', fingerprint, version: null, deviceId: null }),
+    ];
+    const post = (path: string, body: string) =>
+      http().post(path).set(alice.auth).set('Content-Type', 'application/json').send(body);
+    const withoutUrls = (text: string): unknown =>
+      JSON.parse(text, (key, value: unknown) => (/^(url|manifestUrl|expiresAt)$/.test(key) ? '…' : value));
+    for (const body of bodies) {
+      const fast = await post('/v1/resolve', body);
+      const nest = await post('/v1/resolve/', body);
+      assert.equal(nest.status, fast.status, body);
+      if (fast.status === 200) assert.deepEqual(withoutUrls(nest.text), withoutUrls(fast.text), body);
+      else assert.equal(nest.text, fast.text, body);
+    }
   });
 });
 

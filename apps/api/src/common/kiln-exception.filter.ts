@@ -2,6 +2,7 @@ import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logge
 import type { Response } from 'express';
 import { ErrorCode, KilnError } from '@kiln/contracts';
 import { httpStatusFor, retryAfterHeader } from './http-status-for-code.js';
+import { parseJsonBody } from './validation.js';
 
 export interface ErrorBody {
   error: { code: ErrorCode; message: string; details?: Record<string, unknown> };
@@ -44,6 +45,10 @@ export class KilnExceptionFilter implements ExceptionFilter {
         body: { error: { code: exception.code, message: exception.message, details: exception.details } },
       };
     }
+    // Express's JSON parser refused the body: the same failure, in the same words, as the resolver's fast path gives
+    // for the same bytes (it parses with parseJsonBody too).
+    const failure = jsonBodyFailure(exception);
+    if (failure) return this.toResponse(failure);
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
       const response = exception.getResponse();
@@ -65,4 +70,20 @@ export class KilnExceptionFilter implements ExceptionFilter {
       body: { error: { code: ErrorCode.INTERNAL, message: 'Internal error; it has been logged.' } },
     };
   }
+}
+
+/**
+ * Express's JSON parser (body-parser) failed: its error, which Nest's adapter wraps in a BadRequestException as the
+ * `cause`, carries the decoded body, and parseJsonBody says what is wrong with it.
+ */
+function jsonBodyFailure(exception: unknown): KilnError | null {
+  const parserError = exception instanceof HttpException ? exception.cause : exception;
+  const { type, body } = (parserError ?? {}) as { type?: unknown; body?: unknown };
+  if (type !== 'entity.parse.failed' || typeof body !== 'string') return null;
+  try {
+    parseJsonBody(body);
+  } catch (failure) {
+    if (failure instanceof KilnError) return failure;
+  }
+  return null;
 }

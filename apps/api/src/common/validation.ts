@@ -1,4 +1,4 @@
-import { type ArgumentMetadata, ValidationPipe, type ValidationError } from '@nestjs/common';
+import { type ArgumentMetadata, type Type, ValidationPipe, type ValidationError } from '@nestjs/common';
 import { ErrorCode, KilnError } from '@kiln/contracts';
 
 function flatten(errors: ValidationError[], parent = ''): string[] {
@@ -50,25 +50,72 @@ export function refuseNulCharacters(value: unknown): void {
   }
 }
 
-class KilnValidationPipe extends ValidationPipe {
-  override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
-    refuseNulCharacters(value);
-    return dropNullFields(await super.transform(value, metadata));
-  }
-}
-
 /** The one error a refused request body or query gets: VALIDATION_FAILED with every problem, nested ones by path. */
 export function validationFailure(errors: ValidationError[]): KilnError {
   const problems = flatten(errors);
   return new KilnError(ErrorCode.VALIDATION_FAILED, `Invalid request: ${problems.join('; ')}`, { problems });
 }
 
-/** What the pipe and the resolver's fast path both validate with: unknown fields are refused. */
-export const VALIDATOR_OPTIONS = { whitelist: true, forbidNonWhitelisted: true } as const;
+function notAJsonObject(): KilnError {
+  return new KilnError(ErrorCode.VALIDATION_FAILED, 'The request body must be a JSON object.');
+}
 
-/** Validation at the edge: unknown fields are refused, and errors carry VALIDATION_FAILED. */
+/**
+ * A request body's JSON text as Express's JSON parser (body-parser, strict) reads it: an object or an array, a
+ * leading byte order mark skipped, an empty body an empty object. Anything else is one of two failures, in Kiln's
+ * words rather than the JavaScript engine's (whose wording changes between Node versions and quotes the input).
+ * The resolver's fast path parses with it, and the exception filter answers Express's parse failures with it, so
+ * both say the same for the same bytes.
+ */
+export function parseJsonBody(text: string): object {
+  const json = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  if (json.length === 0) return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    throw new KilnError(ErrorCode.VALIDATION_FAILED, 'The request body is not valid JSON.');
+  }
+  if (typeof value !== 'object' || value === null) throw notAJsonObject();
+  return value;
+}
+
+/**
+ * Nest's ValidationPipe (class-transformer, class-validator, its handling of nil, array gaps and `__proto__` keys)
+ * with Kiln's options, NUL characters refused before it, nulls dropped after it, and an array where a DTO body
+ * belongs refused in the same words as any other non-object body.
+ */
+class KilnValidationPipe extends ValidationPipe {
+  constructor() {
+    // Unknown fields are refused, not silently stripped.
+    super({ whitelist: true, forbidNonWhitelisted: true, transform: true, exceptionFactory: validationFailure });
+  }
+
+  override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    refuseNulCharacters(value);
+    if (metadata.type === 'body' && Array.isArray(value) && this.toValidate(metadata)) throw notAJsonObject();
+    return dropNullFields(await super.transform(value, metadata));
+  }
+}
+
+const requestValidation = new KilnValidationPipe();
+
+/**
+ * The one validation path: a request value (a parsed body, a query) → its DTO, or the one VALIDATION_FAILED error.
+ * The global pipe is this; the resolver's fast path, which runs in front of Nest, calls it through parseJsonRequest.
+ */
+export function validateRequest(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+  return requestValidation.transform(value, metadata);
+}
+
+/** A JSON request body → its DTO, or the failure the Nest route answers for the same bytes. */
+export async function parseJsonRequest<T>(metatype: Type<T>, text: string): Promise<T> {
+  return (await validateRequest(parseJsonBody(text), { type: 'body', metatype })) as T;
+}
+
+/** Validation at the edge, for every route: validateRequest. */
 export function kilnValidationPipe(): ValidationPipe {
-  return new KilnValidationPipe({ ...VALIDATOR_OPTIONS, transform: true, exceptionFactory: validationFailure });
+  return requestValidation;
 }
 
 /** Version numbers are PostgreSQL integers: a larger number can name no version (and must not reach the database). */

@@ -1,9 +1,6 @@
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import type { INestApplication } from '@nestjs/common';
 import { context, type Span } from '@opentelemetry/api';
-import { plainToInstance } from 'class-transformer';
-import { validate } from 'class-validator';
-import { LRUCache } from 'lru-cache';
 import { ApiMetrics } from '../metrics/api-metrics.js';
 import { ErrorCode, KilnError } from '@kiln/contracts';
 import { presentedKey } from '../auth/api-key.guard.js';
@@ -14,8 +11,9 @@ import { activeTracing, endHttpServerSpan, startHttpServerSpan } from '@kiln/tra
 import { httpStatusFor, retryAfterHeader } from '../common/http-status-for-code.js';
 import { type RateLimitDecision, rateLimited, RateLimitService } from '../fair-use/rate-limit.service.js';
 import { ResolveRequestDto } from './resolver.dto.js';
-import { notEnrolled, RESOLUTION_CACHE_TTL_MS, ResolverService } from './resolver.service.js';
-import { dropNullFields, refuseNulCharacters, validationFailure, VALIDATOR_OPTIONS } from '../common/validation.js';
+import { notEnrolled, ResolverService } from './resolver.service.js';
+import { type CachedResolution, ResolutionCache } from './resolution-cache.js';
+import { parseJsonRequest } from '../common/validation.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
 const RESOLVE_ROUTE = '/v1/resolve';
@@ -27,20 +25,18 @@ const RESOLVE_ROUTE = '/v1/resolve';
  *
  * Same semantics as the documented route in ResolverController: the same key check (ApiKeysService, device
  * tokens allowed, a revoked key refused from the next request on), the same per-key rate limit
- * (RateLimitService, 429 + Retry-After), the same model scope of device tokens (403 MODEL_NOT_ENROLLED), the same
- * DTO validated with the same class-validator rules, the same ResolverService and the same
- * `{ error: { code, message } }` bodies. On top, the serialised answer is cached per (tenant, exact request body)
- * for RESOLUTION_CACHE_TTL_MS: identical devices send identical bodies, and then a request costs one hash lookup
- * (plus the key's scope and rate-limit checks, both in memory). Every other request goes to Express untouched.
+ * (RateLimitService, 429 + Retry-After), the same model scope of device tokens (403 MODEL_NOT_ENROLLED), the body
+ * parsed and validated by the same function as the global pipe's (parseJsonRequest: the same error bodies, byte for
+ * byte), the same ResolverService with the same cache (ResolutionCache), and the same `{ error: { code, message } }`
+ * bodies. The cache also finds an answer by the exact request body it answered: identical devices send identical
+ * bodies, and then a request costs one hash lookup (plus the key's scope and rate-limit checks, both in memory).
+ * Every other request goes to Express untouched (so does `/v1/resolve/`, which reaches ResolverController).
  */
 export class ResolveFastPath {
-  private readonly answers = new LRUCache<string, CachedAnswer>({ max: 50_000, ttl: RESOLUTION_CACHE_TTL_MS });
-  /** Misses in flight: requests that miss the same answer at once wait for one resolution, not one each. */
-  private readonly pending = new Map<string, Promise<CachedAnswer>>();
-
   constructor(
     private readonly apiKeys: ApiKeysService,
     private readonly resolver: ResolverService,
+    private readonly cache: ResolutionCache,
     private readonly rateLimits: RateLimitService,
     readonly metrics: ApiMetrics,
   ) {}
@@ -50,6 +46,7 @@ export class ResolveFastPath {
     const fastPath = new ResolveFastPath(
       app.get(ApiKeysService),
       app.get(ResolverService),
+      app.get(ResolutionCache),
       app.get(RateLimitService),
       app.get(ApiMetrics),
     );
@@ -108,7 +105,7 @@ export class ResolveFastPath {
         );
       }
       const auth = this.apiKeys.cachedAuthentication(key);
-      const hit = auth ? this.answers.get(`${auth.tenantId}\0${body}`) : undefined;
+      const hit = auth ? this.cache.answeredBody(auth.tenantId, body) : undefined;
       if (auth && hit && scopeAllows(auth.modelScope, hit.modelName)) {
         const decision = this.rateLimits.take(auth.keyId, auth.rateLimitPerMinute);
         this.metrics.resolveCache.inc({ result: 'hit' });
@@ -117,7 +114,7 @@ export class ResolveFastPath {
           if (!d.allowed) return sendError(res, rateLimited(d.retryAfterSeconds));
           this.metrics.resolveDecisions.inc({ outcome: hit.outcome });
           span?.setAttribute('kiln.resolve.outcome', hit.outcome);
-          send(res, 200, hit.body);
+          send(res, 200, hit.json);
         };
         // Synchronous while this replica holds a lease of the key's budget; a promise when it takes a new one.
         if (decision instanceof Promise) decision.then(answer, (err: unknown) => sendError(res, err));
@@ -130,53 +127,25 @@ export class ResolveFastPath {
         (answer) => {
           this.metrics.resolveDecisions.inc({ outcome: answer.outcome });
           span?.setAttribute('kiln.resolve.outcome', answer.outcome);
-          send(res, 200, answer.body);
+          send(res, 200, answer.json);
         },
         (err: unknown) => sendError(res, err),
       );
     });
   }
 
-  private async resolve(key: string, body: string): Promise<CachedAnswer> {
+  private async resolve(key: string, body: string): Promise<CachedResolution> {
     const auth = await this.apiKeys.authenticate(key);
     if (!auth) throw new KilnError(ErrorCode.UNAUTHENTICATED, 'Invalid or revoked API key.');
     await this.rateLimits.check(auth.keyId, auth.rateLimitPerMinute);
-    const cacheKey = `${auth.tenantId}\0${body}`;
-    let answer = this.answers.get(cacheKey);
-    if (!answer) {
-      let pending = this.pending.get(cacheKey);
-      if (!pending) {
-        // Resolved for the tenant, then checked against each caller's scope: callers sharing a miss may hold
-        // tokens enrolled for different models.
-        pending = (async () => {
-          const resolution = await this.resolver.resolve(auth.tenantId, await parseRequest(body), [ALL_MODELS]);
-          const fresh: CachedAnswer = {
-            body: Buffer.from(JSON.stringify(resolution)),
-            modelName: resolution.model.name,
-            outcome: resolution.artifact ? 'artifact' : 'portable',
-          };
-          this.answers.set(cacheKey, fresh);
-          return fresh;
-        })();
-        this.pending.set(cacheKey, pending);
-        void pending.then(
-          () => this.pending.delete(cacheKey),
-          () => this.pending.delete(cacheKey),
-        );
-      }
-      answer = await pending;
-    }
+    // Resolved for the tenant, then checked against each caller's scope: callers sharing an answer may hold tokens
+    // enrolled for different models.
+    const answer = await this.cache.answerBody(auth.tenantId, body, async () =>
+      this.resolver.resolution(auth.tenantId, await parseJsonRequest(ResolveRequestDto, body), [ALL_MODELS]),
+    );
     assertInScope(auth, answer.modelName);
     return answer;
   }
-}
-
-interface CachedAnswer {
-  body: Buffer;
-  /** The model the answer is about: a device token enrolled for other models never gets it. */
-  modelName: string;
-  /** For kiln_resolve_decisions_total: whether a compiled artifact was chosen or only the portable graph. */
-  outcome: 'artifact' | 'portable';
 }
 
 function assertInScope(auth: AuthContext, modelName: string): void {
@@ -227,22 +196,4 @@ function readBody(req: IncomingMessage, done: (error: KilnError | null, body: st
   req.on('end', () => {
     if (!failed) done(null, chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8'));
   });
-}
-
-/** The same validation the ValidationPipe applies to ResolveRequestDto (same options, same errors, nulls dropped). */
-async function parseRequest(body: string): Promise<ResolveRequestDto> {
-  let plain: unknown;
-  try {
-    plain = JSON.parse(body);
-  } catch {
-    throw new KilnError(ErrorCode.VALIDATION_FAILED, 'The request body is not valid JSON.');
-  }
-  if (typeof plain !== 'object' || plain === null || Array.isArray(plain)) {
-    throw new KilnError(ErrorCode.VALIDATION_FAILED, 'The request body must be a JSON object.');
-  }
-  refuseNulCharacters(plain);
-  const dto = plainToInstance(ResolveRequestDto, plain);
-  const errors = await validate(dto, VALIDATOR_OPTIONS);
-  if (errors.length > 0) throw validationFailure(errors);
-  return dropNullFields(dto) as ResolveRequestDto;
 }

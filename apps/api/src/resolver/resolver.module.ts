@@ -11,6 +11,7 @@ import {
 import { PortableSigningModule } from '../portable-signing/portable-signing.module.js';
 import { ResolverController } from './resolver.controller.js';
 import { ResolverService } from './resolver.service.js';
+import { ResolutionCache } from './resolution-cache.js';
 
 @Module({
   imports: [
@@ -25,7 +26,8 @@ import { ResolverService } from './resolver.service.js';
     PortableSigningModule,
   ],
   controllers: [ResolverController],
-  providers: [ResolverService],
-  exports: [ResolverService],
+  // One cache for both ways in: ResolverService (the documented route, the fleet view) and the fast path.
+  providers: [ResolverService, { provide: ResolutionCache, useFactory: () => new ResolutionCache() }],
+  exports: [ResolverService, ResolutionCache],
 })
 export class ResolverModule {}

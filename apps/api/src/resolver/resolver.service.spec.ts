@@ -28,6 +28,7 @@ import type { PortableSigningService } from '../portable-signing/portable-signin
 import { createServiceDatabase, seedModel, type ServiceDatabase, V2_MANIFEST } from '../testing/service-database.js';
 import type { ResolveRequestDto } from './resolver.dto.js';
 import { ResolverService } from './resolver.service.js';
+import { ResolutionCache } from './resolution-cache.js';
 
 const V2 = 'linux-x86_64-v2';
 
@@ -67,7 +68,7 @@ before(async () => {
     .save({ tenantId: m.tenantId, modelId: m.modelId, name: 'prod', versionId: v1.id });
 });
 
-/** A resolver with empty caches (its context cache would otherwise keep evidence read earlier). */
+/** A resolver with an empty cache (its cached context would otherwise keep evidence read earlier). */
 function newService(): ResolverService {
   const { ds } = db;
   const signing = {
@@ -86,6 +87,7 @@ function newService(): ResolverService {
     storage,
     signing,
     Object.assign(new KilnConfig(), { KILN_QUARANTINE_MIN_FAILURES: 3, KILN_QUARANTINE_FAILURE_RATE: 0.2 }),
+    new ResolutionCache(),
   );
 }
 

@@ -1,5 +1,4 @@
 import { Injectable } from '@nestjs/common';
-import { LRUCache } from 'lru-cache';
 import { InjectRepository } from '@nestjs/typeorm';
 import { In, Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
@@ -27,15 +26,9 @@ import { ObjectStorage, objectKeys } from '@kiln/storage';
 import { scopeAllows } from '../auth/auth-context.js';
 import { PortableSigningService } from '../portable-signing/portable-signing.service.js';
 import type { ResolutionResponseDto, ResolveRequestDto, RolloutAssignmentDto } from './resolver.dto.js';
+import { type CachedResolution, ResolutionCache } from './resolution-cache.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/**
- * How long a resolver answer may be reused. Fleets resolve the same model from many identical devices, so
- * answers are cached per (model reference, fingerprint, options); a channel move or a new artifact reaches
- * devices within this time. Presigned URLs in a cached answer stay valid far longer (KILN_PRESIGN_TTL_S).
- */
-export const RESOLUTION_CACHE_TTL_MS = 5_000;
 
 /** One version a device may get: its record, its artifacts, and what each device class reported about them. */
 interface VersionBundle {
@@ -66,23 +59,13 @@ const NO_EVIDENCE: ReadonlyMap<string, ArtifactEvidence> = new Map();
 /**
  * The resolver: which artifact of a model version a device should run. Matching itself is the pure
  * @kiln/matching library; this service finds the candidates, keeps unsigned artifacts out, reads the fleet
- * evidence of the device's class from its rollup (never the raw reports: one indexed read per model reference,
- * cached like the rest), applies the channel's staged rollout, and turns the answer into short-lived presigned
- * URLs. The portable graph, with its signed manifest, is always part of the answer.
+ * evidence of the device's class from its rollup (never the raw reports: one indexed read per model reference),
+ * applies the channel's staged rollout, and turns the answer into short-lived presigned URLs. The portable graph,
+ * with its signed manifest, is always part of the answer. What it reads and what it answers is cached in
+ * ResolutionCache, which the fast path shares.
  */
 @Injectable()
 export class ResolverService {
-  // Promises, so concurrent misses for one model share a single database round trip.
-  private readonly contexts = new LRUCache<string, Promise<ResolutionContext>>({
-    max: 10_000,
-    ttl: RESOLUTION_CACHE_TTL_MS,
-  });
-  // Promises too: when an answer expires under load, the requests that miss it at once share one computation
-  // (presigning the part URLs is the expensive part) instead of each making its own.
-  private readonly answers = new LRUCache<string, Promise<ResolutionResponseDto>>({
-    max: 50_000,
-    ttl: RESOLUTION_CACHE_TTL_MS,
-  });
   private readonly policy: Partial<EvidencePolicy>;
 
   constructor(
@@ -95,6 +78,7 @@ export class ResolverService {
     private readonly storage: ObjectStorage,
     private readonly portableSigning: PortableSigningService,
     private readonly config: KilnConfig,
+    private readonly cache: ResolutionCache<ResolutionContext>,
   ) {
     this.policy = {
       minSpeedupSamples: config.KILN_EVIDENCE_MIN_SAMPLES,
@@ -115,6 +99,16 @@ export class ResolverService {
     modelScope: readonly string[],
     asArm?: 'new' | 'previous',
   ): Promise<ResolutionResponseDto> {
+    return (await this.resolution(tenantId, dto, modelScope, asArm)).answer;
+  }
+
+  /** resolve(), as the cache holds it: with its JSON, for the fast path. */
+  async resolution(
+    tenantId: string,
+    dto: ResolveRequestDto,
+    modelScope: readonly string[],
+    asArm?: 'new' | 'previous',
+  ): Promise<CachedResolution> {
     const checked = validateFingerprint(dto.fingerprint);
     if (!checked.ok) {
       throw new KilnError(ErrorCode.VALIDATION_FAILED, `Invalid fingerprint: ${checked.errors.join('; ')}`, {
@@ -122,7 +116,8 @@ export class ResolverService {
       });
     }
     const contextKey = [tenantId, dto.model, dto.version ?? '', dto.channel ?? ''].join('\0');
-    const context = await this.context(tenantId, contextKey, dto);
+    const cached = this.cache.context(contextKey, () => this.loadContext(tenantId, dto));
+    const context = await cached.context;
     if (!scopeAllows(modelScope, context.model.name)) throw notEnrolled(context.model.name);
     const deviceClass = deviceClassOf(checked.value);
     const assignment = this.assign(context, deviceClass, dto.deviceId, asArm);
@@ -135,13 +130,9 @@ export class ResolverService {
       assignment.rollout?.arm ?? '',
       assignment.rollout?.reason ?? '',
     ].join('\0');
-    let answer = this.answers.get(answerKey);
-    if (!answer) {
-      answer = this.answer(context, assignment, checked.value, deviceClass, dto, tenantId);
-      this.answers.set(answerKey, answer);
-      answer.catch(() => this.answers.delete(answerKey));
-    }
-    return answer;
+    return this.cache.answer(answerKey, cached, () =>
+      this.answer(context, assignment, checked.value, deviceClass, dto, tenantId),
+    );
   }
 
   /** Which version this device gets: the reference's, or one side of the channel's rollout. */
@@ -218,17 +209,6 @@ export class ResolverService {
           : `this device is outside stage ${row.stageIndex + 1} (${percent} % of devices)${paused}: it keeps v${previous.version.number}`,
       },
     };
-  }
-
-  private context(tenantId: string, key: string, dto: ResolveRequestDto): Promise<ResolutionContext> {
-    let pending = this.contexts.get(key);
-    if (!pending) {
-      pending = this.loadContext(tenantId, dto);
-      this.contexts.set(key, pending);
-      // Errors (unknown model, ...) are answered, not cached.
-      pending.catch(() => this.contexts.delete(key));
-    }
-    return pending;
   }
 
   private async loadContext(tenantId: string, dto: ResolveRequestDto): Promise<ResolutionContext> {
