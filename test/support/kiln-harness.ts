@@ -38,14 +38,8 @@ export interface BuildHostTiming {
  * reaches the best low end of any interval (they cannot be told apart from the fastest: on a busy build host the
  * intervals are wide); the most specific (highest level) wins.
  */
-export function expectedX86Choice(
-  timings: Record<string, number | BuildHostTiming>,
-  deviceLevel: number,
-): string | null {
-  const of = (t: string): BuildHostTiming => {
-    const v = timings[t];
-    return typeof v === 'number' ? { speedup: v } : v;
-  };
+export function expectedX86Choice(timings: Record<string, BuildHostTiming>, deviceLevel: number): string | null {
+  const of = (t: string): BuildHostTiming => timings[t];
   const interval = (t: string): [number, number] | null => {
     const { speedup, speedupCi: ci } = of(t);
     // An interval that does not hold its own speedup is no interval (the resolver ignores it too).

@@ -119,7 +119,6 @@ def run_build(
         log.warning("ignoring the job's traceparent %r: not a W3C traceparent", job["traceparent"])
     recipe = job["recipe"]
     build_root = fixed_build_dir()
-    own_work = work_dir is None
     if work_dir is not None:
         work = work_dir
     elif build_root is not None:
@@ -145,10 +144,11 @@ def run_build(
         shutil.rmtree(out_dir / PARTS_DIR, ignore_errors=True)  # nothing half-stored
         raise
     finally:
-        if own_work:
-            shutil.rmtree(work, ignore_errors=True)
-        if build_root is not None and work_dir is None:
-            _empty_folder(build_root)  # the cache and TMPDIR too: disk stays bounded after the job
+        if work_dir is None:  # a --work-dir is kept; ours goes, with the cache and TMPDIR of a fixed build folder
+            if build_root is not None:
+                _empty_folder(build_root)
+            else:
+                shutil.rmtree(work, ignore_errors=True)
 
 
 def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, verifier: Verifier) -> ArtifactManifest:
