@@ -11,6 +11,7 @@ import { AuditLog1765000200000 } from './1765000200000-AuditLog.js';
 import { RetentionPolicies1765000300000 } from './1765000300000-RetentionPolicies.js';
 import { Webhooks1765000400000 } from './1765000400000-Webhooks.js';
 import { BuildWorker1765000750000 } from './1765000750000-BuildWorker.js';
+import { CompilationReproduce1765000800000 } from './1765000800000-CompilationReproduce.js';
 
 export const MIGRATIONS = [
   InitialSchema1764151200000,
@@ -25,4 +26,5 @@ export const MIGRATIONS = [
   RetentionPolicies1765000300000,
   Webhooks1765000400000,
   BuildWorker1765000750000,
+  CompilationReproduce1765000800000,
 ];

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { ArtifactManifest, Pt2Summary } from '@kiln/contracts';
+import { KilnClient } from '@kiln/sdk';
 import { objectKeys } from '@kiln/storage';
 import { findTarget } from '@kiln/targets';
 import {
@@ -258,32 +259,52 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for the x86 targets this
     assert.equal(blobs.length, parts.size, 'each distinct part stored once');
   });
 
-  test('the same model, target and toolchain built again (another tenant, another job folder) gives the same bytes', async () => {
+  test('the same model, target and toolchain built again (another tenant, another job folder) gives the same bytes, and a reproduce build checks it itself', async () => {
     // Artifacts are cached per tenant, so a second tenant's compile is a second real build on this worker, in a
     // job folder of another random name. The code part must not depend on it (issue 17, item 4): inductor writes
     // its build folder into the generated C++, the kernel's file name and the .so, and torch writes a random
-    // serialization id into every package.
+    // serialization id into every package. The second tenant asks for `reproduce` through the SDK: its build runs
+    // the driver twice (two job folders) and its manifest says the parts were reproduced.
     const target = served[0];
     const other = await createTenant(app, 'pipeline-again');
-    const { versionId } = await uploadModel(app, other, 'mlp-again', await fixture('mlp.pt2'));
-    const created = await api(app)
-      .post(`/v1/versions/${versionId}/compilations`)
-      .set(other.auth)
-      .send({ targets: [target] })
-      .expect(201);
-    const done = await waitForCompilation(app, other, (created.body as CompilationBody).id);
-    assert.equal(done.builds[0].status, 'succeeded', `${done.builds[0].errorCode} ${done.builds[0].errorMessage}`);
-    const partsOf = async (who: TestTenant, version: string): Promise<ArtifactManifest['parts']> => {
+    const result = await new KilnClient({ baseUrl: app.url, apiKey: other.key }).compileRemote(
+      await fixture('mlp.pt2'),
+      { model: 'mlp-again', targets: [target], reproduce: true },
+    );
+    const build = result.compilation.builds[0];
+    assert.equal(build.status, 'succeeded', `${build.errorCode} ${build.errorMessage}`);
+    assert.equal(result.compilation.reproduce, true);
+    const versionId = result.version.id;
+    const compilations = await api(app).get(`/v1/compilations?versionId=${versionId}`).set(other.auth).expect(200);
+    assert.equal((compilations.body as CompilationBody[]).length, 1, 'one compilation, one build');
+
+    const partsOf = async (who: TestTenant, version: string): Promise<ArtifactBody> => {
       const res = await api(app).get(`/v1/versions/${version}/artifacts`).set(who.auth).expect(200);
-      return (res.body as ArtifactBody[]).find((a) => a.targetId === target)!.parts;
+      return (res.body as ArtifactBody[]).find((a) => a.targetId === target)!;
     };
     const first = await partsOf(tenant, uploads.mlp.versionId);
     const again = await partsOf(other, versionId);
     const code = (parts: ArtifactManifest['parts']) => parts.find((p) => p.role === 'code')!;
-    assert.equal(code(again).sha256, code(first).sha256, 'the code part of a rebuild differs');
+    assert.equal(code(again.parts).sha256, code(first.parts).sha256, 'the code part of a rebuild differs');
     assert.deepEqual(
-      again.map((p) => [p.role, p.sha256, p.size]),
-      first.map((p) => [p.role, p.sha256, p.size]),
+      again.parts.map((p) => [p.role, p.sha256, p.size]),
+      first.parts.map((p) => [p.role, p.sha256, p.size]),
+    );
+
+    // The manifests say what was checked: the first tenant's build was not asked to, the second's built twice.
+    const firstManifest = await storedManifest<ArtifactManifest>(s3, tenant.id, first.cacheKey);
+    const againManifest = await storedManifest<ArtifactManifest>(s3, other.id, again.cacheKey);
+    assert.deepEqual(firstManifest.reproduction, { checked: false });
+    assert.deepEqual(againManifest.reproduction, { checked: true, builds: 2, identical: true });
+    const log = await api(app)
+      .get(`/v1/compilations/${result.compilation.id}/builds/${target}/log`)
+      .set(other.auth)
+      .expect(200);
+    assert.ok(
+      (log.body as { log: string }).log.includes(
+        `reproduced: code part identical (sha256 ${code(again.parts).sha256})`,
+      ),
+      (log.body as { log: string }).log.slice(-2000),
     );
   });
 });

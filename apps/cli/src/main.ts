@@ -106,6 +106,7 @@ export function buildProgram(): Command {
     .requiredOption('-m, --model <name>', 'model name (created if missing) or id')
     .requiredOption('-t, --targets <ids>', 'comma-separated target ids (see GET /v1/targets)', targetList)
     .option('--no-wait', 'return once the compilation is started')
+    .option('--reproduce', 'build each target twice and fail it if the parts differ (BUILD_NOT_REPRODUCIBLE)')
     .option('--idempotency-key <key>', 'repeat a run safely: same upload, same compilation')
     .option('--part-size <MiB>', 'upload part size in MiB (5..5120)', positiveInt)
     .option('--concurrency <n>', 'parts uploaded at once (default 4)', positiveInt)
@@ -117,6 +118,7 @@ export function buildProgram(): Command {
           model: string;
           targets: string[];
           wait: boolean;
+          reproduce?: boolean;
           idempotencyKey?: string;
           partSize?: number;
           concurrency?: number;
@@ -134,6 +136,7 @@ export function buildProgram(): Command {
             model: o.model,
             targets: o.targets,
             wait: o.wait,
+            reproduce: o.reproduce === true,
             idempotencyKey: o.idempotencyKey,
             partSize: o.partSize ? o.partSize * 1024 * 1024 : undefined,
             concurrency: o.concurrency,

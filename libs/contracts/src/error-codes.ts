@@ -93,6 +93,11 @@ export const ErrorCode = {
    * from its upload or differing from the manifest, or a manifest about another build. Nothing was signed or stored.
    */
   ARTIFACT_REJECTED: 'ARTIFACT_REJECTED',
+  /**
+   * The compilation asked for a reproduction check (`reproduce: true`) and a second build of the same job, in a fresh
+   * job folder, gave parts with other sha256s than the first: `details.parts` lists both hashes of each part.
+   */
+  BUILD_NOT_REPRODUCIBLE: 'BUILD_NOT_REPRODUCIBLE',
   CANCELLED: 'CANCELLED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -118,6 +123,7 @@ export const NON_RETRYABLE_BUILD_ERRORS: readonly ErrorCode[] = [
   ErrorCode.INPUT_RANGE_NARROWED,
   ErrorCode.MODEL_INTEGRITY_MISMATCH,
   ErrorCode.ARTIFACT_REJECTED,
+  ErrorCode.BUILD_NOT_REPRODUCIBLE,
 ];
 
 /** A domain error with a stable code; the API maps it to HTTP in one exception filter. */

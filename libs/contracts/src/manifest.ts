@@ -213,6 +213,16 @@ export interface BuildGpu {
   cudaVisibleDevices: string | null;
 }
 
+/**
+ * Whether the build host built the artifact a second time and compared the parts (issue 17, item 4; the compilation's
+ * `reproduce`). The worker writes it, never the driver: `{ checked: false }` when the compilation did not ask,
+ * `{ checked: true, builds: 2, identical: true }` when a second sandboxed driver run, in a fresh job folder with
+ * fresh caches, gave every part (code and weights) with the same sha256. A difference fails the build with
+ * BUILD_NOT_REPRODUCIBLE, so a published manifest never says `identical: false`. It is the build host's claim, like
+ * `verification` (docs/security.md). Absent in manifests written before it existed: not checked.
+ */
+export type ArtifactReproduction = { checked: false } | { checked: true; builds: number; identical: boolean };
+
 export interface ArtifactManifest {
   manifestVersion: typeof MANIFEST_VERSION;
   /**
@@ -235,6 +245,8 @@ export interface ArtifactManifest {
   inputRanges: InputRanges;
   verification: VerificationResult;
   timing: TimingResult;
+  /** Whether the parts were reproduced by a second build (absent in manifests written before it existed). */
+  reproduction?: ArtifactReproduction;
   build: {
     compileSeconds: number;
     host: { cpuModel: string; x86Level: number | null; gpuName: string | null; driverVersion: string | null };

@@ -43,6 +43,7 @@ export class CompilationStarter {
         cacheKey: b.cacheKey,
       })),
       waitForWorkerSeconds: this.config.KILN_BUILD_WAIT_FOR_WORKER_S,
+      ...(compilation.reproduce ? { reproduce: true } : {}),
       buildTimeoutSeconds: this.config.KILN_BUILD_TIMEOUT_S,
     };
     try {

@@ -18,6 +18,12 @@ export interface CompileRemoteOptions extends Omit<UploadModelOptions, 'idempote
    * still safe). The API sees `<key>/upload` and `<key>/compile`.
    */
   idempotencyKey?: string;
+  /**
+   * Build each target twice, the second time in a fresh sandbox, and compare the parts by sha256 (default false).
+   * Identical: each artifact's manifest says `reproduction: { checked: true, builds: 2, identical: true }`; different:
+   * that target fails with BUILD_NOT_REPRODUCIBLE. A target already built (answered from the cache) is not checked.
+   */
+  reproduce?: boolean;
   /** How often to poll the compilation while waiting (default 2000 ms). */
   pollIntervalMs?: number;
 }
@@ -67,6 +73,7 @@ export async function compileRemote(
     const created = await client.createCompilation(uploaded.version.id, opts.targets, {
       idempotencyKey: `${key}/compile`,
       signal,
+      reproduce: opts.reproduce,
     });
     compilation = created.compilation;
     opts.onProgress?.({

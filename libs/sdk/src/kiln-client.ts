@@ -218,16 +218,19 @@ export class KilnClient {
   abortUpload(uploadId: string, o: Pick<RequestOptions, 'signal'> = {}): Promise<Upload> {
     return this.call('abortUpload', { ...o, params: { uploadId } });
   }
-  /** With an idempotency key, repeating the call returns the same compilation (`created: false`). */
+  /**
+   * With an idempotency key, repeating the call returns the same compilation (`created: false`). `reproduce`: build
+   * each target twice and compare the parts (BUILD_NOT_REPRODUCIBLE when they differ; cached targets are not checked).
+   */
   async createCompilation(
     versionId: string,
     targets: string[],
-    o: { idempotencyKey?: string; signal?: AbortSignal } = {},
+    o: { idempotencyKey?: string; signal?: AbortSignal; reproduce?: boolean } = {},
   ): Promise<{ compilation: Compilation; created: boolean }> {
     const res = await this.request<Compilation>('createCompilation', {
       signal: o.signal,
       params: { versionId },
-      body: { targets },
+      body: { targets, ...(o.reproduce ? { reproduce: true } : {}) },
       headers: o.idempotencyKey ? { 'idempotency-key': o.idempotencyKey } : {},
     });
     return { compilation: res.body, created: res.status === 201 };

@@ -40,6 +40,7 @@ const compilation = (builds: Build[]): Compilation => ({
   modelVersionId: 'v',
   status: 'running',
   targets: builds.map((b) => b.targetId),
+  reproduce: false,
   builds,
   createdAt: '',
   finishedAt: null,

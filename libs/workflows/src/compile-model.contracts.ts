@@ -43,6 +43,11 @@ export interface CompileModelInput {
   waitForWorkerSeconds: number;
   /** Upper bound of one compile attempt (the driver's own timeout is shorter). */
   buildTimeoutSeconds: number;
+  /**
+   * Build each target twice and compare the parts (the compilation's `reproduce`). Absent in workflows started
+   * before it existed: false.
+   */
+  reproduce?: boolean;
   /** Where the bookkeeping activities run; defaults to ORCHESTRATOR_TASK_QUEUE (tests isolate themselves). */
   orchestratorTaskQueue?: string;
 }
@@ -68,6 +73,11 @@ export interface BuildTargetInput {
   modelVersionId: string;
   targetId: string;
   cacheKey: string;
+  /**
+   * Run the driver a second time for the same job in a fresh job folder and compare the parts by sha256: identical
+   * ⇒ the manifest's `reproduction` says so; different ⇒ BUILD_NOT_REPRODUCIBLE. Absent: false.
+   */
+  reproduce?: boolean;
 }
 
 /**
@@ -114,6 +124,8 @@ export interface PublishArtifactInput {
   modelVersionId: string;
   targetId: string;
   cacheKey: string;
+  /** What the compilation asked: the manifest's `reproduction.checked` must say the same (absent: false). */
+  reproduce?: boolean;
   result: BuildTargetResult;
 }
 

@@ -44,12 +44,19 @@ const built = (input: BuildTargetInput): BuildTargetResult => ({
 });
 const published: string[] = [];
 
+/** What each build's activities were told about a reproduction check, by build id. */
+const reproduceSeen = new Map<string, { build?: boolean; publish?: boolean }>();
+
 const buildTarget = async (input: BuildTargetInput): Promise<BuildTargetResult> => {
   const ctx = Context.current();
   attempts.set(input.targetId, ctx.info.attempt);
+  reproduceSeen.set(input.buildId, { ...reproduceSeen.get(input.buildId), build: input.reproduce });
   switch (input.targetId) {
     case 'ok':
       return built(input);
+    case 'unreproducible':
+      // Thrown retryable here: the workflow's retry policy alone must stop it.
+      throw ApplicationFailure.retryable('a second build gave other bytes', 'BUILD_NOT_REPRODUCIBLE');
     case 'unsupported':
       throw ApplicationFailure.nonRetryable('aten.frobnicate has no lowering', 'UNSUPPORTED_OP');
     case 'flaky':
@@ -91,6 +98,7 @@ const orchestratorActivities = {
   },
   publishArtifact: async (input: PublishArtifactInput) => {
     published.push(input.buildId);
+    reproduceSeen.set(input.buildId, { ...reproduceSeen.get(input.buildId), publish: input.reproduce });
     if (input.result.log !== `built ${input.buildId}`) throw new Error("publishArtifact got another build's result");
     return `artifact-${input.buildId}`;
   },
@@ -212,6 +220,37 @@ describe('CompileModel workflow', () => {
     );
     assert.equal(attempts.get('unsupported'), undefined, 'the build activity never ran');
     if (before !== undefined) attempts.set('unsupported', before);
+  });
+
+  test('reproduce reaches the build activity and the publisher; BUILD_NOT_REPRODUCIBLE is not retried', async () => {
+    const plain = input([{ targetId: 'ok', queue: queues.ok }]);
+    await client.workflow.execute(COMPILE_MODEL_WORKFLOW, {
+      taskQueue: queues.orchestrator,
+      workflowId: `compile-${plain.compilationId}`,
+      args: [plain],
+    });
+    assert.deepEqual(reproduceSeen.get(plain.builds[0].buildId), { build: undefined, publish: undefined });
+
+    const args = {
+      ...input([
+        { targetId: 'ok', queue: queues.ok },
+        { targetId: 'unreproducible', queue: queues.ok },
+      ]),
+      reproduce: true,
+    };
+    const result = (await client.workflow.execute(COMPILE_MODEL_WORKFLOW, {
+      taskQueue: queues.orchestrator,
+      workflowId: `compile-${args.compilationId}`,
+      args: [args],
+    })) as CompileModelResult;
+    assert.deepEqual(reproduceSeen.get(args.builds[0].buildId), { build: true, publish: true });
+    const failed = result.builds.find((b) => b.targetId === 'unreproducible')!;
+    assert.deepEqual(
+      { status: failed.status, code: failed.errorCode },
+      { status: 'failed', code: 'BUILD_NOT_REPRODUCIBLE' },
+    );
+    assert.equal(attempts.get('unreproducible'), 1, 'not retried');
+    assert.ok(!published.includes(args.builds[1].buildId), 'nothing published');
   });
 
   test('a target without workers shows waiting_for_worker, then fails with NO_WORKER', async () => {

@@ -168,6 +168,7 @@ async function runBuild(
         modelVersionId: input.modelVersionId,
         targetId: build.targetId,
         cacheKey: build.cacheKey,
+        ...(input.reproduce ? { reproduce: true } : {}),
       }),
     );
     const watchdog = watchForWorker(input, orchestrator, build, noWorkerYet, watch, scope);
@@ -185,6 +186,7 @@ async function runBuild(
       modelVersionId: input.modelVersionId,
       targetId: build.targetId,
       cacheKey: build.cacheKey,
+      ...(input.reproduce ? { reproduce: true } : {}),
       result,
     });
     state.status = 'succeeded';

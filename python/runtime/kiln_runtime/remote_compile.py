@@ -379,12 +379,15 @@ def compile_remote(
     progress: bool = True,
     poll_interval: float = 2.0,
     timeout: float | None = None,
+    reproduce: bool = False,
 ) -> CompileResult:
     """Upload (presigned multipart), compile for `targets`, and (by default) wait; returns the artifacts.
 
     `api_url`/`api_key` default to $KILN_API_URL/$KILN_API_KEY. Raises ApiError (with the API's `api_code`,
     e.g. PT2_TRUNCATED, UNKNOWN_TARGET), NetworkError, StorageError or TimeoutError. A compilation that
     ends failed or partial is not an exception: check `result.ok` and each `result.targets[i].status`.
+    `reproduce=True` builds each target twice (the second time in a fresh sandbox) and fails a target whose parts
+    differ with BUILD_NOT_REPRODUCIBLE; a target already built (answered from the cache) is not checked.
     """
     api_url = api_url or os.environ.get("KILN_API_URL")
     api_key = api_key or os.environ.get("KILN_API_KEY")
@@ -409,7 +412,7 @@ def compile_remote(
     compilation = api.call(
         "POST",
         f"/v1/versions/{version['id']}/compilations",
-        {"targets": list(targets)},
+        {"targets": list(targets), **({"reproduce": True} if reproduce else {})},
         headers={"Idempotency-Key": f"{key}/compile"},
     )[1]
     if wait:

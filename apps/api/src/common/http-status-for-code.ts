@@ -82,6 +82,7 @@ export function httpStatusFor(code: ErrorCode): HttpStatus {
     case ErrorCode.NO_WORKER:
     case ErrorCode.MODEL_INTEGRITY_MISMATCH:
     case ErrorCode.ARTIFACT_REJECTED:
+    case ErrorCode.BUILD_NOT_REPRODUCIBLE:
     case ErrorCode.CANCELLED:
       return HttpStatus.CONFLICT;
   }

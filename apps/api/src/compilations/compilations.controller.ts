@@ -42,7 +42,9 @@ export class CompilationsController {
     @Res({ passthrough: true }) res: Response,
   ): Promise<CompilationResponseDto> {
     const key = idempotencyKey?.trim().slice(0, 200) || null;
-    const { compilation, created } = await this.compilations.create(auth.tenantId, versionId, dto.targets, key);
+    const { compilation, created } = await this.compilations.create(auth.tenantId, versionId, dto.targets, key, {
+      reproduce: dto.reproduce ?? false,
+    });
     res.status(created ? 201 : 200);
     return compilation;
   }

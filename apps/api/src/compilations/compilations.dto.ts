@@ -4,6 +4,7 @@ import {
   ArrayMinSize,
   ArrayUnique,
   IsArray,
+  IsBoolean,
   IsOptional,
   IsString,
   IsUUID,
@@ -20,6 +21,18 @@ export class CreateCompilationDto {
   @IsString({ each: true })
   @Matches(/^[a-z0-9][a-z0-9._-]{0,63}$/, { each: true })
   targets!: string[];
+
+  @ApiPropertyOptional({
+    default: false,
+    description:
+      'Build each target twice, the second time in a fresh sandbox with fresh caches, and compare the parts by sha256. ' +
+      'Identical: the manifest says reproduction {checked: true, builds: 2, identical: true}. Different: the build ' +
+      'fails with BUILD_NOT_REPRODUCIBLE (details.parts holds both hashes). A build takes about twice as long. ' +
+      'Targets already built (answered from the cache) are not built again, so not checked.',
+  })
+  @IsOptional()
+  @IsBoolean()
+  reproduce?: boolean;
 }
 
 /** GET /v1/compilations?versionId= (a version id is a uuid: anything else is refused with VALIDATION_FAILED). */
@@ -67,6 +80,8 @@ export class CompilationResponseDto {
   @ApiProperty({ enum: ['pending', 'running', 'succeeded', 'partial', 'failed', 'cancelled'] })
   status!: CompilationStatus;
   @ApiProperty({ type: [String] }) targets!: string[];
+  @ApiProperty({ description: "Whether its builds are built twice and compared (the request's reproduce)" })
+  reproduce!: boolean;
   @ApiProperty({ type: [BuildResponseDto] }) builds!: BuildResponseDto[];
   @ApiProperty() createdAt!: string;
   @ApiProperty({ nullable: true, type: String }) finishedAt!: string | null;

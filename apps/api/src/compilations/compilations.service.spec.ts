@@ -148,6 +148,48 @@ test('a target whose artifact exists is answered from the cache: no build runs, 
   assert.deepEqual(started, []);
 });
 
+test('reproduce is recorded on the compilation and reaches the workflow, also when the reconciler starts it', async () => {
+  const m = await seedModel(db.ds, 2);
+  polled.add(taskQueueFor(V2));
+  const plain = await service.create(m.tenantId, m.versionIds[0], [V2], null);
+  assert.equal(plain.compilation.reproduce, false);
+  assert.equal(started[0].input.reproduce, undefined);
+  startFails = true;
+  const { compilation } = await service.create(m.tenantId, m.versionIds[1], [V2], null, { reproduce: true });
+  assert.equal(compilation.reproduce, true);
+  assert.equal((await service.get(m.tenantId, compilation.id)).reproduce, true);
+  startFails = false;
+  await db.ds.query(`UPDATE compilations SET created_at = now() - interval '1 minute' WHERE id = $1`, [compilation.id]);
+  assert.equal(await starter.reconcilePending(), 1);
+  assert.equal(started[1].input.reproduce, true);
+});
+
+test('a target already built is answered from the cache with reproduce too: nothing is built, so nothing checked', async () => {
+  const m = await seedModel(db.ds, 1);
+  const version = await db.ds.getRepository(ModelVersionEntity).findOneByOrFail({ id: m.versionIds[0] });
+  const recipe = findTarget(V2)!.recipe;
+  const artifact = await db.ds.getRepository(ArtifactEntity).save({
+    tenantId: m.tenantId,
+    cacheKey: cacheKey({ tenantId: m.tenantId, modelContentHash: version.contentHash, recipe }),
+    modelContentHash: version.contentHash,
+    targetId: V2,
+    recipeHash: recipeHash(recipe),
+    manifestKey: 'k',
+    manifest: V2_MANIFEST,
+    manifestSha256: 'd'.repeat(64),
+    signature: 's',
+    signingKeyId: 'key',
+    sizeBytes: 1,
+  });
+  const { compilation } = await service.create(m.tenantId, m.versionIds[0], [V2], null, { reproduce: true });
+  assert.equal(compilation.status, 'succeeded');
+  assert.deepEqual(
+    compilation.builds.map((b) => [b.status, b.artifact?.id]),
+    [['cached', artifact.id]],
+  );
+  assert.deepEqual(started, []);
+});
+
 test('builds beyond the concurrent-build quota are refused whole (QUOTA_EXCEEDED)', async () => {
   const m = await seedModel(db.ds, 2);
   await service.create(m.tenantId, m.versionIds[0], [V2, V3], null);

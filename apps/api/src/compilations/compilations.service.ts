@@ -21,6 +21,7 @@ export function toCompilationResponse(c: CompilationEntity, builds: BuildEntity[
     modelVersionId: c.modelVersionId,
     status: c.status,
     targets: c.targets,
+    reproduce: c.reproduce,
     createdAt: c.createdAt.toISOString(),
     finishedAt: c.finishedAt?.toISOString() ?? null,
     builds: [...builds]
@@ -77,13 +78,15 @@ export class CompilationsService {
    * Plans one build per target. Targets whose artifact already exists (same tenant, model content and
    * recipe) are answered from the cache at once and never reach a worker; the rest go to one CompileModel
    * workflow. The rows are written first and the workflow is started by id, so a crash in between is
-   * repaired by the reconcile schedule (CompilationStarter) and a double start is a no-op.
+   * repaired by the reconcile schedule (CompilationStarter) and a double start is a no-op. With `reproduce`, each
+   * build that runs is built twice and compared (the worker's build activity); a cached target is not checked.
    */
   async create(
     tenantId: string,
     versionId: string,
     targetIds: string[],
     idempotencyKey: string | null,
+    options: { reproduce?: boolean } = {},
   ): Promise<{ compilation: CompilationResponseDto; created: boolean }> {
     if (idempotencyKey) {
       const existing = await this.compilations.findOne({ where: { tenantId, idempotencyKey } });
@@ -132,6 +135,7 @@ export class CompilationsService {
           status: allCached ? 'succeeded' : 'pending',
           workflowId: compileWorkflowId(compilationId),
           idempotencyKey,
+          reproduce: options.reproduce ?? false,
           finishedAt: allCached ? now : null,
         });
         await tx.getRepository(BuildEntity).insert(

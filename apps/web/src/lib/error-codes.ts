@@ -60,6 +60,7 @@ export const ERROR_EXPLANATIONS: Partial<Record<ErrorCode, string>> = {
     'The worker could not isolate the build (its sandbox is incomplete), so nothing ran; Kiln retried it.',
   NO_WORKER: 'No worker serving this target picked the build up in time.',
   MODEL_INTEGRITY_MISMATCH: 'The stored model is not the one validated at upload; nothing was compiled.',
+  BUILD_NOT_REPRODUCIBLE: 'A second build of the same job gave other bytes than the first (reproduce was asked).',
   CANCELLED: 'The compilation was cancelled.',
 };
 

@@ -9,7 +9,7 @@ import { Client, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
-import { ErrorCode, isErrorCode, KilnError } from '@kiln/contracts';
+import { type ArtifactManifest, ErrorCode, isErrorCode, KilnError } from '@kiln/contracts';
 import { BuildEntity } from '@kiln/database';
 import { findTarget, recipeHash } from '@kiln/targets';
 import { activeTracing, inSpan, traceparentOf } from '@kiln/tracing';
@@ -24,8 +24,14 @@ import {
   type BuildUploadsGrant,
   type BuildUploadsRequest,
 } from '@kiln/temporal';
+import { checkReproduced, NOT_CHECKED, REPRODUCED } from '../artifacts/reproduction.js';
 import { DriverPhaseSpans } from '../build-runner/driver-phase-spans.js';
-import { runCompileDriver } from '../build-runner/driver-runner.js';
+import {
+  type DriverFailure,
+  INSECURE_LOG_PREFIX,
+  runCompileDriver,
+  type RunCompileDriverOptions,
+} from '../build-runner/driver-runner.js';
 import type { GpuLease } from '../build-runner/gpu-slots.js';
 import { gpuDevices } from '../build-runner/sandbox-view.js';
 import { writeVerifiedModel } from '../build-runner/verified-download.js';
@@ -138,13 +144,27 @@ export class BuildActivitiesService implements BuildActivities {
       let integrityError: KilnError | null = null;
       let writtenPhase = phase;
       let phaseWrites: Promise<unknown> = Promise.resolve();
+      const settings = compileJobSettings(this.config, {
+        timingLock: await ensureTimingLock(this.config),
+        host: this.host.sandboxHost(),
+        gpu,
+        gpuDevices: gpu ? await gpuDevices() : [],
+      });
+      const job: RunCompileDriverOptions['job'] = {
+        tenantId: input.tenantId,
+        targetId: target.id,
+        recipe: target.recipe,
+        recipeHash: recipeHash(target.recipe),
+        modelContentHash: model.contentHash,
+        cacheKey: input.cacheKey,
+        requires: target.requires,
+        host: this.host.hostInfo(gpu?.index),
+        timing: { ...BUILD_TIMING },
+        seed: 0,
+        ...(traceparent ? { traceparent } : {}),
+      };
       const outcome = await runCompileDriver({
-        ...compileJobSettings(this.config, {
-          timingLock: await ensureTimingLock(this.config),
-          host: this.host.sandboxHost(),
-          gpu,
-          gpuDevices: gpu ? await gpuDevices() : [],
-        }),
+        ...settings,
         // The model goes straight into this build's own job folder (readable by this job only), and the driver only
         // ever sees bytes with the sha256 and size recorded when the upload was validated.
         model: {
@@ -165,19 +185,7 @@ export class BuildActivitiesService implements BuildActivities {
           },
         },
         signal: ctx.cancellationSignal,
-        job: {
-          tenantId: input.tenantId,
-          targetId: target.id,
-          recipe: target.recipe,
-          recipeHash: recipeHash(target.recipe),
-          modelContentHash: model.contentHash,
-          cacheKey: input.cacheKey,
-          requires: target.requires,
-          host: this.host.hostInfo(gpu?.index),
-          timing: { ...BUILD_TIMING },
-          seed: 0,
-          ...(traceparent ? { traceparent } : {}),
-        },
+        job,
         onPhaseEnd: (e) => phaseSpans?.ended(e),
         onProgress: (p) => {
           phaseSpans?.started(p);
@@ -207,26 +215,52 @@ export class BuildActivitiesService implements BuildActivities {
         });
       }
       try {
-        if (!outcome.ok) {
-          await this.builds.update(
-            { id: input.buildId },
-            { log: tail(outcome.log), errorMessage: `Attempt ${attempt}: ${outcome.code}: ${outcome.message}` },
-          );
-          if (outcome.code === ErrorCode.CANCELLED || ctx.cancellationSignal.aborted) await ctx.cancelled;
-          throw ApplicationFailure.create({
-            type: outcome.code,
-            message: outcome.message,
-            nonRetryable: !outcome.retryable,
-            details: [outcome.details ?? {}],
+        if (!outcome.ok) throw await this.failAttempt(input.buildId, attempt, outcome, outcome.log);
+        let log = outcome.log;
+        let manifest: ArtifactManifest = { ...outcome.manifest, reproduction: NOT_CHECKED };
+        if (input.reproduce) {
+          // The same job again, in a fresh job folder (a fresh sandbox, empty caches, the driver's fixed build
+          // folder emptied), while the first run's parts wait on disk: both runs must give the same bytes.
+          enterPhase('reproducing');
+          await this.builds.update({ id: input.buildId }, { phase });
+          const again = await runCompileDriver({
+            ...settings,
+            model: { file: outcome.modelPath },
+            signal: ctx.cancellationSignal,
+            job,
+            onProgress: (p) => ctx.heartbeat({ phase, driverPhase: p.phase }),
           });
+          // Lines of an insecure-local build carry its prefix, these too.
+          const note = (line: string): string =>
+            `${outcome.sandbox?.mode === 'insecure-local' ? INSECURE_LOG_PREFIX : ''}[kiln] ${line}\n`;
+          try {
+            log = `${outcome.log}${note('reproducing: the same job again in a fresh job folder')}${again.log}`;
+            if (!again.ok) throw await this.failAttempt(input.buildId, attempt, again, log);
+            let said: string;
+            try {
+              said = checkReproduced(outcome.manifest.parts, again.manifest.parts);
+            } catch (err) {
+              if (!(err instanceof KilnError)) throw err;
+              throw await this.failAttempt(
+                input.buildId,
+                attempt,
+                { code: err.code, message: err.message, details: err.details, retryable: false },
+                `${log}${note(`${err.code}: ${err.message}`)}`,
+              );
+            }
+            log += note(said);
+            manifest = { ...manifest, reproduction: REPRODUCED };
+          } finally {
+            await again.cleanup();
+          }
         }
         enterPhase('uploading');
         await this.builds.update({ id: input.buildId }, { phase });
         await inSpan('upload parts', async (span) => {
-          span.setAttribute('kiln.artifact.parts', outcome.manifest.parts.length);
-          await this.uploadParts(input, outcome.manifest.parts, outcome.partsDir, ctx.cancellationSignal);
+          span.setAttribute('kiln.artifact.parts', manifest.parts.length);
+          await this.uploadParts(input, manifest.parts, outcome.partsDir, ctx.cancellationSignal);
         });
-        return { manifest: outcome.manifest, log: tail(outcome.log) };
+        return { manifest, log: tail(log) };
       } finally {
         await outcome.cleanup();
       }
@@ -235,6 +269,30 @@ export class BuildActivitiesService implements BuildActivities {
       gpu?.release();
       clearInterval(heartbeat);
     }
+  }
+
+  /**
+   * Records a failed attempt's log and message on its build row and returns the failure for Temporal to act on (a
+   * cancelled build throws the cancellation instead).
+   */
+  private async failAttempt(
+    buildId: string,
+    attempt: number,
+    failure: Pick<DriverFailure, 'code' | 'message' | 'details' | 'retryable'>,
+    log: string,
+  ): Promise<ApplicationFailure> {
+    const ctx = Context.current();
+    await this.builds.update(
+      { id: buildId },
+      { log: tail(log), errorMessage: `Attempt ${attempt}: ${failure.code}: ${failure.message}` },
+    );
+    if (failure.code === ErrorCode.CANCELLED || ctx.cancellationSignal.aborted) await ctx.cancelled;
+    return ApplicationFailure.create({
+      type: failure.code,
+      message: failure.message,
+      nonRetryable: !failure.retryable,
+      details: [failure.details ?? {}],
+    });
   }
 
   /** Uploads each part the bucket lacks through the presigned PUT its workflow issued for it. */

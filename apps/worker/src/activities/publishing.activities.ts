@@ -162,6 +162,7 @@ export class PublishingActivitiesService implements PublishingActivities {
         modelContentHash: version.contentHash,
         cacheKey: input.cacheKey,
         requires: target.requires,
+        reproduce: input.reproduce ?? false,
       });
     } catch (err) {
       throw rejected(`the build host's manifest: ${(err as Error).message}`);

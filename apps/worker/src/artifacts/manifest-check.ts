@@ -10,6 +10,12 @@ export interface ManifestExpectation {
   modelContentHash: string;
   cacheKey: string;
   requires: TargetRequirement;
+  /**
+   * Whether the compilation asked for a reproduction check. The orchestrator passes it: the manifest must then say
+   * `reproduction.checked` the same, and a checked one `identical: true`. Undefined (the build host reading its
+   * driver's manifest, before the worker writes the field): only the field's shape is checked, when present.
+   */
+  reproduce?: boolean;
 }
 
 /** Most parts an artifact may list: today two (code + weights); room for per-tensor weights, not for abuse. */
@@ -82,5 +88,30 @@ export function checkManifest(m: unknown, job: ManifestExpectation): ArtifactMan
     if (seen.has(sha256)) throw new Error(`part ${sha256} is listed twice`);
     seen.add(sha256);
   }
+  checkReproduction(m.reproduction, job.reproduce);
   return m as unknown as ArtifactManifest;
+}
+
+/** `reproduction` is absent, `{ checked: false }` or `{ checked: true, builds >= 2, identical }`, and says what was asked. */
+function checkReproduction(r: unknown, reproduce: boolean | undefined): void {
+  if (r === undefined) {
+    // A build host from before the field wrote none; it cannot have checked what was asked.
+    if (reproduce === true) throw new Error('manifest.reproduction is missing, and the compilation asked for it');
+    return;
+  }
+  if (!isObject(r) || typeof r.checked !== 'boolean') throw new Error('manifest.reproduction is malformed');
+  if (r.checked) {
+    if (typeof r.builds !== 'number' || !Number.isInteger(r.builds) || r.builds < 2) {
+      throw new Error(`manifest.reproduction.builds is ${JSON.stringify(r.builds)}`);
+    }
+    if (typeof r.identical !== 'boolean') throw new Error('manifest.reproduction.identical is not a boolean');
+  }
+  if (reproduce === undefined) return;
+  if (r.checked !== reproduce) {
+    throw new Error(
+      `manifest.reproduction.checked is ${String(r.checked)}, the compilation asked ${String(reproduce)}`,
+    );
+  }
+  // A difference fails the build on the host (BUILD_NOT_REPRODUCIBLE): nothing that says so is ever signed.
+  if (r.checked && r.identical !== true) throw new Error('manifest.reproduction says the rebuild differed');
 }

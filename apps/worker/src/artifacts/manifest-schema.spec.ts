@@ -70,3 +70,23 @@ describe('shared vectors: artifact manifests (test/fixtures/contracts/manifests.
     });
   }
 });
+
+describe("the orchestrator's check of reproduction against what the compilation asked", () => {
+  const base = manifest('cpu/linux-x86_64-v3');
+  const withReproduction = (r: unknown): unknown => (r === undefined ? base : { ...base, reproduction: r });
+  const cases: [string, unknown, boolean, boolean][] = [
+    // [what, reproduction, reproduce asked, accepted]
+    ['not asked, not checked', { checked: false }, false, true],
+    ['asked, built twice and identical', { checked: true, builds: 2, identical: true }, true, true],
+    ['not asked, no field (a build host from before it)', undefined, false, true],
+    ['asked, no field (a build host from before it cannot have checked)', undefined, true, false],
+    ['asked, not checked', { checked: false }, true, false],
+    ['not asked, but claims a check', { checked: true, builds: 2, identical: true }, false, false],
+    ['asked, and the rebuild differed', { checked: true, builds: 2, identical: false }, true, false],
+  ];
+  for (const [what, reproduction, reproduce, accepted] of cases) {
+    it(`${accepted ? 'accepts' : 'refuses'}: ${what}`, () => {
+      assert.equal(workerAccepts(withReproduction(reproduction), { ...jobOf(base), reproduce }), accepted);
+    });
+  }
+});

@@ -92,6 +92,8 @@ interface OutcomeBase {
   /** The build log: the driver's stderr (tail) and a closing line saying how it ended. */
   log: string;
   jobDir: string;
+  /** The job's model file (in jobDir; gone after cleanup): a second run of the same job may place it again. */
+  modelPath: string;
   /** What the sandbox enforced, null when the driver never started. */
   sandbox: SandboxRecord | null;
   durationMs: number;
@@ -131,6 +133,7 @@ export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<D
   const base = (log: string, sandbox: SandboxRecord | null): OutcomeBase => ({
     log: scrubHostPaths(sandbox?.mode === 'insecure-local' ? markInsecure(log) : log, hostPaths(opts, folder)),
     jobDir: folder?.dir ?? '',
+    modelPath: folder?.modelPath ?? '',
     sandbox,
     durationMs: Date.now() - started,
     cleanup,

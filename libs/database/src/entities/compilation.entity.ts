@@ -32,6 +32,8 @@ export class CompilationEntity {
   @Column({ type: 'text' }) status!: CompilationStatus;
   @Column({ name: 'workflow_id', type: 'text' }) workflowId!: string;
   @Column({ name: 'idempotency_key', type: 'text', nullable: true }) idempotencyKey!: string | null;
+  /** Build each target twice and compare the parts (builds answered from the cache are not checked). */
+  @Column({ type: 'boolean', default: false }) reproduce!: boolean;
   @OneToMany(() => BuildEntity, (b) => b.compilation) builds?: Relation<BuildEntity>[];
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
   @UpdateDateColumn({ name: 'updated_at', type: 'timestamptz' }) updatedAt!: Date;

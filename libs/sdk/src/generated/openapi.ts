@@ -965,6 +965,11 @@ export interface components {
        *     ]
        */
       targets: string[];
+      /**
+       * @description Build each target twice, the second time in a fresh sandbox with fresh caches, and compare the parts by sha256. Identical: the manifest says reproduction {checked: true, builds: 2, identical: true}. Different: the build fails with BUILD_NOT_REPRODUCIBLE (details.parts holds both hashes). A build takes about twice as long. Targets already built (answered from the cache) are not built again, so not checked.
+       * @default false
+       */
+      reproduce?: boolean | null;
     };
     BuildArtifactSummaryDto: {
       id: string;
@@ -1000,6 +1005,8 @@ export interface components {
       /** @enum {string} */
       status: 'pending' | 'running' | 'succeeded' | 'partial' | 'failed' | 'cancelled';
       targets: string[];
+      /** @description Whether its builds are built twice and compared (the request's reproduce) */
+      reproduce: boolean;
       builds: components['schemas']['BuildResponseDto'][];
       createdAt: string;
       finishedAt: string | null;
@@ -1832,6 +1839,7 @@ export interface components {
           | 'NO_WORKER'
           | 'MODEL_INTEGRITY_MISMATCH'
           | 'ARTIFACT_REJECTED'
+          | 'BUILD_NOT_REPRODUCIBLE'
           | 'CANCELLED';
         message: string;
         details?: {
