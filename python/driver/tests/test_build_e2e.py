@@ -217,6 +217,17 @@ def test_scratch_space_is_cleaned_up(mlp_v3: DriverRun) -> None:
     assert leftovers == []
 
 
+def test_weights_copies_of_the_compile_go_once_split(mlp_v3: DriverRun) -> None:
+    """The compiled package and inductor's cached weights blob are removed once the parts exist: during the
+    verification only the parts, the portable graph and the verifier's own copies hold the weights."""
+    m = re.search(r"removed the compiled package and inductor's copies of the weights \((\d+) bytes\)", mlp_v3.stderr)
+    assert m, mlp_v3.stderr[-2000:]
+    weights = sum(p["size"] for p in mlp_v3.manifest["parts"] if p["role"] == "weights")
+    # The package holds the weights once, inductor's cache once more.
+    assert weights > 0 and int(m.group(1)) >= 2 * weights
+    assert mlp_v3.events[-1]["phase"] == "done"
+
+
 def test_assembled_package_loads_and_matches_eager(mlp_v3: DriverRun, fixtures: Path, tmp_path: Path) -> None:
     parts = mlp_v3.manifest["parts"]
     pkg = assemble_package(
