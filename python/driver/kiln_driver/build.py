@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .compare import ieee_fp32
-from .compile import compile_program, load_program, program_on
+from .compile import compile_program, load_program, program_on, release_compile_state
 from .elf_needs import read_needs
 from .errors import DriverError, ErrorCode
 from .host_lock import DEFAULT_WAIT_S, host_lock
@@ -216,6 +216,7 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, 
     with host_lock(exclusive=False, wait_s=float(job["timing"].get("lockWaitSeconds", DEFAULT_WAIT_S))):
         compiled = compile_program(ep, example, job, compiler, work / "compiled")
     del ep
+    release_compile_state()  # the weights of the program, still referenced by torch's export tracer
 
     events.phase(
         "isa_check",
