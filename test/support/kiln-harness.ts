@@ -88,6 +88,11 @@ abstract class ServiceProcess {
   protected child?: ChildProcess;
   output = '';
 
+  /** The process id while it runs (benches sample its /proc entry). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   protected async spawnApp(app: 'api' | 'worker', env: Record<string, string>): Promise<ChildProcess> {
     this.output = '';
     await ensureDist();

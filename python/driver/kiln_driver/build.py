@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .compare import ieee_fp32
-from .compile import compile_program, load_program, program_on
+from .compile import compile_program, load_program, program_on, release_compile_state
 from .elf_needs import read_needs
 from .errors import DriverError, ErrorCode
 from .host_lock import DEFAULT_WAIT_S, host_lock
@@ -22,7 +22,7 @@ from .isa import check_isa
 from .job import Job, load_job, recipe_precision
 from .manifest import MANIFEST_VERSION, ArtifactManifest, ArtifactPart, write_json_atomic
 from .neutralize import neutralize_model
-from .package_parts import split_package
+from .package_parts import WEIGHTS_BLOB_SUFFIX, split_package
 from .precision import convert_program
 from .progress import Events, log, valid_traceparent
 from .toolchain import BuildGpu, build_gpu, check_toolchain
@@ -101,6 +101,27 @@ def _extract_shared_objects(package: Path, dest: Path) -> list[Path]:
     if not found:
         raise DriverError(ErrorCode.COMPILE_FAILED, "the AOTInductor package contains no shared library")
     return found
+
+
+def drop_compile_outputs(package: Path, inductor_cache: str | None) -> int:
+    """Once the parts are split off: remove the compiled package and the weights blobs inductor left in its cache.
+
+    Each is one more full copy of the weights on the build host's disk while the verifier assembles and extracts
+    its own (a 2 GiB model peaked at 7 copies, 14.5 GiB: bench/README.md, "A 2 GiB model end to end"). Nothing
+    reads them after the split; the rest of the cache (code, headers) stays. Returns the bytes removed.
+    """
+    victims = [package]
+    if inductor_cache:
+        victims += [p for p in Path(inductor_cache).rglob(f"*{WEIGHTS_BLOB_SUFFIX}") if p.is_file()]
+    freed = 0
+    for path in victims:
+        try:
+            size = path.lstat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        freed += size
+    return freed
 
 
 def _cuda_runtime() -> str | None:
@@ -195,6 +216,7 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, 
     with host_lock(exclusive=False, wait_s=float(job["timing"].get("lockWaitSeconds", DEFAULT_WAIT_S))):
         compiled = compile_program(ep, example, job, compiler, work / "compiled")
     del ep
+    release_compile_state()  # the weights of the program, still referenced by torch's export tracer
 
     events.phase(
         "isa_check",
@@ -253,6 +275,8 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, 
             part["entry"] = p.entry
         parts.append(part)
         log.info("part %s %s %d bytes%s", p.role, p.sha256, p.size, f" -> {p.entry}" if p.entry else "")
+    freed = drop_compile_outputs(compiled.package, os.environ.get("TORCHINDUCTOR_CACHE_DIR"))
+    log.info("removed the compiled package and inductor's copies of the weights (%d bytes): the parts hold them", freed)
 
     events.phase("verifying", f"loading the artifact in a fresh process, comparing on {len(plan['sets'])} input sets")
     request: VerifyRequest = {

@@ -217,6 +217,44 @@ def test_scratch_space_is_cleaned_up(mlp_v3: DriverRun) -> None:
     assert leftovers == []
 
 
+def test_weights_copies_of_the_compile_go_once_split(mlp_v3: DriverRun) -> None:
+    """The compiled package and inductor's cached weights blob are removed once the parts exist: during the
+    verification only the parts, the portable graph and the verifier's own copies hold the weights."""
+    m = re.search(r"removed the compiled package and inductor's copies of the weights \((\d+) bytes\)", mlp_v3.stderr)
+    assert m, mlp_v3.stderr[-2000:]
+    weights = sum(p["size"] for p in mlp_v3.manifest["parts"] if p["role"] == "weights")
+    # The package holds the weights once, inductor's cache once more.
+    assert weights > 0 and int(m.group(1)) >= 2 * weights
+    assert mlp_v3.events[-1]["phase"] == "done"
+
+
+def test_compile_lets_the_programs_weights_go(fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the driver drops the program after the compile, its weights are freed: torch's export tracer kept the
+    last traced graph (and through it every parameter) in a module-level map until release_compile_state()."""
+    import gc
+    import weakref
+
+    from conftest import make_job
+
+    from kiln_driver.compile import compile_program, program_on, release_compile_state
+    from kiln_driver.inputs import materialize, plan_inputs
+    from kiln_driver.neutralize import neutralize_model
+    from kiln_driver.toolchain import check_toolchain
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor-cache"))
+    job = make_job(2)
+    neutralize_model(fixtures / "mlp.pt2", tmp_path / "portable.pt2")
+    ep = program_on(load_program(tmp_path / "portable.pt2"), "cpu")
+    plan = plan_inputs(ep, 0, "cpu")
+    weights = [weakref.ref(t) for t in ep.state_dict.values()]
+    assert weights
+    compile_program(ep, materialize(plan["sets"][0], plan["seed"], "cpu"), job, check_toolchain(job), tmp_path / "out")
+    del ep
+    release_compile_state()
+    gc.collect()
+    assert [w for w in weights if w() is not None] == []
+
+
 def test_assembled_package_loads_and_matches_eager(mlp_v3: DriverRun, fixtures: Path, tmp_path: Path) -> None:
     parts = mlp_v3.manifest["parts"]
     pkg = assemble_package(

@@ -13,6 +13,7 @@ import torch
 from conftest import make_job
 from kiln_runtime.x86_levels import X86_LEVEL_FLAGS, x86_level_from_flags
 
+from kiln_driver.build import drop_compile_outputs
 from kiln_driver.compare import compare_outputs
 from kiln_driver.errors import DriverError
 from kiln_driver.job import parse_job
@@ -198,3 +199,19 @@ def test_fixed_build_dir_must_be_absolute(monkeypatch: pytest.MonkeyPatch) -> No
         fixed_build_dir()
     monkeypatch.delenv("KILN_BUILD_DIR")
     assert fixed_build_dir() is None
+
+
+def test_drop_compile_outputs_removes_the_package_and_cached_weights_only(tmp_path: Path) -> None:
+    package = tmp_path / "compiled" / "model.pt2"
+    cache = tmp_path / "inductor-cache"
+    blob = cache / "ab" / "cxyz.wrapper_weights.blob"
+    kept = [cache / "ab" / "cxyz.wrapper.cpp", cache / "ab" / "cxyz.wrapper.so"]
+    for path, size in [(package, 300), (blob, 200), *((k, 50) for k in kept)]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * size)
+    assert drop_compile_outputs(package, str(cache)) == 500
+    assert not package.exists() and not blob.exists()
+    assert all(k.exists() for k in kept)
+    # Nothing left to remove (or no cache folder given): nothing fails.
+    assert drop_compile_outputs(package, str(cache)) == 0
+    assert drop_compile_outputs(package, None) == 0

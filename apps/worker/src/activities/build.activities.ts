@@ -11,6 +11,7 @@ import { Repository } from 'typeorm';
 import { KilnConfig } from '@kiln/config';
 import { type ArtifactManifest, ErrorCode, isErrorCode, KilnError } from '@kiln/contracts';
 import { BuildEntity } from '@kiln/database';
+import { httpPutPart } from '@kiln/sdk';
 import { findTarget, recipeHash } from '@kiln/targets';
 import { activeTracing, inSpan, traceparentOf } from '@kiln/tracing';
 import {
@@ -307,14 +308,18 @@ export class BuildActivitiesService implements BuildActivities {
       parts: parts.map(({ sha256, size }) => ({ sha256, size })),
     });
     for (const upload of grant.uploads) {
-      const res = await fetch(upload.url, {
-        method: 'PUT',
+      // node:http with backpressure (the SDK's part transport): fetch with a Readable.toWeb body read the whole part
+      // ahead into memory when S3 took it slower than the disk gave it (a 2 GiB weights part added 2 GiB to the
+      // worker's RSS: bench/README.md, "A 2 GiB model end to end").
+      const res = await httpPutPart({
+        url: upload.url,
         headers: upload.headers,
-        body: Readable.toWeb(createReadStream(path.join(partsDir, upload.sha256))) as ReadableStream,
-        duplex: 'half',
+        body: createReadStream(path.join(partsDir, upload.sha256)),
         signal,
       });
-      if (!res.ok) throw new Error(`uploading part ${upload.sha256}: HTTP ${res.status} ${await res.text()}`);
+      if (res.status < 200 || res.status > 299) {
+        throw new Error(`uploading part ${upload.sha256}: HTTP ${res.status} ${res.text}`);
+      }
     }
   }
 
