@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .compare import ieee_fp32
-from .compile import compile_program, load_program, program_on
+from .compile import CompileResult, as_json, compile_program, inductor_configs_for, load_program, program_on
 from .elf_needs import read_needs
 from .errors import DriverError, ErrorCode
 from .host_lock import DEFAULT_WAIT_S, host_lock
@@ -25,6 +25,7 @@ from .neutralize import neutralize_model
 from .package_parts import split_package
 from .precision import convert_program
 from .progress import Events, log, valid_traceparent
+from .reuse import DonorCode, NotReusable, Reuse, load_donor, not_reused, store_parts, try_reuse
 from .toolchain import BuildGpu, build_gpu, check_toolchain
 from .verify import DEFAULT_TIMING_MAX_S, Verifier, VerifyRequest
 
@@ -139,7 +140,7 @@ def run_build(
     )
     try:
         with Verifier() as verifier:
-            return _build(model, job, out_dir, work, events, verifier=verifier)
+            return _build(model, job, out_dir, work, events, verifier=verifier, job_dir=job_path.parent)
     except BaseException:
         shutil.rmtree(out_dir / PARTS_DIR, ignore_errors=True)  # nothing half-stored
         raise
@@ -151,7 +152,9 @@ def run_build(
                 shutil.rmtree(work, ignore_errors=True)
 
 
-def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, verifier: Verifier) -> ArtifactManifest:
+def _build(
+    model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, verifier: Verifier, job_dir: Path
+) -> ArtifactManifest:
     recipe = job["recipe"]
     events.phase("loading", "checking the archive and the toolchain, loading the program")
     portable = work / "portable.pt2"
@@ -164,6 +167,15 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, 
     )
     compiler = check_toolchain(job)
     precision = recipe_precision(recipe)
+    # A weights-only update (reuse.py): the donor's code part is checked before anything is compiled; a file other
+    # than the one the job names refuses the job, a donor that cannot serve this build only turns the reuse down.
+    donor: DonorCode | None = None
+    reuse: Reuse | None = None
+    if "codeDonor" in job:
+        try:
+            donor = load_donor(job["codeDonor"], job_dir, job)
+        except NotReusable as exc:
+            reuse = not_reused(job["codeDonor"], exc.as_fallback())
 
     import torch
 
@@ -186,14 +198,48 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, 
     log.info("input plan: symbols %s, %d input sets", plan["symbols"], len(plan["sets"]))
 
     converting = f"converting to {precision}, then " if precision != "fp32" else ""
-    events.phase("compiling", f"{converting}AOTInductor compile for {job['targetId']}")
+    how = (
+        f"code generation only, to reuse code part {donor.sha256[:12]}, for {job['targetId']}"
+        if donor is not None
+        else f"AOTInductor compile for {job['targetId']}"
+    )
+    events.phase("compiling", f"{converting}{how}")
     example = materialize(plan["sets"][0], plan["seed"], recipe["device"])
     # The plan stays the fp32 program's: the converted one keeps its interface (dtypes, dims, ranges).
     ep = convert_program(ep, precision, plan, example, work)
     verifier.start()  # its torch import overlaps the compile
+    reused_blob: Path | None = None
     # Shared: compiles run side by side, but never while another build on this host is timing (bounded wait).
     with host_lock(exclusive=False, wait_s=float(job["timing"].get("lockWaitSeconds", DEFAULT_WAIT_S))):
-        compiled = compile_program(ep, example, job, compiler, work / "compiled")
+        if donor is not None:
+            reused_blob, reuse = try_reuse(donor, ep, example, job, compiler=compiler, work=work)
+        if reuse is not None and reuse["fallback"] is not None:
+            log.warning(
+                "weights-only update turned down (%s): %s; compiling in full",
+                reuse["fallback"]["code"],
+                reuse["fallback"]["message"],
+            )
+        if donor is not None and reused_blob is not None:
+            log.info(
+                "weights-only update: the generated code equals code part %s's (donor cache key %s), code "
+                "generation took %.1f s; reusing it with the new weights",
+                donor.sha256,
+                donor.cache_key,
+                reuse["codegenSeconds"] if reuse else 0.0,
+            )
+            compiled = CompileResult(
+                package=donor.path,
+                seconds=reuse["codegenSeconds"] if reuse else 0.0,
+                inductor_configs=as_json(inductor_configs_for(job, compiler)),
+            )
+        else:
+            compiled = compile_program(ep, example, job, compiler, work / "compiled")
+            if reuse is not None:  # the build paid the code generation too
+                compiled = CompileResult(
+                    package=compiled.package,
+                    seconds=compiled.seconds + reuse["codegenSeconds"],
+                    inductor_configs=compiled.inductor_configs,
+                )
     del ep
 
     events.phase(
@@ -245,7 +291,10 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, 
     log.info("needs glibc %s, glibcxx %s", needs["glibc"], needs["glibcxx"])
 
     events.phase("packaging", "splitting the package into content-addressed parts")
-    part_files = split_package(compiled.package, out_dir / PARTS_DIR)
+    if donor is not None and reused_blob is not None:
+        part_files = store_parts(donor, reused_blob, out_dir / PARTS_DIR)
+    else:
+        part_files = split_package(compiled.package, out_dir / PARTS_DIR)
     parts: list[ArtifactPart] = []
     for p in part_files:
         part: ArtifactPart = {"role": "code" if p.role == "code" else "weights", "sha256": p.sha256, "size": p.size}
@@ -315,6 +364,8 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, 
             "finishedAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         },
     }
+    if reuse is not None:
+        manifest["reuse"] = reuse
     if "tenantId" in job:
         manifest = {"manifestVersion": manifest["manifestVersion"], "tenantId": job["tenantId"], **manifest}  # type: ignore[assignment]
     write_json_atomic(out_dir / MANIFEST_FILE, manifest)

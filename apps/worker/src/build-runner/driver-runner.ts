@@ -49,6 +49,12 @@ export interface DriverJob {
   seed: number;
   /** W3C trace context of the build activity's span (tracing on): the driver stamps it on its phase events. */
   traceparent?: string;
+  /**
+   * A weights-only update: an earlier artifact's code part for the same target and recipe, downloaded into the job
+   * folder (`codePart` relative to job.json's folder). The driver reuses it when the code it generates for this
+   * program equals the donor's, else builds in full (manifest `reuse`). Not set by the worker yet.
+   */
+  codeDonor?: { codePart: string; sha256: string; cacheKey: string };
 }
 
 export type DriverPhase = 'loading' | 'compiling' | 'isa_check' | 'packaging' | 'verifying' | 'timing' | 'done';
