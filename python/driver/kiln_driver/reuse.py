@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 import zipfile
@@ -260,7 +259,8 @@ def store_parts(donor: DonorCode, blob: Path, parts_dir: Path) -> list[PartFile]
     sha = _sha256_file(blob)
     weights = parts_dir / sha
     size = blob.stat().st_size
-    os.replace(blob, weights)
+    # The work dir may be on another mount than the output (the fixed build folder is a bind in the sandbox).
+    shutil.move(blob, weights)
     return [
         PartFile(role="code", sha256=donor.sha256, size=code.stat().st_size, path=code),
         PartFile(role="weights", sha256=sha, size=size, path=weights, entry=donor.blob_entry),
