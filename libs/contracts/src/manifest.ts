@@ -223,6 +223,24 @@ export interface BuildGpu {
  */
 export type ArtifactReproduction = { checked: false } | { checked: true; builds: number; identical: boolean };
 
+/** Why a build named a code donor but compiled its code anew (kiln_driver/reuse.py). */
+export type ReuseFallbackCode =
+  'DONOR_NOT_REUSABLE' | 'DONOR_OTHER_RECIPE' | 'CODEGEN_FAILED' | 'NO_WEIGHTS' | 'SOURCES_DIFFER';
+
+/**
+ * A weights-only update (issue 17): the job named an earlier artifact's code part. `reused`: the code part is the
+ * donor's, byte for byte (parts[0].sha256 === codeFrom), and only the weights are new; the artifact was verified
+ * and timed like any build. Otherwise `fallback` says why the code was compiled anew.
+ */
+export interface ArtifactReuse {
+  codeFrom: string;
+  donorCacheKey: string;
+  reused: boolean;
+  fallback: { code: ReuseFallbackCode; message: string } | null;
+  /** The code generation without C++ compile (also spent on a fallback; included in build.compileSeconds). */
+  codegenSeconds: number;
+}
+
 export interface ArtifactManifest {
   manifestVersion: typeof MANIFEST_VERSION;
   /**
@@ -247,6 +265,9 @@ export interface ArtifactManifest {
   timing: TimingResult;
   /** Whether the parts were reproduced by a second build (absent in manifests written before it existed). */
   reproduction?: ArtifactReproduction;
+
+  /** Present when the job named a code donor (absent in other manifests and in those written before it). */
+  reuse?: ArtifactReuse;
   build: {
     compileSeconds: number;
     host: { cpuModel: string; x86Level: number | null; gpuName: string | null; driverVersion: string | null };

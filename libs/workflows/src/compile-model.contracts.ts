@@ -104,6 +104,20 @@ export interface BuildModelGrant {
   sha256: string;
   size: number;
   contentHash: string;
+  /**
+   * A weights-only update (issue 17): the code part of an earlier artifact of the same tenant, model, target and
+   * recipe, picked by the orchestrator. The driver reuses it when the code it generates equals the donor's, else
+   * builds in full. Absent when there is no such artifact.
+   */
+  codeDonor?: CodeDonorGrant;
+}
+
+/** A donor's code part: a short-lived presigned GET, what the bytes must hash to, and the donor's cache key. */
+export interface CodeDonorGrant {
+  url: string;
+  sha256: string;
+  size: number;
+  cacheKey: string;
 }
 
 export interface BuildUploadsRequest {
@@ -155,7 +169,8 @@ export interface PublishingActivities {
   findCachedArtifact(input: { tenantId: string; cacheKey: string }): Promise<string | null>;
   /** Records a build answered from the cache. */
   finishCachedBuild(input: { buildId: string; artifactId: string }): Promise<void>;
-  grantModelDownload(input: { tenantId: string; modelVersionId: string }): Promise<BuildModelGrant>;
+  /** With `targetId`, the grant names a code donor for a weights-only update when the tenant has one. */
+  grantModelDownload(input: { tenantId: string; modelVersionId: string; targetId?: string }): Promise<BuildModelGrant>;
   grantPartUploads(input: {
     tenantId: string;
     buildId: string;

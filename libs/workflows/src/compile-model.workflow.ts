@@ -85,7 +85,12 @@ export async function compileModelWorkflow(input: CompileModelInput): Promise<Co
   };
   setHandler(
     buildModelUpdate,
-    () => orchestrator.grantModelDownload({ tenantId: input.tenantId, modelVersionId: input.modelVersionId }),
+    (req: BuildModelRequest) =>
+      orchestrator.grantModelDownload({
+        tenantId: input.tenantId,
+        modelVersionId: input.modelVersionId,
+        targetId: input.builds.find((b) => b.buildId === req.buildId)?.targetId,
+      }),
     { validator: (req: BuildModelRequest) => whileRunning(req.buildId) },
   );
   setHandler(

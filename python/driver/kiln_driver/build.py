@@ -12,7 +12,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .compare import ieee_fp32
-from .compile import compile_program, load_program, program_on, release_compile_state
+from .compile import (
+    CompileResult,
+    as_json,
+    compile_program,
+    inductor_configs_for,
+    load_program,
+    program_on,
+    release_compile_state,
+)
 from .elf_needs import read_needs
 from .errors import DriverError, ErrorCode
 from .host_lock import DEFAULT_WAIT_S, host_lock
@@ -25,6 +33,7 @@ from .neutralize import neutralize_model
 from .package_parts import WEIGHTS_BLOB_SUFFIX, split_package
 from .precision import convert_program
 from .progress import Events, log, valid_traceparent
+from .reuse import DonorCode, NotReusable, Reuse, load_donor, not_reused, store_parts, try_reuse
 from .toolchain import BuildGpu, build_gpu, check_toolchain
 from .verify import DEFAULT_TIMING_MAX_S, Verifier, VerifyRequest
 
@@ -103,14 +112,15 @@ def _extract_shared_objects(package: Path, dest: Path) -> list[Path]:
     return found
 
 
-def drop_compile_outputs(package: Path, inductor_cache: str | None) -> int:
+def drop_compile_outputs(package: Path | None, inductor_cache: str | None) -> int:
     """Once the parts are split off: remove the compiled package and the weights blobs inductor left in its cache.
 
     Each is one more full copy of the weights on the build host's disk while the verifier assembles and extracts
     its own (a 2 GiB model peaked at 7 copies, 14.5 GiB: bench/README.md, "A 2 GiB model end to end"). Nothing
     reads them after the split; the rest of the cache (code, headers) stays. Returns the bytes removed.
     """
-    victims = [package]
+    # None: a weights-only update, whose "package" is the donor's code part, a read-only input of the job.
+    victims = [package] if package is not None else []
     if inductor_cache:
         victims += [p for p in Path(inductor_cache).rglob(f"*{WEIGHTS_BLOB_SUFFIX}") if p.is_file()]
     freed = 0
@@ -160,7 +170,7 @@ def run_build(
     )
     try:
         with Verifier() as verifier:
-            return _build(model, job, out_dir, work, events, verifier=verifier)
+            return _build(model, job, out_dir, work, events, verifier=verifier, job_dir=job_path.parent)
     except BaseException:
         shutil.rmtree(out_dir / PARTS_DIR, ignore_errors=True)  # nothing half-stored
         raise
@@ -172,7 +182,9 @@ def run_build(
                 shutil.rmtree(work, ignore_errors=True)
 
 
-def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, verifier: Verifier) -> ArtifactManifest:
+def _build(
+    model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, verifier: Verifier, job_dir: Path
+) -> ArtifactManifest:
     recipe = job["recipe"]
     events.phase("loading", "checking the archive and the toolchain, loading the program")
     portable = work / "portable.pt2"
@@ -185,6 +197,15 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, 
     )
     compiler = check_toolchain(job)
     precision = recipe_precision(recipe)
+    # A weights-only update (reuse.py): the donor's code part is checked before anything is compiled; a file other
+    # than the one the job names refuses the job, a donor that cannot serve this build only turns the reuse down.
+    donor: DonorCode | None = None
+    reuse: Reuse | None = None
+    if "codeDonor" in job:
+        try:
+            donor = load_donor(job["codeDonor"], job_dir, job)
+        except NotReusable as exc:
+            reuse = not_reused(job["codeDonor"], exc.as_fallback())
 
     import torch
 
@@ -207,14 +228,48 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, 
     log.info("input plan: symbols %s, %d input sets", plan["symbols"], len(plan["sets"]))
 
     converting = f"converting to {precision}, then " if precision != "fp32" else ""
-    events.phase("compiling", f"{converting}AOTInductor compile for {job['targetId']}")
+    how = (
+        f"code generation only, to reuse code part {donor.sha256[:12]}, for {job['targetId']}"
+        if donor is not None
+        else f"AOTInductor compile for {job['targetId']}"
+    )
+    events.phase("compiling", f"{converting}{how}")
     example = materialize(plan["sets"][0], plan["seed"], recipe["device"])
     # The plan stays the fp32 program's: the converted one keeps its interface (dtypes, dims, ranges).
     ep = convert_program(ep, precision, plan, example, work)
     verifier.start()  # its torch import overlaps the compile
+    reused_blob: Path | None = None
     # Shared: compiles run side by side, but never while another build on this host is timing (bounded wait).
     with host_lock(exclusive=False, wait_s=float(job["timing"].get("lockWaitSeconds", DEFAULT_WAIT_S))):
-        compiled = compile_program(ep, example, job, compiler, work / "compiled")
+        if donor is not None:
+            reused_blob, reuse = try_reuse(donor, ep, example, job, compiler=compiler, work=work)
+        if reuse is not None and reuse["fallback"] is not None:
+            log.warning(
+                "weights-only update turned down (%s): %s; compiling in full",
+                reuse["fallback"]["code"],
+                reuse["fallback"]["message"],
+            )
+        if donor is not None and reused_blob is not None:
+            log.info(
+                "weights-only update: the generated code equals code part %s's (donor cache key %s), code "
+                "generation took %.1f s; reusing it with the new weights",
+                donor.sha256,
+                donor.cache_key,
+                reuse["codegenSeconds"] if reuse else 0.0,
+            )
+            compiled = CompileResult(
+                package=donor.path,
+                seconds=reuse["codegenSeconds"] if reuse else 0.0,
+                inductor_configs=as_json(inductor_configs_for(job, compiler)),
+            )
+        else:
+            compiled = compile_program(ep, example, job, compiler, work / "compiled")
+            if reuse is not None:  # the build paid the code generation too
+                compiled = CompileResult(
+                    package=compiled.package,
+                    seconds=compiled.seconds + reuse["codegenSeconds"],
+                    inductor_configs=compiled.inductor_configs,
+                )
     del ep
     release_compile_state()  # the weights of the program, still referenced by torch's export tracer
 
@@ -267,7 +322,10 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, 
     log.info("needs glibc %s, glibcxx %s", needs["glibc"], needs["glibcxx"])
 
     events.phase("packaging", "splitting the package into content-addressed parts")
-    part_files = split_package(compiled.package, out_dir / PARTS_DIR)
+    if donor is not None and reused_blob is not None:
+        part_files = store_parts(donor, reused_blob, out_dir / PARTS_DIR)
+    else:
+        part_files = split_package(compiled.package, out_dir / PARTS_DIR)
     parts: list[ArtifactPart] = []
     for p in part_files:
         part: ArtifactPart = {"role": "code" if p.role == "code" else "weights", "sha256": p.sha256, "size": p.size}
@@ -275,7 +333,8 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, 
             part["entry"] = p.entry
         parts.append(part)
         log.info("part %s %s %d bytes%s", p.role, p.sha256, p.size, f" -> {p.entry}" if p.entry else "")
-    freed = drop_compile_outputs(compiled.package, os.environ.get("TORCHINDUCTOR_CACHE_DIR"))
+    reused = donor is not None and reused_blob is not None
+    freed = drop_compile_outputs(None if reused else compiled.package, os.environ.get("TORCHINDUCTOR_CACHE_DIR"))
     log.info("removed the compiled package and inductor's copies of the weights (%d bytes): the parts hold them", freed)
 
     events.phase("verifying", f"loading the artifact in a fresh process, comparing on {len(plan['sets'])} input sets")
@@ -339,6 +398,8 @@ def _build(model: Path, job: Job, out_dir: Path, work: Path, events: Events, *, 
             "finishedAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         },
     }
+    if reuse is not None:
+        manifest["reuse"] = reuse
     if "tenantId" in job:
         manifest = {"manifestVersion": manifest["manifestVersion"], "tenantId": job["tenantId"], **manifest}  # type: ignore[assignment]
     write_json_atomic(out_dir / MANIFEST_FILE, manifest)

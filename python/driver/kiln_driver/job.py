@@ -77,7 +77,19 @@ class _JobRequired(TypedDict):
     seed: int
 
 
+class CodeDonor(TypedDict):
+    """An earlier artifact's code part the build may reuse (a weights-only update, reuse.py).
+
+    codePart: the part's file, relative to the job file's folder; sha256: what the worker downloaded (the driver
+    refuses a file that hashes otherwise); cacheKey: the donor artifact's, recorded in the manifest."""
+
+    codePart: str
+    sha256: str
+    cacheKey: str
+
+
 class Job(_JobRequired, total=False):
+    codeDonor: CodeDonor
     tenantId: str  # written into the manifest (absent from older workers' jobs)
     traceparent: str  # W3C trace context of the build activity's span; ignored unless well-formed (progress.py)
 
@@ -142,7 +154,26 @@ def parse_job(raw: Any) -> Job:
     _need(raw, "seed", int, "job")
     if "tenantId" in raw and not isinstance(raw["tenantId"], str):
         raise _bad("job.tenantId must be a string")
+    if "codeDonor" in raw:
+        _check_code_donor(raw["codeDonor"])
     return raw  # type: ignore[no-any-return]
+
+
+def _is_sha256(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _check_code_donor(donor: Any) -> None:
+    if not isinstance(donor, dict):
+        raise _bad("job.codeDonor must be an object")
+    part = _need(donor, "codePart", str, "codeDonor")
+    names = part.split("/")
+    # A file of the job folder, never anything outside it.
+    if not part or part.startswith("/") or "\\" in part or any(n in ("", ".", "..") for n in names):
+        raise _bad(f"codeDonor.codePart must be a relative path inside the job folder, not {part!r}")
+    for key in ("sha256", "cacheKey"):
+        if not _is_sha256(_need(donor, key, str, "codeDonor")):
+            raise _bad(f"codeDonor.{key} must be 64 lowercase hex digits")
 
 
 def recipe_precision(recipe: Recipe) -> Precision:

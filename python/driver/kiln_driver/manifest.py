@@ -11,6 +11,7 @@ from typing import Any, Literal, TypedDict
 from .isa import IsaCheckResult
 from .job import Precision
 from .progress import dumps
+from .reuse import Reuse
 from .toolchain import BuildGpu
 from .verify import TimingResult, VerificationResult
 
@@ -98,6 +99,7 @@ class _ArtifactManifestRequired(TypedDict):
 
 
 class ArtifactManifest(_ArtifactManifestRequired, total=False):
+    reuse: Reuse  # the job named a code donor: whether its code part was reused, and why not
     tenantId: str  # the tenant it was built for (signed: devices check it against the version's portable manifest)
 
 

@@ -27,7 +27,7 @@ def fixtures_dir() -> Path:
 def fixtures() -> Path:
     """The fixture models, generated with test/fixtures/make_models.py when missing."""
     d = fixtures_dir()
-    missing = [m for m in ("mlp", "cnn", "transformer", "pair") if not (d / f"{m}.pt2").exists()]
+    missing = [m for m in ("mlp", "mlp-retrained", "cnn", "transformer", "pair") if not (d / f"{m}.pt2").exists()]
     if missing:
         subprocess.run(
             [sys.executable, str(REPO / "test" / "fixtures" / "make_models.py"), str(d), "--only", *missing],

@@ -185,6 +185,29 @@ export class BuildActivitiesService implements BuildActivities {
             }
           },
         },
+        // A weights-only update: the donor code part the orchestrator picked, verified like the model.
+        ...(model.codeDonor
+          ? {
+              codeDonor: {
+                sha256: model.codeDonor.sha256,
+                cacheKey: model.codeDonor.cacheKey,
+                write: async (dest: string) => {
+                  const donor = model.codeDonor!;
+                  await inSpan('download code donor', async (span) => {
+                    span.setAttribute('kiln.donor.bytes', donor.size);
+                    await writeVerifiedModel(
+                      await download(donor.url, ctx.cancellationSignal, 'the code donor'),
+                      dest,
+                      {
+                        sha256: donor.sha256,
+                        size: donor.size,
+                      },
+                    );
+                  });
+                },
+              },
+            }
+          : {}),
         signal: ctx.cancellationSignal,
         job,
         onPhaseEnd: (e) => phaseSpans?.ended(e),
@@ -340,9 +363,9 @@ export class BuildActivitiesService implements BuildActivities {
 }
 
 /** A presigned GET as a byte stream. */
-async function download(url: string, signal: AbortSignal): Promise<Readable> {
+async function download(url: string, signal: AbortSignal, what = 'the model'): Promise<Readable> {
   const res = await fetch(url, { signal });
-  if (!res.ok || !res.body) throw new Error(`downloading the model: HTTP ${res.status}`);
+  if (!res.ok || !res.body) throw new Error(`downloading ${what}: HTTP ${res.status}`);
   return Readable.fromWeb(res.body);
 }
 

@@ -81,10 +81,55 @@ export class PublishingActivitiesService implements PublishingActivities {
     );
   }
 
-  async grantModelDownload(input: { tenantId: string; modelVersionId: string }): Promise<BuildModelGrant> {
+  async grantModelDownload(input: {
+    tenantId: string;
+    modelVersionId: string;
+    targetId?: string;
+  }): Promise<BuildModelGrant> {
     const version = await this.versions.findOneByOrFail({ id: input.modelVersionId, tenantId: input.tenantId });
     const { url } = await this.storage.presignGet(version.objectKey, GRANT_TTL_S);
-    return { url, sha256: version.storedSha256, size: version.storedSizeBytes, contentHash: version.contentHash };
+    const grant: BuildModelGrant = {
+      url,
+      sha256: version.storedSha256,
+      size: version.storedSizeBytes,
+      contentHash: version.contentHash,
+    };
+    const target = input.targetId !== undefined ? findTarget(input.targetId) : undefined;
+    const donor = target ? await this.findCodeDonor(version, target.id, recipeHash(target.recipe)) : null;
+    if (donor) {
+      const get = await this.storage.presignGet(objectKeys.blob(input.tenantId, donor.sha256), GRANT_TTL_S);
+      grant.codeDonor = { url: get.url, ...donor };
+    }
+    return grant;
+  }
+
+  /**
+   * The code part a weights-only update may reuse (issue 17): of this tenant's artifacts for the same target and
+   * recipe, built from an EARLIER version of the same model with other content and holding a weights part, the one
+   * of the newest such version. Never another tenant's (the query is the tenant's own rows). Whether its code fits
+   * the new program is the driver's to prove (kiln_driver/reuse.py: equal generated sources, same toolchain
+   * metadata); a donor that does not fit only costs the code generation before a full build.
+   */
+  private async findCodeDonor(
+    version: ModelVersionEntity,
+    targetId: string,
+    recipe: string,
+  ): Promise<{ sha256: string; size: number; cacheKey: string } | null> {
+    const rows = await this.dataSource.query<{ cache_key: string; manifest: ArtifactEntity['manifest'] }[]>(
+      `SELECT a.cache_key, a.manifest
+         FROM artifacts a
+         JOIN model_versions v ON v.tenant_id = a.tenant_id AND v.content_hash = a.model_content_hash
+        WHERE a.tenant_id = $1 AND a.target_id = $2 AND a.recipe_hash = $3 AND v.model_id = $4 AND v.number < $5
+          AND a.model_content_hash <> $6
+          AND a.manifest->'parts' @> '[{"role": "weights"}]'::jsonb
+        ORDER BY v.number DESC, a.created_at DESC
+        LIMIT 1`,
+      [version.tenantId, targetId, recipe, version.modelId, version.number, version.contentHash],
+    );
+    const row = rows[0];
+    const code = row?.manifest.parts.find((p) => p.role === 'code');
+    if (!row || !code || !SHA256_HEX.test(code.sha256)) return null;
+    return { sha256: code.sha256, size: code.size, cacheKey: row.cache_key };
   }
 
   async grantPartUploads(input: {

@@ -140,6 +140,45 @@ describe('runCompileDriver', () => {
     await outcome.cleanup(); // idempotent
   });
 
+  it('places a code donor in the job folder, read-only and in the view, and names it in job.json', async (t) => {
+    const donorSha = 'c'.repeat(64);
+    const { outcome } = await build(t, 'success', {
+      codeDonor: { sha256: donorSha, cacheKey: 'd'.repeat(64), write: (dest) => writeFile(dest, 'donor code') },
+    });
+    assert.equal(outcome.ok, true, outcome.log);
+    if (!outcome.ok) return;
+    const donorPath = path.join(outcome.jobDir, 'donor-code.zip');
+    assert.equal(await readFile(donorPath, 'utf8'), 'donor code');
+    assert.equal((await stat(donorPath)).mode & 0o777, 0o444);
+    const job = JSON.parse(await readFile(path.join(outcome.jobDir, 'job.json'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual(job.codeDonor, { codePart: 'donor-code.zip', sha256: donorSha, cacheKey: 'd'.repeat(64) });
+    const jobSchema = compileSchema('driver-job');
+    assert.ok(jobSchema(job), `job.json breaks driver-job.schema.json: ${JSON.stringify(jobSchema.errors)}`);
+    const view = (outcome.manifest.build.sandbox.view as { readOnly: string[] }).readOnly;
+    assert.ok(view.includes(donorPath), 'the sandbox hides the donor');
+    await outcome.cleanup();
+  });
+
+  it('builds without the donor when it cannot be written (say, it failed its hash), and says so', async (t) => {
+    const { outcome } = await build(t, 'success', {
+      codeDonor: {
+        sha256: 'c'.repeat(64),
+        cacheKey: 'd'.repeat(64),
+        write: async (dest) => {
+          await writeFile(dest, 'half');
+          throw new Error('the sha256 is not the one recorded');
+        },
+      },
+    });
+    assert.equal(outcome.ok, true, outcome.log);
+    if (!outcome.ok) return;
+    assert.equal(existsSync(path.join(outcome.jobDir, 'donor-code.zip')), false);
+    const job = JSON.parse(await readFile(path.join(outcome.jobDir, 'job.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(job.codeDonor, undefined);
+    assert.match(outcome.log, /\[kiln\] code donor cccccccccccc not used: the sha256 is not the one recorded/);
+    await outcome.cleanup();
+  });
+
   it('maps exit 3 + error.json to a non-retryable error with the driver’s code and details', async (t) => {
     const { outcome } = await build(t, 'unsupported-op');
     const f = failure(outcome);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, lstat, open, writeFile } from 'node:fs/promises';
+import { chmod, lstat, open, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type ArtifactManifest, ErrorCode, isErrorCode } from '@kiln/contracts';
 import type { CompileRecipe, TargetRequirement } from '@kiln/targets';
@@ -49,6 +49,13 @@ export interface DriverJob {
   seed: number;
   /** W3C trace context of the build activity's span (tracing on): the driver stamps it on its phase events. */
   traceparent?: string;
+  /**
+   * A weights-only update: an earlier artifact's code part for the same target and recipe, downloaded into the job
+   * folder (`codePart` relative to job.json's folder). The driver reuses it when the code it generates for this
+   * program equals the donor's, else builds in full (manifest `reuse`). Set by runCompileDriver from its
+   * `codeDonor` option.
+   */
+  codeDonor?: { codePart: string; sha256: string; cacheKey: string };
 }
 
 export type DriverPhase = 'loading' | 'compiling' | 'isa_check' | 'packaging' | 'verifying' | 'timing' | 'done';
@@ -76,9 +83,23 @@ export interface DriverPhaseEnd {
 /** The build's model: a file to place in the job folder, or a writer that puts it there (the build's download). */
 export type DriverModelSource = { file: string } | { write: (dest: string) => Promise<void> };
 
+/**
+ * A weights-only update's donor code part: `write` puts it (verified) at the path it is given; `sha256` and
+ * `cacheKey` go into the job. A donor that cannot be written is left out (the build is then a full one).
+ */
+export interface DriverCodeDonor {
+  sha256: string;
+  cacheKey: string;
+  write: (dest: string) => Promise<void>;
+}
+
+/** The donor code part's name in the job folder (job.json's `codeDonor.codePart`). */
+export const DONOR_CODE_FILE = 'donor-code.zip';
+
 export interface RunCompileDriverOptions extends JobSandboxSettings {
   driverModule?: 'kiln_driver';
   model: DriverModelSource;
+  codeDonor?: DriverCodeDonor;
   /** The job; its `sandbox` field is filled here from what the sandbox will enforce. */
   job: Omit<DriverJob, 'sandbox'> & { sandbox?: Record<string, unknown> };
   signal?: AbortSignal;
@@ -140,6 +161,8 @@ export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<D
   });
 
   let request: Awaited<ReturnType<typeof jobSandboxRequest>>;
+  // Lines the worker adds before the driver's own log (a donor that could not be used).
+  const prepLog: string[] = [];
   try {
     folder = await createJobFolder(opts.workRoot);
     if ('file' in opts.model) await placeModelFile(opts.model.file, folder.modelPath);
@@ -147,19 +170,41 @@ export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<D
       await opts.model.write(folder.modelPath);
       await chmod(folder.modelPath, 0o444);
     }
-    request = await jobSandboxRequest(opts, folder, [
-      '-m',
-      opts.driverModule ?? 'kiln_driver',
-      'build',
-      '--model',
-      folder.modelPath,
-      '--job',
-      folder.jobPath,
-      '--out',
-      folder.outDir,
-    ]);
+    let codeDonor: DriverJob['codeDonor'];
+    const donorPath = path.join(folder.dir, DONOR_CODE_FILE);
+    if (opts.codeDonor) {
+      try {
+        await opts.codeDonor.write(donorPath);
+        await chmod(donorPath, 0o444);
+        codeDonor = { codePart: DONOR_CODE_FILE, sha256: opts.codeDonor.sha256, cacheKey: opts.codeDonor.cacheKey };
+      } catch (err) {
+        // Only an optimisation: the build goes on in full.
+        prepLog.push(`[kiln] code donor ${opts.codeDonor.sha256.slice(0, 12)} not used: ${(err as Error).message}`);
+        await rm(donorPath, { force: true });
+      }
+    }
+    request = await jobSandboxRequest(
+      opts,
+      folder,
+      [
+        '-m',
+        opts.driverModule ?? 'kiln_driver',
+        'build',
+        '--model',
+        folder.modelPath,
+        '--job',
+        folder.jobPath,
+        '--out',
+        folder.outDir,
+      ],
+      codeDonor ? [donorPath] : [],
+    );
     const planned = planSandbox(request, request.host).record;
-    const job: DriverJob = { ...opts.job, sandbox: planned as unknown as Record<string, unknown> };
+    const job: DriverJob = {
+      ...opts.job,
+      ...(codeDonor ? { codeDonor } : {}),
+      sandbox: planned as unknown as Record<string, unknown>,
+    };
     await writeFile(folder.jobPath, `${JSON.stringify(job, null, 2)}\n`, { mode: 0o444 });
   } catch (err) {
     if (err instanceof SandboxUnavailableError) {
@@ -208,7 +253,7 @@ export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<D
   }
 
   const outcome = await classify(result, opts, folder.outDir);
-  const log = buildLog(result, strayStdout, outcome);
+  const log = prepLog.map((line) => `${line}\n`).join('') + buildLog(result, strayStdout, outcome);
   if (outcome.ok) {
     // The worker, not the driver, is the authority on what the sandbox enforced.
     outcome.manifest.build = {

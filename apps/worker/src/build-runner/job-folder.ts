@@ -14,6 +14,7 @@ import { etcView, pythonView } from './sandbox-view.js';
  *   └ job-XXXXXX/        0711 root
  *     ├ model.pt2        0444: the build's own model, downloaded straight here (never a shared downloads folder)
  *     ├ job.json         0444: the job, including the sandbox that applies
+ *     ├ donor-code.zip   0444: a weights-only update's donor code part (only when the job names one)
  *     ├ .sandbox/        the job's /etc/passwd and /etc/group
  *     └ tmp/ cache/ home/ out/   0700, owned by the sandbox user: the only folders the job may write
  *
@@ -130,11 +131,15 @@ export async function placeModelFile(source: string, dest: string): Promise<void
   await chmod(dest, 0o444);
 }
 
-/** The sandbox request that runs `python <pythonArgs>` in `folder` with `settings`. */
+/**
+ * The sandbox request that runs `python <pythonArgs>` in `folder` with `settings`. `extraInputs`: other files of the
+ * job folder the job may read (a weights-only update's donor code part), read-only like the model.
+ */
 export async function jobSandboxRequest(
   settings: JobSandboxSettings,
   folder: JobFolder,
   pythonArgs: string[],
+  extraInputs: string[] = [],
 ): Promise<SandboxRequest & { host: SandboxHost }> {
   const host = settings.host ?? (await probeSandboxHost());
   const env: Record<string, string> = {
@@ -147,7 +152,7 @@ export async function jobSandboxRequest(
     PYTHONUNBUFFERED: '1',
     ...settings.env,
   };
-  const inputs = [folder.modelPath, folder.jobPath];
+  const inputs = [folder.modelPath, folder.jobPath, ...extraInputs];
   return {
     argv: [settings.pythonPath, ...pythonArgs],
     cwd: folder.dir,

@@ -1,0 +1,126 @@
+// Weights-only updates end to end on the real stack (issue 17, item 2): the next version of a model, with other
+// weight values, is built from the code part of the previous version's artifact plus a new weights blob. The
+// orchestrator picks the donor (same tenant, same model, an earlier version, same target and recipe), the build host
+// downloads it through a presigned GET from its workflow, and the real driver proves the generated code equal before
+// it reuses it. Another tenant's artifacts are never a donor, even for the same bytes.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { ArtifactManifest } from '@kiln/contracts';
+import { objectKeys } from '@kiln/storage';
+import {
+  api,
+  type ApiProcess,
+  type CompilationBody,
+  createTenant,
+  fixture,
+  startApi,
+  storedManifest,
+  storage,
+  type TestTenant,
+  uploadModel,
+  waitForCompilation,
+  WorkerProcess,
+} from './support/kiln-harness.js';
+
+const TARGET = 'linux-x86_64-v2';
+
+let app: ApiProcess;
+let tenant: TestTenant;
+const worker = new WorkerProcess();
+const s3 = storage();
+
+interface ArtifactBody {
+  id: string;
+  targetId: string;
+  cacheKey: string;
+  parts: ArtifactManifest['parts'];
+}
+
+before(async () => {
+  app = await startApi();
+  tenant = await createTenant(app, 'weights-update');
+  await worker.start();
+  assert.ok(worker.servedX86Targets().includes(TARGET), `the worker does not serve ${TARGET}:\n${worker.output}`);
+});
+
+after(async () => {
+  await worker.stop();
+  await app?.close();
+  s3.client.destroy();
+});
+
+async function addVersion(who: TestTenant, modelId: string, file: Buffer): Promise<string> {
+  const res = await api(app)
+    .post(`/v1/models/${modelId}/versions?filename=next.pt2`)
+    .set(who.auth)
+    .set('Content-Type', 'application/octet-stream')
+    .send(file)
+    .expect(201);
+  return (res.body as { id: string }).id;
+}
+
+/** Compiles a version for TARGET; returns its artifact, its stored manifest and its build log. */
+async function compile(
+  who: TestTenant,
+  versionId: string,
+): Promise<{ artifact: ArtifactBody; manifest: ArtifactManifest; log: string }> {
+  const created = await api(app)
+    .post(`/v1/versions/${versionId}/compilations`)
+    .set(who.auth)
+    .send({ targets: [TARGET] })
+    .expect(201);
+  const id = (created.body as CompilationBody).id;
+  const done = await waitForCompilation(app, who, id);
+  const build = done.builds[0];
+  assert.equal(build.status, 'succeeded', `${build.errorCode} ${build.errorMessage}`);
+  const list = await api(app).get(`/v1/versions/${versionId}/artifacts`).set(who.auth).expect(200);
+  const artifact = (list.body as ArtifactBody[]).find((a) => a.targetId === TARGET)!;
+  const manifest = await storedManifest<ArtifactManifest>(s3, who.id, artifact.cacheKey);
+  const log = await api(app).get(`/v1/compilations/${id}/builds/${TARGET}/log`).set(who.auth).expect(200);
+  return { artifact, manifest, log: (log.body as { log: string }).log };
+}
+
+const code = (parts: ArtifactManifest['parts']) => parts.find((p) => p.role === 'code')!;
+const weights = (parts: ArtifactManifest['parts']) => parts.find((p) => p.role === 'weights')!;
+
+describe('weights-only update: v2 of a model reuses the code part of v1', () => {
+  let v1: Awaited<ReturnType<typeof compile>>;
+  let modelId: string;
+
+  test('v1 is a full build, with no donor', async () => {
+    const up = await uploadModel(app, tenant, 'mlp', await fixture('mlp.pt2'));
+    modelId = up.modelId;
+    v1 = await compile(tenant, up.versionId);
+    assert.equal(v1.manifest.reuse, undefined, 'a first version has no donor');
+    assert.ok(weights(v1.artifact.parts), 'the v1 artifact keeps its weights in their own part');
+  });
+
+  test('v2 (other weights) gets v1 code part byte for byte and a new weights part, verified', async () => {
+    const v2 = await compile(tenant, await addVersion(tenant, modelId, await fixture('mlp-retrained.pt2')));
+    assert.notEqual(v2.manifest.modelContentHash, v1.manifest.modelContentHash);
+    assert.equal(code(v2.artifact.parts).sha256, code(v1.artifact.parts).sha256, 'the code part was not reused');
+    assert.notEqual(weights(v2.artifact.parts).sha256, weights(v1.artifact.parts).sha256, 'the weights are v1 own');
+    assert.deepEqual(v2.manifest.reuse && { ...v2.manifest.reuse, codegenSeconds: undefined }, {
+      codeFrom: code(v1.artifact.parts).sha256,
+      donorCacheKey: v1.artifact.cacheKey,
+      reused: true,
+      fallback: null,
+      codegenSeconds: undefined,
+    });
+    assert.equal(v2.manifest.verification.passed, true);
+    assert.match(v2.log, /reusing it with the new weights/, v2.log);
+    // The code part is stored once, shared by both artifacts.
+    const c = code(v2.artifact.parts);
+    assert.equal(await s3.size(objectKeys.blob(tenant.id, c.sha256)), c.size);
+  });
+
+  test('another tenant with the same bytes never gets this tenant code as a donor', async () => {
+    // Its v1 has the content of the first tenant's v1 (which has an artifact), but is not compiled: its v2 has no
+    // donor of its own, and the first tenant's artifacts must not stand in.
+    const other = await createTenant(app, 'weights-update-other');
+    const up = await uploadModel(app, other, 'mlp', await fixture('mlp.pt2'));
+    const v2 = await compile(other, await addVersion(other, up.modelId, await fixture('mlp-retrained.pt2')));
+    assert.equal(v2.manifest.reuse, undefined, 'a donor was offered across tenants');
+    assert.doesNotMatch(v2.log, /reusing it with the new weights|code generation only/);
+  });
+});
