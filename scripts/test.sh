@@ -51,18 +51,45 @@ npx tsc -p apps/web
 step "infrastructure (terraform fmt, validate, test)"
 scripts/lib/terraform-check.sh
 
-step "python tests (compile driver$( [[ -d python/runtime ]] && echo ', device runtime'))"
+# The Python tests and the node unit tests run beside the end-to-end tests (each into its own log, shown when it
+# ends): the unit tests mostly wait (child processes, Temporal test servers) and the e2e tests wait on builds, so on
+# a 2-core machine the three together take little more than the e2e tests alone (bench/README.md, "The test
+# command's time"). Nothing is shared between them but the machine: pytest runs the driver in folders of its own, and
+# the unit tests use tenants, queues and Temporal test servers of their own.
 py_dirs=()
 for d in python/*/tests; do [[ -d $d ]] && py_dirs+=("$d"); done
-"$KILN_VENV/bin/python" -m pytest -q "${py_dirs[@]}"
-
-step "node unit tests"
 mapfile -t unit < <(find libs apps -name '*.spec.ts' -not -path '*/node_modules/*' | sort)
-"${node_test[@]}" "${unit[@]}"
+mkdir -p "$KILN_LOG_DIR"
+pytest_log="$KILN_LOG_DIR/test-pytest.log"
+unit_log="$KILN_LOG_DIR/test-node-unit.log"
+"$KILN_VENV/bin/python" -m pytest -q "${py_dirs[@]}" >"$pytest_log" 2>&1 &
+pytest_pid=$!
+"${node_test[@]}" "${unit[@]}" >"$unit_log" 2>&1 &
+unit_pid=$!
+# An interrupted or failed run leaves none of them behind.
+trap 'kill "$pytest_pid" "$unit_pid" 2>/dev/null || true' EXIT
+note "python tests (compile driver$( [[ -d python/runtime ]] && echo ', device runtime')) and node unit tests started beside: $(show_path "$pytest_log"), $(show_path "$unit_log")"
 
+e2e_rc=0
 if ((e2e)); then
   step "end-to-end tests (real stack, real compiler)"
   mapfile -t e2e_files < <(find test -name '*.e2e-spec.ts' | sort)
-  "${node_test[@]}" --test-timeout=1800000 "${e2e_files[@]}"
+  "${node_test[@]}" --test-timeout=1800000 "${e2e_files[@]}" || e2e_rc=$?
 fi
+
+# Each one's whole output, its closing summary last.
+finished() { # finished NAME PID LOG
+  local rc=0
+  wait "$2" || rc=$?
+  step "$1"
+  cat "$3"
+  return "$rc"
+}
+unit_rc=0 pytest_rc=0
+finished "node unit tests" "$unit_pid" "$unit_log" || unit_rc=$?
+finished "python tests (compile driver$( [[ -d python/runtime ]] && echo ', device runtime'))" "$pytest_pid" "$pytest_log" || pytest_rc=$?
+trap - EXIT
+((e2e_rc == 0)) || die "end-to-end tests failed (exit $e2e_rc)"
+((unit_rc == 0)) || die "node unit tests failed (exit $unit_rc)"
+((pytest_rc == 0)) || die "python tests failed (exit $pytest_rc)"
 ok "all tests passed"
