@@ -122,7 +122,8 @@ test('an Idempotency-Key answers the first compilation again, and starts nothing
   assert.equal((await service.create(other.tenantId, other.versionIds[0], [V2], key)).created, true);
 });
 
-test('a target whose artifact exists is answered from the cache: no build runs, no workflow starts', async () => {
+/** A model of one version whose v2 artifact is already built (so a compilation of it is answered from the cache). */
+async function seedBuiltModel() {
   const m = await seedModel(db.ds, 1);
   const version = await db.ds.getRepository(ModelVersionEntity).findOneByOrFail({ id: m.versionIds[0] });
   const recipe = findTarget(V2)!.recipe;
@@ -139,6 +140,11 @@ test('a target whose artifact exists is answered from the cache: no build runs, 
     signingKeyId: 'key',
     sizeBytes: 1,
   });
+  return { m, artifact };
+}
+
+test('a target whose artifact exists is answered from the cache: no build runs, no workflow starts', async () => {
+  const { m, artifact } = await seedBuiltModel();
   const { compilation } = await service.create(m.tenantId, m.versionIds[0], [V2], null);
   assert.equal(compilation.status, 'succeeded');
   assert.deepEqual(
@@ -165,22 +171,7 @@ test('reproduce is recorded on the compilation and reaches the workflow, also wh
 });
 
 test('a target already built is answered from the cache with reproduce too: nothing is built, so nothing checked', async () => {
-  const m = await seedModel(db.ds, 1);
-  const version = await db.ds.getRepository(ModelVersionEntity).findOneByOrFail({ id: m.versionIds[0] });
-  const recipe = findTarget(V2)!.recipe;
-  const artifact = await db.ds.getRepository(ArtifactEntity).save({
-    tenantId: m.tenantId,
-    cacheKey: cacheKey({ tenantId: m.tenantId, modelContentHash: version.contentHash, recipe }),
-    modelContentHash: version.contentHash,
-    targetId: V2,
-    recipeHash: recipeHash(recipe),
-    manifestKey: 'k',
-    manifest: V2_MANIFEST,
-    manifestSha256: 'd'.repeat(64),
-    signature: 's',
-    signingKeyId: 'key',
-    sizeBytes: 1,
-  });
+  const { m, artifact } = await seedBuiltModel();
   const { compilation } = await service.create(m.tenantId, m.versionIds[0], [V2], null, { reproduce: true });
   assert.equal(compilation.status, 'succeeded');
   assert.deepEqual(
