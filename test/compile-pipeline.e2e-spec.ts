@@ -266,6 +266,15 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for the x86 targets this
     // serialization id into every package. The second tenant asks for `reproduce` through the SDK: its build runs
     // the driver twice (two job folders) and its manifest says the parts were reproduced.
     const target = served[0];
+    // The worker checks inductor's vector ISAs once (in the background after it starts, unless an earlier start on
+    // this host kept the answer); its builds then skip inductor's own check. This build runs with that answer.
+    for (const deadline = Date.now() + 300_000; !worker.output.includes('vector ISAs with');) {
+      assert.ok(
+        Date.now() < deadline,
+        `the worker never answered its vector-ISA check:\n${worker.output.slice(-3000)}`,
+      );
+      await new Promise((r) => setTimeout(r, 500));
+    }
     const other = await createTenant(app, 'pipeline-again');
     const result = await new KilnClient({ baseUrl: app.url, apiKey: other.key }).compileRemote(
       await fixture('mlp.pt2'),
@@ -296,6 +305,8 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for the x86 targets this
     const againManifest = await storedManifest<ArtifactManifest>(s3, other.id, again.cacheKey);
     assert.deepEqual(firstManifest.reproduction, { checked: false });
     assert.deepEqual(againManifest.reproduction, { checked: true, builds: 2, identical: true });
+    // With the worker's answer (the first tenant's build may have had it or not: the code part is the same).
+    assert.equal(againManifest.toolchain.inductorConfigs['cpp.vec_isa_ok'], true);
     const log = await api(app)
       .get(`/v1/compilations/${result.compilation.id}/builds/${target}/log`)
       .set(other.auth)
@@ -306,5 +317,6 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for the x86 targets this
       ),
       (log.body as { log: string }).log.slice(-2000),
     );
+    assert.match((log.body as { log: string }).log, /vector ISA check done once by this worker .*: not repeated/);
   });
 });

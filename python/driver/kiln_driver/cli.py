@@ -1,4 +1,5 @@
-"""Command line: `python -m kiln_driver build ...` (the worker's entry point), `verify` and `sandbox-check` (internal).
+"""Command line: `python -m kiln_driver build ...` (the worker's entry point), `verify`, `sandbox-check` and `vec-isa`
+(internal).
 
 Exit codes: 0 success; 3 deterministic failure (error.json says why; do not retry); 1 transient failure or
 crash (retry, maybe on another worker); 2 bad command line.
@@ -40,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("sandbox-check", help="internal: report what a job sees inside the build sandbox")
     check.add_argument("--expect", type=Path, help="what to try (JSON from the worker's self-test)")
     check.add_argument("--hang", action="store_true", help="sleep until killed (the worker's timeout check)")
+    vec_isa = sub.add_parser("vec-isa", help="internal: inductor's vector-ISA check with a compiler, once per worker")
+    vec_isa.add_argument("--cxx", required=True, help="the compiler's absolute path, as builds resolve it")
     return parser
 
 
@@ -91,7 +94,22 @@ def main(argv: list[str] | None = None) -> int:
         from .sandbox_check import run_check
 
         return run_check(args.expect, args.hang, events)
+    if args.command == "vec-isa":
+        return _vec_isa(args.cxx, events)
     return _build(args, events)
+
+
+def _vec_isa(cxx: str, events: Events) -> int:
+    """One `vec-isa` event: the answer of inductor's check (null off x86), made in a cache of its own."""
+    import os
+    import tempfile
+
+    # A cache of its own, as every build has: a cached probe .so would answer without compiling.
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="vec-isa-")
+    from .vec_isa import check
+
+    events.emit({"event": "vec-isa", "answer": check(cxx)})
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import vec_isa
 from .errors import DriverError, ErrorCode, classify_compile_error, classify_load_error
 from .inputs import call_args
 from .job import Job
@@ -79,6 +80,8 @@ def inductor_configs_for(job: Job, compiler: Compiler) -> dict[str, Any]:
         )
     # The absolute path pins the compiler we checked and record; inductor otherwise takes $CXX.
     configs["cpp.cxx"] = (compiler.path,)
+    if recipe["device"] == "cpu":
+        log.info("%s", vec_isa.apply(configs, job.get("vecIsa"), compiler.path))
     # What the code was built from, and nothing else: the tenant's cache key would make one tenant's build of a
     # model differ from another's (reproducible code parts); the manifest binds the parts to the cache key.
     configs["aot_inductor.metadata"] = {

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from .errors import DriverError, ErrorCode
+from .vec_isa import VecIsaAnswer
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "fp16")
@@ -90,6 +91,7 @@ class CodeDonor(TypedDict):
 
 class Job(_JobRequired, total=False):
     codeDonor: CodeDonor
+    vecIsa: VecIsaAnswer  # the worker's vector-ISA check, made once per worker and compiler (vec_isa.py)
     tenantId: str  # written into the manifest (absent from older workers' jobs)
     traceparent: str  # W3C trace context of the build activity's span; ignored unless well-formed (progress.py)
 
@@ -156,6 +158,8 @@ def parse_job(raw: Any) -> Job:
         raise _bad("job.tenantId must be a string")
     if "codeDonor" in raw:
         _check_code_donor(raw["codeDonor"])
+    if "vecIsa" in raw:
+        _check_vec_isa(raw["vecIsa"])
     return raw  # type: ignore[no-any-return]
 
 
@@ -186,3 +190,16 @@ def load_job(path: Path) -> Job:
     except (OSError, ValueError) as exc:
         raise _bad(f"cannot read {path}: {exc}") from exc
     return parse_job(raw)
+
+
+def _check_vec_isa(answer: Any) -> None:
+    if not isinstance(answer, dict):
+        raise _bad("job.vecIsa must be an object")
+    if not _need(answer, "cxx", str, "vecIsa").startswith("/"):
+        raise _bad("vecIsa.cxx must be an absolute path")
+    for key in ("listed", "valid"):
+        names = _need(answer, key, list, "vecIsa")
+        if len(names) > 32 or not all(isinstance(n, str) and 0 < len(n) <= 64 for n in names):
+            raise _bad(f"vecIsa.{key} must be at most 32 ISA names")
+    if not set(answer["valid"]) <= set(answer["listed"]):
+        raise _bad("vecIsa.valid names an ISA that vecIsa.listed does not")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -143,6 +144,29 @@ def mlp_v3(fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> DriverRu
 
 
 @pytest.fixture(scope="session")
-def mlp_v2(fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> DriverRun:
-    """The same model for linux-x86_64-v2 (scalar kernels, no AVX registers allowed)."""
-    return run_driver(fixtures / "mlp.pt2", make_job(2), tmp_path_factory.mktemp("mlp-v2"))
+def vec_isa_answer() -> dict[str, Any]:
+    """The worker's vector-ISA check with this host's g++ (`python -m kiln_driver vec-isa`), as jobs carry it."""
+    return run_vec_isa_check(shutil.which("g++") or "/usr/bin/g++")
+
+
+def run_vec_isa_check(cxx: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHINDUCTOR_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(DRIVER_ROOT), str(REPO / "python" / "runtime")])
+    proc = subprocess.run(
+        [sys.executable, "-m", "kiln_driver", "vec-isa", "--cxx", cxx],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return next(e for e in events if e.get("event") == "vec-isa")["answer"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def mlp_v2(fixtures: Path, tmp_path_factory: pytest.TempPathFactory, vec_isa_answer: dict[str, Any]) -> DriverRun:
+    """The same model for linux-x86_64-v2 (scalar kernels, no AVX registers allowed), with the worker's vector-ISA
+    answer in the job (mlp_v3 has none): the build skips inductor's own check."""
+    job = {**make_job(2), "vecIsa": vec_isa_answer}
+    return run_driver(fixtures / "mlp.pt2", job, tmp_path_factory.mktemp("mlp-v2"))

@@ -164,6 +164,8 @@ export class BuildActivitiesService implements BuildActivities {
         seed: 0,
         ...(traceparent ? { traceparent } : {}),
       };
+      const vecIsa = this.host.vecIsaFor(target.recipe.toolchain.cxx);
+      if (vecIsa) job.vecIsa = vecIsa;
       const outcome = await runCompileDriver({
         ...settings,
         // The model goes straight into this build's own job folder (readable by this job only), and the driver only

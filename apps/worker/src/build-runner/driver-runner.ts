@@ -14,6 +14,7 @@ import {
 } from './job-folder.js';
 import { planSandbox, type SandboxRecord, SandboxUnavailableError } from './sandbox-plan.js';
 import { runSandboxed, type SandboxResult } from './sandbox-run.js';
+import type { VecIsaAnswer } from './vec-isa-check.js';
 
 /**
  * Runs the Python compile driver (`python -m kiln_driver build …`) for one job inside the sandbox and turns
@@ -56,6 +57,8 @@ export interface DriverJob {
    * `codeDonor` option.
    */
   codeDonor?: { codePart: string; sha256: string; cacheKey: string };
+  /** The worker's vector-ISA check, made once (vec-isa-check.ts); the driver then need not repeat it. */
+  vecIsa?: VecIsaAnswer;
 }
 
 export type DriverPhase = 'loading' | 'compiling' | 'isa_check' | 'packaging' | 'verifying' | 'timing' | 'done';

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { Injectable, Logger } from '@nestjs/common';
+import { Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { KilnConfig } from '@kiln/config';
 import { findTarget, TARGETS, taskQueueFor } from '@kiln/targets';
 import { compileJobSettings, ensureTimingLock, protectedPaths } from '../activities/compile-job-settings.js';
@@ -10,6 +10,13 @@ import { type BuildQueue, buildQueues, type HostProbe, probeHost } from '../buil
 import { probeSandboxHost, type SandboxHost } from '../build-runner/sandbox-probe.js';
 import { type HostEndpoint, runSandboxSelfTest, type SelfTestReport } from '../build-runner/sandbox-self-test.js';
 import { gpuDevices } from '../build-runner/sandbox-view.js';
+import {
+  keepVecIsaAnswer,
+  keptVecIsaAnswer,
+  runVecIsaCheck,
+  type VecIsaAnswer,
+  vecIsaKey,
+} from '../build-runner/vec-isa-check.js';
 
 export interface HostInfo {
   cpuModel: string;
@@ -34,14 +41,23 @@ export interface SandboxGate {
  * queue at all unless the sandbox self-test finds every wall in place (or the operator opted out, loudly).
  */
 @Injectable()
-export class HostService {
+export class HostService implements OnApplicationShutdown {
   private readonly logger = new Logger(HostService.name);
   private probe?: HostProbe;
   private queues?: BuildQueue[];
   private readonly gpuPools = new Map<string, GpuSlotPool>();
   private sandbox?: { host: SandboxHost; gate: SandboxGate };
+  /** inductor's vector-ISA check per compiler path, once answered (vec-isa-check.ts). */
+  private readonly vecIsa = new Map<string, VecIsaAnswer>();
+  private readonly stopping = new AbortController();
+  private vecIsaChecks: Promise<void> = Promise.resolve();
 
   constructor(private readonly config: KilnConfig) {}
+
+  async onApplicationShutdown(): Promise<void> {
+    this.stopping.abort();
+    await this.vecIsaChecks;
+  }
 
   async init(): Promise<HostProbe> {
     const pythonPath = this.config.resolvePath(this.config.KILN_PYTHON);
@@ -67,7 +83,78 @@ export class HostService {
     if (!gate.report.toolchain.ok) {
       this.probe.problems.push(`the sandboxed driver cannot use ${pythonPath}: ${gate.report.toolchain.problem}`);
     }
+    if (gate.serveBuilds && this.probe.arch === 'x86_64') {
+      // An answer kept by an earlier start on this host and toolchain is used from the first build on; a missing one
+      // is checked in the background (a build that starts before it is answered checks itself, as before).
+      const unchecked = await this.keptVecIsaAnswers();
+      if (unchecked.length > 0) this.vecIsaChecks = this.checkVecIsa(unchecked);
+    }
     return this.probe;
+  }
+
+  /** Each compiler of the catalog with the file its vector-ISA answer is kept in (under the worker's work folder). */
+  private vecIsaCompilers(): { cxx: string; file: string; key: string }[] {
+    const probe = this.requireProbe();
+    const paths = [...new Set(Object.values(probe.toolchain.compilers).map((c) => c.path))];
+    return paths.flatMap((cxx) => {
+      const compiler = Object.values(probe.toolchain.compilers).find((c) => c.path === cxx);
+      if (!cxx || !compiler) return [];
+      const key = vecIsaKey({
+        pythonPath: probe.toolchain.pythonPath,
+        torch: probe.toolchain.torch,
+        cxx,
+        compilerVersion: compiler.versionLine,
+        cpuFlags: [probe.cpuModel, ...probe.cpuFlags],
+      });
+      return [{ cxx, key, file: path.join(this.config.workDir, 'vec-isa', `${key}.json`) }];
+    });
+  }
+
+  /** Takes the kept answers; returns the compilers that have none. */
+  private async keptVecIsaAnswers(): Promise<{ cxx: string; file: string; key: string }[]> {
+    const unchecked = [];
+    for (const c of this.vecIsaCompilers()) {
+      const answer = await keptVecIsaAnswer(c.file, c.key);
+      if (answer) this.useVecIsa(answer, 'kept from an earlier check on this host');
+      else unchecked.push(c);
+    }
+    return unchecked;
+  }
+
+  /**
+   * inductor's vector-ISA check with these compilers, one at a time, in the sandbox with the settings builds get;
+   * each answer is kept for the next start (vec-isa-check.ts).
+   */
+  private async checkVecIsa(compilers: { cxx: string; file: string; key: string }[]): Promise<void> {
+    const settings = compileJobSettings(this.config, {
+      timingLock: await ensureTimingLock(this.config),
+      host: this.sandboxHost(),
+    });
+    for (const { cxx, file, key } of compilers) {
+      if (this.stopping.signal.aborted) return;
+      const started = Date.now();
+      const { answer, problem } = await runVecIsaCheck(settings, cxx, this.stopping.signal);
+      if (answer) {
+        await keepVecIsaAnswer(file, key, answer);
+        this.useVecIsa(answer, `checked in ${Date.now() - started} ms`);
+      } else if (!this.stopping.signal.aborted) {
+        this.logger.warn(`vector-ISA check with ${cxx} gave no answer (${problem}): every build checks itself`);
+      }
+    }
+  }
+
+  private useVecIsa(answer: VecIsaAnswer, how: string): void {
+    this.vecIsa.set(answer.cxx, answer);
+    this.logger.log(
+      `vector ISAs with ${answer.cxx}: ${answer.valid.join(', ') || 'none'} valid of ` +
+        `${answer.listed.join(', ') || 'none listed'} (${how})`,
+    );
+  }
+
+  /** The worker's vector-ISA answer for a recipe's compiler name; null until checked (the build then checks). */
+  vecIsaFor(cxxName: string): VecIsaAnswer | null {
+    const cxx = this.probe?.toolchain.compilers[cxxName]?.path;
+    return cxx ? (this.vecIsa.get(cxx) ?? null) : null;
   }
 
   /**
