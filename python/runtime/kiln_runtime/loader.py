@@ -6,6 +6,7 @@ Order of checks for an artifact (each failure raises before anything is loaded):
   2. the manifest's `requires` against THIS host's probe (needs.py), whatever fingerprint was sent;
   3. every part: size and sha256 as listed in the signed manifest (cached parts are re-hashed);
   4. the package assembled from those parts (re-checked against its recorded sha256 when reused);
+  5. the machine its compiled code is for, read from the code's own ELF/PE headers (machine_code.py);
 only then `AOTIModelPackageLoader` with AOTI_RUNTIME_CHECK_INPUTS=1. The portable graph is checked like an
 artifact: its signed manifest (bound to model and version), the file's sha256 and size as signed, every guard and
 shape expression in it against Kiln's grammars (program_checks.py); then loaded from a copy without pickled
@@ -34,6 +35,7 @@ from .errors import (
     NetworkError,
     VerificationError,
 )
+from .machine_code import check_code_machine
 from .needs import NeedsCheck, check_needs
 from .portable import load_exported_program
 from .probe import probe_fingerprint
@@ -219,6 +221,9 @@ def load_artifact(
     ensure_tmpdir(client.cache.root)
     # Out-of-range input shapes then raise instead of running silently (read once, at the first call).
     os.environ["AOTI_RUNTIME_CHECK_INPUTS"] = "1"
+    # The code's own headers too, whatever the manifest said: another machine's code fails in dlopen with a
+    # misleading "cannot open shared object file".
+    check_code_machine(fetched.package)
     try:
         compiled = load_aoti_package(fetched.package, device_index)
     except KilnRuntimeError:
