@@ -37,6 +37,8 @@ interface ArtifactBody {
   cacheKey: string;
   sizeBytes: number;
   parts: ArtifactManifest['parts'];
+  reproduction: ArtifactManifest['reproduction'] | null;
+  reuse: ArtifactManifest['reuse'] | null;
 }
 
 before(async () => {
@@ -305,6 +307,10 @@ describe('compile pipeline: MLP (dynamic batch) and CNN for the x86 targets this
     const againManifest = await storedManifest<ArtifactManifest>(s3, other.id, again.cacheKey);
     assert.deepEqual(firstManifest.reproduction, { checked: false });
     assert.deepEqual(againManifest.reproduction, { checked: true, builds: 2, identical: true });
+    // The API's artifact list says so too (the dashboard shows it as a "reproduced" check); neither had a code donor.
+    assert.deepEqual(first.reproduction, { checked: false });
+    assert.deepEqual(again.reproduction, againManifest.reproduction);
+    assert.equal(again.reuse, null);
     // With the worker's answer (the first tenant's build may have had it or not: the code part is the same).
     assert.equal(againManifest.toolchain.inductorConfigs['cpp.vec_isa_ok'], true);
     const log = await api(app)

@@ -34,6 +34,7 @@ interface ArtifactBody {
   targetId: string;
   cacheKey: string;
   parts: ArtifactManifest['parts'];
+  reuse: ArtifactManifest['reuse'] | null;
 }
 
 before(async () => {
@@ -108,6 +109,9 @@ describe('weights-only update: v2 of a model reuses the code part of v1', () => 
       codegenSeconds: undefined,
     });
     assert.equal(v2.manifest.verification.passed, true);
+    // The API's artifact list carries it (the dashboard says "code reused").
+    assert.deepEqual(v2.artifact.reuse, v2.manifest.reuse);
+    assert.equal(v1.artifact.reuse, null);
     assert.match(v2.log, /reusing it with the new weights/, v2.log);
     // The code part is stored once, shared by both artifacts.
     const c = code(v2.artifact.parts);

@@ -85,7 +85,10 @@ export type BuildLog = Schemas['BuildLogResponseDto'];
 
 export type Artifact = Refine<
   Schemas['ArtifactResponseDto'],
-  Pick<ArtifactManifest, 'requires' | 'verification' | 'timing' | 'isaCheck' | 'toolchain' | 'parts'>
+  Pick<ArtifactManifest, 'requires' | 'verification' | 'timing' | 'isaCheck' | 'toolchain' | 'parts'> & {
+    reproduction: ArtifactManifest['reproduction'] | null;
+    reuse: ArtifactManifest['reuse'] | null;
+  }
 >;
 export type ArtifactPartDownload = Schemas['ArtifactPartDownloadDto'];
 export type ArtifactDownload = Schemas['ArtifactDownloadResponseDto'];

@@ -20,6 +20,24 @@ export class ArtifactResponseDto {
   @ApiProperty({ type: 'object', additionalProperties: true }) toolchain!: ArtifactManifest['toolchain'];
   @ApiProperty({ type: 'array', items: { type: 'object', additionalProperties: true } })
   parts!: ArtifactManifest['parts'];
+  @ApiProperty({
+    description:
+      'Whether the build host built the parts twice and got the same bytes (the compilation asked `reproduce`): ' +
+      '{checked: true, builds: 2, identical: true}, or {checked: false}; null for artifacts built before it was recorded',
+    type: 'object',
+    additionalProperties: true,
+    nullable: true,
+  })
+  reproduction!: ArtifactManifest['reproduction'] | null;
+  @ApiProperty({
+    description:
+      "A weights-only update: whether the code part is an earlier version's (reused, codeFrom) or was compiled anew " +
+      '(fallback says why); null when the build had no code donor',
+    type: 'object',
+    additionalProperties: true,
+    nullable: true,
+  })
+  reuse!: ArtifactManifest['reuse'] | null;
 }
 
 export class ArtifactPartDownloadDto {

@@ -21,6 +21,8 @@ export const toArtifactResponse = (a: ArtifactEntity): ArtifactResponseDto => ({
   isaCheck: a.manifest.isaCheck,
   toolchain: a.manifest.toolchain,
   parts: a.manifest.parts,
+  reproduction: a.manifest.reproduction ?? null,
+  reuse: a.manifest.reuse ?? null,
 });
 
 export const ASSEMBLY_NOTE =

@@ -143,6 +143,19 @@ export function ArtifactsPage() {
                             <td className="checks-cell">
                               <Check ok={a.verification.passed} label="numerics" />
                               <Check ok={a.isaCheck.passed} label="ISA" />
+                              {a.reproduction?.checked && (
+                                <span title="Built twice on the build host: every part had the same sha256">
+                                  <Check ok={a.reproduction.identical} label="reproduced" />
+                                </span>
+                              )}
+                              {a.reuse?.reused && (
+                                <span
+                                  className="muted small"
+                                  title={`Weights-only update: the code part is the one built for cache key ${a.reuse.donorCacheKey}; only the weights are new (verified and timed like any build)`}
+                                >
+                                  code reused
+                                </span>
+                              )}
                             </td>
                             <td className="cell-action">
                               <button

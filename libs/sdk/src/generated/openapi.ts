@@ -1050,6 +1050,14 @@ export interface components {
       parts: {
         [key: string]: unknown;
       }[];
+      /** @description Whether the build host built the parts twice and got the same bytes (the compilation asked `reproduce`): {checked: true, builds: 2, identical: true}, or {checked: false}; null for artifacts built before it was recorded */
+      reproduction: {
+        [key: string]: unknown;
+      } | null;
+      /** @description A weights-only update: whether the code part is an earlier version's (reused, codeFrom) or was compiled anew (fallback says why); null when the build had no code donor */
+      reuse: {
+        [key: string]: unknown;
+      } | null;
     };
     ArtifactPartDownloadDto: {
       /** @enum {string} */
