@@ -21,7 +21,7 @@ export interface ManifestExpectation {
    * `inductorCache.restored` must be that one. Undefined (the build host reading its driver's manifest): only the
    * field's shape is checked, when present.
    */
-  inductorCache?: string | null;
+  offeredInductorCache?: string | null;
 }
 
 /** Most parts an artifact may list: today two (code + weights); room for per-tensor weights, not for abuse. */
@@ -95,7 +95,7 @@ export function checkManifest(m: unknown, job: ManifestExpectation): ArtifactMan
     seen.add(sha256);
   }
   checkReproduction(m.reproduction, job.reproduce);
-  checkInductorCache(m.inductorCache, job.inductorCache);
+  checkInductorCache(m.inductorCache, job.offeredInductorCache);
   return m as unknown as ArtifactManifest;
 }
 
@@ -143,8 +143,6 @@ function checkInductorCache(c: unknown, offered: string | null | undefined): voi
   if (c.ignored !== undefined && typeof c.ignored !== 'string') throw new Error('manifest.inductorCache.ignored');
   const restored = (c.restored as { sha256: string } | null)?.sha256 ?? null;
   if (offered !== undefined && restored !== null && restored !== offered) {
-    throw new Error(
-      `manifest.inductorCache.restored is ${restored}, the build was offered ${offered ?? 'no cache'}`,
-    );
+    throw new Error(`manifest.inductorCache.restored is ${restored}, the build was offered ${offered ?? 'no cache'}`);
   }
 }

@@ -107,9 +107,9 @@ describe("the orchestrator's check of the restored inductor cache against what t
     ['claims a restored cache when none was offered (another tenant’s)', withCache(other), null, false],
     ['the build host’s own check (offer unknown): the shape only', withCache(other), undefined, true],
   ];
-  for (const [what, doc, inductorCache, accepted] of cases) {
+  for (const [what, doc, offeredInductorCache, accepted] of cases) {
     it(`${accepted ? 'accepts' : 'refuses'}: ${what}`, () => {
-      assert.equal(workerAccepts(doc, { ...jobOf(base), inductorCache }), accepted);
+      assert.equal(workerAccepts(doc, { ...jobOf(base), offeredInductorCache }), accepted);
     });
   }
 });
