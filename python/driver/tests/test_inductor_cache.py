@@ -11,7 +11,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import make_job, run_driver
+from conftest import REPO, make_job, run_driver
+from jsonschema import Draft202012Validator
 
 from kiln_driver import inductor_cache
 from kiln_driver.build import _restore_cache
@@ -213,3 +214,6 @@ def test_a_rebuild_with_a_restored_cache_gives_the_same_code_part(
     assert f"inductor cache {stored['sha256']} restored" in second.stderr
     code = [p for p in first.manifest["parts"] if p["role"] == "code"]
     assert [p for p in second.manifest["parts"] if p["role"] == "code"] == code
+    schema = json.loads((REPO / "libs/contracts/src/schemas/artifact-manifest.schema.json").read_text("utf-8"))
+    for run in (first, second):
+        Draft202012Validator(schema).validate(run.manifest)
