@@ -241,6 +241,23 @@ export interface ArtifactReuse {
   codegenSeconds: number;
 }
 
+/** An inductor cache archive (a zip of the cache folder), by content. */
+export interface InductorCacheArchive {
+  sha256: string;
+  bytes: number;
+}
+
+/**
+ * Per-tenant inductor caches (issue 17 item 3): the cache of the build's scope (tenant, target, recipe hash) restored
+ * before compiling (the orchestrator checks it is the one it offered), and the one this build stored for the next.
+ * `ignored`: why an offered cache was not restored (the build ran without it). A cache never changes the code.
+ */
+export interface ArtifactInductorCache {
+  restored: InductorCacheArchive | null;
+  stored: InductorCacheArchive | null;
+  ignored?: string;
+}
+
 export interface ArtifactManifest {
   manifestVersion: typeof MANIFEST_VERSION;
   /**
@@ -268,6 +285,8 @@ export interface ArtifactManifest {
 
   /** Present when the job named a code donor (absent in other manifests and in those written before it). */
   reuse?: ArtifactReuse;
+  /** Present when the worker gave the job a cache scope (absent in other manifests and in those written before it). */
+  inductorCache?: ArtifactInductorCache;
   build: {
     compileSeconds: number;
     host: { cpuModel: string; x86Level: number | null; gpuName: string | null; driverVersion: string | null };

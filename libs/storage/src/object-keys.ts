@@ -31,4 +31,16 @@ export const objectKeys = {
   stagedPart: (tenantId: string, buildId: string, sha256: string): string =>
     `tenants/${tenantId}/staging/${buildId}/${sha256}`,
   staging: (tenantId: string, buildId: string): string => `tenants/${tenantId}/staging/${buildId}/`,
+  /** Where a build host PUTs the inductor cache its build packed (copied to `inductorCache` when published). */
+  stagedInductorCache: (tenantId: string, buildId: string): string =>
+    `tenants/${tenantId}/staging/${buildId}/inductor-cache.zip`,
+  /**
+   * An inductor cache of one scope (tenant, target, recipe hash: issue 17 item 3), under its own sha256: written once,
+   * never replaced, so a build that was offered it reads the bytes it was offered while a newer one lands beside it.
+   */
+  inductorCache: (tenantId: string, targetId: string, recipeHash: string, sha256: string): string =>
+    `tenants/${tenantId}/inductor-caches/${targetId}/${recipeHash}/${sha256}.zip`,
+  /** The scope's latest cache: a small JSON `{ sha256, size }` naming one of the objects above (one PUT: latest wins). */
+  inductorCacheLatest: (tenantId: string, targetId: string, recipeHash: string): string =>
+    `tenants/${tenantId}/inductor-caches/${targetId}/${recipeHash}/latest.json`,
 };

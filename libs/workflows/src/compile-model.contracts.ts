@@ -110,6 +110,18 @@ export interface BuildModelGrant {
    * builds in full. Absent when there is no such artifact.
    */
   codeDonor?: CodeDonorGrant;
+  /**
+   * The latest inductor cache of the build's scope (tenant, target, recipe hash: issue 17 item 3), never another
+   * tenant's. The driver restores it before compiling. Absent when the scope has none.
+   */
+  inductorCache?: InductorCacheGrant;
+}
+
+/** An inductor cache archive: a short-lived presigned GET and what the bytes must hash to. */
+export interface InductorCacheGrant {
+  url: string;
+  sha256: string;
+  size: number;
 }
 
 /** A donor's code part: a short-lived presigned GET, what the bytes must hash to, and the donor's cache key. */
@@ -123,6 +135,8 @@ export interface CodeDonorGrant {
 export interface BuildUploadsRequest {
   buildId: string;
   parts: { sha256: string; size: number }[];
+  /** The inductor cache the build packed for the next build of its scope (its manifest's inductorCache.stored). */
+  inductorCache?: { sha256: string; size: number };
 }
 
 /** One presigned PUT per part the bucket does not hold yet; each binds the part's length and sha256. */
@@ -130,6 +144,8 @@ export interface BuildUploadsGrant {
   uploads: { sha256: string; url: string; headers: Record<string, string> }[];
   /** Parts already stored (content-addressed, verified when they were published): not uploaded again. */
   stored: string[];
+  /** A presigned PUT for the inductor cache into the build's staging prefix (binds its length and sha256). */
+  inductorCache?: { url: string; headers: Record<string, string> };
 }
 
 export interface PublishArtifactInput {
@@ -140,6 +156,11 @@ export interface PublishArtifactInput {
   cacheKey: string;
   /** What the compilation asked: the manifest's `reproduction.checked` must say the same (absent: false). */
   reproduce?: boolean;
+  /**
+   * The sha256 of the inductor cache the build's grant offered (null: none). The manifest's inductorCache.restored
+   * must be it. Absent in workflows started before the field: null.
+   */
+  offeredInductorCache?: string | null;
   result: BuildTargetResult;
 }
 
@@ -175,6 +196,7 @@ export interface PublishingActivities {
     tenantId: string;
     buildId: string;
     parts: BuildUploadsRequest['parts'];
+    inductorCache?: BuildUploadsRequest['inductorCache'];
   }): Promise<BuildUploadsGrant>;
   /**
    * The trusted half of a build: checks the host's manifest against the build, re-hashes each staged part, stores

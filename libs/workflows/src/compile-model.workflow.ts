@@ -83,20 +83,31 @@ export async function compileModelWorkflow(input: CompileModelInput): Promise<Co
       throw new Error(`build ${buildId} is not running in this compilation`);
     }
   };
+  // The inductor cache each build was last offered (its attempt's grant): publishArtifact checks that the manifest
+  // restored that one and no other.
+  const offeredCaches = new Map<string, string | null>();
   setHandler(
     buildModelUpdate,
-    (req: BuildModelRequest) =>
-      orchestrator.grantModelDownload({
+    async (req: BuildModelRequest) => {
+      const grant = await orchestrator.grantModelDownload({
         tenantId: input.tenantId,
         modelVersionId: input.modelVersionId,
         targetId: input.builds.find((b) => b.buildId === req.buildId)?.targetId,
-      }),
+      });
+      offeredCaches.set(req.buildId, grant.inductorCache?.sha256 ?? null);
+      return grant;
+    },
     { validator: (req: BuildModelRequest) => whileRunning(req.buildId) },
   );
   setHandler(
     buildUploadsUpdate,
     (req: BuildUploadsRequest) =>
-      orchestrator.grantPartUploads({ tenantId: input.tenantId, buildId: req.buildId, parts: req.parts }),
+      orchestrator.grantPartUploads({
+        tenantId: input.tenantId,
+        buildId: req.buildId,
+        parts: req.parts,
+        ...(req.inductorCache ? { inductorCache: req.inductorCache } : {}),
+      }),
     { validator: (req: BuildUploadsRequest) => whileRunning(req.buildId) },
   );
 
@@ -104,7 +115,9 @@ export async function compileModelWorkflow(input: CompileModelInput): Promise<Co
   try {
     const idleQueues = await orchestrator.findQueuesWithoutWorkers(input.builds.map((b) => b.taskQueue));
     const outcomes = await Promise.allSettled(
-      input.builds.map((b) => runBuild(input, orchestrator, b, idleQueues.includes(b.taskQueue), progress)),
+      input.builds.map((b) =>
+        runBuild(input, orchestrator, b, idleQueues.includes(b.taskQueue), progress, offeredCaches),
+      ),
     );
     cancelled = outcomes.some((o) => o.status === 'rejected' && isCancellation(o.reason));
     const unexpected = outcomes.find((o) => o.status === 'rejected' && !isCancellation(o.reason));
@@ -125,6 +138,7 @@ async function runBuild(
   build: PlannedBuild,
   noWorkerYet: boolean,
   progress: Map<string, BuildProgress>,
+  offeredCaches: Map<string, string | null>,
 ): Promise<void> {
   const state = progress.get(build.targetId)!;
   if (noWorkerYet) {
@@ -192,6 +206,7 @@ async function runBuild(
       targetId: build.targetId,
       cacheKey: build.cacheKey,
       ...(input.reproduce ? { reproduce: true } : {}),
+      offeredInductorCache: offeredCaches.get(build.buildId) ?? null,
       result,
     });
     state.status = 'succeeded';

@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import tempfile
+import time
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +25,9 @@ from .compile import (
 from .elf_needs import read_needs
 from .errors import DriverError, ErrorCode
 from .host_lock import DEFAULT_WAIT_S, host_lock
+from .inductor_cache import ARCHIVE_NAME, CacheRecord, InductorCacheRecord
+from .inductor_cache import pack as pack_inductor_cache
+from .inductor_cache import restore as restore_inductor_cache
 from .input_checks import accepted_dims, narrowed_dims, narrowed_range_error, set_is_accepted
 from .inputs import input_shapes, materialize, plan_inputs
 from .isa import check_isa
@@ -92,7 +96,7 @@ def prepare_environment(work: Path, build_root: Path | None = None) -> None:
 
 def clean_outputs(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in (MANIFEST_FILE, ERROR_FILE):
+    for name in (MANIFEST_FILE, ERROR_FILE, ARCHIVE_NAME):
         (out_dir / name).unlink(missing_ok=True)
     shutil.rmtree(out_dir / PARTS_DIR, ignore_errors=True)
 
@@ -134,6 +138,41 @@ def drop_compile_outputs(package: Path | None, inductor_cache: str | None) -> in
     return freed
 
 
+def _restore_cache(job: Job, job_dir: Path) -> InductorCacheRecord | None:
+    """The cache the job offers, restored into the (empty) inductor cache folder; None when the job says nothing of
+    caches. A cache that cannot be restored is ignored, with the reason in the log and the manifest."""
+    if "inductorCache" not in job:
+        return None
+    record: InductorCacheRecord = {"restored": None, "stored": None}
+    offered = job["inductorCache"].get("restore")
+    if offered is None:
+        return record
+    restored, ignored = restore_inductor_cache(
+        job_dir / offered["archive"], offered["sha256"], Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    )
+    if ignored is not None:
+        log.warning("inductor cache %s ignored, building without it: %s", offered["sha256"][:12], ignored)
+        record["ignored"] = ignored
+    else:
+        assert restored is not None
+        log.info("inductor cache %s restored (%d bytes)", restored["sha256"], restored["bytes"])
+        record["restored"] = restored
+    return record
+
+
+def _pack_cache(out_dir: Path) -> CacheRecord | None:
+    start = time.monotonic()
+    stored = pack_inductor_cache(Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]), out_dir / ARCHIVE_NAME)
+    if stored is not None:
+        log.info(
+            "inductor cache packed for the next build: %s, %d bytes, in %.2f s",
+            stored["sha256"],
+            stored["bytes"],
+            time.monotonic() - start,
+        )
+    return stored
+
+
 def _cuda_runtime() -> str | None:
     import torch
 
@@ -173,6 +212,7 @@ def run_build(
             return _build(model, job, out_dir, work, events, verifier=verifier, job_dir=job_path.parent)
     except BaseException:
         shutil.rmtree(out_dir / PARTS_DIR, ignore_errors=True)  # nothing half-stored
+        (out_dir / ARCHIVE_NAME).unlink(missing_ok=True)
         raise
     finally:
         if work_dir is None:  # a --work-dir is kept; ours goes, with the cache and TMPDIR of a fixed build folder
@@ -206,6 +246,7 @@ def _build(
             donor = load_donor(job["codeDonor"], job_dir, job)
         except NotReusable as exc:
             reuse = not_reused(job["codeDonor"], exc.as_fallback())
+    cache = _restore_cache(job, job_dir)
 
     import torch
 
@@ -400,6 +441,10 @@ def _build(
     }
     if reuse is not None:
         manifest["reuse"] = reuse
+    if cache is not None:
+        if job["inductorCache"]["store"]:
+            cache["stored"] = _pack_cache(out_dir)
+        manifest["inductorCache"] = cache
     if "tenantId" in job:
         manifest = {"manifestVersion": manifest["manifestVersion"], "tenantId": job["tenantId"], **manifest}  # type: ignore[assignment]
     write_json_atomic(out_dir / MANIFEST_FILE, manifest)

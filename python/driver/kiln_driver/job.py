@@ -89,9 +89,26 @@ class CodeDonor(TypedDict):
     cacheKey: str
 
 
+class CacheArchive(TypedDict):
+    """An earlier build's inductor cache (inductor_cache.py): a zip in the job folder (`archive`, relative to the job
+    file's folder) and the sha256 the worker verified it against (the driver checks it again)."""
+
+    archive: str
+    sha256: str
+
+
+class _JobInductorCacheRequired(TypedDict):
+    store: bool  # pack the cache folder into the out folder after a successful build
+
+
+class JobInductorCache(_JobInductorCacheRequired, total=False):
+    restore: CacheArchive  # the latest cache of the build's scope (tenant, target, recipe), when there is one
+
+
 class Job(_JobRequired, total=False):
     codeDonor: CodeDonor
     vecIsa: VecIsaAnswer  # the worker's vector-ISA check, made once per worker and compiler (vec_isa.py)
+    inductorCache: JobInductorCache
     tenantId: str  # written into the manifest (absent from older workers' jobs)
     traceparent: str  # W3C trace context of the build activity's span; ignored unless well-formed (progress.py)
 
@@ -160,6 +177,8 @@ def parse_job(raw: Any) -> Job:
         _check_code_donor(raw["codeDonor"])
     if "vecIsa" in raw:
         _check_vec_isa(raw["vecIsa"])
+    if "inductorCache" in raw:
+        _check_inductor_cache(raw["inductorCache"])
     return raw  # type: ignore[no-any-return]
 
 
@@ -167,17 +186,31 @@ def _is_sha256(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
+def _check_in_job_folder(path: str, where: str) -> None:
+    names = path.split("/")
+    # A file of the job folder, never anything outside it.
+    if not path or path.startswith("/") or "\\" in path or any(n in ("", ".", "..") for n in names):
+        raise _bad(f"{where} must be a relative path inside the job folder, not {path!r}")
+
+
 def _check_code_donor(donor: Any) -> None:
     if not isinstance(donor, dict):
         raise _bad("job.codeDonor must be an object")
-    part = _need(donor, "codePart", str, "codeDonor")
-    names = part.split("/")
-    # A file of the job folder, never anything outside it.
-    if not part or part.startswith("/") or "\\" in part or any(n in ("", ".", "..") for n in names):
-        raise _bad(f"codeDonor.codePart must be a relative path inside the job folder, not {part!r}")
+    _check_in_job_folder(_need(donor, "codePart", str, "codeDonor"), "codeDonor.codePart")
     for key in ("sha256", "cacheKey"):
         if not _is_sha256(_need(donor, key, str, "codeDonor")):
             raise _bad(f"codeDonor.{key} must be 64 lowercase hex digits")
+
+
+def _check_inductor_cache(cache: Any) -> None:
+    if not isinstance(cache, dict):
+        raise _bad("job.inductorCache must be an object")
+    _need(cache, "store", bool, "inductorCache")
+    if "restore" in cache:
+        restore = _need(cache, "restore", dict, "inductorCache")
+        _check_in_job_folder(_need(restore, "archive", str, "inductorCache.restore"), "inductorCache.restore.archive")
+        if not _is_sha256(_need(restore, "sha256", str, "inductorCache.restore")):
+            raise _bad("inductorCache.restore.sha256 must be 64 lowercase hex digits")
 
 
 def recipe_precision(recipe: Recipe) -> Precision:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
+from .inductor_cache import InductorCacheRecord
 from .isa import IsaCheckResult
 from .job import Precision
 from .progress import dumps
@@ -100,6 +101,7 @@ class _ArtifactManifestRequired(TypedDict):
 
 class ArtifactManifest(_ArtifactManifestRequired, total=False):
     reuse: Reuse  # the job named a code donor: whether its code part was reused, and why not
+    inductorCache: InductorCacheRecord  # the job named inductorCache: the cache restored before, stored after
     tenantId: str  # the tenant it was built for (signed: devices check it against the version's portable manifest)
 
 

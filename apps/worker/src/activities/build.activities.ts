@@ -1,4 +1,5 @@
-import { createReadStream } from 'node:fs';
+import { constants, createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { Injectable, Logger } from '@nestjs/common';
@@ -29,6 +30,7 @@ import { checkReproduced, NOT_CHECKED, REPRODUCED } from '../artifacts/reproduct
 import { DriverPhaseSpans } from '../build-runner/driver-phase-spans.js';
 import {
   type DriverFailure,
+  type DriverSuccess,
   INSECURE_LOG_PREFIX,
   runCompileDriver,
   type RunCompileDriverOptions,
@@ -210,6 +212,28 @@ export class BuildActivitiesService implements BuildActivities {
               },
             }
           : {}),
+        // The scope's inductor cache (issue 17 item 3), verified like the model; this build packs one for the next.
+        inductorCache: {
+          store: true,
+          ...(model.inductorCache
+            ? {
+                restore: {
+                  sha256: model.inductorCache.sha256,
+                  write: async (dest: string) => {
+                    const cache = model.inductorCache!;
+                    await inSpan('download inductor cache', async (span) => {
+                      span.setAttribute('kiln.inductor_cache.bytes', cache.size);
+                      await writeVerifiedModel(
+                        await download(cache.url, ctx.cancellationSignal, 'the inductor cache'),
+                        dest,
+                        { sha256: cache.sha256, size: cache.size },
+                      );
+                    });
+                  },
+                },
+              }
+            : {}),
+        },
         signal: ctx.cancellationSignal,
         job,
         onPhaseEnd: (e) => phaseSpans?.ended(e),
@@ -246,7 +270,8 @@ export class BuildActivitiesService implements BuildActivities {
         let manifest: ArtifactManifest = { ...outcome.manifest, reproduction: NOT_CHECKED };
         if (input.reproduce) {
           // The same job again, in a fresh job folder (a fresh sandbox, empty caches, the driver's fixed build
-          // folder emptied), while the first run's parts wait on disk: both runs must give the same bytes.
+          // folder emptied), while the first run's parts wait on disk: both runs must give the same bytes. Never with
+          // the inductor cache the first run restored: equal bytes then also prove the cache did not change the code.
           enterPhase('reproducing');
           await this.builds.update({ id: input.buildId }, { phase });
           const again = await runCompileDriver({
@@ -284,7 +309,14 @@ export class BuildActivitiesService implements BuildActivities {
         await this.builds.update({ id: input.buildId }, { phase });
         await inSpan('upload parts', async (span) => {
           span.setAttribute('kiln.artifact.parts', manifest.parts.length);
-          await this.uploadParts(input, manifest.parts, outcome.partsDir, ctx.cancellationSignal);
+          const note = await this.uploadParts(
+            input,
+            manifest.parts,
+            outcome.partsDir,
+            outcome.inductorCache,
+            ctx.cancellationSignal,
+          );
+          if (note) log += `${outcome.sandbox?.mode === 'insecure-local' ? INSECURE_LOG_PREFIX : ''}[kiln] ${note}\n`;
         });
         return { manifest, log: tail(log) };
       } finally {
@@ -321,16 +353,22 @@ export class BuildActivitiesService implements BuildActivities {
     });
   }
 
-  /** Uploads each part the bucket lacks through the presigned PUT its workflow issued for it. */
+  /**
+   * Uploads each part the bucket lacks through the presigned PUT its workflow issued for it, and the inductor cache
+   * the driver packed through its own. A cache that fails to upload only costs the next build its reuse: the build
+   * goes on, and the returned line says so for its log.
+   */
   private async uploadParts(
     input: BuildTargetInput,
     parts: BuildUploadsRequest['parts'],
     partsDir: string,
+    cache: DriverSuccess['inductorCache'],
     signal: AbortSignal,
-  ): Promise<void> {
+  ): Promise<string | null> {
     const grant = await this.askWorkflow<BuildUploadsGrant, BuildUploadsRequest>(BUILD_UPLOADS_UPDATE, {
       buildId: input.buildId,
       parts: parts.map(({ sha256, size }) => ({ sha256, size })),
+      ...(cache ? { inductorCache: { sha256: cache.sha256, size: cache.size } } : {}),
     });
     for (const upload of grant.uploads) {
       // node:http with backpressure (the SDK's part transport): fetch with a Readable.toWeb body read the whole part
@@ -345,6 +383,27 @@ export class BuildActivitiesService implements BuildActivities {
       if (res.status < 200 || res.status > 299) {
         throw new Error(`uploading part ${upload.sha256}: HTTP ${res.status} ${res.text}`);
       }
+    }
+    if (!cache || !grant.inductorCache) return null;
+    try {
+      // The sandbox that wrote it is gone and it was checked as a regular file; still, no link is followed here.
+      const file = await open(cache.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      let res: Awaited<ReturnType<typeof httpPutPart>>;
+      try {
+        res = await httpPutPart({
+          url: grant.inductorCache.url,
+          headers: grant.inductorCache.headers,
+          body: file.createReadStream({ autoClose: false }),
+          signal,
+        });
+      } finally {
+        await file.close();
+      }
+      if (res.status < 200 || res.status > 299) throw new Error(`HTTP ${res.status} ${res.text}`);
+      return `inductor cache ${cache.sha256} uploaded (${cache.size} bytes) for the next build of this target`;
+    } catch (err) {
+      if (signal.aborted) throw err;
+      return `inductor cache ${cache.sha256.slice(0, 12)} not uploaded: ${(err as Error).message}`;
     }
   }
 

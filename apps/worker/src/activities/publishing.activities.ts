@@ -36,6 +36,8 @@ const LOG_TAIL_CHARS = 64 * 1024;
 const GRANT_PIN_S = 3 * 3600;
 /** How long a publish pins the blobs of its manifest while it copies and records them (its own timeout: 1 h). */
 const PUBLISH_PIN_S = 2 * 3600;
+/** The largest inductor cache a build may store (the driver packs none larger: kiln_driver/inductor_cache.py). */
+const MAX_INDUCTOR_CACHE_BYTES = 2 * 1024 ** 3 + 64 * 1024 ** 2;
 
 function rejected(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: ErrorCode.ARTIFACT_REJECTED, message, nonRetryable: true });
@@ -100,7 +102,34 @@ export class PublishingActivitiesService implements PublishingActivities {
       const get = await this.storage.presignGet(objectKeys.blob(input.tenantId, donor.sha256), GRANT_TTL_S);
       grant.codeDonor = { url: get.url, ...donor };
     }
+    const cache = target ? await this.latestInductorCache(input.tenantId, target.id, recipeHash(target.recipe)) : null;
+    if (cache) {
+      const key = objectKeys.inductorCache(input.tenantId, target!.id, recipeHash(target!.recipe), cache.sha256);
+      grant.inductorCache = { url: (await this.storage.presignGet(key, GRANT_TTL_S)).url, ...cache };
+    }
     return grant;
+  }
+
+  /**
+   * The latest inductor cache of a scope (tenant, target, recipe hash; issue 17 item 3), or null. Where caches are:
+   * S3 objects under the tenant's own prefix, not a table. A cache is tenant data that nothing joins to: under the
+   * prefix it goes with the tenant's export and erasure, the key itself names the scope (no query can reach another
+   * tenant's), and "latest wins" is one PUT of a small pointer object, atomic in S3, while every archive is written
+   * once under its own sha256 (a build offered an older one still reads the bytes it was offered).
+   */
+  private async latestInductorCache(
+    tenantId: string,
+    targetId: string,
+    recipe: string,
+  ): Promise<{ sha256: string; size: number } | null> {
+    const pointer = objectKeys.inductorCacheLatest(tenantId, targetId, recipe);
+    if ((await this.storage.size(pointer)) === null) return null;
+    const latest = await this.storage.getJson<{ sha256?: unknown; size?: unknown }>(pointer);
+    const { sha256, size } = latest;
+    if (typeof sha256 !== 'string' || !SHA256_HEX.test(sha256) || typeof size !== 'number') return null;
+    // Only what publishArtifact re-hashed and copied is ever named; a missing object (deleted) is no cache.
+    if ((await this.storage.size(objectKeys.inductorCache(tenantId, targetId, recipe, sha256))) !== size) return null;
+    return { sha256, size };
   }
 
   /**
@@ -136,6 +165,7 @@ export class PublishingActivitiesService implements PublishingActivities {
     tenantId: string;
     buildId: string;
     parts: BuildUploadsRequest['parts'];
+    inductorCache?: BuildUploadsRequest['inductorCache'];
   }): Promise<BuildUploadsGrant> {
     const { parts } = input;
     if (!Array.isArray(parts) || parts.length === 0 || parts.length > MAX_MANIFEST_PARTS) {
@@ -167,6 +197,19 @@ export class PublishingActivitiesService implements PublishingActivities {
         expiresInS: GRANT_TTL_S,
       });
       grant.uploads.push({ sha256, url: put.url, headers: put.headers });
+    }
+    const cache = input.inductorCache;
+    if (cache) {
+      if (typeof cache.sha256 !== 'string' || !SHA256_HEX.test(cache.sha256)) throw rejected('inductor cache sha256');
+      if (!Number.isSafeInteger(cache.size) || cache.size < 1 || cache.size > MAX_INDUCTOR_CACHE_BYTES) {
+        throw rejected(`inductor cache size ${JSON.stringify(cache.size)}`);
+      }
+      const put = await this.storage.presignPut(objectKeys.stagedInductorCache(input.tenantId, input.buildId), {
+        contentLength: cache.size,
+        sha256Hex: cache.sha256,
+        expiresInS: GRANT_TTL_S,
+      });
+      grant.inductorCache = { url: put.url, headers: put.headers };
     }
     return grant;
   }
@@ -208,6 +251,7 @@ export class PublishingActivitiesService implements PublishingActivities {
         cacheKey: input.cacheKey,
         requires: target.requires,
         reproduce: input.reproduce ?? false,
+        offeredInductorCache: input.offeredInductorCache ?? null,
       });
     } catch (err) {
       throw rejected(`the build host's manifest: ${(err as Error).message}`);
@@ -268,10 +312,37 @@ export class PublishingActivitiesService implements PublishingActivities {
         finishedAt: new Date(),
       },
     );
+    await this.storeInductorCache(input, manifest);
     await this.dropStaging(input);
     const insecure = manifest.build.sandbox.mode === 'insecure-local';
     this.logger.log(`${insecure ? INSECURE_LOG_PREFIX : ''}build ${input.buildId} published as ${row.id}`);
     return row.id;
+  }
+
+  /**
+   * Once the artifact is published: the inductor cache the build stored becomes its scope's latest (re-hashed from
+   * staging, copied under its sha256, then the pointer written: latest wins). Only an optimization: a cache that was
+   * not uploaded or does not hash to what the manifest says is left out with a log line, the artifact stands.
+   */
+  private async storeInductorCache(input: PublishArtifactInput, manifest: ArtifactEntity['manifest']): Promise<void> {
+    const stored = manifest.inductorCache?.stored;
+    if (!stored) return;
+    const staged = objectKeys.stagedInductorCache(input.tenantId, input.buildId);
+    const actual = await this.storage.hashObject(staged, Context.current().cancellationSignal);
+    if (!actual || actual.sha256 !== stored.sha256 || actual.size !== stored.bytes) {
+      this.logger.warn(
+        `build ${input.buildId}: inductor cache ${stored.sha256} not stored (${actual ? `uploaded as ${actual.sha256}` : 'never uploaded'})`,
+      );
+      return;
+    }
+    const recipe = manifest.recipeHash;
+    await this.storage.copy(staged, objectKeys.inductorCache(input.tenantId, manifest.target, recipe, stored.sha256));
+    await this.storage.putJson(objectKeys.inductorCacheLatest(input.tenantId, manifest.target, recipe), {
+      sha256: stored.sha256,
+      size: stored.bytes,
+      buildId: input.buildId,
+      storedAt: new Date().toISOString(),
+    });
   }
 
   /**

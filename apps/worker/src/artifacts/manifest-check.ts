@@ -16,6 +16,12 @@ export interface ManifestExpectation {
    * driver's manifest, before the worker writes the field): only the field's shape is checked, when present.
    */
   reproduce?: boolean;
+  /**
+   * The sha256 of the inductor cache the build's grant offered, null when it offered none: a manifest's
+   * `inductorCache.restored` must be that one. Undefined (the build host reading its driver's manifest): only the
+   * field's shape is checked, when present.
+   */
+  offeredInductorCache?: string | null;
 }
 
 /** Most parts an artifact may list: today two (code + weights); room for per-tensor weights, not for abuse. */
@@ -89,6 +95,7 @@ export function checkManifest(m: unknown, job: ManifestExpectation): ArtifactMan
     seen.add(sha256);
   }
   checkReproduction(m.reproduction, job.reproduce);
+  checkInductorCache(m.inductorCache, job.offeredInductorCache);
   return m as unknown as ArtifactManifest;
 }
 
@@ -114,4 +121,28 @@ function checkReproduction(r: unknown, reproduce: boolean | undefined): void {
   }
   // A difference fails the build on the host (BUILD_NOT_REPRODUCIBLE): nothing that says so is ever signed.
   if (r.checked && r.identical !== true) throw new Error('manifest.reproduction says the rebuild differed');
+}
+
+/**
+ * `inductorCache` is absent or `{ restored, stored, ignored? }`, each archive null or `{ sha256, bytes }`, and the
+ * restored one is the cache the grant offered: a build that claims another tenant's (or any other) cache is refused.
+ */
+function checkInductorCache(c: unknown, offered: string | null | undefined): void {
+  if (c === undefined) return;
+  if (!isObject(c)) throw new Error('manifest.inductorCache is malformed');
+  for (const key of ['restored', 'stored'] as const) {
+    const a = c[key];
+    if (a === null) continue;
+    if (!isObject(a) || typeof a.sha256 !== 'string' || !SHA256_HEX.test(a.sha256)) {
+      throw new Error(`manifest.inductorCache.${key} is malformed`);
+    }
+    if (typeof a.bytes !== 'number' || !Number.isSafeInteger(a.bytes) || a.bytes < 1) {
+      throw new Error(`manifest.inductorCache.${key}.bytes is ${JSON.stringify(a.bytes)}`);
+    }
+  }
+  if (c.ignored !== undefined && typeof c.ignored !== 'string') throw new Error('manifest.inductorCache.ignored');
+  const restored = (c.restored as { sha256: string } | null)?.sha256 ?? null;
+  if (offered !== undefined && restored !== null && restored !== offered) {
+    throw new Error(`manifest.inductorCache.restored is ${restored}, the build was offered ${offered ?? 'no cache'}`);
+  }
 }

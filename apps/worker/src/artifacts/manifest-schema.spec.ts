@@ -90,3 +90,26 @@ describe("the orchestrator's check of reproduction against what the compilation 
     });
   }
 });
+
+describe("the orchestrator's check of the restored inductor cache against what the grant offered", () => {
+  const base = manifest('cpu/linux-x86_64-v3');
+  const [offered, other] = ['a1'.repeat(32), 'b2'.repeat(32)];
+  const withCache = (restored: string | null): unknown => ({
+    ...base,
+    inductorCache: { restored: restored && { sha256: restored, bytes: 100 }, stored: null },
+  });
+  const cases: [string, unknown, string | null | undefined, boolean][] = [
+    // [what, manifest, offered by the grant, accepted]
+    ['restored the offered cache', withCache(offered), offered, true],
+    ['offered one, restored none (ignored, or an older driver)', withCache(null), offered, true],
+    ['no field at all (a driver from before it)', base, offered, true],
+    ['restored another cache than the offered one', withCache(other), offered, false],
+    ['claims a restored cache when none was offered (another tenant’s)', withCache(other), null, false],
+    ['the build host’s own check (offer unknown): the shape only', withCache(other), undefined, true],
+  ];
+  for (const [what, doc, offeredInductorCache, accepted] of cases) {
+    it(`${accepted ? 'accepts' : 'refuses'}: ${what}`, () => {
+      assert.equal(workerAccepts(doc, { ...jobOf(base), offeredInductorCache }), accepted);
+    });
+  }
+});

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -176,6 +177,64 @@ describe('runCompileDriver', () => {
     const job = JSON.parse(await readFile(path.join(outcome.jobDir, 'job.json'), 'utf8')) as Record<string, unknown>;
     assert.equal(job.codeDonor, undefined);
     assert.match(outcome.log, /\[kiln\] code donor cccccccccccc not used: the sha256 is not the one recorded/);
+    await outcome.cleanup();
+  });
+
+  it('places an inductor cache in the job folder, read-only and in the view, and hands back the packed one', async (t) => {
+    const offered = 'inductor cache bytes';
+    const sha = createHash('sha256').update(offered).digest('hex');
+    const { outcome } = await build(t, 'success', {
+      inductorCache: { store: true, restore: { sha256: sha, write: (dest) => writeFile(dest, offered) } },
+    });
+    assert.equal(outcome.ok, true, outcome.log);
+    if (!outcome.ok) return;
+    const cachePath = path.join(outcome.jobDir, 'inductor-cache.zip');
+    assert.equal((await stat(cachePath)).mode & 0o777, 0o444);
+    const job = JSON.parse(await readFile(path.join(outcome.jobDir, 'job.json'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual(job.inductorCache, { store: true, restore: { archive: 'inductor-cache.zip', sha256: sha } });
+    const jobSchema = compileSchema('driver-job');
+    assert.ok(jobSchema(job), `job.json breaks driver-job.schema.json: ${JSON.stringify(jobSchema.errors)}`);
+    assert.ok((outcome.manifest.build.sandbox.view as { readOnly: string[] }).readOnly.includes(cachePath));
+    assert.deepEqual(outcome.manifest.inductorCache?.restored, { sha256: sha, bytes: offered.length });
+    const stored = outcome.manifest.inductorCache.stored!;
+    assert.deepEqual(outcome.inductorCache, {
+      path: path.join(outcome.jobDir, 'out', 'inductor-cache.zip'),
+      sha256: stored.sha256,
+      size: stored.bytes,
+    });
+    await outcome.cleanup();
+  });
+
+  it('builds without the inductor cache when it cannot be written, and says so', async (t) => {
+    const { outcome } = await build(t, 'success', {
+      inductorCache: {
+        store: false,
+        restore: {
+          sha256: 'e'.repeat(64),
+          write: async (dest) => {
+            await writeFile(dest, 'half');
+            throw new Error('the sha256 is not the one recorded');
+          },
+        },
+      },
+    });
+    assert.equal(outcome.ok, true, outcome.log);
+    if (!outcome.ok) return;
+    assert.equal(existsSync(path.join(outcome.jobDir, 'inductor-cache.zip')), false);
+    const job = JSON.parse(await readFile(path.join(outcome.jobDir, 'job.json'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual(job.inductorCache, { store: false });
+    assert.equal(outcome.inductorCache, null);
+    assert.match(outcome.log, /\[kiln\] inductor cache eeeeeeeeeeee not used: the sha256 is not the one recorded/);
+    await outcome.cleanup();
+  });
+
+  it('never hands back a packed cache that is a link out of the job (it could name any file the worker reads)', async (t) => {
+    const { outcome } = await build(t, 'symlink-cache', { inductorCache: { store: true } });
+    assert.equal(outcome.ok, true, outcome.log);
+    if (!outcome.ok) return;
+    assert.ok(outcome.manifest.inductorCache?.stored, 'the fake claims a stored cache');
+    assert.equal(outcome.inductorCache, null);
+    assert.match(outcome.log, /\[kiln\] inductor cache \w{12} not stored: .*symlink/);
     await outcome.cleanup();
   });
 

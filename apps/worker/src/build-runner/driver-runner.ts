@@ -59,6 +59,12 @@ export interface DriverJob {
   codeDonor?: { codePart: string; sha256: string; cacheKey: string };
   /** The worker's vector-ISA check, made once (vec-isa-check.ts); the driver then need not repeat it. */
   vecIsa?: VecIsaAnswer;
+  /**
+   * Per-tenant inductor caches (issue 17 item 3): `restore` names the scope's latest cache, downloaded into the job
+   * folder (`archive` relative to job.json's folder); `store`: pack the cache folder into out/ after a successful
+   * build. Set by runCompileDriver from its `inductorCache` option.
+   */
+  inductorCache?: { store: boolean; restore?: { archive: string; sha256: string } };
 }
 
 export type DriverPhase = 'loading' | 'compiling' | 'isa_check' | 'packaging' | 'verifying' | 'timing' | 'done';
@@ -99,10 +105,26 @@ export interface DriverCodeDonor {
 /** The donor code part's name in the job folder (job.json's `codeDonor.codePart`). */
 export const DONOR_CODE_FILE = 'donor-code.zip';
 
+/**
+ * The build's inductor cache scope: `restore` (when the scope has a cache) puts the archive, verified, at the path it
+ * is given; `store` asks the driver to pack its cache for the next build. An archive that cannot be written is left
+ * out (the build runs without it).
+ */
+export interface DriverInductorCache {
+  store: boolean;
+  restore?: { sha256: string; write: (dest: string) => Promise<void> };
+}
+
+/** The restored cache's name in the job folder, and the packed cache's in out/ (kiln_driver/inductor_cache.py). */
+export const INDUCTOR_CACHE_FILE = 'inductor-cache.zip';
+/** The largest packed cache the worker uploads (the driver packs none larger). */
+const MAX_INDUCTOR_CACHE_BYTES = 2 * 1024 ** 3 + 64 * 1024 ** 2;
+
 export interface RunCompileDriverOptions extends JobSandboxSettings {
   driverModule?: 'kiln_driver';
   model: DriverModelSource;
   codeDonor?: DriverCodeDonor;
+  inductorCache?: DriverInductorCache;
   /** The job; its `sandbox` field is filled here from what the sandbox will enforce. */
   job: Omit<DriverJob, 'sandbox'> & { sandbox?: Record<string, unknown> };
   signal?: AbortSignal;
@@ -130,6 +152,11 @@ export interface DriverSuccess extends OutcomeBase {
   manifest: ArtifactManifest;
   /** Folder holding each part as `<sha256>` (verified: size and hash match the manifest). */
   partsDir: string;
+  /**
+   * The inductor cache the driver packed (its manifest's inductorCache.stored), a regular file verified by size and
+   * sha256; null when there is none to upload (the log says why when one was claimed).
+   */
+  inductorCache: { path: string; sha256: string; size: number } | null;
 }
 
 export interface DriverFailure extends OutcomeBase {
@@ -186,6 +213,23 @@ export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<D
         await rm(donorPath, { force: true });
       }
     }
+    let inductorCache: DriverJob['inductorCache'];
+    const cachePath = path.join(folder.dir, INDUCTOR_CACHE_FILE);
+    if (opts.inductorCache) {
+      inductorCache = { store: opts.inductorCache.store };
+      const offered = opts.inductorCache.restore;
+      if (offered) {
+        try {
+          await offered.write(cachePath);
+          await chmod(cachePath, 0o444);
+          inductorCache.restore = { archive: INDUCTOR_CACHE_FILE, sha256: offered.sha256 };
+        } catch (err) {
+          // Only an optimisation: the build runs without it.
+          prepLog.push(`[kiln] inductor cache ${offered.sha256.slice(0, 12)} not used: ${(err as Error).message}`);
+          await rm(cachePath, { force: true });
+        }
+      }
+    }
     request = await jobSandboxRequest(
       opts,
       folder,
@@ -200,12 +244,13 @@ export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<D
         '--out',
         folder.outDir,
       ],
-      codeDonor ? [donorPath] : [],
+      [...(codeDonor ? [donorPath] : []), ...(inductorCache?.restore ? [cachePath] : [])],
     );
     const planned = planSandbox(request, request.host).record;
     const job: DriverJob = {
       ...opts.job,
       ...(codeDonor ? { codeDonor } : {}),
+      ...(inductorCache ? { inductorCache } : {}),
       sandbox: planned as unknown as Record<string, unknown>,
     };
     await writeFile(folder.jobPath, `${JSON.stringify(job, null, 2)}\n`, { mode: 0o444 });
@@ -263,7 +308,15 @@ export async function runCompileDriver(opts: RunCompileDriverOptions): Promise<D
       ...outcome.manifest.build,
       sandbox: result.record as unknown as ArtifactManifest['build']['sandbox'],
     };
-    return { ok: true, manifest: outcome.manifest, partsDir: outcome.partsDir, ...base(log, result.record) };
+    const cache = await storedInductorCache(outcome.manifest, folder.outDir);
+    const cacheLog = cache.note ? `[kiln] ${cache.note}\n` : '';
+    return {
+      ok: true,
+      manifest: outcome.manifest,
+      partsDir: outcome.partsDir,
+      inductorCache: cache.file,
+      ...base(log + cacheLog, result.record),
+    };
   }
   return {
     ok: false,
@@ -489,6 +542,29 @@ async function readManifest(outDir: string, job: RunCompileDriverOptions['job'])
     if (actual.sha256 !== sha256) throw new Error(`part ${sha256}: content hashes to ${actual.sha256}`);
   }
   return manifest;
+}
+
+/**
+ * The packed inductor cache the manifest names, checked like a part (a regular file, never through a link: the
+ * sandbox wrote the out folder, a link could name any file the worker may read), or null with the reason.
+ */
+async function storedInductorCache(
+  manifest: ArtifactManifest,
+  outDir: string,
+): Promise<{ file: DriverSuccess['inductorCache']; note?: string }> {
+  const stored = manifest.inductorCache?.stored;
+  if (!stored) return { file: null };
+  const file = path.join(outDir, INDUCTOR_CACHE_FILE);
+  try {
+    if (stored.bytes > MAX_INDUCTOR_CACHE_BYTES) throw new Error(`${stored.bytes} bytes`);
+    const actual = await hashUntrustedFile(file);
+    if (actual.size !== stored.bytes || actual.sha256 !== stored.sha256) {
+      throw new Error(`${actual.size} bytes hashing to ${actual.sha256} on disk`);
+    }
+    return { file: { path: file, sha256: stored.sha256, size: stored.bytes } };
+  } catch (err) {
+    return { file: null, note: `inductor cache ${stored.sha256.slice(0, 12)} not stored: ${(err as Error).message}` };
+  }
 }
 
 async function hashUntrustedFile(file: string): Promise<{ sha256: string; size: number }> {

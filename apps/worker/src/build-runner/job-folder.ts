@@ -15,6 +15,7 @@ import { etcView, pythonView } from './sandbox-view.js';
  *     ├ model.pt2        0444: the build's own model, downloaded straight here (never a shared downloads folder)
  *     ├ job.json         0444: the job, including the sandbox that applies
  *     ├ donor-code.zip   0444: a weights-only update's donor code part (only when the job names one)
+ *     ├ inductor-cache.zip 0444: the latest inductor cache of the build's scope (only when the job names one)
  *     ├ .sandbox/        the job's /etc/passwd and /etc/group
  *     └ tmp/ cache/ home/ out/   0700, owned by the sandbox user: the only folders the job may write
  *
