@@ -1,8 +1,12 @@
 """Per-tenant inductor caches (issue 17, item 3): a build with the scope's restored cache vs one without, same run.
 
-    .kiln/venv/bin/python bench/inductor_cache.py [--repeats N]
+    .kiln/venv/bin/python bench/inductor_cache.py [--repeats N] [--target FILE]
 
-Each repeat, in turn, all for linux-x86_64-v3 in one fixed build folder (KILN_BUILD_DIR, as the worker runs it):
+--target FILE: another target than linux-x86_64-v3, as {"recipe": ..., "requires": ...} from libs/targets (for the
+CUDA target on a GPU machine: bench/cuda/inductor-cache-target.json, linux-x86_64-cuda-sm90 as the catalog had it
+when written; see bench/README.md, "Inductor caches"); the job is otherwise the same.
+
+Each repeat, in turn, all for linux-x86_64-v3 (or --target) in one fixed build folder (KILN_BUILD_DIR, as the worker runs it):
   cold      mlp.pt2 without a cache (it stores one: the scope's cache),
   same      mlp.pt2 again, restoring that cache,
   changed   mlp with one layer changed (its GELU a SiLU: other generated code) restoring that cache,
@@ -40,6 +44,17 @@ sys.path[:0] = [
     str(REPO / "test" / "fixtures"),
 ]
 
+try:
+    import pytest  # noqa: F401 - conftest's fixtures import it
+except (
+    ImportError
+):  # a GPU machine without pytest: conftest only needs its decorator here
+    import types
+
+    _stub = types.ModuleType("pytest")
+    _stub.fixture = lambda *a, **k: a[0] if a and callable(a[0]) else (lambda f: f)  # type: ignore[attr-defined]
+    sys.modules["pytest"] = _stub
+
 from conftest import DriverRun, fixtures_dir, make_job, run_driver
 from make_models import MLP, _export
 
@@ -66,6 +81,24 @@ def _phase_walls(run: DriverRun) -> dict[str, float]:
     return {p: round(ends[p] - starts[p], 2) for p in starts if p in ends}
 
 
+TARGET: dict[
+    str, Any
+] = {}  # --target: the recipe and requires that replace linux-x86_64-v3's
+
+
+def _job(**overrides: Any) -> dict[str, Any]:
+    job = make_job(3, **overrides)
+    if TARGET:
+        job.update(
+            targetId=TARGET["recipe"]["targetId"],
+            recipe=TARGET["recipe"],
+            requires=TARGET["requires"],
+        )
+        if TARGET["recipe"]["device"] == "cuda":
+            job["host"] = {**job["host"], "gpuName": torch.cuda.get_device_name(0)}
+    return job
+
+
 def _build(model: Path, base: Path, cache: Path | None) -> dict[str, Any]:
     base.mkdir(parents=True)
     inductor_cache: dict[str, Any] = {"store": True}
@@ -76,7 +109,7 @@ def _build(model: Path, base: Path, cache: Path | None) -> dict[str, Any]:
         ]["sha256"]
         inductor_cache["restore"] = {"archive": ARCHIVE, "sha256": sha}
     start = time.monotonic()
-    run = run_driver(model, make_job(3, inductorCache=inductor_cache), base)
+    run = run_driver(model, _job(inductorCache=inductor_cache), base)
     wall = time.monotonic() - start
     if run.returncode != 0:
         raise SystemExit(
@@ -158,6 +191,7 @@ def _machine() -> dict[str, Any]:
         "load": os.getloadavg(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 
 
@@ -166,7 +200,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--target",
+        type=Path,
+        help='{"recipe", "requires"} of another target (JSON file)',
+    )
     args = parser.parse_args()
+    if args.target:
+        TARGET.update(json.loads(args.target.read_text()))
     if not (fixtures_dir() / "mlp.pt2").exists():
         raise SystemExit(
             f"missing fixture mlp.pt2: python test/fixtures/make_models.py {fixtures_dir()}"
