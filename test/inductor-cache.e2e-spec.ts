@@ -9,17 +9,15 @@ import type { ArtifactManifest } from '@kiln/contracts';
 import { objectKeys } from '@kiln/storage';
 import { findTarget, recipeHash } from '@kiln/targets';
 import {
-  api,
+  addVersion,
   type ApiProcess,
-  type CompilationBody,
+  compileForTarget,
   createTenant,
   fixture,
   startApi,
-  storedManifest,
   storage,
   type TestTenant,
   uploadModel,
-  waitForCompilation,
   WorkerProcess,
 } from './support/kiln-harness.js';
 
@@ -29,13 +27,6 @@ const RECIPE = recipeHash(findTarget(TARGET)!.recipe);
 let app: ApiProcess;
 const worker = new WorkerProcess();
 const s3 = storage();
-
-interface ArtifactBody {
-  id: string;
-  targetId: string;
-  cacheKey: string;
-  parts: ArtifactManifest['parts'];
-}
 
 before(async () => {
   app = await startApi();
@@ -49,37 +40,9 @@ after(async () => {
   s3.client.destroy();
 });
 
-async function addVersion(who: TestTenant, modelId: string, file: Buffer): Promise<string> {
-  const res = await api(app)
-    .post(`/v1/models/${modelId}/versions?filename=next.pt2`)
-    .set(who.auth)
-    .set('Content-Type', 'application/octet-stream')
-    .send(file)
-    .expect(201);
-  return (res.body as { id: string }).id;
-}
-
-/** Compiles a version for TARGET; returns its artifact, its stored manifest and its build log. */
-async function compile(
-  who: TestTenant,
-  versionId: string,
-  reproduce = false,
-): Promise<{ artifact: ArtifactBody; manifest: ArtifactManifest; log: string }> {
-  const created = await api(app)
-    .post(`/v1/versions/${versionId}/compilations`)
-    .set(who.auth)
-    .send({ targets: [TARGET], ...(reproduce ? { reproduce: true } : {}) })
-    .expect(201);
-  const id = (created.body as CompilationBody).id;
-  const done = await waitForCompilation(app, who, id);
-  const build = done.builds[0];
-  assert.equal(build.status, 'succeeded', `${build.errorCode} ${build.errorMessage}`);
-  const list = await api(app).get(`/v1/versions/${versionId}/artifacts`).set(who.auth).expect(200);
-  const artifact = (list.body as ArtifactBody[]).find((a) => a.targetId === TARGET)!;
-  const manifest = await storedManifest<ArtifactManifest>(s3, who.id, artifact.cacheKey);
-  const log = await api(app).get(`/v1/compilations/${id}/builds/${TARGET}/log`).set(who.auth).expect(200);
-  return { artifact, manifest, log: (log.body as { log: string }).log };
-}
+/** Compiles a version for TARGET (compileForTarget): its artifact, stored manifest and build log. */
+const compile = (who: TestTenant, versionId: string, reproduce = false) =>
+  compileForTarget(app, s3, who, versionId, TARGET, { reproduce });
 
 const code = (parts: ArtifactManifest['parts']) => parts.find((p) => p.role === 'code')!;
 
@@ -118,7 +81,7 @@ describe('inductor caches: per tenant, target and recipe; restored into the next
   test('tenant A second version (another model): restores the first build cache; rebuilt without it, same bytes', async () => {
     // reproduce: the second build of the same job runs in a fresh sandbox WITHOUT the cache, and the parts must be
     // byte-identical (else BUILD_NOT_REPRODUCIBLE): the restored cache did not change the code.
-    a2 = await compile(tenantA, await addVersion(tenantA, modelA, await fixture('cnn.pt2')), true);
+    a2 = await compile(tenantA, await addVersion(app, tenantA, modelA, await fixture('cnn.pt2')), true);
     const stored1 = a1.manifest.inductorCache!.stored!;
     const cache = a2.manifest.inductorCache;
     assert.ok(cache);

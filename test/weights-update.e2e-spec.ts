@@ -8,17 +8,15 @@ import { after, before, describe, test } from 'node:test';
 import type { ArtifactManifest } from '@kiln/contracts';
 import { objectKeys } from '@kiln/storage';
 import {
-  api,
+  addVersion,
   type ApiProcess,
-  type CompilationBody,
+  compileForTarget,
   createTenant,
   fixture,
   startApi,
-  storedManifest,
   storage,
   type TestTenant,
   uploadModel,
-  waitForCompilation,
   WorkerProcess,
 } from './support/kiln-harness.js';
 
@@ -28,14 +26,6 @@ let app: ApiProcess;
 let tenant: TestTenant;
 const worker = new WorkerProcess();
 const s3 = storage();
-
-interface ArtifactBody {
-  id: string;
-  targetId: string;
-  cacheKey: string;
-  parts: ArtifactManifest['parts'];
-  reuse: ArtifactManifest['reuse'] | null;
-}
 
 before(async () => {
   app = await startApi();
@@ -50,36 +40,8 @@ after(async () => {
   s3.client.destroy();
 });
 
-async function addVersion(who: TestTenant, modelId: string, file: Buffer): Promise<string> {
-  const res = await api(app)
-    .post(`/v1/models/${modelId}/versions?filename=next.pt2`)
-    .set(who.auth)
-    .set('Content-Type', 'application/octet-stream')
-    .send(file)
-    .expect(201);
-  return (res.body as { id: string }).id;
-}
-
-/** Compiles a version for TARGET; returns its artifact, its stored manifest and its build log. */
-async function compile(
-  who: TestTenant,
-  versionId: string,
-): Promise<{ artifact: ArtifactBody; manifest: ArtifactManifest; log: string }> {
-  const created = await api(app)
-    .post(`/v1/versions/${versionId}/compilations`)
-    .set(who.auth)
-    .send({ targets: [TARGET] })
-    .expect(201);
-  const id = (created.body as CompilationBody).id;
-  const done = await waitForCompilation(app, who, id);
-  const build = done.builds[0];
-  assert.equal(build.status, 'succeeded', `${build.errorCode} ${build.errorMessage}`);
-  const list = await api(app).get(`/v1/versions/${versionId}/artifacts`).set(who.auth).expect(200);
-  const artifact = (list.body as ArtifactBody[]).find((a) => a.targetId === TARGET)!;
-  const manifest = await storedManifest<ArtifactManifest>(s3, who.id, artifact.cacheKey);
-  const log = await api(app).get(`/v1/compilations/${id}/builds/${TARGET}/log`).set(who.auth).expect(200);
-  return { artifact, manifest, log: (log.body as { log: string }).log };
-}
+/** Compiles a version for TARGET (compileForTarget): its artifact, stored manifest and build log. */
+const compile = (who: TestTenant, versionId: string) => compileForTarget(app, s3, who, versionId, TARGET);
 
 const code = (parts: ArtifactManifest['parts']) => parts.find((p) => p.role === 'code')!;
 const weights = (parts: ArtifactManifest['parts']) => parts.find((p) => p.role === 'weights')!;
@@ -97,7 +59,7 @@ describe('weights-only update: v2 of a model reuses the code part of v1', () => 
   });
 
   test('v2 (other weights) gets v1 code part byte for byte and a new weights part, verified', async () => {
-    const v2 = await compile(tenant, await addVersion(tenant, modelId, await fixture('mlp-retrained.pt2')));
+    const v2 = await compile(tenant, await addVersion(app, tenant, modelId, await fixture('mlp-retrained.pt2')));
     assert.notEqual(v2.manifest.modelContentHash, v1.manifest.modelContentHash);
     assert.equal(code(v2.artifact.parts).sha256, code(v1.artifact.parts).sha256, 'the code part was not reused');
     assert.notEqual(weights(v2.artifact.parts).sha256, weights(v1.artifact.parts).sha256, 'the weights are v1 own');
@@ -123,7 +85,7 @@ describe('weights-only update: v2 of a model reuses the code part of v1', () => 
     // donor of its own, and the first tenant's artifacts must not stand in.
     const other = await createTenant(app, 'weights-update-other');
     const up = await uploadModel(app, other, 'mlp', await fixture('mlp.pt2'));
-    const v2 = await compile(other, await addVersion(other, up.modelId, await fixture('mlp-retrained.pt2')));
+    const v2 = await compile(other, await addVersion(app, other, up.modelId, await fixture('mlp-retrained.pt2')));
     assert.equal(v2.manifest.reuse, undefined, 'a donor was offered across tenants');
     assert.doesNotMatch(v2.log, /reusing it with the new weights|code generation only/);
   });

@@ -2,6 +2,7 @@
 // processes `npm start` runs (node dist/apps/<app>/src/main.js, scripts/lib/build-dist.ts), each a child process
 // of the test (so a test can kill -9 one); supertest talks to the API over a real port. Each test file makes its
 // own tenant.
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -9,6 +10,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
 import { loadKilnConfig } from '@kiln/config';
+import type { ArtifactManifest } from '@kiln/contracts';
 import { freeLoopbackPort, objectStorageFor } from '@kiln/core';
 import { type ObjectStorage, objectKeys } from '@kiln/storage';
 import { APP_NODE_FLAGS, buildDist, distEntry } from '../../scripts/lib/build-dist.js';
@@ -299,6 +301,61 @@ export async function waitForCompilation(
     if (Date.now() > deadline) throw new Error(`compilation not done in time: ${JSON.stringify(last, null, 2)}`);
     await sleep(1000);
   }
+}
+
+/** A new version of an existing model (POST /v1/models/:id/versions); returns its id. */
+export async function addVersion(
+  app: ApiProcess,
+  tenant: TestTenant,
+  modelId: string,
+  file: Buffer,
+  filename = 'next.pt2',
+): Promise<string> {
+  const res = await api(app)
+    .post(`/v1/models/${modelId}/versions?filename=${filename}`)
+    .set(tenant.auth)
+    .set('Content-Type', 'application/octet-stream')
+    .send(file)
+    .expect(201);
+  return (res.body as { id: string }).id;
+}
+
+/** An artifact as GET /v1/versions/:id/artifacts lists it (the fields the e2e tests read). */
+export interface ArtifactBody {
+  id: string;
+  targetId: string;
+  cacheKey: string;
+  parts: ArtifactManifest['parts'];
+  reproduction: ArtifactManifest['reproduction'] | null;
+  reuse: ArtifactManifest['reuse'] | null;
+}
+
+/**
+ * Compiles a version for one target and waits until its build succeeded; returns the artifact as the API lists it,
+ * its manifest as stored in S3 and its build log.
+ */
+export async function compileForTarget(
+  app: ApiProcess,
+  s3: ObjectStorage,
+  tenant: TestTenant,
+  versionId: string,
+  target: string,
+  options: { reproduce?: boolean } = {},
+): Promise<{ artifact: ArtifactBody; manifest: ArtifactManifest; log: string }> {
+  const created = await api(app)
+    .post(`/v1/versions/${versionId}/compilations`)
+    .set(tenant.auth)
+    .send({ targets: [target], ...(options.reproduce ? { reproduce: true } : {}) })
+    .expect(201);
+  const id = (created.body as CompilationBody).id;
+  const done = await waitForCompilation(app, tenant, id);
+  const build = done.builds[0];
+  assert.equal(build.status, 'succeeded', `${build.errorCode} ${build.errorMessage}`);
+  const list = await api(app).get(`/v1/versions/${versionId}/artifacts`).set(tenant.auth).expect(200);
+  const artifact = (list.body as ArtifactBody[]).find((a) => a.targetId === target)!;
+  const manifest = await storedManifest<ArtifactManifest>(s3, tenant.id, artifact.cacheKey);
+  const log = await api(app).get(`/v1/compilations/${id}/builds/${target}/log`).set(tenant.auth).expect(200);
+  return { artifact, manifest, log: (log.body as { log: string }).log };
 }
 
 export async function uploadModel(

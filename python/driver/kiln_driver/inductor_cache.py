@@ -16,7 +16,6 @@ second time without one and compares). Python 3.11.2 here has no tarfile extract
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -24,6 +23,8 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import TypedDict
+
+from kiln_runtime.cache import sha256_file
 
 from .package_parts import WEIGHTS_BLOB_SUFFIX
 from .progress import log
@@ -66,14 +67,6 @@ class InductorCacheRecord(_InductorCacheRequired, total=False):
 
 class BadCache(Exception):
     """The offered archive is not restored; the message says why."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_name(name: str) -> PurePosixPath:

@@ -26,7 +26,6 @@ manifest's `reuse` says which code part was reused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -34,6 +33,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypedDict
+
+from kiln_runtime.cache import sha256_file
 
 from .compile import inductor_configs_for, weights_blobs
 from .errors import DriverError, ErrorCode
@@ -100,14 +101,6 @@ class DonorCode:
     metadata: dict[str, Any]
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def source_body(text: str) -> str:
     """A generated source without the compile and link commands inductor appends (they name the build folder)."""
     at = text.rfind(_COMMAND_COMMENTS)
@@ -127,7 +120,7 @@ def load_donor(donor: CodeDonor, job_dir: Path, job: Job) -> DonorCode:
     path = job_dir / donor["codePart"]
     if not path.is_file():
         raise DriverError(ErrorCode.INTERNAL, f"the job's code donor {donor['codePart']!r} is not a file")
-    actual = _sha256_file(path)
+    actual = sha256_file(path)
     if actual != donor["sha256"]:
         raise DriverError(
             ErrorCode.INTERNAL,
@@ -253,10 +246,10 @@ def store_parts(donor: DonorCode, blob: Path, parts_dir: Path) -> list[PartFile]
     parts_dir.mkdir(parents=True, exist_ok=True)
     code = parts_dir / donor.sha256
     shutil.copyfile(donor.path, code)
-    if _sha256_file(code) != donor.sha256:  # the donor file changed under us: never store what we did not check
+    if sha256_file(code) != donor.sha256:  # the donor file changed under us: never store what we did not check
         code.unlink()
         raise DriverError(ErrorCode.DRIVER_CRASHED, "the code donor's file changed while the build read it")
-    sha = _sha256_file(blob)
+    sha = sha256_file(blob)
     weights = parts_dir / sha
     size = blob.stat().st_size
     # The work dir may be on another mount than the output (the fixed build folder is a bind in the sandbox).

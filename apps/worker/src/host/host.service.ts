@@ -95,10 +95,11 @@ export class HostService implements OnApplicationShutdown {
   /** Each compiler of the catalog with the file its vector-ISA answer is kept in (under the worker's work folder). */
   private vecIsaCompilers(): { cxx: string; file: string; key: string }[] {
     const probe = this.requireProbe();
-    const paths = [...new Set(Object.values(probe.toolchain.compilers).map((c) => c.path))];
-    return paths.flatMap((cxx) => {
-      const compiler = Object.values(probe.toolchain.compilers).find((c) => c.path === cxx);
-      if (!cxx || !compiler) return [];
+    // One per compiler binary: several recipe compiler names may resolve to the same path.
+    const byPath = new Map(
+      Object.values(probe.toolchain.compilers).flatMap((c) => (c.path ? [[c.path, c] as const] : [])),
+    );
+    return [...byPath].map(([cxx, compiler]) => {
       const key = vecIsaKey({
         pythonPath: probe.toolchain.pythonPath,
         torch: probe.toolchain.torch,
@@ -106,7 +107,7 @@ export class HostService implements OnApplicationShutdown {
         compilerVersion: compiler.versionLine,
         cpuFlags: [probe.cpuModel, ...probe.cpuFlags],
       });
-      return [{ cxx, key, file: path.join(this.config.workDir, 'vec-isa', `${key}.json`) }];
+      return { cxx, key, file: path.join(this.config.workDir, 'vec-isa', `${key}.json`) };
     });
   }
 
