@@ -4,15 +4,23 @@
 // downloads it through a presigned GET from its workflow, and the real driver proves the generated code equal before
 // it reuses it. Another tenant's artifacts are never a donor, even for the same bytes.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { loadKilnConfig } from '@kiln/config';
 import type { ArtifactManifest } from '@kiln/contracts';
 import { objectKeys } from '@kiln/storage';
 import {
   addVersion,
+  api,
   type ApiProcess,
   compileForTarget,
   createTenant,
   fixture,
+  REPO_ROOT,
   startApi,
   storage,
   type TestTenant,
@@ -78,6 +86,64 @@ describe('weights-only update: v2 of a model reuses the code part of v1', () => 
     // The code part is stored once, shared by both artifacts.
     const c = code(v2.artifact.parts);
     assert.equal(await s3.size(objectKeys.blob(tenant.id, c.sha256)), c.size);
+  });
+
+  test('a device that holds v1 downloads only the tensors a head fine-tune changed (issue 17, item 1)', async () => {
+    // v3 re-initialises only the last layer: its weights part lists six tensors, four with v1's bytes.
+    const v3 = await compile(tenant, await addVersion(app, tenant, modelId, await fixture('mlp-head-tuned.pt2')));
+    assert.equal(v3.manifest.reuse?.reused, true, v3.log);
+    const part = weights(v3.manifest.parts);
+    const held = new Set(weights(v1.manifest.parts).tensors!.map((t) => t.sha256));
+    const changed = part.tensors!.filter((t) => !held.has(t.sha256));
+    assert.deepEqual(
+      changed.map((t) => t.name),
+      ['net_4_weight', 'net_4_bias'],
+    );
+    const token = (
+      await api(app)
+        .post(`/v1/admin/tenants/${tenant.id}/keys`)
+        .set('Authorization', `Bearer ${loadKilnConfig().KILN_ADMIN_TOKEN}`)
+        .send({ kind: 'device', models: ['*'] })
+        .expect(201)
+    ).body as { key: string };
+    const signingKey = ((await api(app).get('/v1/signing-keys').expect(200)).body as { publicKey: string }[])[0];
+    const cache = await mkdtemp(path.join(tmpdir(), 'kiln-tensor-delta-'));
+    try {
+      const fetchVersion = async (version: number) => {
+        const { stdout } = await promisify(execFile)(
+          path.join(REPO_ROOT, '.kiln', 'venv', 'bin', 'kiln-device'),
+          ['fetch', 'mlp', '--version', String(version), '--json', '--no-progress', '--api', app.url],
+          {
+            env: {
+              ...process.env,
+              KILN_DEVICE_TOKEN: token.key,
+              KILN_SIGNING_PUBLIC_KEY: signingKey.publicKey,
+              KILN_CACHE_DIR: cache,
+            },
+            timeout: 300_000,
+          },
+        );
+        const out = JSON.parse(stdout) as {
+          chosen: { targetId?: string };
+          verified: { parts: { role: string; sha256: string; downloadedBytes: number; tensorsFromCache: number }[] };
+        };
+        assert.equal(out.chosen.targetId, TARGET);
+        return out.verified.parts.find((p) => p.role === 'weights')!;
+      };
+      const first = await fetchVersion(1);
+      assert.deepEqual([first.downloadedBytes, first.tensorsFromCache], [weights(v1.manifest.parts).size, 0]);
+      const update = await fetchVersion(3);
+      assert.equal(update.sha256, part.sha256, 'the assembled part is the signed one (its sha256 was checked)');
+      // The two changed tensors are neighbours: one Range request, the padding between them included.
+      const last = changed[changed.length - 1];
+      assert.deepEqual(
+        [update.downloadedBytes, update.tensorsFromCache],
+        [last.offset + last.size - changed[0].offset, 4],
+      );
+      assert.ok(update.downloadedBytes < part.size / 30, `${update.downloadedBytes} of ${part.size} bytes`);
+    } finally {
+      await rm(cache, { recursive: true, force: true });
+    }
   });
 
   test('another tenant with the same bytes never gets this tenant code as a donor', async () => {

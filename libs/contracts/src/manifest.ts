@@ -31,6 +31,21 @@ export interface ArtifactPart {
   size: number;
   /** For `weights`: the zip entry path inside the code package where this blob belongs. */
   entry?: string;
+  /**
+   * For `weights`: every tensor's byte range in the blob, by offset, none overlapping, with the sha256 of its bytes;
+   * every other byte is zero. A device that holds some of these tensors (from an earlier version) downloads only the
+   * others and checks the whole part's sha256. Absent when the build could not index the blob.
+   */
+  tensors?: TensorRange[];
+}
+
+/** One tensor of a weights part (python/driver/kiln_driver/weights_layout.py writes them). */
+export interface TensorRange {
+  /** The constant's name in the generated code (e.g. `net_0_weight`). */
+  name: string;
+  offset: number;
+  size: number;
+  sha256: string;
 }
 
 export interface ArtifactRequirements {

@@ -40,6 +40,7 @@ from .progress import Events, log, valid_traceparent
 from .reuse import DonorCode, NotReusable, Reuse, load_donor, not_reused, store_parts, try_reuse
 from .toolchain import BuildGpu, build_gpu, check_toolchain
 from .verify import DEFAULT_TIMING_MAX_S, Verifier, VerifyRequest
+from .weights_layout import NoLayout, weights_layout
 
 MANIFEST_FILE = "manifest.json"
 ERROR_FILE = "error.json"
@@ -372,8 +373,19 @@ def _build(
         part: ArtifactPart = {"role": "code" if p.role == "code" else "weights", "sha256": p.sha256, "size": p.size}
         if p.entry is not None:
             part["entry"] = p.entry
+            try:
+                part["tensors"] = weights_layout(part_files[0].path, p.entry, p.path)
+            except NoLayout as exc:
+                log.warning("weights part %s: no per-tensor index (%s); devices download it whole", p.sha256, exc)
         parts.append(part)
-        log.info("part %s %s %d bytes%s", p.role, p.sha256, p.size, f" -> {p.entry}" if p.entry else "")
+        log.info(
+            "part %s %s %d bytes%s%s",
+            p.role,
+            p.sha256,
+            p.size,
+            f" -> {p.entry}" if p.entry else "",
+            f", {len(part['tensors'])} tensors" if "tensors" in part else "",
+        )
     reused = donor is not None and reused_blob is not None
     freed = drop_compile_outputs(None if reused else compiled.package, os.environ.get("TORCHINDUCTOR_CACHE_DIR"))
     log.info("removed the compiled package and inductor's copies of the weights (%d bytes): the parts hold them", freed)

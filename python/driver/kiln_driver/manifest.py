@@ -15,6 +15,7 @@ from .progress import dumps
 from .reuse import Reuse
 from .toolchain import BuildGpu
 from .verify import TimingResult, VerificationResult
+from .weights_layout import TensorRange
 
 MANIFEST_VERSION: Literal[1] = 1
 
@@ -27,6 +28,9 @@ class _ArtifactPartRequired(TypedDict):
 
 class ArtifactPart(_ArtifactPartRequired, total=False):
     entry: str  # weights only: where the blob belongs inside the code package
+    # weights only: every tensor's byte range and sha256 (kiln_driver.weights_layout), so a device that holds some of
+    # them downloads only the others; absent when the wrapper did not describe the blob exactly
+    tensors: list[TensorRange]
 
 
 class ArtifactRequirements(TypedDict):

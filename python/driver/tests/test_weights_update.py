@@ -94,6 +94,19 @@ def test_a_fine_tune_reuses_the_donors_code_part(mlp_v3: DriverRun, mlp_update: 
     assert "weights-only update: the generated code equals code part" in mlp_update.stderr
 
 
+def test_the_updated_weights_part_is_indexed_with_the_same_layout(
+    mlp_v3: DriverRun, mlp_update: DriverRun, fixtures: Path
+) -> None:
+    """The reuse path (donor code part + new blob) indexes its blob too (issue 17 item 1): same names and ranges,
+    the new bytes, each the portable graph's own weight file."""
+    old, new = _weights_part(mlp_v3)["tensors"], _weights_part(mlp_update)["tensors"]
+    assert [(t["name"], t["offset"], t["size"]) for t in new] == [(t["name"], t["offset"], t["size"]) for t in old]
+    assert not {t["sha256"] for t in new} & {t["sha256"] for t in old}, "mlp-retrained changed every tensor"
+    with zipfile.ZipFile(fixtures / "mlp-retrained.pt2") as z:
+        portable = {hashlib.sha256(z.read(n)).hexdigest() for n in z.namelist() if "/data/weights/weight_" in n}
+    assert {t["sha256"] for t in new} <= portable
+
+
 def test_the_reused_artifact_computes_the_fine_tune(
     fixtures: Path, mlp_v3: DriverRun, mlp_update: DriverRun, tmp_path: Path
 ) -> None:

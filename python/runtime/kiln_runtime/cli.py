@@ -230,7 +230,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
                 "manifestSha256": fetched.manifest.sha256,
                 "signingKeyId": fetched.manifest.signing_key_id,
                 "parts": [
-                    {"role": p.role, "sha256": p.sha256, "size": p.size, "path": str(path)} for p, path in fetched.parts
+                    {"role": p.role, "sha256": p.sha256, "size": p.size, "path": str(path), **t.as_json()}
+                    for (p, path), t in zip(fetched.parts, fetched.transfers, strict=True)
                 ],
             },
             hostCompatible=host.compatible,

@@ -22,6 +22,7 @@ from .portable import make_loadable_copy
 from .program_checks import check_portable_program
 from .resolution import Resolution, ResolvedArtifact, ResolvedPart, parse_resolution
 from .signing import PORTABLE_SIGNATURE_DOMAIN, TrustStore, verify_signature
+from .tensor_delta import NoDelta, Tensor, TensorIndex, assemble_delta, parse_tensor_index
 
 log = logging.getLogger("kiln_runtime")
 DEFAULT_API_URL = "http://127.0.0.1:3000"
@@ -48,11 +49,28 @@ class VerifiedPortableManifest:
 
 
 @dataclass(frozen=True)
+class PartTransfer:
+    """What getting one part cost: bytes asked of the server (0 when it was cached), tensors this device held."""
+
+    downloaded: int
+    tensors: int = 0  # tensors the signed manifest lists for a weights part (0: none listed)
+    tensors_from_cache: int = 0
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "downloadedBytes": self.downloaded,
+            "tensors": self.tensors,
+            "tensorsFromCache": self.tensors_from_cache,
+        }
+
+
+@dataclass(frozen=True)
 class FetchedArtifact:
     artifact: ResolvedArtifact
     manifest: VerifiedManifest
     package: Path  # the assembled AOTInductor package, loadable with aoti_load_package
     parts: tuple[tuple[ResolvedPart, Path], ...]
+    transfers: tuple[PartTransfer, ...] = ()  # one per part, in the order of `parts`
 
 
 class KilnClient:
@@ -157,11 +175,15 @@ class KilnClient:
         """Verified manifest, every part downloaded and checked against it, and the assembled package."""
         manifest = manifest or self.fetch_manifest(artifact)
         parts: list[tuple[ResolvedPart, Path]] = []
+        transfers: list[PartTransfer] = []
+        indexes = tensor_indexes(manifest.data)
         for part in manifest_parts(manifest.data, artifact):
             what = f"{artifact.target_id} {part.role} part" + (
                 f" ({part.entry.rsplit('/', 1)[-1]})" if part.entry else ""
             )
-            parts.append((part, self._blob(part.url, part.sha256, part.size, what)))
+            path, transfer = self._part(part, indexes.get(part.sha256, ()), what)
+            parts.append((part, path))
+            transfers.append(transfer)
         code = next(path for part, path in parts if part.role == "code")
         weights = [(part.entry or "", path) for part, path in parts if part.role == "weights"]
         package = derived_file(
@@ -170,7 +192,37 @@ class KilnClient:
             lambda tmp: assemble_package(code, weights, tmp),
             rehash=self.rehash_cache,
         )
-        return FetchedArtifact(artifact, manifest, package, tuple(parts))
+        return FetchedArtifact(artifact, manifest, package, tuple(parts), tuple(transfers))
+
+    def _part(self, part: ResolvedPart, tensors: tuple[Tensor, ...], what: str) -> tuple[Path, PartTransfer]:
+        """One verified part. A weights part whose tensors this device partly holds is assembled from those plus
+        Range requests for the others (tensor_delta.py); anything else, or a delta that does not check out, is
+        downloaded whole."""
+        index = TensorIndex(self.cache)
+        with self.cache.lock(part.sha256):
+            cached = self.cache.verified_blob(part.sha256, part.size, rehash=self.rehash_cache)
+            if cached is not None:
+                index.record(part.sha256, tensors)
+                return cached, PartTransfer(0, len(tensors))
+            if tensors and index.held(tensors):
+                try:
+                    delta = assemble_delta(
+                        part.url,
+                        self.cache,
+                        sha256=part.sha256,
+                        size=part.size,
+                        tensors=tensors,
+                        retry=self.retry,
+                        what=what,
+                    )
+                except NoDelta as exc:
+                    log.warning("%s: %s; downloading it whole", what, exc)
+                else:
+                    index.record(part.sha256, tensors)
+                    return delta.path, PartTransfer(delta.downloaded, len(tensors), delta.reused_tensors)
+        path = self._blob(part.url, part.sha256, part.size, what)
+        index.record(part.sha256, tensors)
+        return path, PartTransfer(part.size, len(tensors))
 
     def fetch_portable_manifest(self, resolution: Resolution) -> VerifiedPortableManifest:
         """The portable graph's signed manifest: its sha256 as resolved, a signature by a trusted key (portable
@@ -301,15 +353,28 @@ def check_manifest(data: Any, artifact: ResolvedArtifact) -> None:
             raise _invalid(f"parts[{i}].size is not a size")
         if p["role"] == "code":
             codes += 1
+            if "tensors" in p:
+                raise _invalid(f"parts[{i}]: a code part lists tensors")
         else:
             try:
                 check_weights_entry(str(p.get("entry")))
+                if "tensors" in p:
+                    parse_tensor_index(p["tensors"], p["size"])
             except ValueError as exc:
                 raise _invalid(f"parts[{i}]: {exc}") from exc
     if codes != 1:
         raise _invalid(f"{codes} code parts (expected exactly one)")
     if not isinstance(data.get("requires"), dict):
         raise _invalid("no requires section")
+
+
+def tensor_indexes(manifest: dict[str, Any]) -> dict[str, tuple[Tensor, ...]]:
+    """The signed per-tensor index of each weights part that has one, by the part's sha256 (check_manifest ran)."""
+    return {
+        p["sha256"]: parse_tensor_index(p["tensors"], p["size"])
+        for p in manifest["parts"]
+        if p["role"] == "weights" and "tensors" in p
+    }
 
 
 def manifest_parts(manifest: dict[str, Any], artifact: ResolvedArtifact) -> list[ResolvedPart]:

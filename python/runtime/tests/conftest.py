@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kiln_runtime.package_parts import split_package
 from kiln_runtime.signing import PORTABLE_SIGNATURE_DOMAIN, SIGNATURE_DOMAIN, key_id
 
-_RANGE = re.compile(r"^bytes=(\d+)-$")
+_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
 @dataclass
@@ -110,21 +110,22 @@ class _Handler(BaseHTTPRequestHandler):
             data = bytearray(data)
             data[fault.corrupt_at] ^= 0x01
             data = bytes(data)
-        start = 0
+        start, end = 0, len(data)
         m = _RANGE.match(rng or "")
         if m and not fault.ignore_range:
             start = int(m.group(1))
-            if start >= len(data):
+            end = min(int(m.group(2)) + 1, len(data)) if m.group(2) else len(data)
+            if start >= len(data) or end <= start:
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{len(data)}")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
         else:
             self.send_response(200)
-        body = data[start:]
+        body = data[start:end]
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()

@@ -20,7 +20,9 @@ export const toArtifactResponse = (a: ArtifactEntity): ArtifactResponseDto => ({
   timing: a.manifest.timing,
   isaCheck: a.manifest.isaCheck,
   toolchain: a.manifest.toolchain,
-  parts: a.manifest.parts,
+  // The per-tensor index of weights parts stays in the signed manifest (devices read it there): a big model's list
+  // of thousands of tensors would swell every artifact listing.
+  parts: a.manifest.parts.map(({ tensors: _tensors, ...part }) => part),
   reproduction: a.manifest.reproduction ?? null,
   reuse: a.manifest.reuse ?? null,
 });

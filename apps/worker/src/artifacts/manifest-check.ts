@@ -91,12 +91,44 @@ export function checkManifest(m: unknown, job: ManifestExpectation): ArtifactMan
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
       throw new Error(`part ${sha256}: bad size`);
     if (role === 'weights' && typeof entry !== 'string') throw new Error(`weights part ${sha256} has no entry`);
+    if (part.tensors !== undefined) {
+      if (role !== 'weights') throw new Error(`code part ${sha256} lists tensors`);
+      checkTensorIndex(part.tensors, size, sha256);
+    }
     if (seen.has(sha256)) throw new Error(`part ${sha256} is listed twice`);
     seen.add(sha256);
   }
   checkReproduction(m.reproduction, job.reproduce);
   checkInductorCache(m.inductorCache, job.offeredInductorCache);
   return m as unknown as ArtifactManifest;
+}
+
+/** Most tensors one weights part may list (the schema's maxItems): a bigger index would make the manifest too big. */
+export const MAX_PART_TENSORS = 16384;
+const TENSOR_NAME = /^[A-Za-z0-9_.]{1,400}$/;
+
+/**
+ * A weights part's per-tensor index (issue 17, item 1): by offset, none overlapping, inside the part. A device copies
+ * the tensors it holds into these ranges and asks the server for the others; it checks the whole part's sha256 in
+ * the end, so a wrong index costs bandwidth, but one pointing outside the part must never be signed.
+ */
+function checkTensorIndex(tensors: unknown, partSize: number, sha256: string): void {
+  if (!Array.isArray(tensors)) throw new Error(`weights part ${sha256}: tensors is not a list`);
+  if (tensors.length > MAX_PART_TENSORS) throw new Error(`weights part ${sha256} lists ${tensors.length} tensors`);
+  let end = 0;
+  for (const [i, t] of (tensors as unknown[]).entries()) {
+    const where = `weights part ${sha256}, tensors[${i}]`;
+    if (!isObject(t)) throw new Error(`${where} is not an object`);
+    const { name, offset, size } = t;
+    if (typeof name !== 'string' || !TENSOR_NAME.test(name)) throw new Error(`${where}: bad name`);
+    if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0)
+      throw new Error(`${where}: bad offset`);
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 1) throw new Error(`${where}: bad size`);
+    if (typeof t.sha256 !== 'string' || !SHA256_HEX.test(t.sha256)) throw new Error(`${where}: bad sha256`);
+    if (offset < end) throw new Error(`${where} starts at ${offset}, inside the tensor before it`);
+    end = offset + size;
+    if (end > partSize) throw new Error(`${where} ends at ${end}, past the part's ${partSize} bytes`);
+  }
 }
 
 /** `reproduction` is absent, `{ checked: false }` or `{ checked: true, builds >= 2, identical }`, and says what was asked. */

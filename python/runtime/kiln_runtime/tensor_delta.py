@@ -1,0 +1,241 @@
+"""Download only the tensors this device does not hold yet (issue 17, item 1).
+
+A weights part's signed manifest entry lists its tensors (`parts[].tensors`: name, offset, size, sha256; every byte
+outside them is zero; kiln_driver/weights_layout.py writes it). A fine-tune that changed some layers keeps the
+others' bytes, and so their sha256. This device remembers where each tensor it verified lies:
+
+    $KILN_CACHE_DIR/tensors/<tensor sha256>   {"blob": <weights part sha256>, "offset": n, "size": n}
+
+so for a new weights part it copies the tensors it holds from the verified blobs in its cache (re-hashing each
+range), asks the server for the others with HTTP Range requests (neighbours merged into one request), leaves the
+gaps zero, and then checks the whole part's sha256 against the signed manifest like any download. A part that
+does not check out (a lying index, a server that ignores Range, a blob changed underneath) is downloaded whole
+instead: the delta can cost bandwidth, never correctness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .cache import Cache, sha256_file, temp_path, write_atomic
+from .errors import ErrorCode, NetworkError
+from .http import RetryPolicy
+
+log = logging.getLogger("kiln_runtime")
+
+MAX_TENSORS = 16384  # the manifest schema's maxItems
+# Missing tensors closer than this are fetched in one request (the bytes between come along): fewer round trips
+# for many small tensors, a bounded overhead per gap.
+MERGE_GAP = 64 << 10
+_NAME = re.compile(r"^[A-Za-z0-9_.]{1,400}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_CHUNK = 1 << 20
+_TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    offset: int
+    size: int
+    sha256: str
+
+
+def _is_count(v: Any, minimum: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+def parse_tensor_index(value: Any, part_size: int) -> tuple[Tensor, ...]:
+    """A weights part's `tensors`, checked: well formed, by offset, none overlapping, inside the part.
+    Raises ValueError saying what is wrong."""
+    if not isinstance(value, list):
+        raise ValueError("tensors is not a list")
+    if len(value) > MAX_TENSORS:
+        raise ValueError(f"{len(value)} tensors (at most {MAX_TENSORS})")
+    out: list[Tensor] = []
+    end = 0
+    for i, t in enumerate(value):
+        if not isinstance(t, dict):
+            raise ValueError(f"tensors[{i}] is not an object")
+        name, offset, size, sha = t.get("name"), t.get("offset"), t.get("size"), t.get("sha256")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"tensors[{i}].name is not a tensor name")
+        if not _is_count(offset, 0) or not _is_count(size, 1):
+            raise ValueError(f"tensors[{i}] ({name}): offset and size must be integers, size at least 1")
+        if not isinstance(sha, str) or not _SHA256.match(sha):
+            raise ValueError(f"tensors[{i}] ({name}): sha256 is not a sha256")
+        if offset < end:
+            raise ValueError(f"tensors[{i}] ({name}) starts at {offset}, inside the tensor before it (ends at {end})")
+        end = offset + size
+        if end > part_size:
+            raise ValueError(f"tensors[{i}] ({name}) ends at {end}, past the part's {part_size} bytes")
+        out.append(Tensor(name, offset, size, sha))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class DeltaResult:
+    """What fetching one weights part cost: bytes asked of the server, tensors taken from this device's cache."""
+
+    path: Path
+    downloaded: int
+    requests: int
+    reused_tensors: int
+    reused_bytes: int
+    tensors: int
+    whole: bool  # downloaded whole (no index, nothing held, or the delta did not check out)
+
+
+class TensorIndex:
+    """Where this device's verified weights parts hold each tensor (`tensors/<sha256>`, one small file each)."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self.root = cache.root / "tensors"
+
+    def record(self, blob_sha256: str, tensors: tuple[Tensor, ...]) -> None:
+        """After `blob_sha256` was verified: remember its tensors (a tensor already known elsewhere keeps that)."""
+        for t in tensors:
+            path = self.root / t.sha256
+            if not path.exists():
+                write_atomic(path, json.dumps({"blob": blob_sha256, "offset": t.offset, "size": t.size}).encode())
+
+    def read(self, t: Tensor) -> bytes | None:
+        """The tensor's bytes from a cached blob, re-hashed; None (and the entry dropped) when not held intact."""
+        path = self.root / t.sha256
+        try:
+            where = json.loads(path.read_bytes())
+            blob = self.cache.blob_path(str(where["blob"]))
+            offset, size = int(where["offset"]), int(where["size"])
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, OSError):
+            path.unlink(missing_ok=True)
+            return None
+        data = b""
+        if size == t.size:
+            try:
+                with open(blob, "rb") as f:
+                    f.seek(offset)
+                    data = f.read(size)
+            except OSError:
+                data = b""
+        if len(data) == t.size and hashlib.sha256(data).hexdigest() == t.sha256:
+            return data
+        path.unlink(missing_ok=True)  # the blob is gone or changed: forget it, fetch the tensor
+        return None
+
+    def held(self, tensors: tuple[Tensor, ...]) -> int:
+        return sum(1 for t in tensors if (self.root / t.sha256).exists())
+
+
+def merge_ranges(tensors: list[Tensor], gap: int = MERGE_GAP) -> list[tuple[int, int]]:
+    """[start, end) byte ranges covering `tensors` (by offset), neighbours closer than `gap` merged."""
+    ranges: list[tuple[int, int]] = []
+    for t in sorted(tensors, key=lambda t: t.offset):
+        start, end = t.offset, t.offset + t.size
+        if ranges and start - ranges[-1][1] <= gap:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], end))
+        else:
+            ranges.append((start, end))
+    return ranges
+
+
+class NoDelta(Exception):
+    """This delta cannot be done (the server ignores Range, the result does not hash): download the part whole."""
+
+
+def _get_range(url: str, start: int, end: int, retry: RetryPolicy) -> bytes:
+    """Bytes [start, end) of `url` by one Range request, retried on transient failures."""
+    failures = 0
+    while True:
+        req = urllib.request.Request(url, headers={"Range": f"bytes={start}-{end - 1}"})
+        try:
+            with urllib.request.urlopen(req, timeout=retry.timeout_s) as resp:
+                m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+                if resp.status != 206 or not m or (int(m.group(1)), int(m.group(2))) != (start, end - 1):
+                    raise NoDelta(f"the server did not answer the Range request (HTTP {resp.status})")
+                data = resp.read(end - start + 1)
+            if len(data) != end - start:
+                raise ConnectionError(f"{len(data)} of {end - start} bytes")
+            return data
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code not in _TRANSIENT_STATUS:
+                hint = " (presigned URLs expire: resolve again for fresh ones)" if exc.code in (400, 401, 403) else ""
+                raise NetworkError(
+                    ErrorCode.DOWNLOAD_FAILED,
+                    f"the download was refused: HTTP {exc.code} {exc.reason}{hint}",
+                    {"status": exc.code},
+                ) from exc
+            problem: Exception = exc
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            problem = exc
+        failures += 1
+        if failures >= retry.attempts:
+            raise NetworkError(
+                ErrorCode.DOWNLOAD_FAILED,
+                f"bytes {start}-{end - 1}: download failed {failures} times in a row ({problem})",
+            )
+        time.sleep(retry.delay(failures))
+
+
+def assemble_delta(
+    url: str, cache: Cache, *, sha256: str, size: int, tensors: tuple[Tensor, ...], retry: RetryPolicy, what: str
+) -> DeltaResult:
+    """Build the weights part `sha256` from held tensors plus Range requests for the rest, and verify it.
+
+    Raises NoDelta when the result cannot be made or does not hash to `sha256` (the caller downloads it whole).
+    """
+    index = TensorIndex(cache)
+    final = cache.blob_path(sha256)
+    tmp = temp_path(final)
+    missing: list[Tensor] = []
+    reused = reused_bytes = downloaded = requests = 0
+    try:
+        with open(tmp, "wb") as out:
+            out.truncate(size)  # the gaps between tensors are zero (the index says so; the sha256 checks it)
+            for t in tensors:
+                data = index.read(t)
+                if data is None:
+                    missing.append(t)
+                    continue
+                out.seek(t.offset)
+                out.write(data)
+                reused += 1
+                reused_bytes += t.size
+            for start, end in merge_ranges(missing):
+                data = _get_range(url, start, end, retry)
+                out.seek(start)
+                out.write(data)
+                downloaded += len(data)
+                requests += 1
+            out.flush()
+            os.fsync(out.fileno())
+        digest = sha256_file(tmp)
+        if digest != sha256:
+            raise NoDelta(f"the part assembled from its tensors hashes to {digest}, the manifest says {sha256}")
+        path = cache.commit(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info(
+        "%s: %d of %d tensors (%d bytes) from this device's cache, %d bytes downloaded in %d requests",
+        what,
+        reused,
+        len(tensors),
+        reused_bytes,
+        downloaded,
+        requests,
+    )
+    return DeltaResult(path, downloaded, requests, reused, reused_bytes, len(tensors), whole=False)
