@@ -262,6 +262,9 @@ class KilnClient:
         manifest = self.fetch_portable_manifest(resolution)
         signed_file = manifest.data["file"]
         blob = self._blob(resolution.fallback.url, signed_file["sha256"], signed_file["size"], "portable graph (.pt2)")
+        # Its tensors are most of an artifact's weights part: a device that ran the portable graph first then
+        # downloads only what the artifact's build changed (folded constants).
+        TensorIndex(self.cache).record_portable(signed_file["sha256"], blob)
         path = derived_file(
             self.cache,
             self.cache.portable_path(signed_file["sha256"]),

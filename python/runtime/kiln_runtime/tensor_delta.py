@@ -20,9 +20,11 @@ import json
 import logging
 import os
 import re
+import struct
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,18 @@ class TensorIndex:
             if not path.exists():
                 write_atomic(path, json.dumps({"blob": blob_sha256, "offset": t.offset, "size": t.size}).encode())
 
+    def record_portable(self, pt2_sha256: str, pt2: Path) -> int:
+        """After the portable graph `pt2_sha256` was verified: remember the tensors it stores (torch.export keeps one
+        file per tensor, stored uncompressed), so an artifact's weights part that holds the same bytes costs no
+        download. Once per .pt2; returns how many tensors it found."""
+        marker = self.root / "from-portable" / pt2_sha256
+        if marker.exists():
+            return 0
+        found = portable_tensors(pt2)
+        self.record(pt2_sha256, tuple(found))
+        write_atomic(marker, str(len(found)).encode())
+        return len(found)
+
     def read(self, t: Tensor) -> bytes | None:
         """The tensor's bytes from a cached blob, re-hashed; None (and the entry dropped) when not held intact."""
         path = self.root / t.sha256
@@ -138,6 +152,48 @@ class TensorIndex:
 
     def held(self, tensors: tuple[Tensor, ...]) -> int:
         return sum(1 for t in tensors if (self.root / t.sha256).exists())
+
+
+_LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
+_LOCAL_HEADER_SIGNATURE = 0x04034B50
+
+
+def portable_tensors(pt2: Path) -> list[Tensor]:
+    """Every tensor file of a portable .pt2 (`<archive>/data/weights/*`, `<archive>/data/constants/*`, stored, not
+    the JSON configs): where its bytes start in the file, its size and sha256."""
+    out: list[Tensor] = []
+    with open(pt2, "rb") as f, zipfile.ZipFile(f) as z:
+        for info in z.infolist():
+            folder = info.filename.split("/")[-3:-1]
+            name = info.filename.rsplit("/", 1)[-1]
+            if (
+                folder not in (["data", "weights"], ["data", "constants"])
+                or info.compress_type != zipfile.ZIP_STORED
+                or info.file_size == 0
+                or name.endswith(".json")
+                or not _NAME.match(name)
+            ):
+                continue
+            f.seek(info.header_offset)
+            header = f.read(_LOCAL_HEADER.size)
+            if len(header) != _LOCAL_HEADER.size:
+                continue
+            fields = _LOCAL_HEADER.unpack(header)
+            if fields[0] != _LOCAL_HEADER_SIGNATURE:
+                continue
+            start = info.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10]
+            f.seek(start)
+            digest = hashlib.sha256()
+            left = info.file_size
+            while left:
+                chunk = f.read(min(_CHUNK, left))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                left -= len(chunk)
+            if not left:
+                out.append(Tensor(name, start, info.file_size, digest.hexdigest()))
+    return out
 
 
 def merge_ranges(tensors: list[Tensor], gap: int = MERGE_GAP) -> list[tuple[int, int]]:

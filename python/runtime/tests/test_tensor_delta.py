@@ -21,10 +21,11 @@ from kiln_runtime.cache import Cache
 from kiln_runtime.client import KilnClient
 from kiln_runtime.errors import VerificationError
 from kiln_runtime.http import RetryPolicy
+from kiln_runtime.package_parts import split_package
 from kiln_runtime.resolution import parse_resolution
 from kiln_runtime.tensor_delta import MERGE_GAP, Tensor, merge_ranges, parse_tensor_index
 
-from .conftest import FakeKiln, Fault, SigningKey, make_manifest
+from .conftest import Compiled, FakeKiln, Fault, SigningKey, make_manifest, publish_artifact
 
 FAST = RetryPolicy(attempts=3, backoff_s=0.01, max_backoff_s=0.02, timeout_s=5)
 ENTRY = "model/data/aotinductor/model/w.wrapper_weights.blob"
@@ -290,3 +291,51 @@ def test_a_signed_manifest_with_a_malformed_index_is_refused(
 def test_neighbours_are_merged_into_one_request() -> None:
     t = [Tensor("a", 0, 10, "0" * 64), Tensor("b", 64, 10, "0" * 64), Tensor("c", 64 + 10 + MERGE_GAP + 1, 5, "0" * 64)]
     assert merge_ranges(t) == [(0, 74), (MERGE_GAP + 75, MERGE_GAP + 80)]
+
+
+def test_a_device_that_ran_the_portable_graph_downloads_no_weights_for_the_artifact(
+    fake_kiln: FakeKiln, signing_key: SigningKey, compiled: Compiled, tmp_path: Path
+) -> None:
+    """The real tiny MLP: its weights part holds three of the portable .pt2's four weight files byte for byte (the
+    4-float bias is written into the code by freezing). A device that fetched the portable graph (before any artifact
+    existed, say) holds them all: the artifact costs its code only."""
+    parts = split_package(compiled.package, compiled.parts_dir)
+    blob = parts[1].path.read_bytes()
+    with zipfile.ZipFile(compiled.portable) as z:
+        files = [z.read(n) for n in z.namelist() if "/data/weights/weight_" in n]
+    # The index as the driver writes it, found here independently: where each weight file's bytes sit in the blob.
+    index = sorted(
+        (
+            {"name": f"w{i}", "offset": blob.find(data), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            for i, data in enumerate(files)
+            if blob.find(data) >= 0
+        ),
+        key=lambda t: t["offset"],
+    )
+    assert len(index) == 3 and sum(t["size"] for t in index) == len(blob)
+    manifest_parts = [
+        {"role": "code", "sha256": parts[0].sha256, "size": parts[0].size},
+        {
+            "role": "weights",
+            "sha256": parts[1].sha256,
+            "size": parts[1].size,
+            "entry": parts[1].entry,
+            "tensors": index,
+        },
+    ]
+    publish_artifact(
+        fake_kiln, compiled, signing_key, manifest_bytes=json.dumps(make_manifest(manifest_parts)).encode()
+    )
+    client = KilnClient(
+        fake_kiln.url, fake_kiln.token, cache=Cache(tmp_path / "c"), retry=FAST, pinned_keys="", trust_on_first_use=True
+    )
+    res = parse_resolution(fake_kiln.resolution)
+    client.fetch_portable(res)
+    fake_kiln.requests.clear()
+    assert res.artifact is not None
+    fetched = client.fetch_artifact(res.artifact)
+    cost = {p.role: t.as_json() for (p, _), t in zip(fetched.parts, fetched.transfers, strict=True)}
+    assert cost["weights"] == {"downloadedBytes": 0, "tensors": 3, "tensorsFromCache": 3}
+    assert cost["code"]["downloadedBytes"] == parts[0].size
+    assert weight_ranges(fake_kiln, blob) == [], "not one byte of the weights part was asked for"
+    assert (fetched.parts[1][1]).read_bytes() == blob
