@@ -6,9 +6,10 @@ for that, the manifest lists, per weights part, every tensor's byte range and sh
 The layout is read off the generated wrapper (`<stem>.cpp` beside `<stem>_weights.blob` in the code part), which
 declares every constant in order: `constants_info_[i].name / dtype / offset / data_size / from_folded / shape /
 stride`. Inductor writes the blob from the same list (torch/_inductor/codecache.py, "aoti_serialize_constants"): the
-constants that are not folded at run time, in order, each `data_size` bytes (the storage's bytes, padded to 64 on
-CPU). A tensor's range is its storage's bytes without that padding when the padding is zero (then its bytes are
-the ones the portable .pt2 stores for it), else the whole slot.
+constants that are not folded at run time, in order, each taking `data_size` bytes (its storage's bytes, padded to
+64 unless every such constant is on the GPU), and none for a tensor without elements. A tensor's range is the bytes
+its view reaches (offset, shape, stride, dtype) when everything after them in its slot is zero (for a plain
+parameter those are exactly the bytes the portable .pt2 stores for it), else the whole slot.
 
 Nothing here is trusted on faith: the slots must tile the blob exactly, and every byte outside the listed ranges
 must be zero (a device fills those with zeros and checks the whole part's sha256 anyway). When the wrapper says
@@ -19,6 +20,7 @@ build log: the device then downloads the whole part, as before.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import zipfile
 from dataclasses import dataclass
@@ -28,9 +30,9 @@ from typing import TypedDict
 from .package_parts import WEIGHTS_BLOB_SUFFIX
 
 _FIELD = re.compile(r"^\s*constants_info_\[(\d+)\]\.(\w+)\s*=\s*(.*?);\s*$", re.MULTILINE)
-_NAME = re.compile(r'^"([A-Za-z0-9_.]{1,400})"$')
-_INT = re.compile(r"^\d+$")
-_DIMS = re.compile(r"^\{\s*(\d+(?:\s*,\s*\d+)*)?\s*\}$")
+_NAME = re.compile(r'"([A-Za-z0-9_.]{1,400})"')
+_INT = re.compile(r"\d+")
+_DIMS = re.compile(r"\{\s*(\d+(?:\s*,\s*\d+)*)?\s*\}")
 # Bytes per element of the dtypes inductor names `cached_torch_dtype_<name>` (others: the whole slot is the range).
 _ITEM_SIZE = {
     "float64": 8,
@@ -49,7 +51,10 @@ _ITEM_SIZE = {
     "float8_e5m2": 1,
 }
 _HASH_CHUNK = 1 << 20
-MAX_TENSORS = 16384  # the manifest schema's maxItems (a larger index would make the manifest too big to sign)
+MAX_TENSORS = 16384  # the manifest schema's maxItems
+# The index's share of the manifest, as the orchestrator signs it (indented JSON): devices read manifests of up to
+# 4 MiB (kiln_runtime.client.MAX_MANIFEST_BYTES), and the rest of a manifest is a few kB.
+MAX_INDEX_BYTES = 3 << 20
 
 
 class TensorRange(TypedDict):
@@ -89,30 +94,35 @@ def _constants(source: str) -> list[_Constant]:
     out: list[_Constant] = []
     for i in range(len(fields)):
         f = fields[i]
-        name = _NAME.match(f.get("name", ""))
+        name = _NAME.fullmatch(f.get("name", ""))
         size = f.get("data_size", "")
         folded = f.get("from_folded")
-        if not name or not _INT.match(size) or folded not in ("true", "false"):
+        if not name or not _INT.fullmatch(size) or folded not in ("true", "false"):
             raise NoLayout(f"constant {i}: no readable name, data_size and from_folded in the wrapper")
-        out.append(_Constant(name.group(1), int(size), folded == "true", _used_bytes(f)))
+        slot = 0 if _is_empty(f) else int(size)
+        out.append(_Constant(name.group(1), slot, folded == "true", _used_bytes(f) if slot else 0))
     return out
+
+
+def _dims(value: str) -> list[int] | None:
+    m = _DIMS.fullmatch(value)
+    return None if m is None else [int(d) for d in (m.group(1) or "").split(",") if d.strip()]
+
+
+def _is_empty(f: dict[str, str]) -> bool:
+    """A tensor without elements: inductor writes no bytes for it, whatever its storage's data_size says."""
+    shape = _dims(f.get("shape", ""))
+    return shape is not None and 0 in shape and "opaque_metadata" not in f
 
 
 def _used_bytes(f: dict[str, str]) -> int | None:
     """(offset + the farthest element + 1) × item size: the storage bytes a strided view reaches; None if unknown."""
     if "opaque_metadata" in f:  # an mkldnn constant: its bytes are not described by shape and stride
         return None
-    dtype = f.get("dtype", "").removeprefix("cached_torch_dtype_")
-    item = _ITEM_SIZE.get(dtype)
-    shape, stride, offset = _DIMS.match(f.get("shape", "")), _DIMS.match(f.get("stride", "")), f.get("offset", "")
-    if item is None or not shape or not stride or not _INT.match(offset):
+    item = _ITEM_SIZE.get(f.get("dtype", "").removeprefix("cached_torch_dtype_"))
+    sizes, strides, offset = _dims(f.get("shape", "")), _dims(f.get("stride", "")), f.get("offset", "")
+    if item is None or sizes is None or strides is None or not _INT.fullmatch(offset) or len(sizes) != len(strides):
         return None
-    sizes = [int(s) for s in (shape.group(1) or "").split(",") if s.strip()]
-    strides = [int(s) for s in (stride.group(1) or "").split(",") if s.strip()]
-    if len(sizes) != len(strides):
-        return None
-    if any(s == 0 for s in sizes):
-        return 0
     return (int(offset) + sum((n - 1) * st for n, st in zip(sizes, strides, strict=True)) + 1) * item
 
 
@@ -170,4 +180,7 @@ def weights_layout(code_part: Path, blob_entry: str, blob: Path) -> list[TensorR
             slot += c.data_size
     if len(tensors) > MAX_TENSORS:
         raise NoLayout(f"{len(tensors)} tensors, more than a manifest lists ({MAX_TENSORS})")
+    signed = len(json.dumps({"parts": [{"tensors": tensors}]}, indent=2)) + 4 * len(tensors)  # deeper indentation
+    if signed > MAX_INDEX_BYTES:
+        raise NoLayout(f"the index would take {signed} bytes of the signed manifest (at most {MAX_INDEX_BYTES})")
     return tensors

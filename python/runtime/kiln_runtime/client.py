@@ -52,14 +52,14 @@ class VerifiedPortableManifest:
 class PartTransfer:
     """What getting one part cost: bytes asked of the server (0 when it was cached), tensors this device held."""
 
-    downloaded: int
+    downloaded: int  # with a failed delta's bytes; a whole download resumed from an earlier .part counts whole
     tensors: int = 0  # tensors the signed manifest lists for a weights part (0: none listed)
     tensors_from_cache: int = 0
 
     def as_json(self) -> dict[str, int]:
         return {
             "downloadedBytes": self.downloaded,
-            "tensors": self.tensors,
+            "tensorCount": self.tensors,
             "tensorsFromCache": self.tensors_from_cache,
         }
 
@@ -196,15 +196,16 @@ class KilnClient:
 
     def _part(self, part: ResolvedPart, tensors: tuple[Tensor, ...], what: str) -> tuple[Path, PartTransfer]:
         """One verified part. A weights part whose tensors this device partly holds is assembled from those plus
-        Range requests for the others (tensor_delta.py); anything else, or a delta that does not check out, is
-        downloaded whole."""
+        Range requests for the others (tensor_delta.py); anything else, or a delta that does not check out or
+        fails, is downloaded whole."""
         index = TensorIndex(self.cache)
+        spent = 0  # bytes a failed delta fetched before the whole download
         with self.cache.lock(part.sha256):
             cached = self.cache.verified_blob(part.sha256, part.size, rehash=self.rehash_cache)
             if cached is not None:
                 index.record(part.sha256, tensors)
                 return cached, PartTransfer(0, len(tensors))
-            if tensors and index.held(tensors):
+            if tensors and index.held_bytes(tensors):
                 try:
                     delta = assemble_delta(
                         part.url,
@@ -216,13 +217,16 @@ class KilnClient:
                         what=what,
                     )
                 except NoDelta as exc:
+                    spent = exc.downloaded
                     log.warning("%s: %s; downloading it whole", what, exc)
+                except OSError as exc:  # the cache's disk: the whole download meets it too, and says so
+                    log.warning("%s: assembling it from its tensors failed (%s); downloading it whole", what, exc)
                 else:
                     index.record(part.sha256, tensors)
                     return delta.path, PartTransfer(delta.downloaded, len(tensors), delta.reused_tensors)
         path = self._blob(part.url, part.sha256, part.size, what)
         index.record(part.sha256, tensors)
-        return path, PartTransfer(part.size, len(tensors))
+        return path, PartTransfer(spent + part.size, len(tensors))
 
     def fetch_portable_manifest(self, resolution: Resolution) -> VerifiedPortableManifest:
         """The portable graph's signed manifest: its sha256 as resolved, a signature by a trusted key (portable
@@ -262,9 +266,6 @@ class KilnClient:
         manifest = self.fetch_portable_manifest(resolution)
         signed_file = manifest.data["file"]
         blob = self._blob(resolution.fallback.url, signed_file["sha256"], signed_file["size"], "portable graph (.pt2)")
-        # Its tensors are most of an artifact's weights part: a device that ran the portable graph first then
-        # downloads only what the artifact's build changed (folded constants).
-        TensorIndex(self.cache).record_portable(signed_file["sha256"], blob)
         path = derived_file(
             self.cache,
             self.cache.portable_path(signed_file["sha256"]),
@@ -272,6 +273,9 @@ class KilnClient:
             rehash=self.rehash_cache,
         )
         check_portable_program(path, list(manifest.data.get("guards") or []))
+        # Its tensors are most of an artifact's weights part: a device that ran the portable graph first then
+        # downloads only what the artifact's build changed (folded constants).
+        TensorIndex(self.cache).record_portable(signed_file["sha256"], blob)
         return path
 
 

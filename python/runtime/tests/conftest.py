@@ -35,6 +35,7 @@ class Fault:
     drops: int = 0
     corrupt_at: int | None = None
     ignore_range: bool = False
+    shift_range: int = 0  # answer a Range request with the bytes (and Content-Range) this far after those asked for
 
 
 @dataclass
@@ -113,8 +114,8 @@ class _Handler(BaseHTTPRequestHandler):
         start, end = 0, len(data)
         m = _RANGE.match(rng or "")
         if m and not fault.ignore_range:
-            start = int(m.group(1))
-            end = min(int(m.group(2)) + 1, len(data)) if m.group(2) else len(data)
+            start = int(m.group(1)) + fault.shift_range
+            end = min(int(m.group(2)) + 1 + fault.shift_range, len(data)) if m.group(2) else len(data)
             if start >= len(data) or end <= start:
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{len(data)}")

@@ -11,6 +11,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from kiln_runtime.errors import VerificationError
 from kiln_runtime.http import RetryPolicy
 from kiln_runtime.package_parts import split_package
 from kiln_runtime.resolution import parse_resolution
-from kiln_runtime.tensor_delta import MERGE_GAP, Tensor, merge_ranges, parse_tensor_index
+from kiln_runtime.tensor_delta import MERGE_GAP, Tensor, merge_ranges, parse_tensor_index, portable_tensors
 
 from .conftest import Compiled, FakeKiln, Fault, SigningKey, make_manifest, publish_artifact
 
@@ -135,7 +137,7 @@ def test_a_fine_tune_of_the_head_downloads_only_the_head(
     publish(fake_kiln, signing_key, v1, index1)
     got, cost = fetch(fake_kiln, cache)
     assert got == v1
-    assert cost == {"downloadedBytes": len(v1), "tensors": 6, "tensorsFromCache": 0}
+    assert cost == {"downloadedBytes": len(v1), "tensorCount": 6, "tensorsFromCache": 0}
     assert weight_ranges(fake_kiln, v1) == [None], "a device that holds nothing downloads the part whole"
 
     tuned = {**TENSORS, "head_weight": os.urandom(2560), "head_bias": os.urandom(40)}
@@ -149,7 +151,7 @@ def test_a_fine_tune_of_the_head_downloads_only_the_head(
     assert weight_ranges(fake_kiln, v2) == [f"bytes={head['offset']}-{bias['offset'] + bias['size'] - 1}"]
     assert cost == {
         "downloadedBytes": bias["offset"] + bias["size"] - head["offset"],
-        "tensors": 6,
+        "tensorCount": 6,
         "tensorsFromCache": 4,
     }
     assert cost["downloadedBytes"] < len(v2) / 100
@@ -173,7 +175,7 @@ def test_tensors_are_found_across_parts_and_positions(
     publish(fake_kiln, signing_key, v2, index2)
     got, cost = fetch(fake_kiln, cache)
     assert got == v2
-    assert cost == {"downloadedBytes": 1000, "tensors": 7, "tensorsFromCache": 6}
+    assert cost == {"downloadedBytes": 1000, "tensorCount": 7, "tensorsFromCache": 6}
     assert weight_ranges(fake_kiln, v2) == ["bytes=0-999"]
 
 
@@ -193,8 +195,10 @@ def test_a_lying_index_costs_bandwidth_never_correctness(
     publish(fake_kiln, signing_key, v2, lying)
     got, cost = fetch(fake_kiln, cache)
     assert got == v2
-    assert cost["downloadedBytes"] == len(v2)
-    assert weight_ranges(fake_kiln, v2)[-1] is None, "the fallback is a whole download"
+    head_bias = index2[5]
+    # The delta was tried (the changed tensor asked for), failed its sha256, then the part came whole.
+    assert weight_ranges(fake_kiln, v2) == [f"bytes={head_bias['offset']}-{head_bias['offset'] + 39}", None]
+    assert cost["downloadedBytes"] == 40 + len(v2)
 
 
 def test_a_server_that_ignores_range_gets_a_whole_download(
@@ -208,7 +212,70 @@ def test_a_server_that_ignores_range_gets_a_whole_download(
     publish(fake_kiln, signing_key, v2, index2)
     fake_kiln.faults[hashlib.sha256(v2).hexdigest()] = Fault(ignore_range=True)
     got, cost = fetch(fake_kiln, cache)
-    assert (got, cost["downloadedBytes"]) == (v2, len(v2))
+    assert got == v2
+    ranges = weight_ranges(fake_kiln, v2)
+    assert len(ranges) == 2 and ranges[0] is not None and ranges[1] is None, ranges
+    assert cost["downloadedBytes"] == len(v2), "the 200 answer to the Range request was not read"
+
+
+def test_a_server_answering_other_bytes_than_asked_gets_a_whole_download(
+    fake_kiln: FakeKiln, signing_key: SigningKey, tmp_path: Path
+) -> None:
+    """A 206 whose Content-Range is not the range asked for is not written anywhere: the part comes whole."""
+    cache = Cache(tmp_path / "cache")
+    v1, index1 = layout(TENSORS)
+    publish(fake_kiln, signing_key, v1, index1)
+    fetch(fake_kiln, cache)
+    v2, index2 = layout({**TENSORS, "b_bias": os.urandom(64)})
+    publish(fake_kiln, signing_key, v2, index2)
+    fake_kiln.faults[hashlib.sha256(v2).hexdigest()] = Fault(shift_range=64)
+    got, _ = fetch(fake_kiln, cache)
+    assert got == v2 and weight_ranges(fake_kiln, v2)[-1] is None
+
+
+BAD_ENTRIES = [
+    b"not json",
+    b'{"blob": "../../../etc/passwd", "offset": 0, "size": 4096}',
+    b'{"blob": "' + b"a" * 64 + b'", "offset": Infinity, "size": 4096}',
+    b'{"blob": "' + b"a" * 64 + b'", "offset": 1e30, "size": 4096}',
+    b'{"blob": "' + b"a" * 64 + b'", "offset": 1000000000000000000000000000000, "size": 4096}',
+    b'{"blob": "' + b"a" * 64 + b'", "offset": -5, "size": 4096}',
+    b'{"blob": "' + b"a" * 64 + b'", "offset": 0, "size": 1}',
+    b"[]",
+]
+
+
+@pytest.mark.parametrize("entry", BAD_ENTRIES, ids=range(len(BAD_ENTRIES)))
+def test_a_tampered_index_entry_is_dropped_and_the_tensor_fetched(
+    fake_kiln: FakeKiln, signing_key: SigningKey, tmp_path: Path, entry: bytes
+) -> None:
+    cache = Cache(tmp_path / "cache")
+    v1, index1 = layout(TENSORS)
+    publish(fake_kiln, signing_key, v1, index1)
+    fetch(fake_kiln, cache)
+    a_weight = cache.root / "tensors" / index1[0]["sha256"]
+    a_weight.write_bytes(entry)
+    v2, index2 = layout({**TENSORS, "head_bias": os.urandom(40)})
+    publish(fake_kiln, signing_key, v2, index2)
+    got, cost = fetch(fake_kiln, cache)
+    assert got == v2
+    assert cost["tensorsFromCache"] == 4 and weight_ranges(fake_kiln, v2)[0] == "bytes=0-4095"
+    assert json.loads(a_weight.read_bytes())["blob"] == hashlib.sha256(v2).hexdigest(), "re-recorded from v2"
+
+
+def test_an_index_whose_blobs_are_gone_still_fetches(
+    fake_kiln: FakeKiln, signing_key: SigningKey, tmp_path: Path
+) -> None:
+    """The user deleted blobs/ but not tensors/: nothing is held after all, the part comes (by ranges or whole)."""
+    cache = Cache(tmp_path / "cache")
+    v1, index1 = layout(TENSORS)
+    publish(fake_kiln, signing_key, v1, index1)
+    fetch(fake_kiln, cache)
+    shutil.rmtree(cache.blobs)
+    v2, index2 = layout({**TENSORS, "head_bias": os.urandom(40)})
+    publish(fake_kiln, signing_key, v2, index2)
+    got, cost = fetch(fake_kiln, cache)
+    assert got == v2 and cost["tensorsFromCache"] == 0
 
 
 def test_a_held_blob_changed_on_disk_is_not_copied(
@@ -241,7 +308,7 @@ def test_a_part_without_an_index_is_downloaded_whole(
     publish(fake_kiln, signing_key, v2, None)
     got, cost = fetch(fake_kiln, cache)
     assert got == v2
-    assert cost == {"downloadedBytes": len(v2), "tensors": 0, "tensorsFromCache": 0}
+    assert cost == {"downloadedBytes": len(v2), "tensorCount": 0, "tensorsFromCache": 0}
 
 
 BAD_INDEXES: list[tuple[str, Any, str]] = [
@@ -335,7 +402,25 @@ def test_a_device_that_ran_the_portable_graph_downloads_no_weights_for_the_artif
     assert res.artifact is not None
     fetched = client.fetch_artifact(res.artifact)
     cost = {p.role: t.as_json() for (p, _), t in zip(fetched.parts, fetched.transfers, strict=True)}
-    assert cost["weights"] == {"downloadedBytes": 0, "tensors": 3, "tensorsFromCache": 3}
+    assert cost["weights"] == {"downloadedBytes": 0, "tensorCount": 3, "tensorsFromCache": 3}
     assert cost["code"]["downloadedBytes"] == parts[0].size
     assert weight_ranges(fake_kiln, blob) == [], "not one byte of the weights part was asked for"
     assert (fetched.parts[1][1]).read_bytes() == blob
+
+
+def test_a_crafted_portable_archive_hashes_each_byte_once(tmp_path: Path) -> None:
+    """Two directory entries pointing at one stored file (and one past the end of the file) are indexed once: a
+    crafted .pt2 cannot make the device hash its bytes over and over. Tiny files are not indexed."""
+    pt2 = tmp_path / "m.pt2"
+    big = os.urandom(4096)
+    with zipfile.ZipFile(pt2, "w") as z:
+        z.writestr("m/data/weights/weight_0", big)
+        z.writestr("m/data/weights/weight_1", os.urandom(4096))
+        z.writestr("m/data/weights/weight_2", b"tiny")
+        z.writestr("m/data/weights/model_weights_config.json", b"{}" * 100)
+    raw = bytearray(pt2.read_bytes())
+    central = raw.index(b"PK\x01\x02", raw.index(b"PK\x01\x02") + 1)  # weight_1's directory record
+    struct.pack_into("<I", raw, central + 42, 0)  # its local header offset: weight_0's
+    pt2.write_bytes(bytes(raw))
+    found = portable_tensors(pt2)
+    assert [(t.name, t.size, t.sha256) for t in found] == [("weight_0", 4096, hashlib.sha256(big).hexdigest())]
