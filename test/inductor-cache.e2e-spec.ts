@@ -81,6 +81,9 @@ describe('inductor caches: per tenant, target and recipe; restored into the next
   test('tenant A second version (another model): restores the first build cache; rebuilt without it, same bytes', async () => {
     // reproduce: the second build of the same job runs in a fresh sandbox WITHOUT the cache, and the parts must be
     // byte-identical (else BUILD_NOT_REPRODUCIBLE): the restored cache did not change the code.
+    // An archive an earlier build left, replaced since: the publish of this build sweeps it.
+    const stale = objectKeys.inductorCache(tenantA.id, TARGET, RECIPE, 'f'.repeat(64));
+    await s3.putBytes(stale, Buffer.from('an archive no build will be offered again'));
     a2 = await compile(tenantA, await addVersion(app, tenantA, modelA, await fixture('cnn.pt2')), true);
     const stored1 = a1.manifest.inductorCache!.stored!;
     const cache = a2.manifest.inductorCache;
@@ -93,6 +96,16 @@ describe('inductor caches: per tenant, target and recipe; restored into the next
     // Latest wins: the scope now names this build's cache.
     assert.ok(cache.stored);
     assert.equal((await latest(tenantA.id))?.sha256, cache.stored.sha256);
+    // Kept: this build's archive and the one it replaced (a build granted it may still be reading it); swept: the rest.
+    const scope = objectKeys.inductorCacheLatest(tenantA.id, TARGET, RECIPE).replace(/latest\.json$/, '');
+    assert.deepEqual(
+      (await s3.listKeys(scope)).sort(),
+      [
+        objectKeys.inductorCache(tenantA.id, TARGET, RECIPE, stored1.sha256),
+        objectKeys.inductorCache(tenantA.id, TARGET, RECIPE, cache.stored.sha256),
+        objectKeys.inductorCacheLatest(tenantA.id, TARGET, RECIPE),
+      ].sort(),
+    );
   });
 
   test('tenant B, same model and target: no cache (the wall between tenants), and the same code part', async () => {

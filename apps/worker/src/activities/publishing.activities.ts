@@ -16,6 +16,7 @@ import type {
   PublishArtifactInput,
   PublishingActivities,
 } from '@kiln/temporal';
+import { sweepInductorCaches } from '../artifacts/inductor-cache-sweep.js';
 import { checkManifest, MAX_MANIFEST_PARTS } from '../artifacts/manifest-check.js';
 import { INSECURE_LOG_PREFIX } from '../build-runner/driver-runner.js';
 import { ORCHESTRATOR_SIGNER, type OrchestratorSigner } from './orchestrator-signer.js';
@@ -336,6 +337,7 @@ export class PublishingActivitiesService implements PublishingActivities {
       return;
     }
     const recipe = manifest.recipeHash;
+    const replaced = await this.latestInductorCache(input.tenantId, manifest.target, recipe);
     await this.storage.copy(staged, objectKeys.inductorCache(input.tenantId, manifest.target, recipe, stored.sha256));
     await this.storage.putJson(objectKeys.inductorCacheLatest(input.tenantId, manifest.target, recipe), {
       sha256: stored.sha256,
@@ -343,6 +345,13 @@ export class PublishingActivitiesService implements PublishingActivities {
       buildId: input.buildId,
       storedAt: new Date().toISOString(),
     });
+    // Archives no build will be offered again go: without this every build of a scope left one behind for good.
+    const scope = { tenantId: input.tenantId, targetId: manifest.target, recipeHash: recipe };
+    const current = await this.latestInductorCache(input.tenantId, manifest.target, recipe);
+    const deleted = await sweepInductorCaches(this.storage, scope, [stored.sha256, replaced?.sha256, current?.sha256]);
+    if (deleted.length > 0) {
+      this.logger.log(`build ${input.buildId}: ${deleted.length} replaced inductor cache archive(s) deleted`);
+    }
   }
 
   /**
