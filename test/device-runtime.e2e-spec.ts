@@ -14,13 +14,13 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { loadKilnConfig } from '@kiln/config';
 import type { ArtifactManifest } from '@kiln/contracts';
 import { type DeviceFingerprint, validateFingerprint } from '@kiln/matching';
 import { objectKeys } from '@kiln/storage';
 import {
   api,
   createTenant,
+  deviceToken,
   fixture,
   REPO_ROOT,
   startApi,
@@ -123,15 +123,6 @@ function json(result: CliResult): RunOutput {
   }
 }
 
-async function deviceToken(tenant: TestTenant): Promise<string> {
-  const res = await api(app)
-    .post(`/v1/admin/tenants/${tenant.id}/keys`)
-    .set('Authorization', `Bearer ${loadKilnConfig().KILN_ADMIN_TOKEN}`)
-    .send({ kind: 'device', models: ['*'] })
-    .expect(201);
-  return (res.body as { key: string }).key;
-}
-
 async function objectBytes(key: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of await s3.getStream(key)) chunks.push(chunk as Buffer);
@@ -147,8 +138,8 @@ before(async () => {
   apiUrl = app.url;
   alice = await createTenant(app, 'device-alice');
   bob = await createTenant(app, 'device-bob');
-  aliceDevice = await deviceToken(alice);
-  bobDevice = await deviceToken(bob);
+  aliceDevice = await deviceToken(app, alice);
+  bobDevice = await deviceToken(app, bob);
   signingKey = ((await api(app).get('/v1/signing-keys').expect(200)).body as { publicKey: string }[])[0].publicKey;
   await worker.start();
   served = worker.servedX86Targets();

@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { loadKilnConfig } from '@kiln/config';
 import type { ArtifactManifest } from '@kiln/contracts';
 import { objectKeys } from '@kiln/storage';
 import {
@@ -19,6 +18,7 @@ import {
   type ApiProcess,
   compileForTarget,
   createTenant,
+  deviceToken,
   fixture,
   REPO_ROOT,
   startApi,
@@ -99,13 +99,7 @@ describe('weights-only update: v2 of a model reuses the code part of v1', () => 
       changed.map((t) => t.name),
       ['net_4_weight', 'net_4_bias'],
     );
-    const token = (
-      await api(app)
-        .post(`/v1/admin/tenants/${tenant.id}/keys`)
-        .set('Authorization', `Bearer ${loadKilnConfig().KILN_ADMIN_TOKEN}`)
-        .send({ kind: 'device', models: ['*'] })
-        .expect(201)
-    ).body as { key: string };
+    const token = await deviceToken(app, tenant);
     const signingKey = ((await api(app).get('/v1/signing-keys').expect(200)).body as { publicKey: string }[])[0];
     const cache = await mkdtemp(path.join(tmpdir(), 'kiln-tensor-delta-'));
     try {
@@ -116,7 +110,7 @@ describe('weights-only update: v2 of a model reuses the code part of v1', () => 
           {
             env: {
               ...process.env,
-              KILN_DEVICE_TOKEN: token.key,
+              KILN_DEVICE_TOKEN: token,
               KILN_SIGNING_PUBLIC_KEY: signingKey.publicKey,
               KILN_CACHE_DIR: cache,
             },

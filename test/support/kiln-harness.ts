@@ -285,6 +285,16 @@ export interface CompilationBody {
 }
 
 /** Polls a compilation until `done` says so (or the time runs out, with the last state in the error). */
+/** A device token of `tenant` (the admin API), enrolled for every model of the tenant. */
+export async function deviceToken(app: ApiProcess, tenant: TestTenant): Promise<string> {
+  const res = await api(app)
+    .post(`/v1/admin/tenants/${tenant.id}/keys`)
+    .set('Authorization', `Bearer ${loadKilnConfig().KILN_ADMIN_TOKEN}`)
+    .send({ kind: 'device', models: ['*'] })
+    .expect(201);
+  return (res.body as { key: string }).key;
+}
+
 export async function waitForCompilation(
   app: ApiProcess,
   tenant: TestTenant,

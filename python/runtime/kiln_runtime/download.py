@@ -27,8 +27,9 @@ from .http import RetryPolicy
 
 log = logging.getLogger("kiln_runtime")
 _CHUNK = 1 << 20
-_TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+# Shared with tensor_delta.py's ranged requests: what is worth a retry, and a 206's Content-Range.
+TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 class Progress(Protocol):
@@ -52,6 +53,16 @@ class _Oversize(Exception):
     pass
 
 
+def refused(exc: urllib.error.HTTPError) -> NetworkError:
+    """A download the storage refused for good (not a transient status), saying what a user can do about it."""
+    hint = " (presigned URLs expire: resolve again for fresh ones)" if exc.code in (400, 401, 403) else ""
+    return NetworkError(
+        ErrorCode.DOWNLOAD_FAILED,
+        f"the download was refused: HTTP {exc.code} {exc.reason}{hint}",
+        {"status": exc.code},
+    )
+
+
 def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     req = urllib.request.Request(url, headers=headers)
@@ -61,14 +72,9 @@ def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
         exc.close()
         if exc.code == 416 and offset:
             raise _Restart from exc
-        if exc.code in _TRANSIENT_STATUS:
+        if exc.code in TRANSIENT_STATUS:
             raise _Transient(f"HTTP {exc.code}") from exc
-        hint = " (presigned URLs expire: resolve again for fresh ones)" if exc.code in (400, 401, 403) else ""
-        raise NetworkError(
-            ErrorCode.DOWNLOAD_FAILED,
-            f"the download was refused: HTTP {exc.code} {exc.reason}{hint}",
-            {"status": exc.code},
-        ) from exc
+        raise refused(exc) from exc
     except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
         raise _Transient(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from exc
 
@@ -84,7 +90,7 @@ def _fetch_into(url: str, part: Path, limit: int | None, timeout: float, bar: Pr
     with resp:
         mode = "ab"
         if offset and resp.status == 206:
-            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+            m = CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
             if not m or int(m.group(1)) != offset:
                 raise _Restart
         elif offset:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .cache import Cache, check_sha256, sha256_file, write_atomic
+from .download import CONTENT_RANGE, TRANSIENT_STATUS, refused
 from .errors import ErrorCode, NetworkError
 from .http import RetryPolicy
 
@@ -44,9 +45,7 @@ MIN_INDEXED_BYTES = 64
 MERGE_GAP = 64 << 10
 _NAME = re.compile(r"[A-Za-z0-9_.]{1,400}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _CHUNK = 1 << 20
-_TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -259,7 +258,7 @@ def _fetch_range(url: str, start: int, end: int, out: BinaryIO, retry: RetryPoli
         req = urllib.request.Request(url, headers={"Range": f"bytes={start}-{end - 1}"})
         try:
             with urllib.request.urlopen(req, timeout=retry.timeout_s) as resp:
-                m = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
+                m = CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
                 if resp.status != 206 or not m or (int(m.group(1)), int(m.group(2))) != (start, end - 1):
                     raise NoDelta(f"the server did not answer the Range request (HTTP {resp.status})", received)
                 out.seek(start)
@@ -277,13 +276,8 @@ def _fetch_range(url: str, start: int, end: int, out: BinaryIO, retry: RetryPoli
             exc.close()
             if exc.code == 416:
                 raise NoDelta(f"the server refused the range bytes {start}-{end - 1} (HTTP 416)", received) from exc
-            if exc.code not in _TRANSIENT_STATUS:
-                hint = " (presigned URLs expire: resolve again for fresh ones)" if exc.code in (400, 401, 403) else ""
-                raise NetworkError(
-                    ErrorCode.DOWNLOAD_FAILED,
-                    f"the download was refused: HTTP {exc.code} {exc.reason}{hint}",
-                    {"status": exc.code},
-                ) from exc
+            if exc.code not in TRANSIENT_STATUS:
+                raise refused(exc) from exc
             problem: Exception = exc
         except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
             problem = exc

@@ -119,6 +119,15 @@ def weight_ranges(fake: FakeKiln, blob: bytes) -> list[str | None]:
     return [rng for method, p, rng in fake.requests if method == "GET" and p == f"/blobs/{sha}"]
 
 
+def holding_v1(fake: FakeKiln, key: SigningKey, tmp_path: Path) -> tuple[Cache, bytes, list[dict[str, Any]]]:
+    """A device that fetched v1 (TENSORS) whole: its cache, v1's weights part and its index."""
+    cache = Cache(tmp_path / "cache")
+    v1, index1 = layout(TENSORS)
+    publish(fake, key, v1, index1)
+    fetch(fake, cache)
+    return cache, v1, index1
+
+
 TENSORS = {
     "a_weight": os.urandom(4096),
     "a_bias": os.urandom(40),  # 24 bytes of zero padding follow it
@@ -166,10 +175,7 @@ def test_tensors_are_found_across_parts_and_positions(
     fake_kiln: FakeKiln, signing_key: SigningKey, tmp_path: Path
 ) -> None:
     """A part that holds known tensors elsewhere (another order, a new tensor in front) reuses them all the same."""
-    cache = Cache(tmp_path / "cache")
-    v1, index1 = layout(TENSORS)
-    publish(fake_kiln, signing_key, v1, index1)
-    fetch(fake_kiln, cache)
+    cache, _v1, _index1 = holding_v1(fake_kiln, signing_key, tmp_path)
     moved = {"new_embedding": os.urandom(1000), **dict(reversed(list(TENSORS.items())))}
     v2, index2 = layout(moved)
     publish(fake_kiln, signing_key, v2, index2)
@@ -185,10 +191,7 @@ def test_a_lying_index_costs_bandwidth_never_correctness(
     """An index that names a held tensor where another lies (a_bias's slot said to hold v1's head_bias, 40 bytes
     too): the assembled part does not hash, so the device downloads the part whole and stores only bytes that match
     the signed sha256."""
-    cache = Cache(tmp_path / "cache")
-    v1, index1 = layout(TENSORS)
-    publish(fake_kiln, signing_key, v1, index1)
-    fetch(fake_kiln, cache)
+    cache, _v1, index1 = holding_v1(fake_kiln, signing_key, tmp_path)
     v2, index2 = layout({**TENSORS, "head_bias": os.urandom(40)})
     lying = [dict(t) for t in index2]
     lying[1]["sha256"] = index1[5]["sha256"]
@@ -204,10 +207,7 @@ def test_a_lying_index_costs_bandwidth_never_correctness(
 def test_a_server_that_ignores_range_gets_a_whole_download(
     fake_kiln: FakeKiln, signing_key: SigningKey, tmp_path: Path
 ) -> None:
-    cache = Cache(tmp_path / "cache")
-    v1, index1 = layout(TENSORS)
-    publish(fake_kiln, signing_key, v1, index1)
-    fetch(fake_kiln, cache)
+    cache, _v1, _index1 = holding_v1(fake_kiln, signing_key, tmp_path)
     v2, index2 = layout({**TENSORS, "b_bias": os.urandom(64)})
     publish(fake_kiln, signing_key, v2, index2)
     fake_kiln.faults[hashlib.sha256(v2).hexdigest()] = Fault(ignore_range=True)
@@ -222,10 +222,7 @@ def test_a_server_answering_other_bytes_than_asked_gets_a_whole_download(
     fake_kiln: FakeKiln, signing_key: SigningKey, tmp_path: Path
 ) -> None:
     """A 206 whose Content-Range is not the range asked for is not written anywhere: the part comes whole."""
-    cache = Cache(tmp_path / "cache")
-    v1, index1 = layout(TENSORS)
-    publish(fake_kiln, signing_key, v1, index1)
-    fetch(fake_kiln, cache)
+    cache, _v1, _index1 = holding_v1(fake_kiln, signing_key, tmp_path)
     v2, index2 = layout({**TENSORS, "b_bias": os.urandom(64)})
     publish(fake_kiln, signing_key, v2, index2)
     fake_kiln.faults[hashlib.sha256(v2).hexdigest()] = Fault(shift_range=64)
@@ -249,10 +246,7 @@ BAD_ENTRIES = [
 def test_a_tampered_index_entry_is_dropped_and_the_tensor_fetched(
     fake_kiln: FakeKiln, signing_key: SigningKey, tmp_path: Path, entry: bytes
 ) -> None:
-    cache = Cache(tmp_path / "cache")
-    v1, index1 = layout(TENSORS)
-    publish(fake_kiln, signing_key, v1, index1)
-    fetch(fake_kiln, cache)
+    cache, _v1, index1 = holding_v1(fake_kiln, signing_key, tmp_path)
     a_weight = cache.root / "tensors" / index1[0]["sha256"]
     a_weight.write_bytes(entry)
     v2, index2 = layout({**TENSORS, "head_bias": os.urandom(40)})
@@ -267,10 +261,7 @@ def test_an_index_whose_blobs_are_gone_still_fetches(
     fake_kiln: FakeKiln, signing_key: SigningKey, tmp_path: Path
 ) -> None:
     """The user deleted blobs/ but not tensors/: nothing is held after all, the part comes (by ranges or whole)."""
-    cache = Cache(tmp_path / "cache")
-    v1, index1 = layout(TENSORS)
-    publish(fake_kiln, signing_key, v1, index1)
-    fetch(fake_kiln, cache)
+    cache, _v1, _index1 = holding_v1(fake_kiln, signing_key, tmp_path)
     shutil.rmtree(cache.blobs)
     v2, index2 = layout({**TENSORS, "head_bias": os.urandom(40)})
     publish(fake_kiln, signing_key, v2, index2)
@@ -282,10 +273,7 @@ def test_a_held_blob_changed_on_disk_is_not_copied(
     fake_kiln: FakeKiln, signing_key: SigningKey, tmp_path: Path
 ) -> None:
     """Each held tensor is re-hashed when copied: one whose bytes changed in the cache is downloaded instead."""
-    cache = Cache(tmp_path / "cache")
-    v1, index1 = layout(TENSORS)
-    publish(fake_kiln, signing_key, v1, index1)
-    fetch(fake_kiln, cache)
+    cache, v1, _index1 = holding_v1(fake_kiln, signing_key, tmp_path)
     held = cache.blob_path(hashlib.sha256(v1).hexdigest())
     raw = bytearray(held.read_bytes())
     raw[10] ^= 1  # inside a_weight
@@ -300,10 +288,7 @@ def test_a_held_blob_changed_on_disk_is_not_copied(
 def test_a_part_without_an_index_is_downloaded_whole(
     fake_kiln: FakeKiln, signing_key: SigningKey, tmp_path: Path
 ) -> None:
-    cache = Cache(tmp_path / "cache")
-    v1, index1 = layout(TENSORS)
-    publish(fake_kiln, signing_key, v1, index1)
-    fetch(fake_kiln, cache)
+    cache, _v1, _index1 = holding_v1(fake_kiln, signing_key, tmp_path)
     v2, _ = layout({**TENSORS, "head_bias": os.urandom(40)})
     publish(fake_kiln, signing_key, v2, None)
     got, cost = fetch(fake_kiln, cache)
