@@ -30,6 +30,13 @@ export interface CompileRecipe {
     /** C++ compiler inductor must use (inductor's cpp.cxx); never inherited from $CXX. */
     cxx: string;
   };
+  /**
+   * A cross build: the worker's torch (toolchain.torch, on the build host's architecture) generates the code, the
+   * cross compiler (toolchain.cxx) builds it against the TARGET architecture's torch (`targetTorch`, the build the
+   * artifact is linked against and requires on the device), and the verifier runs it under user-mode emulation
+   * (qemu) with that torch. Emulation proves correctness, not speed: such artifacts carry no speed figure.
+   */
+  cross?: CrossBuild;
   inductorConfigs: Record<string, string | number | boolean>;
   /**
    * Register classes that must not appear in the generated `.so` (checked with objdump). Whatever the list,
@@ -41,9 +48,25 @@ export interface CompileRecipe {
   tolerance: { atol: number; rtol: number };
 }
 
+/** How a cross target is built and verified (see CompileRecipe.cross). */
+export interface CrossBuild {
+  /** The machine the artifact runs on ("aarch64"). */
+  arch: 'aarch64';
+  /** The machine that builds it ("x86_64"). */
+  buildArch: 'x86_64';
+  /** The toolchain folder the worker installs for it (`$KILN_HOME/toolchains/<name>`, scripts/setup.sh --cross). */
+  toolchainName: string;
+  /** Exact torch build of the target architecture the artifact links against and is verified with. */
+  targetTorch: string;
+  /** Inductor's vector ISA for the target, forced (its own check would dlopen target code on the build host). */
+  vecIsa: 'neon';
+  /** The CPU qemu emulates while verifying. */
+  emulatedCpu: string;
+}
+
 export interface TargetRequirement {
   os: 'linux';
-  arch: 'x86_64';
+  arch: 'x86_64' | 'aarch64';
   /** Minimum x86-64 level the device CPU must reach. */
   x86Level: 2 | 3 | 4 | null;
   /** Exact compute capability of the device GPU. */
@@ -177,8 +200,47 @@ export const CUDA_TARGETS: readonly TargetDefinition[] = [
   cudaTarget('9.0', 'H100, H200', 'bf16'),
 ];
 
-/** Every target of the catalog: the x86 CPU targets, then the GPU targets. */
-export const TARGETS: readonly TargetDefinition[] = [...CPU_TARGETS, ...CUDA_TARGETS];
+/**
+ * The aarch64 torch the cross builds link against: PyPI's only aarch64 torch 2.13.0 is a CUDA build. Its CPU
+ * code is what a CPU artifact calls, so the artifact requires torch 2.13.0 on the device, CUDA build or not.
+ */
+export const AARCH64_TORCH_BUILD = '2.13.0+cu130';
+
+/**
+ * ARM targets, cross-built by the x86 workers that installed the aarch64 toolchain (scripts/setup.sh --cross) and
+ * verified under qemu-aarch64 (docs/cross-targets.md). armv8-a with NEON (128-bit vectors) runs on every 64-bit
+ * ARM Linux device (Graviton, Jetson, Raspberry Pi 4/5, Ampere); the ISA check forbids SVE registers.
+ */
+export const AARCH64_TARGETS: readonly TargetDefinition[] = [
+  {
+    id: 'linux-aarch64',
+    title: 'aarch64 (armv8-a, NEON)',
+    description:
+      'Any 64-bit ARM Linux device (Graviton, Ampere, Jetson, Raspberry Pi 4/5). Cross-built on x86 and verified ' +
+      'under qemu-aarch64: correct, speed not measured.',
+    requires: { os: 'linux', arch: 'aarch64', x86Level: null, computeCapability: null },
+    recipe: {
+      targetId: 'linux-aarch64',
+      recipeVersion: 1,
+      device: 'cpu',
+      toolchain: { torch: CPU_TORCH_BUILD, cxx: 'aarch64-linux-gnu-g++' },
+      cross: {
+        arch: 'aarch64',
+        buildArch: 'x86_64',
+        toolchainName: 'linux-aarch64',
+        targetTorch: AARCH64_TORCH_BUILD,
+        vecIsa: 'neon',
+        emulatedCpu: 'neoverse-n1',
+      },
+      inductorConfigs: { 'cpp.march': 'armv8-a', 'cpp.simdlen': 128, ...CPU_COMMON },
+      forbiddenRegisters: ['sve'],
+      tolerance: { atol: 1e-4, rtol: 1e-3 },
+    },
+  },
+];
+
+/** Every target of the catalog: the x86 CPU targets, the GPU targets, then the cross-built ARM targets. */
+export const TARGETS: readonly TargetDefinition[] = [...CPU_TARGETS, ...CUDA_TARGETS, ...AARCH64_TARGETS];
 
 /** The precision a recipe computes in ('fp32' when it names none). */
 export function recipePrecision(recipe: CompileRecipe): RecipePrecision {

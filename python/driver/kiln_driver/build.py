@@ -12,6 +12,7 @@ import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import cross as cross_build
 from .compare import ieee_fp32
 from .compile import (
     CompileResult,
@@ -30,7 +31,7 @@ from .inductor_cache import pack as pack_inductor_cache
 from .inductor_cache import restore as restore_inductor_cache
 from .input_checks import accepted_dims, narrowed_dims, narrowed_range_error, set_is_accepted
 from .inputs import input_shapes, materialize, plan_inputs
-from .isa import check_isa
+from .isa import check_isa, check_isa_aarch64, objdump_for
 from .job import Job, load_job, recipe_precision
 from .manifest import MANIFEST_VERSION, ArtifactManifest, ArtifactPart, write_json_atomic
 from .neutralize import neutralize_model
@@ -38,8 +39,8 @@ from .package_parts import WEIGHTS_BLOB_SUFFIX, split_package
 from .precision import convert_program
 from .progress import Events, log, valid_traceparent
 from .reuse import DonorCode, NotReusable, Reuse, load_donor, not_reused, store_parts, try_reuse
-from .toolchain import BuildGpu, build_gpu, check_toolchain
-from .verify import DEFAULT_TIMING_MAX_S, Verifier, VerifyRequest
+from .toolchain import BuildGpu, Compiler, build_gpu, check_toolchain
+from .verify import DEFAULT_TIMING_MAX_S, TimingResult, Verifier, VerifyRequest
 from .weights_layout import NoLayout, weights_layout
 
 MANIFEST_FILE = "manifest.json"
@@ -174,6 +175,52 @@ def _pack_cache(out_dir: Path) -> CacheRecord | None:
     return stored
 
 
+def _package_roots() -> list[str]:
+    """The folders kiln_driver and kiln_runtime import from (an emulated verifier gets them on its PYTHONPATH)."""
+    import kiln_runtime
+
+    roots = {str(Path(__file__).resolve().parent.parent), str(Path(kiln_runtime.__file__).resolve().parent.parent)}
+    return sorted(roots)
+
+
+def _check_machine(shared_objects: list[Path], machine: str) -> None:
+    """Every shared object is Linux code for `machine`: a cross compiler that fell back to the host's would
+    otherwise give an artifact that no device of the target can load."""
+    from kiln_runtime.machine_code import code_target
+
+    for so in shared_objects:
+        with so.open("rb") as f:
+            found = code_target(f.read(64))
+        if found != ("linux", machine):
+            raise DriverError(
+                ErrorCode.COMPILE_FAILED,
+                f"{so.name} is {found[1] if found else 'not a shared object'}, the target is linux/{machine}",
+                {"found": list(found) if found else None, "want": ["linux", machine]},
+            )
+
+
+UNMEASURED_REASON = (
+    "verified under user-mode emulation (qemu): emulation proves correctness, not speed; devices report the speed"
+)
+
+
+def _unmeasured(cross: object) -> TimingResult:
+    """The timing of an artifact whose speed was not measured (a cross build): zeros, said so, never ranked by it."""
+    return {  # type: ignore[typeddict-unknown-key]
+        "eagerMs": 0.0,
+        "compiledMs": 0.0,
+        "speedup": 0.0,
+        "runs": 0,
+        "threads": 0,
+        "inputShapes": [],
+        "lock": "none",
+        "lockWaitS": 0.0,
+        "truncated": False,
+        "method": "unmeasured",
+        "reason": UNMEASURED_REASON if cross is not None else "not measured",
+    }
+
+
 def _cuda_runtime() -> str | None:
     import torch
 
@@ -237,6 +284,30 @@ def _build(
         f", dropped precompiled code {report.dropped}" if report.dropped else "",
     )
     compiler = check_toolchain(job)
+    # What inductor runs as its compiler: the recipe's, or for a cross build a wrapper around it (cross_cxx.py).
+    build_compiler = compiler
+    cross = recipe.get("cross")
+    cross_toolchain: cross_build.CrossToolchain | None = None
+    if cross is not None:
+        cross_toolchain = cross_build.toolchain_of(dict(job))
+        wrapper = cross_build.write_compiler_wrapper(work / "cross")
+        build_compiler = Compiler(path=str(wrapper), version=compiler.version)
+        cross_build.configure(cross, cross_toolchain, compiler.path)
+        # The verifier runs the artifact (and the portable graph) as the target: its python and torch, emulated.
+        verifier.run_with(
+            cross_build.emulator_command(cross, cross_toolchain),
+            cross_build.emulator_env(cross_toolchain, _package_roots()),
+        )
+        log.info(
+            "cross build for %s: %s through %s, linked against %s torch %s, verified under %s -cpu %s",
+            cross["arch"],
+            compiler.path,
+            wrapper,
+            cross["arch"],
+            cross_toolchain["torch"],
+            cross_toolchain["qemu"],
+            cross["emulatedCpu"],
+        )
     precision = recipe_precision(recipe)
     # A weights-only update (reuse.py): the donor's code part is checked before anything is compiled; a file other
     # than the one the job names refuses the job, a donor that cannot serve this build only turns the reuse down.
@@ -284,7 +355,7 @@ def _build(
     # Shared: compiles run side by side, but never while another build on this host is timing (bounded wait).
     with host_lock(exclusive=False, wait_s=float(job["timing"].get("lockWaitSeconds", DEFAULT_WAIT_S))):
         if donor is not None:
-            reused_blob, reuse = try_reuse(donor, ep, example, job, compiler=compiler, work=work)
+            reused_blob, reuse = try_reuse(donor, ep, example, job, compiler=build_compiler, work=work)
         if reuse is not None and reuse["fallback"] is not None:
             log.warning(
                 "weights-only update turned down (%s): %s; compiling in full",
@@ -302,10 +373,10 @@ def _build(
             compiled = CompileResult(
                 package=donor.path,
                 seconds=reuse["codegenSeconds"] if reuse else 0.0,
-                inductor_configs=as_json(inductor_configs_for(job, compiler)),
+                inductor_configs=as_json(inductor_configs_for(job, build_compiler)),
             )
         else:
-            compiled = compile_program(ep, example, job, compiler, work / "compiled")
+            compiled = compile_program(ep, example, job, build_compiler, work / "compiled")
             if reuse is not None:  # the build paid the code generation too
                 compiled = CompileResult(
                     package=compiled.package,
@@ -322,7 +393,12 @@ def _build(
     )
     shared_objects = _extract_shared_objects(compiled.package, work / "so")
     target_level = job["requires"].get("x86Level")
-    isa = check_isa(shared_objects, recipe["forbiddenRegisters"], target_level)
+    machine = cross["arch"] if cross is not None else platform.machine()
+    _check_machine(shared_objects, machine)
+    if machine == "aarch64":
+        isa = check_isa_aarch64(shared_objects, recipe["forbiddenRegisters"])
+    else:
+        isa = check_isa(shared_objects, recipe["forbiddenRegisters"], target_level)
     log.info(
         "ISA check: %s, register counts %s, evidence %s: the host code needs %s (target: %s)",
         "passed" if isa["passed"] else "FAILED",
@@ -360,7 +436,7 @@ def _build(
         if not kept:
             raise narrowed_range_error(narrowed, rejected=[])
         plan = {**plan, "sets": kept}
-    needs = read_needs(shared_objects)
+    needs = read_needs(shared_objects, objdump_for(machine))
     log.info("needs glibc %s, glibcxx %s", needs["glibc"], needs["glibcxx"])
 
     events.phase("packaging", "splitting the package into content-addressed parts")
@@ -405,7 +481,12 @@ def _build(
         "lockWaitSeconds": float(job["timing"].get("lockWaitSeconds", DEFAULT_WAIT_S)),
         "workDir": str(work / "verify"),
     }
-    verification, timing = verifier.run(request, work / "verify-request.json", events)
+    if cross is not None:
+        request["measureSpeed"] = False
+    verification, measured = verifier.run(request, work / "verify-request.json", events)
+    timing: TimingResult = measured if measured is not None else _unmeasured(cross)
+    if cross is not None and cross_toolchain is not None:
+        verification["emulated"] = cross_build.describe(cross, cross_toolchain)  # type: ignore[typeddict-item]
 
     requires = job["requires"]
     manifest: ArtifactManifest = {
@@ -423,7 +504,8 @@ def _build(
             # What the host code needs (never below the target's): GPU artifacts built with -march=native too.
             "x86Level": isa["requiredX86Level"],
             "computeCapability": requires.get("computeCapability"),
-            "torch": torch.__version__,
+            # A cross build runs with the target architecture's torch it was linked against and verified with.
+            "torch": cross_toolchain["torch"] if cross_toolchain is not None else torch.__version__,
             "glibc": needs["glibc"],
             "glibcxx": needs["glibcxx"],
         },
@@ -451,6 +533,13 @@ def _build(
             "finishedAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         },
     }
+    if cross is not None and cross_toolchain is not None:
+        manifest["toolchain"]["cross"] = {  # type: ignore[typeddict-unknown-key]
+            "arch": cross["arch"],
+            "targetTorch": cross_toolchain["torch"],
+            "cxx": {"path": compiler.path, "version": compiler.version},
+            "wrapper": "kiln_driver.cross_cxx",
+        }
     if reuse is not None:
         manifest["reuse"] = reuse
     if cache is not None:
@@ -460,10 +549,11 @@ def _build(
     if "tenantId" in job:
         manifest = {"manifestVersion": manifest["manifestVersion"], "tenantId": job["tenantId"], **manifest}  # type: ignore[assignment]
     write_json_atomic(out_dir / MANIFEST_FILE, manifest)
+    speed = f"{timing['speedup']:.2f}x over eager" if timing["speedup"] > 0 else "speed not measured (emulated)"
     events.phase(
         "done",
         f"{job['targetId']}: compiled in {compiled.seconds:.1f} s, max abs error {verification['maxAbsError']:.2g}"
-        f"{f' ({precision} vs the fp32 portable graph)' if precision != 'fp32' else ''}, "
-        f"{timing['speedup']:.2f}x over eager",
+        f"{f' ({precision} vs the fp32 portable graph)' if precision != 'fp32' else ''}"
+        f"{' under emulation' if cross is not None else ''}, {speed}",
     )
     return manifest

@@ -80,7 +80,11 @@ def inductor_configs_for(job: Job, compiler: Compiler) -> dict[str, Any]:
         )
     # The absolute path pins the compiler we checked and record; inductor otherwise takes $CXX.
     configs["cpp.cxx"] = (compiler.path,)
-    if recipe["device"] == "cpu":
+    if recipe.get("cross") is not None:
+        # The target's vector ISA is forced (cross.configure): inductor's check would run target code on this host.
+        configs["cpp.vec_isa_ok"] = True
+        log.info("vector ISA: %s, forced for the cross build's target", recipe["cross"]["vecIsa"])
+    elif recipe["device"] == "cpu":
         log.info("%s", vec_isa.apply(configs, job.get("vecIsa"), compiler.path))
     # What the code was built from, and nothing else: the tenant's cache key would make one tenant's build of a
     # model differ from another's (reproducible code parts); the manifest binds the parts to the cache key.

@@ -33,10 +33,11 @@ def parse_dynamic_symbols(text: str) -> LibcNeeds:
     return {"glibc": highest(_GLIBC.findall(text)), "glibcxx": highest(_GLIBCXX.findall(text))}
 
 
-def read_needs(so_paths: list[Path]) -> LibcNeeds:
+def read_needs(so_paths: list[Path], objdump: str = "objdump") -> LibcNeeds:
+    """`objdump`: one that reads the shared objects' machine type (isa.objdump_for)."""
     texts = []
     for so in so_paths:
-        proc = subprocess.run(["objdump", "-T", str(so)], check=False, capture_output=True, text=True, errors="replace")
+        proc = subprocess.run([objdump, "-T", str(so)], check=False, capture_output=True, text=True, errors="replace")
         if proc.returncode != 0:
             message = f"objdump -T failed on {so.name}: {proc.stderr.strip()[:2000]}"
             raise DriverError(ErrorCode.DRIVER_CRASHED, message)

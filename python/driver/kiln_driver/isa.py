@@ -125,6 +125,59 @@ def disassembly_counts(so_path: Path) -> tuple[dict[str, int], IsaEvidence]:
     return counts
 
 
+# aarch64 (a cross build's code, read with the cross binutils' objdump): NEON vector registers (v0.4s, q1, d2 in
+# vector forms) and SVE's scalable vectors and predicates (z0.s, p0/z). armv8-a devices without SVE (Graviton2,
+# Raspberry Pi, Jetson) die with SIGILL on SVE code, so the linux-aarch64 recipe forbids it.
+AARCH64_REGISTER_CLASSES = ("neon", "sve")
+_NEON = re.compile(r"\bv(?:[12]?[0-9]|3[01])\.(?:16b|8b|8h|4h|4s|2s|2d|1d|b|h|s|d)\b|\bq(?:[12]?[0-9]|3[01])\b")
+_SVE = re.compile(r"\bz(?:[12]?[0-9]|3[01])\.[bhsdq]\b|\bp(?:1[0-5]|[0-9])/[zm]\b")
+AARCH64_OBJDUMP = "aarch64-linux-gnu-objdump"
+
+
+def scan_aarch64_disassembly(lines: Iterable[str]) -> dict[str, int]:
+    counts = dict.fromkeys(AARCH64_REGISTER_CLASSES, 0)
+    for line in lines:
+        parts = line.split("\t", 2)
+        if len(parts) < 3:  # not an instruction line ("  1139:\tfmax\tv0.4s, v0.4s, v1.4s")
+            continue
+        operands = parts[2]
+        counts["neon"] += len(_NEON.findall(operands))
+        counts["sve"] += len(_SVE.findall(operands))
+    return counts
+
+
+def objdump_for(arch: str) -> str:
+    """The objdump that reads `arch`'s machine code: the host's for x86-64, the cross binutils' for aarch64."""
+    return AARCH64_OBJDUMP if arch == "aarch64" else "objdump"
+
+
+def check_isa_aarch64(so_paths: list[Path], forbidden: list[str]) -> IsaCheckResult:
+    """The aarch64 counterpart of check_isa: NEON and SVE register uses; a forbidden class present fails."""
+    total = dict.fromkeys(AARCH64_REGISTER_CLASSES, 0)
+    for so in so_paths:
+        proc = subprocess.Popen(
+            [AARCH64_OBJDUMP, "-d", "--no-show-raw-insn", str(so)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        for cls, n in scan_aarch64_disassembly(proc.stdout).items():
+            total[cls] += n
+        stderr = proc.stderr.read()
+        if proc.wait() != 0:
+            raise DriverError(ErrorCode.DRIVER_CRASHED, f"{AARCH64_OBJDUMP} -d failed on {so.name}: {stderr[:2000]}")
+    bad = [cls for cls in forbidden if total.get(cls, 0) > 0]
+    return {
+        "passed": not bad,
+        "forbidden": list(forbidden),
+        "counts": total,
+        "evidence": {"avx512": 0, "v3Scalar": 0},
+        "requiredX86Level": None,
+    }
+
+
 def check_isa(so_paths: list[Path], forbidden: list[str], target_level: int | None = None) -> IsaCheckResult:
     """Forbidden register classes, and the level the code needs. A CPU target (with a level) whose code needs a
     higher level fails too: its devices would die with SIGILL. A GPU target (no level) requires what it needs."""

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
+from .cross import CrossRecipe, CrossToolchain
 from .errors import DriverError, ErrorCode
 from .vec_isa import VecIsaAnswer
 
@@ -39,6 +40,7 @@ class _RecipeRequired(TypedDict):
 
 class Recipe(_RecipeRequired, total=False):
     precision: Precision  # absent = fp32
+    cross: CrossRecipe  # a cross build (cross.py)
 
 
 class JobRequires(TypedDict):
@@ -110,6 +112,7 @@ class Job(_JobRequired, total=False):
     vecIsa: VecIsaAnswer  # the worker's vector-ISA check, made once per worker and compiler (vec_isa.py)
     inductorCache: JobInductorCache
     tenantId: str  # written into the manifest (absent from older workers' jobs)
+    crossToolchain: CrossToolchain  # the installed toolchain of a cross recipe, as the sandbox shows it
     traceparent: str  # W3C trace context of the build activity's span; ignored unless well-formed (progress.py)
 
 
@@ -179,7 +182,30 @@ def parse_job(raw: Any) -> Job:
         _check_vec_isa(raw["vecIsa"])
     if "inductorCache" in raw:
         _check_inductor_cache(raw["inductorCache"])
+    if "cross" in recipe:
+        _check_cross(recipe["cross"], requires)
+    if "crossToolchain" in raw:
+        _check_cross_toolchain(raw["crossToolchain"])
     return raw  # type: ignore[no-any-return]
+
+
+def _check_cross(cross: Any, requires: dict[str, Any]) -> None:
+    if not isinstance(cross, dict):
+        raise _bad("recipe.cross must be an object")
+    for key in ("arch", "buildArch", "toolchainName", "targetTorch", "vecIsa", "emulatedCpu"):
+        if not _need(cross, key, str, "recipe.cross"):
+            raise _bad(f"recipe.cross.{key} is empty")
+    if cross["arch"] != requires["arch"]:
+        raise _bad(f"recipe.cross.arch {cross['arch']!r} differs from requires.arch {requires['arch']!r}")
+
+
+def _check_cross_toolchain(toolchain: Any) -> None:
+    if not isinstance(toolchain, dict):
+        raise _bad("job.crossToolchain must be an object")
+    for key in ("root", "site", "sysroot", "python", "qemu"):
+        if not _need(toolchain, key, str, "crossToolchain").startswith("/"):
+            raise _bad(f"crossToolchain.{key} must be an absolute path")
+    _need(toolchain, "torch", str, "crossToolchain")
 
 
 def _is_sha256(value: str) -> bool:

@@ -18,6 +18,7 @@ from typing import TypedDict
 from kiln_runtime.x86_levels import x86_level_from_flags
 
 from .errors import DriverError, ErrorCode
+from .isa import objdump_for
 from .job import Job
 from .progress import log
 
@@ -117,11 +118,20 @@ def check_toolchain(job: Job) -> Compiler:
             f"the recipe needs torch {want}, this worker has {torch.__version__}", want=want, have=torch.__version__
         )
     compiler = resolve_compiler(recipe["toolchain"]["cxx"])
-    if shutil.which("objdump") is None:
-        raise _mismatch("objdump (binutils) is not installed on this worker")
+    cross = recipe.get("cross")
+    objdump = objdump_for(cross["arch"] if cross else platform.machine())
+    if shutil.which(objdump) is None:
+        raise _mismatch(f"{objdump} (binutils) is not installed on this worker")
 
     requires = job["requires"]
-    if requires["arch"] != platform.machine() or requires["os"] != platform.system().lower():
+    if cross is not None:
+        # A cross build: the host builds (its arch is the recipe's buildArch), qemu runs the artifact.
+        if cross["buildArch"] != platform.machine() or requires["arch"] != cross["arch"]:
+            raise _mismatch(
+                f"the recipe cross-builds {cross['arch']} code on {cross['buildArch']} hosts, "
+                f"this worker is {platform.machine()}"
+            )
+    elif requires["arch"] != platform.machine() or requires["os"] != platform.system().lower():
         raise _mismatch(
             f"the target is {requires['os']}/{requires['arch']}, "
             f"this worker is {platform.system()}/{platform.machine()}"

@@ -57,6 +57,8 @@ class VerifyRequest(_VerifyRequestRequired, total=False):
     # Bounds of the timing (absent: the defaults below): the whole measurement, and the wait for the host lock.
     maxSeconds: float
     lockWaitSeconds: float
+    # False: compare only, no timing (a cross build verified under emulation: its speed says nothing of a device's).
+    measureSpeed: bool
 
 
 DEFAULT_TIMING_MAX_S = 60.0
@@ -73,9 +75,17 @@ class _VerificationRequired(TypedDict):
     device: str
 
 
+class Emulation(TypedDict):
+    emulator: str  # "qemu-aarch64"
+    cpu: str  # the CPU it emulated ("neoverse-n1")
+    arch: str  # the machine the artifact ran as ("aarch64")
+    torch: str  # the target architecture's torch that ran it and the portable graph
+
+
 class VerificationResult(_VerificationRequired, total=False):
     referencePrecision: Literal["fp32"]
     tf32: bool  # CUDA only: whether TF32 was allowed (never)
+    emulated: Emulation  # a cross build's: run under user-mode emulation, with the target architecture's torch
 
 
 class _TimingResultRequired(TypedDict):
@@ -191,6 +201,8 @@ class _Child:
         try:
             self.step("run_compiled")
             verification = self.compare(compiled, sets, package)
+            if not self.req.get("measureSpeed", True):
+                return {"verification": verification, "timing": None}
             sizes = [shapes for _, _, shapes in sets[: timing_method.MAX_SIZES]]
             self.events.phase(
                 "timing",
@@ -420,6 +432,9 @@ def _child_env() -> dict[str, str]:
 class Verifier:
     """The verifier's fresh process, which loads nothing of the artifact before its request comes.
 
+    `command`/`env`: how to start it when not with this interpreter (a cross build's verifier runs the target
+    architecture's python under emulation, cross.emulator_command); the child's arguments are appended.
+
     `start()` before the compile: the child imports torch while the compiler runs, off the build's critical path
     (bench/verifier-start.py measures it), and waits on stdin. `run()` writes the request
     and hands the child its path (starting the child then, if `start()` was not called), then reads its events.
@@ -428,15 +443,24 @@ class Verifier:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[str] | None = None
+        self._command: list[str] = [sys.executable]
+        self._env: dict[str, str] | None = None
+
+    def run_with(self, command: list[str], env: dict[str, str]) -> None:
+        """Start the child with `command` (an interpreter and its options) and `env` instead; before start()."""
+        if self._proc is not None:
+            raise RuntimeError("the verifier has started already")
+        self._command, self._env = list(command), dict(env)
 
     def start(self) -> None:
         if self._proc is not None:
             return
-        cmd = [sys.executable, "-m", "kiln_driver", "verify", "--request", "-"]
+        cmd = [*self._command, "-m", "kiln_driver", "verify", "--request", "-"]
         log.info("verifier: %s (waiting for its request)", " ".join(cmd))
         # The environment as it is now: prepare_environment has run (TMPDIR, the inductor cache).
+        env = _child_env() if self._env is None else {**self._env, "AOTI_RUNTIME_CHECK_INPUTS": "1"}
         self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=_child_env(), text=True
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env, text=True
         )
 
     def close(self) -> None:
@@ -453,7 +477,7 @@ class Verifier:
 
     def run(
         self, request: VerifyRequest, request_path: Path, events: Events
-    ) -> tuple[VerificationResult, TimingResult]:
+    ) -> tuple[VerificationResult, TimingResult | None]:
         request_path.write_text(json.dumps(request), encoding="utf-8")
         self.start()
         proc = self._proc
@@ -468,13 +492,13 @@ class Verifier:
 
 def verify_in_fresh_process(
     request: VerifyRequest, request_path: Path, events: Events
-) -> tuple[VerificationResult, TimingResult]:
+) -> tuple[VerificationResult, TimingResult | None]:
     """A verifier started now, for its one request."""
     with Verifier() as verifier:
         return verifier.run(request, request_path, events)
 
 
-def _read_result(proc: subprocess.Popen[str], events: Events) -> tuple[VerificationResult, TimingResult]:
+def _read_result(proc: subprocess.Popen[str], events: Events) -> tuple[VerificationResult, TimingResult | None]:
     assert proc.stdout is not None
     result: dict[str, Any] | None = None
     last_step = "start"
@@ -518,4 +542,4 @@ def _read_result(proc: subprocess.Popen[str], events: Events) -> tuple[Verificat
         raise DriverError(
             str(err.get("code", ErrorCode.DRIVER_CRASHED)), str(err.get("message", "")), err.get("details") or {}
         )
-    return result["verification"], result["timing"]
+    return result["verification"], result["timing"]  # timing None: the request said measureSpeed=False
