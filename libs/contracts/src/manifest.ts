@@ -68,11 +68,17 @@ export interface ArtifactRequirements {
 }
 
 export interface ArtifactToolchain {
+  /** The torch that generated the code (the build host's; for a cross build, not the one the artifact runs with). */
   torch: string;
   python: string;
   cxx: { path: string; version: string };
   cudaRuntime: string | null;
   inductorConfigs: Record<string, JsonValue>;
+  /**
+   * A cross build (kiln_driver/cross.py): the machine the code is for, the target architecture's torch it links
+   * against (= `requires.torch`), the cross compiler inductor ran through Kiln's wrapper.
+   */
+  cross?: { arch: string; targetTorch: string; cxx: { path: string; version: string }; wrapper: string };
 }
 
 export interface IsaCheckResult {
@@ -128,6 +134,11 @@ export interface VerificationResult {
   inputShapes: number[][][];
   /** True when the artifact was assembled from its parts and loaded in a fresh process. */
   freshProcess: boolean;
+  /**
+   * A cross build's: the artifact and the portable graph ran under user-mode emulation (`emulator` emulating `cpu`)
+   * with the target architecture's torch. Proves correctness on that machine type, never speed.
+   */
+  emulated?: { emulator: string; cpu: string; arch: string; torch: string };
   device: string;
   /**
    * The precision of the reference it was compared with: always the portable graph in fp32, also for bf16/fp16
@@ -197,8 +208,14 @@ export interface TimingResult {
   lockWaitS?: number;
   /** The measurement's time budget (`timing.maxSeconds`) ended it before `runs` rounds. */
   truncated?: boolean;
-  /** Absent in manifests written before the timing method was recorded (best-of-N, one input size). */
-  method?: 'interleaved-median-ci';
+  /**
+   * Absent in manifests written before the timing method was recorded (best-of-N, one input size). `unmeasured`: no
+   * speed figure (a cross build verified under emulation); every number is 0 and `reason` says why. The resolver
+   * ranks such an artifact above the portable graph only by its policy for unmeasured artifacts or on device evidence.
+   */
+  method?: 'interleaved-median-ci' | 'unmeasured';
+  /** Why the speed was not measured (`method: 'unmeasured'`). */
+  reason?: string;
   /** Confidence interval of `speedup` at `confidence`. */
   speedupCi?: [number, number];
   confidence?: number;

@@ -1,7 +1,18 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { CPU_TARGETS, CUDA_TARGETS, findTarget, recipeHash, recipePrecision, smName, TARGETS } from './catalog.js';
+import {
+  AARCH64_TARGETS,
+  AARCH64_TORCH_BUILD,
+  CPU_TARGETS,
+  CPU_TORCH_BUILD,
+  CUDA_TARGETS,
+  findTarget,
+  recipeHash,
+  recipePrecision,
+  smName,
+  TARGETS,
+} from './catalog.js';
 
 const manifest = (name: string): { target: string; recipeHash: string; precision?: string } =>
   JSON.parse(readFileSync(new URL(`../../../test/fixtures/manifests/${name}.json`, import.meta.url), 'utf8')) as {
@@ -21,8 +32,24 @@ describe('target catalog', () => {
         'linux-x86_64-v4',
         'linux-x86_64-cuda-sm90',
         'linux-x86_64-cuda-sm90-bf16',
+        'linux-aarch64',
       ],
     );
+  });
+
+  it('linux-aarch64: cross-built on x86 (NEON, armv8-a, no SVE) against the aarch64 torch, requires aarch64', () => {
+    const [arm] = AARCH64_TARGETS;
+    assert.deepEqual(arm.requires, { os: 'linux', arch: 'aarch64', x86Level: null, computeCapability: null });
+    assert.equal(arm.recipe.device, 'cpu');
+    assert.deepEqual(arm.recipe.toolchain, { torch: CPU_TORCH_BUILD, cxx: 'aarch64-linux-gnu-g++' });
+    assert.equal(arm.recipe.cross?.arch, 'aarch64');
+    assert.equal(arm.recipe.cross?.buildArch, 'x86_64');
+    assert.equal(arm.recipe.cross?.targetTorch, AARCH64_TORCH_BUILD);
+    assert.equal(arm.recipe.inductorConfigs['cpp.march'], 'armv8-a');
+    assert.equal(arm.recipe.inductorConfigs['cpp.simdlen'], 128);
+    assert.equal(arm.recipe.inductorConfigs.freezing, true);
+    assert.deepEqual(arm.recipe.forbiddenRegisters, ['sve']);
+    for (const t of [...CPU_TARGETS, ...CUDA_TARGETS]) assert.equal(t.recipe.cross, undefined, t.id);
   });
 
   it('leaves the CPU recipes (and so every existing cache key) as they were: hashes of real manifests', () => {

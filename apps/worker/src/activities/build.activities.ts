@@ -147,11 +147,13 @@ export class BuildActivitiesService implements BuildActivities {
       let integrityError: KilnError | null = null;
       let writtenPhase = phase;
       let phaseWrites: Promise<unknown> = Promise.resolve();
+      const crossToolchain = target.recipe.cross ? this.host.crossToolchain(target.recipe.cross.toolchainName) : null;
       const settings = compileJobSettings(this.config, {
         timingLock: await ensureTimingLock(this.config),
         host: this.host.sandboxHost(),
         gpu,
         gpuDevices: gpu ? await gpuDevices() : [],
+        ...(crossToolchain ? { crossToolchainRoot: crossToolchain.root } : {}),
       });
       const job: RunCompileDriverOptions['job'] = {
         tenantId: input.tenantId,
@@ -166,8 +168,12 @@ export class BuildActivitiesService implements BuildActivities {
         seed: 0,
         ...(traceparent ? { traceparent } : {}),
       };
-      const vecIsa = this.host.vecIsaFor(target.recipe.toolchain.cxx);
+      const vecIsa = target.recipe.cross ? null : this.host.vecIsaFor(target.recipe.toolchain.cxx);
       if (vecIsa) job.vecIsa = vecIsa;
+      if (crossToolchain) {
+        const { root, site, sysroot, python, qemu, torch } = crossToolchain;
+        job.crossToolchain = { root, site, sysroot, python, qemu, torch };
+      }
       const outcome = await runCompileDriver({
         ...settings,
         // The model goes straight into this build's own job folder (readable by this job only), and the driver only

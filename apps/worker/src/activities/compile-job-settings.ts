@@ -13,7 +13,14 @@ import { type GpuLease, gpuEnvironment } from '../build-runner/gpu-slots.js';
  */
 export function compileJobSettings(
   config: KilnConfig,
-  extra: { timingLock: string; host?: SandboxHost; gpu?: GpuLease | null; gpuDevices?: string[] },
+  extra: {
+    timingLock: string;
+    host?: SandboxHost;
+    gpu?: GpuLease | null;
+    gpuDevices?: string[];
+    /** A cross build's toolchain folder (kiln_driver/cross.py): shown read-only, like the Python toolchain. */
+    crossToolchainRoot?: string;
+  },
 ): JobSandboxSettings {
   return {
     pythonPath: config.resolvePath(config.KILN_PYTHON),
@@ -23,7 +30,7 @@ export function compileJobSettings(
     pidsLimit: config.KILN_BUILD_PIDS_LIMIT,
     env: { KILN_TIMING_LOCK: extra.timingLock, ...(extra.gpu ? gpuEnvironment(extra.gpu) : {}) },
     // The host-wide timing lock (python/driver/kiln_driver/host_lock.py): the only host file a job shares.
-    readOnly: [extra.timingLock],
+    readOnly: [extra.timingLock, ...(extra.crossToolchainRoot ? [extra.crossToolchainRoot] : [])],
     devices: extra.gpu ? (extra.gpuDevices ?? []) : [],
     protectedPaths: protectedPaths(config),
     insecureLocal: config.KILN_SANDBOX === 'insecure-local',

@@ -68,6 +68,12 @@ export function checkManifest(m: unknown, job: ManifestExpectation): ArtifactMan
       `manifest requires compute capability ${JSON.stringify(requires.computeCapability)}, the target ${JSON.stringify(job.requires.computeCapability)}`,
     );
   }
+  if (requires.os !== job.requires.os || requires.arch !== job.requires.arch) {
+    throw new Error(
+      `manifest requires ${JSON.stringify(requires.os)}/${JSON.stringify(requires.arch)}, the target is ${job.requires.os}/${job.requires.arch}`,
+    );
+  }
+  checkEmulation(m, job);
   const level = requires.x86Level;
   if (level !== null && (typeof level !== 'number' || !Number.isInteger(level))) {
     throw new Error(`manifest requires x86Level ${JSON.stringify(level)}`);
@@ -101,6 +107,38 @@ export function checkManifest(m: unknown, job: ManifestExpectation): ArtifactMan
   checkReproduction(m.reproduction, job.reproduce);
   checkInductorCache(m.inductorCache, job.offeredInductorCache);
   return m as unknown as ArtifactManifest;
+}
+
+/**
+ * A cross build (recipe.cross) is verified under emulation with the target architecture's torch, and emulation says
+ * nothing of speed: its manifest must say it was emulated, require that torch, and claim no speed figure (a build
+ * host that invented one would get its artifact ranked by it). A native build must not claim emulation.
+ */
+function checkEmulation(m: Record<string, unknown>, job: ManifestExpectation): void {
+  const verification = m.verification as Record<string, unknown>;
+  const timing = m.timing as Record<string, unknown>;
+  const requires = m.requires as Record<string, unknown>;
+  const cross = job.recipe.cross;
+  if (!cross) {
+    if (verification.emulated !== undefined) throw new Error('manifest of a native build says it was emulated');
+    if (timing.method === 'unmeasured') throw new Error('manifest of a native build has no speed measurement');
+    return;
+  }
+  const emulated = verification.emulated;
+  if (!isObject(emulated) || emulated.arch !== cross.arch || emulated.torch !== cross.targetTorch) {
+    throw new Error(
+      `manifest of a ${cross.arch} cross build must say it was verified under emulation with torch ${cross.targetTorch}`,
+    );
+  }
+  if (requires.torch !== cross.targetTorch) {
+    throw new Error(
+      `manifest requires torch ${JSON.stringify(requires.torch)}, the cross build links against ${cross.targetTorch}`,
+    );
+  }
+  const claims = ['speedup', 'eagerMs', 'compiledMs'].filter((k) => timing[k] !== 0);
+  if (timing.method !== 'unmeasured' || claims.length > 0 || timing.speedupCi !== undefined) {
+    throw new Error('manifest of a cross build verified under emulation claims a speed measurement');
+  }
 }
 
 /** Most tensors one weights part may list (the schema's maxItems): a bigger index would make the manifest too big. */

@@ -65,6 +65,11 @@ export interface DriverJob {
    * build. Set by runCompileDriver from its `inductorCache` option.
    */
   inductorCache?: { store: boolean; restore?: { archive: string; sha256: string } };
+  /**
+   * A cross recipe's installed toolchain (kiln_driver/cross.py), as the sandbox shows it: the target architecture's
+   * torch (`site`), the sysroot qemu runs it in, its python, qemu and that torch's version. Read-only in the view.
+   */
+  crossToolchain?: { root: string; site: string; sysroot: string; python: string; qemu: string; torch: string };
 }
 
 export type DriverPhase = 'loading' | 'compiling' | 'isa_check' | 'packaging' | 'verifying' | 'timing' | 'done';

@@ -1,9 +1,19 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { CPU_TARGETS, CUDA_TARGETS, TARGETS, type TargetDefinition, taskQueueFor } from '@kiln/targets';
+import {
+  AARCH64_TARGETS,
+  AARCH64_TORCH_BUILD,
+  CPU_TARGETS,
+  CUDA_TARGETS,
+  TARGETS,
+  type TargetDefinition,
+  taskQueueFor,
+} from '@kiln/targets';
 import {
   buildableTargets,
   buildQueues,
@@ -16,6 +26,7 @@ import {
   parseNvidiaSmiCsv,
   parseToolVersion,
   probeHost,
+  readCrossToolchain,
 } from './host-probe.js';
 
 // Probe outputs recorded on real machines (fixtures/): this dev machine's /proc/cpuinfo (AVX-512 Xeon),
@@ -313,10 +324,10 @@ describe('GPU build hosts: probe → queues', () => {
       queues[0].reason,
       /GPU NVIDIA H100 80GB HBM3 \(compute capability 9\.0\).*torch 2\.11\.0\+cu130.*1 GPU \(0\)/,
     );
-    // The CPU targets pin the CPU torch build: this worker's CUDA torch cannot build them.
+    // The CPU targets pin the CPU torch build: this worker's CUDA torch cannot build them (nor cross-build).
     assert.deepEqual(
       rejected.map((r) => r.targetId),
-      CPU_TARGETS.map((t) => t.id),
+      [...CPU_TARGETS, ...AARCH64_TARGETS].map((t) => t.id),
     );
     for (const r of rejected)
       assert.match(r.reason, /host torch 2\.11\.0\+cu130 differs from the recipe's 2\.13\.0\+cpu/);
@@ -330,9 +341,12 @@ describe('GPU build hosts: probe → queues', () => {
     );
     assert.deepEqual(
       rejected.map((r) => r.targetId),
-      CUDA_TARGETS.map((t) => t.id),
+      [...CUDA_TARGETS, ...AARCH64_TARGETS].map((t) => t.id),
     );
-    for (const r of rejected) assert.match(r.reason, /needs a GPU of compute capability 9\.0, host has no GPU/);
+    for (const r of rejected.slice(0, CUDA_TARGETS.length)) {
+      assert.match(r.reason, /needs a GPU of compute capability 9\.0, host has no GPU/);
+    }
+    assert.match(rejected.at(-1)?.reason ?? '', /cross toolchain linux-aarch64 is not installed/);
   });
 
   it('concurrency is the number of GPUs of exactly that capability (8 H100 + 2 A100, synthetic)', async () => {
@@ -420,5 +434,85 @@ describe('probeHost (this machine, real commands)', () => {
     assert.match(p.toolchain.python ?? '', /^3\.\d+/);
     assert.match(p.toolchain.compilers['g++'].version ?? '', /^\d+\.\d+/);
     assert.match(p.toolchain.glibc ?? '', /^2\.\d+$/);
+  });
+});
+
+describe('cross toolchains (linux-aarch64)', () => {
+  const installed = (root: string, torch = AARCH64_TORCH_BUILD): Record<string, string> => ({
+    name: 'linux-aarch64',
+    arch: 'aarch64',
+    torch,
+    site: path.join(root, 'site'),
+    sysroot: path.join(root, 'sysroot'),
+    python: path.join(root, 'sysroot/usr/bin/python3.11'),
+    qemu: process.execPath, // any file that exists: qemu lives outside the toolchain folder
+  });
+  async function toolchainDir(json: Record<string, string> | null, make = true): Promise<string> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kiln-cross-'));
+    const root = path.join(dir, 'linux-aarch64');
+    if (make) await mkdir(path.join(root, 'site'), { recursive: true });
+    if (make) await mkdir(path.join(root, 'sysroot/usr/bin'), { recursive: true });
+    if (make) await writeFile(path.join(root, 'sysroot/usr/bin/python3.11'), '');
+    if (json) await writeFile(path.join(root, 'toolchain.json'), JSON.stringify(json));
+    return dir;
+  }
+
+  it('reads an installed toolchain; says why one is missing, incomplete or points outside its folder', async () => {
+    const dir = await toolchainDir(null);
+    const root = path.join(dir, 'linux-aarch64');
+    assert.match((await readCrossToolchain(dir, 'linux-aarch64')).problem ?? '', /not installed.*setup\.sh --cross/);
+    await writeFile(path.join(root, 'toolchain.json'), JSON.stringify(installed(root)));
+    const found = await readCrossToolchain(dir, 'linux-aarch64');
+    assert.equal(found.problem, null);
+    assert.equal(found.toolchain?.torch, AARCH64_TORCH_BUILD);
+    assert.equal(found.toolchain?.root, root);
+    await writeFile(path.join(root, 'toolchain.json'), JSON.stringify({ ...installed(root), sysroot: '/' }));
+    assert.match((await readCrossToolchain(dir, 'linux-aarch64')).problem ?? '', /lie outside/);
+    await writeFile(path.join(root, 'toolchain.json'), JSON.stringify({ ...installed(root), qemu: '/nonexistent' }));
+    assert.match((await readCrossToolchain(dir, 'linux-aarch64')).problem ?? '', /\/nonexistent missing/);
+    await writeFile(path.join(root, 'toolchain.json'), JSON.stringify({ ...installed(root), torch: '' }));
+    assert.match((await readCrossToolchain(dir, 'linux-aarch64')).problem ?? '', /lacks torch/);
+  });
+
+  async function crossHost(torch = AARCH64_TORCH_BUILD, nodeArch = 'x64', cpu = 'xeon-avx512.txt'): Promise<HostProbe> {
+    const dir = await toolchainDir(null);
+    const root = path.join(dir, 'linux-aarch64');
+    await writeFile(path.join(root, 'toolchain.json'), JSON.stringify(installed(root, torch)));
+    const fake = fakeHost({
+      compilers: { 'g++': '/usr/bin/g++', 'aarch64-linux-gnu-g++': '/usr/bin/aarch64-linux-gnu-g++' },
+    });
+    return probeHost({
+      pythonPath: '/srv/kiln/venv/bin/python',
+      cpuinfoPath: cpuinfo(cpu),
+      run: fake.run,
+      findExecutable: fake.findExecutable,
+      nodeArch,
+      platform: 'linux',
+      sandboxCheck: false,
+      crossToolchainsDir: dir,
+    });
+  }
+
+  it('an x86 host with the toolchain serves linux-aarch64 beside its own targets', async () => {
+    const p = await crossHost();
+    assert.deepEqual(p.problems, []);
+    const { buildable } = buildableTargets(p, TARGETS);
+    assert.deepEqual(ids(buildable), [...CPU_TARGETS.map((t) => t.id), 'linux-aarch64']);
+    assert.match(
+      buildable.at(-1)?.reason ?? '',
+      /linux\/x86_64 cross-builds aarch64.*linux-aarch64 toolchain \(torch 2\.13\.0\+cu130/,
+    );
+  });
+
+  it('a toolchain with another aarch64 torch, or an aarch64 host, serves no linux-aarch64 queue', async () => {
+    const other = buildableTargets(await crossHost('2.12.0+cu128'), AARCH64_TARGETS);
+    assert.deepEqual(ids(other.buildable), []);
+    assert.match(other.rejected[0].reason, /has torch 2\.12\.0\+cu128, the recipe pins 2\.13\.0\+cu130/);
+    const arm = buildableTargets(
+      await crossHost(AARCH64_TORCH_BUILD, 'arm64', 'graviton2-aarch64.txt'),
+      AARCH64_TARGETS,
+    );
+    assert.deepEqual(ids(arm.buildable), []);
+    assert.match(arm.rejected[0].reason, /is cross-built on linux\/x86_64/);
   });
 });

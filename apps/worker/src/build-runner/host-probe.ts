@@ -57,11 +57,76 @@ export interface HostProbe {
     glibc: string | null;
     /** The same Python as the sandboxed driver sees it (as nobody, no network); null when not checked. */
     sandboxed: SandboxedPythonCheck | null;
+    /**
+     * The cross toolchains installed on this host (`scripts/setup.sh --cross`), by name (a cross recipe's
+     * `toolchainName`): null when absent or incomplete (the reason is in `problems`).
+     */
+    cross: Record<string, CrossToolchainInfo | null>;
   };
   gpus: GpuInfo[];
   /** What the probe could not find out, and why (logged by the worker; never fatal by itself). */
   problems: string[];
   probedAt: string;
+}
+
+/** A cross toolchain as `scripts/lib/cross-aarch64.sh` writes it (`<KILN_HOME>/toolchains/<name>/toolchain.json`). */
+export interface CrossToolchainInfo {
+  name: string;
+  arch: string;
+  /** Folder shown to cross jobs read-only; every path below lies inside it, except qemu. */
+  root: string;
+  site: string;
+  sysroot: string;
+  python: string;
+  qemu: string;
+  /** torch.__version__ of the target architecture's torch ("2.13.0+cu130"). */
+  torch: string;
+}
+
+/** Reads and checks `<dir>/<name>/toolchain.json`; a problem (for the probe's list) when it is missing or broken. */
+export async function readCrossToolchain(
+  dir: string,
+  name: string,
+): Promise<{ toolchain: CrossToolchainInfo | null; problem: string | null }> {
+  const root = path.join(dir, name);
+  const file = path.join(root, 'toolchain.json');
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+    return {
+      toolchain: null,
+      problem: missing
+        ? `cross toolchain ${name} is not installed (scripts/setup.sh --cross installs it)`
+        : `cross toolchain ${name}: ${file} is unreadable: ${(err as Error).message}`,
+    };
+  }
+  const keys = ['arch', 'site', 'sysroot', 'python', 'qemu', 'torch'] as const;
+  const bad = keys.filter((k) => typeof raw[k] !== 'string' || raw[k] === '');
+  if (bad.length > 0) return { toolchain: null, problem: `cross toolchain ${name}: ${file} lacks ${bad.join(', ')}` };
+  const tc: CrossToolchainInfo = {
+    name,
+    arch: raw.arch as string,
+    root: path.resolve(root),
+    site: raw.site as string,
+    sysroot: raw.sysroot as string,
+    python: raw.python as string,
+    qemu: raw.qemu as string,
+    torch: raw.torch as string,
+  };
+  const outside = [tc.site, tc.sysroot, tc.python].filter((p) => !isInside(p, tc.root));
+  if (outside.length > 0) {
+    return { toolchain: null, problem: `cross toolchain ${name}: ${outside.join(', ')} lie outside ${tc.root}` };
+  }
+  const absent = [tc.site, tc.sysroot, tc.python, tc.qemu].filter((p) => !existsSync(p));
+  if (absent.length > 0) return { toolchain: null, problem: `cross toolchain ${name}: ${absent.join(', ')} missing` };
+  return { toolchain: tc, problem: null };
+}
+
+function isInside(p: string, root: string): boolean {
+  const rel = path.relative(root, p);
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
 }
 
 export interface CommandResult {
@@ -138,6 +203,8 @@ export interface ProbeHostOptions {
    * machine can act as an older build host; the cap is recorded as `x86LevelCap`.
    */
   x86LevelCap?: 1 | 2 | 3 | 4 | null;
+  /** Where cross toolchains are installed (`<KILN_HOME>/toolchains`); absent: none are looked for. */
+  crossToolchainsDir?: string;
 }
 
 const DRIVER_SOURCE_DIR = driverSourceDir();
@@ -211,10 +278,26 @@ export async function probeHost(opts: ProbeHostOptions): Promise<HostProbe> {
     problems.push(`inside the sandbox ${opts.pythonPath} runs Python ${sandboxed.python}, outside ${python}`);
   }
   if (!glibc) problems.push('glibc version unknown (neither getconf GNU_LIBC_VERSION nor ldd --version answered)');
+  const cross: Record<string, CrossToolchainInfo | null> = {};
+  const crossNames = [...new Set(TARGETS.flatMap((t) => (t.recipe.cross ? [t.recipe.cross.toolchainName] : [])))];
+  for (const name of crossNames) {
+    if (!opts.crossToolchainsDir) {
+      cross[name] = null;
+      continue;
+    }
+    const found = await readCrossToolchain(opts.crossToolchainsDir, name);
+    cross[name] = found.toolchain;
+    if (found.problem) problems.push(found.problem);
+  }
   const compilerMap: Record<string, CompilerInfo> = {};
+  // A cross recipe's compiler comes with its toolchain (scripts/setup.sh --cross), an option: its absence is the
+  // toolchain's, said once when that target is rejected, not a problem of the host.
+  const crossCompilers = new Set(TARGETS.flatMap((t) => (t.recipe.cross ? [t.recipe.toolchain.cxx] : [])));
   compilerNames.forEach((name, i) => {
     compilerMap[name] = compilers[i];
-    if (!compilers[i].path) problems.push(`C++ compiler ${name} is not on the sandbox PATH (${SANDBOX_PATH})`);
+    if (!compilers[i].path && !crossCompilers.has(name)) {
+      problems.push(`C++ compiler ${name} is not on the sandbox PATH (${SANDBOX_PATH})`);
+    }
   });
 
   return {
@@ -225,7 +308,7 @@ export async function probeHost(opts: ProbeHostOptions): Promise<HostProbe> {
     x86Level,
     x86LevelCap: arch === 'x86_64' ? (opts.x86LevelCap ?? null) : null,
     logicalCpus: cpu.processors || os.availableParallelism(),
-    toolchain: { pythonPath: opts.pythonPath, python, torch, compilers: compilerMap, glibc, sandboxed },
+    toolchain: { pythonPath: opts.pythonPath, python, torch, compilers: compilerMap, glibc, sandboxed, cross },
     gpus,
     problems,
     probedAt: new Date().toISOString(),
@@ -382,7 +465,25 @@ export function buildableTargets(
     const problems: string[] = [];
     const fits: string[] = [];
 
-    if (probe.os !== requires.os || probe.arch !== requires.arch) {
+    const cross = recipe.cross;
+    if (cross) {
+      // Cross-built on a host of the recipe's buildArch, verified under emulation with the installed toolchain.
+      if (probe.os !== requires.os || probe.arch !== cross.buildArch) {
+        problems.push(
+          `host is ${probe.os}/${probe.arch}, the ${requires.arch} target is cross-built on ${requires.os}/${cross.buildArch}`,
+        );
+      } else {
+        fits.push(`${probe.os}/${probe.arch} cross-builds ${requires.arch}`);
+      }
+      const tc = probe.toolchain.cross?.[cross.toolchainName] ?? null;
+      if (!tc) {
+        problems.push(`cross toolchain ${cross.toolchainName} is not installed (scripts/setup.sh --cross)`);
+      } else if (tc.torch !== cross.targetTorch) {
+        problems.push(`cross toolchain ${cross.toolchainName} has torch ${tc.torch}, the recipe pins ${cross.targetTorch}`);
+      } else {
+        fits.push(`${cross.toolchainName} toolchain (torch ${tc.torch}, ${path.basename(tc.qemu)})`);
+      }
+    } else if (probe.os !== requires.os || probe.arch !== requires.arch) {
       problems.push(`host is ${probe.os}/${probe.arch}, target needs ${requires.os}/${requires.arch}`);
     } else {
       fits.push(`${probe.os}/${probe.arch}`);

@@ -6,7 +6,13 @@ import { compileJobSettings, ensureTimingLock, protectedPaths } from '../activit
 import { removeStaleJobCgroups } from '../build-runner/cgroup-limits.js';
 import { GpuSlotPool } from '../build-runner/gpu-slots.js';
 import { sweepStaleJobFolders } from '../build-runner/job-folder.js';
-import { type BuildQueue, buildQueues, type HostProbe, probeHost } from '../build-runner/host-probe.js';
+import {
+  type BuildQueue,
+  buildQueues,
+  type CrossToolchainInfo,
+  type HostProbe,
+  probeHost,
+} from '../build-runner/host-probe.js';
 import { probeSandboxHost, type SandboxHost } from '../build-runner/sandbox-probe.js';
 import { type HostEndpoint, runSandboxSelfTest, type SelfTestReport } from '../build-runner/sandbox-self-test.js';
 import { gpuDevices } from '../build-runner/sandbox-view.js';
@@ -62,7 +68,12 @@ export class HostService implements OnApplicationShutdown {
   async init(): Promise<HostProbe> {
     const pythonPath = this.config.resolvePath(this.config.KILN_PYTHON);
     // The Python as the sandboxed driver sees it comes from the self-test below, which runs it exactly so.
-    this.probe = await probeHost({ pythonPath, sandboxCheck: false, x86LevelCap: this.config.KILN_X86_LEVEL_CAP });
+    this.probe = await probeHost({
+      pythonPath,
+      sandboxCheck: false,
+      x86LevelCap: this.config.KILN_X86_LEVEL_CAP,
+      crossToolchainsDir: path.join(this.config.resolvePath(this.config.KILN_HOME), 'toolchains'),
+    });
     if (this.probe.x86LevelCap !== null) {
       this.logger.warn(
         `KILN_X86_LEVEL_CAP=${this.probe.x86LevelCap}: probing this CPU as x86-64-v${this.probe.x86Level}`,
@@ -95,9 +106,13 @@ export class HostService implements OnApplicationShutdown {
   /** Each compiler of the catalog with the file its vector-ISA answer is kept in (under the worker's work folder). */
   private vecIsaCompilers(): { cxx: string; file: string; key: string }[] {
     const probe = this.requireProbe();
-    // One per compiler binary: several recipe compiler names may resolve to the same path.
+    // One per compiler binary: several recipe compiler names may resolve to the same path. Not a cross recipe's
+    // compiler: its vector ISA is the target's, forced (kiln_driver/cross.py), never checked on this host.
+    const native = new Set(TARGETS.filter((t) => !t.recipe.cross).map((t) => t.recipe.toolchain.cxx));
     const byPath = new Map(
-      Object.values(probe.toolchain.compilers).flatMap((c) => (c.path ? [[c.path, c] as const] : [])),
+      Object.entries(probe.toolchain.compilers).flatMap(([name, c]) =>
+        c.path && native.has(name) ? [[c.path, c] as const] : [],
+      ),
     );
     return [...byPath].map(([cxx, compiler]) => {
       const key = vecIsaKey({
@@ -150,6 +165,11 @@ export class HostService implements OnApplicationShutdown {
       `vector ISAs with ${answer.cxx}: ${answer.valid.join(', ') || 'none'} valid of ` +
         `${answer.listed.join(', ') || 'none listed'} (${how})`,
     );
+  }
+
+  /** The installed cross toolchain a cross recipe names; null when this host has none (it then serves no such queue). */
+  crossToolchain(name: string): CrossToolchainInfo | null {
+    return this.probe?.toolchain.cross?.[name] ?? null;
   }
 
   /** The worker's vector-ISA answer for a recipe's compiler name; null until checked (the build then checks). */
