@@ -7,16 +7,21 @@
 # is stamped with a hash of its inputs under $KILN_HOME/stamps and redone only when those change,
 # so a second run takes well under 2 s.
 #
-# Usage: scripts/setup.sh [--force] [--browser]
+# Usage: scripts/setup.sh [--force] [--browser] [--cross]
 #   --force     ignore the stamps and reinstall every part
 #   --browser   also install Chromium (Debian's package) when missing: the dashboard's browser tests
 #               need it (scripts/test.sh passes this); nothing else does
+#   --cross     also install the linux-aarch64 cross toolchain (scripts/lib/cross-aarch64.sh: Debian's
+#               cross compiler and qemu-user, PyPI's aarch64 torch, an aarch64 sysroot; ~5 GB, ~2.5 min):
+#               a worker serves linux-aarch64 only with it (scripts/test.sh passes this)
 set -euo pipefail
 
 # shellcheck source=lib/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
 # shellcheck source=lib/common.sh
 source "$KILN_ROOT/scripts/lib/common.sh"
+# shellcheck source=lib/cross-aarch64.sh
+source "$KILN_ROOT/scripts/lib/cross-aarch64.sh"
 
 # The machine's Node only bootstraps (it runs npm to fetch Kiln's own Node); Kiln runs on KILN_NODE_VERSION.
 readonly MIN_BOOTSTRAP_NODE=20.17.0
@@ -27,15 +32,17 @@ readonly MIN_PYTHON=3.11
 
 force=0
 browser=0
+cross=0
 for arg in "$@"; do
   case $arg in
     --force) force=1 ;;
     --browser) browser=1 ;;
+    --cross) cross=1 ;;
     -h | --help)
       sed -n '3,12p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
-    *) die "unknown argument '$arg' (usage: scripts/setup.sh [--force] [--browser])" ;;
+    *) die "unknown argument '$arg' (usage: scripts/setup.sh [--force] [--browser] [--cross])" ;;
   esac
 done
 
@@ -302,5 +309,6 @@ setup_web
 ((browser == 0)) || setup_browser
 setup_sandbox
 setup_python
+((cross == 0)) || setup_cross_aarch64
 report_versions
 ok "setup done in $(elapsed_since "$started"); next: scripts/stack.sh start"

@@ -23,7 +23,8 @@ node_test=(node --import @swc-node/register/esm-register --test --test-reporter=
 
 step "setup"
 # --browser: the dashboard's end-to-end tests (test/web.e2e-spec.ts) drive Debian's Chromium.
-if ((e2e)); then scripts/setup.sh --browser; else scripts/setup.sh; fi
+# --cross: the linux-aarch64 target is built and verified under qemu (pytest, test/cross-aarch64.e2e-spec.ts).
+if ((e2e)); then scripts/setup.sh --browser --cross; else scripts/setup.sh --cross; fi
 # Kiln's own Node (installed by setup.sh, first on PATH since env.sh) from here on, not a remembered one.
 hash -r
 scripts/stack.sh start

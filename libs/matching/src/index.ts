@@ -31,6 +31,8 @@ export {
   DEFAULT_ACCEPT_PRECISIONS,
   DEFAULT_EVIDENCE_POLICY,
   DEFAULT_SPEEDUP_TOLERANCE,
+  DEFAULT_UNMEASURED_ARTIFACT_POLICY,
+  UNMEASURED_ARTIFACT_POLICIES,
   asFastAs,
   checkCandidate,
   readEvidence,
@@ -43,6 +45,7 @@ export {
   type Resolution,
   type ResolveOptions,
   type SpeedupBasis,
+  type UnmeasuredArtifactPolicy,
 } from './match-artifacts.js';
 export { inRolloutStage, ROLLOUT_BUCKETS, rolloutBucket } from './rollout-bucket.js';
 export {

@@ -96,6 +96,30 @@ export interface ResolveOptions {
   /** The requesting device's class label, for the reasons. */
   deviceClass?: string;
   evidencePolicy?: Partial<EvidencePolicy>;
+  /**
+   * What to do with a compatible artifact whose speed was never measured (a cross build verified under emulation:
+   * manifest `timing.method` `unmeasured`) and that devices of this class have not timed yet (fewer than
+   * `evidencePolicy.minSpeedupSamples` runs):
+   * - 'serve' (default): serve it over the portable graph: AOTInductor code is the faster path on the targets Kiln
+   *   builds, it was verified correct under emulation, and the devices' reports then rank it by real figures;
+   * - 'evidence-only': serve the portable graph until devices of this class report the artifact's speed.
+   * Either way the answer's reasons name the policy.
+   */
+  unmeasuredArtifacts?: UnmeasuredArtifactPolicy;
+}
+
+export type UnmeasuredArtifactPolicy = 'serve' | 'evidence-only';
+export const UNMEASURED_ARTIFACT_POLICIES: readonly UnmeasuredArtifactPolicy[] = ['serve', 'evidence-only'];
+export const DEFAULT_UNMEASURED_ARTIFACT_POLICY: UnmeasuredArtifactPolicy = 'serve';
+
+/** Whether the build host measured no speed for this artifact (emulated cross builds), and how it was verified. */
+function unmeasuredSpeed(candidate: Candidate): string | null {
+  const timing = candidate.manifest.timing as { method?: string } | undefined;
+  if (timing?.method !== 'unmeasured') return null;
+  const emulated = (candidate.manifest.verification as { emulated?: { emulator?: string; cpu?: string } }).emulated;
+  return emulated
+    ? `verified under emulation (${emulated.emulator ?? 'an emulator'}, ${emulated.cpu ?? 'an emulated CPU'}): correct, speed unmeasured`
+    : 'speed unmeasured on the build host';
 }
 
 /** Where a ranked speedup comes from. */
@@ -651,6 +675,22 @@ export function resolveArtifact(
           'the portable graph is served instead',
       );
     }
+    const unmeasured = estimate.basis === 'device' ? null : unmeasuredSpeed(candidate);
+    const unmeasuredPolicy = opts.unmeasuredArtifacts ?? DEFAULT_UNMEASURED_ARTIFACT_POLICY;
+    if (unmeasured !== null) {
+      const have = evidence?.speedupSamples ?? 0;
+      if (unmeasuredPolicy === 'evidence-only') {
+        refusals.push(
+          `${unmeasured}; policy unmeasuredArtifacts=evidence-only serves it once ${policy.minSpeedupSamples} runs ` +
+            `of ${cls} timed it (${have} so far): the portable graph is served instead`,
+        );
+      } else {
+        check.passed.unshift(
+          `${unmeasured}; served by policy unmeasuredArtifacts=serve until ${policy.minSpeedupSamples} runs of ` +
+            `${cls} time it (${have} so far; 'evidence-only' would serve the portable graph meanwhile)`,
+        );
+      }
+    }
     if (refusals.length > 0) {
       refusedByEvidence++;
       rejected.push({ artifactId: candidate.artifactId, targetId: candidate.targetId, reasons: refusals });
@@ -712,7 +752,8 @@ export function resolveArtifact(
       ? `no compiled artifacts to choose from; ${PORTABLE}`
       : refusedByEvidence > 0
         ? `no compiled artifact to serve this device: ${refusedByEvidence} refused by fleet evidence for ${cls} ` +
-          `(quarantined, or confidently slower than the portable graph), ${rejected.length - refusedByEvidence} ` +
+          `(quarantined, confidently slower than the portable graph, or not yet timed by devices under the ` +
+          `unmeasuredArtifacts policy), ${rejected.length - refusedByEvidence} ` +
           `incompatible (see rejected); ${PORTABLE}`
         : `no compiled artifact fits this device: ${rejected.length} rejected (see rejected); ${PORTABLE}`;
   return { chosen: null, fallback: { kind: 'portable', reason }, ranked, rejected };

@@ -15,7 +15,13 @@ import {
   Min,
 } from 'class-validator';
 import type { ArtifactPrecision } from '@kiln/contracts';
-import { ARTIFACT_PRECISIONS, type DeviceFingerprint } from '@kiln/matching';
+import {
+  ARTIFACT_PRECISIONS,
+  DEFAULT_UNMEASURED_ARTIFACT_POLICY,
+  type DeviceFingerprint,
+  UNMEASURED_ARTIFACT_POLICIES,
+  type UnmeasuredArtifactPolicy,
+} from '@kiln/matching';
 import { MAX_VERSION_NUMBER } from '../common/validation.js';
 import { DEVICE_ID } from '../telemetry/telemetry.dto.js';
 
@@ -87,6 +93,19 @@ export class ResolveRequestDto {
   @IsOptional()
   @IsBoolean()
   acceptInsecureBuilds?: boolean;
+
+  @ApiProperty({
+    required: false,
+    enum: UNMEASURED_ARTIFACT_POLICIES,
+    default: DEFAULT_UNMEASURED_ARTIFACT_POLICY,
+    description:
+      'Artifacts whose speed was never measured (cross builds verified under emulation, e.g. linux-aarch64) and ' +
+      'that devices of this class have not timed yet: "serve" (default) serves them over the portable graph, ' +
+      '"evidence-only" serves the portable graph until devices report their speed. The reasons name the policy.',
+  })
+  @IsOptional()
+  @IsIn(UNMEASURED_ARTIFACT_POLICIES)
+  unmeasuredArtifacts?: UnmeasuredArtifactPolicy;
 }
 
 export class ResolvedPartDto {

@@ -127,6 +127,7 @@ export class ResolverService {
       JSON.stringify(checked.value),
       (dto.acceptPrecisions ?? []).join(','),
       dto.acceptInsecureBuilds === true ? 'insecure' : '',
+      dto.unmeasuredArtifacts ?? '',
       assignment.rollout?.arm ?? '',
       assignment.rollout?.reason ?? '',
     ].join('\0');
@@ -307,6 +308,7 @@ export class ResolverService {
     const resolution = resolveArtifact(fingerprint, candidates, {
       acceptPrecisions: dto.acceptPrecisions,
       acceptInsecureBuilds: dto.acceptInsecureBuilds === true,
+      unmeasuredArtifacts: dto.unmeasuredArtifacts,
       evidence: evidence.get(deviceClass.key) ?? NO_EVIDENCE,
       deviceClass: deviceClass.label,
       evidencePolicy: this.policy,

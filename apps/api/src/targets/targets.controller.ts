@@ -7,7 +7,7 @@ import { READERS, Roles } from '../auth/auth-context.js';
 
 export class TargetRequirementDto {
   @ApiProperty({ enum: ['linux'] }) os!: 'linux';
-  @ApiProperty({ enum: ['x86_64'] }) arch!: 'x86_64';
+  @ApiProperty({ enum: ['x86_64', 'aarch64'] }) arch!: 'x86_64' | 'aarch64';
   @ApiProperty({ nullable: true, type: 'integer', enum: [2, 3, 4], description: 'Minimum x86-64 level of the CPU' })
   x86Level!: 2 | 3 | 4 | null;
   @ApiProperty({ nullable: true, type: String, description: 'Exact compute capability of the GPU' })
@@ -20,6 +20,14 @@ export class TargetResponseDto {
   @ApiProperty() description!: string;
   @ApiProperty({ type: TargetRequirementDto }) requires!: TargetRequirement;
   @ApiProperty() recipeVersion!: number;
+  @ApiProperty({
+    required: false,
+    enum: ['aarch64'],
+    description:
+      'Set for a cross target: built on x86 workers for this machine type and verified under emulation, so its ' +
+      'artifacts carry no speed figure (the resolver serves them by its unmeasuredArtifacts policy)',
+  })
+  crossBuiltFor?: 'aarch64';
   @ApiProperty({ description: 'A build worker for this target polled its queue recently' }) workerOnline!: boolean;
 }
 
@@ -45,6 +53,7 @@ export class TargetsController {
       requires: t.requires,
       recipeVersion: t.recipe.recipeVersion,
       workerOnline: online.has(taskQueueFor(t.id)),
+      ...(t.recipe.cross ? { crossBuiltFor: t.recipe.cross.arch } : {}),
     }));
   }
 }

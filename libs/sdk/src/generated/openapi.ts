@@ -772,7 +772,7 @@ export interface components {
       /** @enum {string} */
       os: 'linux';
       /** @enum {string} */
-      arch: 'x86_64';
+      arch: 'x86_64' | 'aarch64';
       /**
        * @description Minimum x86-64 level of the CPU
        * @enum {integer|null}
@@ -787,6 +787,11 @@ export interface components {
       description: string;
       requires: components['schemas']['TargetRequirementDto'];
       recipeVersion: number;
+      /**
+       * @description Set for a cross target: built on x86 workers for this machine type and verified under emulation, so its artifacts carry no speed figure (the resolver serves them by its unmeasuredArtifacts policy)
+       * @enum {string}
+       */
+      crossBuiltFor?: 'aarch64';
       /** @description A build worker for this target polled its queue recently */
       workerOnline: boolean;
     };
@@ -1131,6 +1136,12 @@ export interface components {
        * @default false
        */
       acceptInsecureBuilds?: boolean | null;
+      /**
+       * @description Artifacts whose speed was never measured (cross builds verified under emulation, e.g. linux-aarch64) and that devices of this class have not timed yet: "serve" (default) serves them over the portable graph, "evidence-only" serves the portable graph until devices report their speed. The reasons name the policy.
+       * @default serve
+       * @enum {string|null}
+       */
+      unmeasuredArtifacts?: 'serve' | 'evidence-only' | null;
     };
     ModelRefDto: {
       id: string;
