@@ -1,0 +1,178 @@
+"""linux-aarch64: cross-built on this x86 host, verified under qemu-aarch64 with the aarch64 torch (cross.py).
+
+The real builds need the toolchain `scripts/setup.sh --cross` installs (npm test installs it and sets
+KILN_REQUIRE_CROSS=1, so a missing toolchain fails there instead of skipping).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, DriverRun, make_job, run_driver
+from jsonschema import Draft202012Validator
+
+from kiln_driver.cross_cxx import rewrite
+from kiln_driver.errors import DriverError
+from kiln_driver.isa import scan_aarch64_disassembly
+from kiln_driver.job import parse_job
+from kiln_runtime.machine_code import code_target
+
+TOOLCHAIN = Path(os.environ.get("KILN_HOME", REPO / ".kiln")).resolve() / "toolchains" / "linux-aarch64"
+AARCH64_TORCH = "2.13.0+cu130"
+CROSS = {
+    "arch": "aarch64",
+    "buildArch": "x86_64",
+    "toolchainName": "linux-aarch64",
+    "targetTorch": AARCH64_TORCH,
+    "vecIsa": "neon",
+    "emulatedCpu": "neoverse-n1",
+}
+SCHEMA = json.loads((REPO / "libs/contracts/src/schemas/artifact-manifest.schema.json").read_text(encoding="utf-8"))
+
+
+def installed_toolchain() -> dict[str, Any]:
+    """The toolchain as the worker passes it (its toolchain.json), or a skip/failure when it is not installed."""
+    path = TOOLCHAIN / "toolchain.json"
+    if not path.exists():
+        why = f"the linux-aarch64 toolchain is not installed ({path} missing): scripts/setup.sh --cross"
+        if os.environ.get("KILN_REQUIRE_CROSS") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    tc = json.loads(path.read_text(encoding="utf-8"))
+    return {"root": str(TOOLCHAIN), **{k: tc[k] for k in ("site", "sysroot", "python", "qemu", "torch")}}
+
+
+def cross_job(toolchain: dict[str, Any] | None, **recipe_changes: Any) -> dict[str, Any]:
+    """The job the worker writes for linux-aarch64 (libs/targets/src/catalog.ts)."""
+    job = make_job(3)
+    recipe = job["recipe"]
+    recipe.update(
+        targetId="linux-aarch64",
+        toolchain={"torch": recipe["toolchain"]["torch"], "cxx": "aarch64-linux-gnu-g++"},
+        cross=dict(CROSS),
+        forbiddenRegisters=["sve"],
+    )
+    recipe["inductorConfigs"].update({"cpp.march": "armv8-a", "cpp.simdlen": 128})
+    recipe.update(recipe_changes)
+    job["targetId"] = "linux-aarch64"
+    job["requires"] = {"os": "linux", "arch": "aarch64", "x86Level": None, "computeCapability": None}
+    if toolchain is not None:
+        job["crossToolchain"] = toolchain
+    return job
+
+
+# ------------------------------------------------------------------------------------------------ units
+
+
+def test_the_compiler_wrapper_drops_x86_flags_and_swaps_the_torch_folders() -> None:
+    host_torch = "/venv/lib/python3.11/site-packages/torch"
+    site = "/tc/site"
+    args = [
+        "k.cpp",
+        "-march=native",
+        "-mavx2",
+        "-mfma",
+        "-mavx512f",
+        "-march=armv8-a",
+        f"-I{host_torch}/include",
+        "-L/venv/lib",
+        "-L/usr/lib/x86_64-linux-gnu",
+        f"-L{host_torch}/lib",
+        "-ltorch",
+        "-shared",
+        "-o",
+        "k.so",
+    ]
+    out = rewrite(args, host_torch, site, ["/venv", "/usr"])
+    assert "-march=native" not in out and not any(a.startswith(("-mavx", "-mfma")) for a in out)
+    assert "-march=armv8-a" in out
+    assert f"-I{site}/torch/include" in out and f"-L{site}/torch/lib" in out
+    assert "-L/venv/lib" not in out and "-L/usr/lib/x86_64-linux-gnu" not in out
+    assert f"-Wl,-rpath-link,{site}/torch/lib" in out
+    compile_only = rewrite(["-c", "k.cpp", "-mavx2"], host_torch, site, ["/venv"])
+    assert compile_only == ["-c", "k.cpp"]
+
+
+def test_the_aarch64_isa_scan_counts_neon_and_sve_operands() -> None:
+    lines = [
+        "    1000:\tfmax\tv0.4s, v0.4s, v1.4s",
+        "    1004:\tldr\tq1, [x0, #16]",
+        "    1008:\tadd\tx0, x0, #0x1",
+        "    100c:\tld1w\t{z0.s}, p0/z, [x0]",
+        "0000000000001000 <kernel>:",
+    ]
+    assert scan_aarch64_disassembly(lines) == {"neon": 4, "sve": 2}
+
+
+def test_a_cross_job_is_parsed_and_its_toolchain_checked() -> None:
+    tc = {"root": "/t", "site": "/t/site", "sysroot": "/t/s", "python": "/t/s/py", "qemu": "/usr/bin/q", "torch": "x"}
+    assert parse_job(cross_job(tc))["recipe"]["cross"]["arch"] == "aarch64"
+    with pytest.raises(DriverError, match="crossToolchain.site must be an absolute path"):
+        parse_job(cross_job({**tc, "site": "site"}))
+    bad = cross_job(tc)
+    bad["recipe"]["cross"]["arch"] = "riscv64"
+    with pytest.raises(DriverError, match="differs from requires.arch"):
+        parse_job(bad)
+
+
+# ------------------------------------------------------------------------------------------------ builds
+
+
+@pytest.fixture(scope="module")
+def mlp_aarch64(fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> DriverRun:
+    """One real cross build of the MLP (dynamic batch) for linux-aarch64, verified under qemu."""
+    return run_driver(fixtures / "mlp.pt2", cross_job(installed_toolchain()), tmp_path_factory.mktemp("mlp-a64"))
+
+
+def test_the_mlp_cross_builds_to_aarch64_code_verified_under_emulation(mlp_aarch64: DriverRun) -> None:
+    assert mlp_aarch64.returncode == 0, mlp_aarch64.stderr[-3000:]
+    m = mlp_aarch64.manifest
+    Draft202012Validator(SCHEMA).validate(m)
+    assert m["requires"]["arch"] == "aarch64" and m["requires"]["x86Level"] is None
+    assert m["requires"]["torch"] == AARCH64_TORCH  # what it links against and ran with under qemu
+    assert m["toolchain"]["cross"]["arch"] == "aarch64"
+    assert m["toolchain"]["cross"]["cxx"]["path"].endswith("aarch64-linux-gnu-g++")
+    v = m["verification"]
+    assert v["passed"] and v["freshProcess"] and v["maxAbsError"] <= 1e-4
+    assert v["emulated"] == {"emulator": "qemu-aarch64", "cpu": "neoverse-n1", "arch": "aarch64", "torch": AARCH64_TORCH}
+    # The dynamic batch: verified on several sizes, under emulation.
+    assert len({shapes[0][0] for shapes in v["inputShapes"]}) >= 3
+    t = m["timing"]
+    assert t["method"] == "unmeasured" and t["speedup"] == 0 and "emulation" in t["reason"]
+    assert m["isaCheck"]["passed"] and m["isaCheck"]["counts"]["neon"] > 0 and m["isaCheck"]["counts"]["sve"] == 0
+    # Freezing is on and the weights still come out as their own part, with the per-tensor index.
+    weights = [p for p in m["parts"] if p["role"] == "weights"]
+    assert len(weights) == 1 and len(weights[0]["tensors"]) == 6
+
+
+def test_the_code_part_is_aarch64_machine_code_with_truthful_metadata(mlp_aarch64: DriverRun) -> None:
+    code = next(p for p in mlp_aarch64.manifest["parts"] if p["role"] == "code")
+    path = mlp_aarch64.out / "parts" / code["sha256"]
+    with zipfile.ZipFile(path) as z:
+        sos = [n for n in z.namelist() if n.endswith(".so")]
+        assert sos
+        for name in sos:
+            assert code_target(z.read(name)[:64]) == ("linux", "aarch64"), name
+        metadata = next(n for n in z.namelist() if n.endswith("_metadata.json"))
+        assert json.loads(z.read(metadata))["AOTI_MACHINE"] == "aarch64"
+
+
+def test_the_emulated_verification_really_compares(fixtures: Path, tmp_path: Path) -> None:
+    """With a zero tolerance the MLP's ~1e-7 differences fail the build: the outputs were really compared."""
+    job = cross_job(installed_toolchain(), tolerance={"atol": 0.0, "rtol": 0.0})
+    run = run_driver(fixtures / "mlp.pt2", job, tmp_path)
+    assert run.returncode != 0
+    assert run.error["code"] == "NUMERIC_MISMATCH", run.error
+    assert not (run.out / "parts").exists()
+
+
+def test_a_toolchain_with_another_aarch64_torch_is_refused(fixtures: Path, tmp_path: Path) -> None:
+    tc = installed_toolchain()
+    run = run_driver(fixtures / "mlp.pt2", cross_job({**tc, "torch": "2.12.0+cu128"}), tmp_path)
+    assert run.error["code"] == "TOOLCHAIN_MISMATCH"
+    assert "2.13.0+cu130" in run.error["message"] and "2.12.0+cu128" in run.error["message"]
