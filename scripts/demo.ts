@@ -133,9 +133,17 @@ async function main(): Promise<void> {
       .join(', ')}`,
   );
 
-  const targets = await call<{ id: string; workerOnline: boolean }[]>('GET', '/v1/targets', { key });
-  const local = targets.filter((t) => t.workerOnline).map((t) => t.id);
+  const targets = await call<{ id: string; workerOnline: boolean; crossBuiltFor?: string }[]>('GET', '/v1/targets', {
+    key,
+  });
+  // This machine's own targets: the ones its device runtime below can run. A cross target (linux-aarch64, when the
+  // worker has the toolchain of `scripts/setup.sh --cross`) is served too, for devices of another kind.
+  const local = targets.filter((t) => t.workerOnline && !t.crossBuiltFor).map((t) => t.id);
+  const cross = targets.filter((t) => t.workerOnline && t.crossBuiltFor).map((t) => t.id);
   if (local.length === 0) throw new Error('No build worker is online (see .kiln/logs/worker.log).');
+  if (cross.length > 0) {
+    console.log(`(the worker also cross-builds ${cross.join(', ')}: compile for it by name, e.g. in the dashboard)`);
+  }
   console.log(`\ncompiling for the targets this machine's worker builds: ${local.join(', ')}`);
   const started = Date.now();
   let compilation = await call<{ id: string; status: string; builds: Build[] }>(
