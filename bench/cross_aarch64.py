@@ -76,8 +76,15 @@ def main() -> None:
                 runs[kind].append(r)
                 print(f"{name} {kind} #{i + 1}: {json.dumps(r)}", flush=True)
 
-        def med(kind: str, key: str, phase: str | None = None) -> float:
-            values = [r["phases"].get(phase, 0.0) if phase else r[key] for r in runs[kind]]
+        def med(
+            kind: str,
+            key: str,
+            phase: str | None = None,
+            runs: dict[str, list[dict[str, Any]]] = runs,
+        ) -> float:
+            values = [
+                r["phases"].get(phase, 0.0) if phase else r[key] for r in runs[kind]
+            ]
             return round(statistics.median(values), 2)
 
         summary[name] = {
@@ -95,8 +102,12 @@ def main() -> None:
         s = summary[name]
         s["ratios"] = {
             "wall": round(s["cross"]["wall"] / s["native"]["wall"], 2),
-            "compileSeconds": round(s["cross"]["compileSeconds"] / s["native"]["compileSeconds"], 2),
-            "verifying": round(s["cross"]["verifying"] / max(s["native"]["verifying"], 1e-9), 2),
+            "compileSeconds": round(
+                s["cross"]["compileSeconds"] / s["native"]["compileSeconds"], 2
+            ),
+            "verifying": round(
+                s["cross"]["verifying"] / max(s["native"]["verifying"], 1e-9), 2
+            ),
         }
     print(json.dumps(summary, indent=2))
 

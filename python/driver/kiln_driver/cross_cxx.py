@@ -31,10 +31,10 @@ def rewrite(args: Sequence[str], host_torch: str, target_site: str, host_prefixe
     for arg in args:
         if arg in DROPPED or arg.startswith(DROPPED_PREFIXES):
             continue
-        arg = arg.replace(host_torch, target_torch)  # before the next check: the x86 torch lives in the venv
-        if arg.startswith("-L") and any(arg[2:].startswith(p) for p in host_prefixes):
+        swapped = arg.replace(host_torch, target_torch)  # before the next check: the x86 torch lives in the venv
+        if swapped.startswith("-L") and any(swapped[2:].startswith(p) for p in host_prefixes):
             continue
-        out.append(arg)
+        out.append(swapped)
     if "-shared" in out:
         # The target torch's libraries need their own (libtorch_cpu needs libcudart in PyPI's aarch64 build): the
         # linker must find them to check the link, though the artifact does not link them directly.

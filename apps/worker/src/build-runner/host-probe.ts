@@ -479,7 +479,9 @@ export function buildableTargets(
       if (!tc) {
         problems.push(`cross toolchain ${cross.toolchainName} is not installed (scripts/setup.sh --cross)`);
       } else if (tc.torch !== cross.targetTorch) {
-        problems.push(`cross toolchain ${cross.toolchainName} has torch ${tc.torch}, the recipe pins ${cross.targetTorch}`);
+        problems.push(
+          `cross toolchain ${cross.toolchainName} has torch ${tc.torch}, the recipe pins ${cross.targetTorch}`,
+        );
       } else {
         fits.push(`${cross.toolchainName} toolchain (torch ${tc.torch}, ${path.basename(tc.qemu)})`);
       }
