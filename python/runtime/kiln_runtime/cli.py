@@ -91,7 +91,14 @@ def _fingerprint(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _resolve(args: argparse.Namespace, client: KilnClient, fp: dict[str, Any], me: str) -> Resolution:
-    return client.resolve(args.model, fingerprint=fp, version=args.version, channel=args.channel, device_id=me)
+    return client.resolve(
+        args.model,
+        fingerprint=fp,
+        version=args.version,
+        channel=args.channel,
+        device_id=me,
+        unmeasured_artifacts=args.unmeasured_artifacts,
+    )
 
 
 def _device_summary(fp: dict[str, Any]) -> str:
@@ -400,6 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
     resolving.add_argument("--channel", default=None, help="channel name (same as MODEL@channel)")
     resolving.add_argument(
         "--fingerprint", default=None, metavar="FILE", help="send this fingerprint instead of this host's probe"
+    )
+    resolving.add_argument(
+        "--unmeasured-artifacts",
+        choices=["serve", "evidence-only"],
+        default=None,
+        help="an artifact whose speed was never measured (a cross build verified under emulation, e.g. linux-aarch64):"
+        " serve it (the API's default) or wait until devices of this class have timed it (evidence-only)",
     )
 
     parser = argparse.ArgumentParser(

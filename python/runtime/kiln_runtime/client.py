@@ -116,10 +116,15 @@ class KilnClient:
         version: int | None = None,
         channel: str | None = None,
         device_id: str | None = None,
+        unmeasured_artifacts: str | None = None,
     ) -> Resolution:
         """POST /v1/resolve: which artifact this device should run (`model` may be `name@channel` or an id).
-        `device_id` places the device in (or out of) a staged rollout of the channel."""
+        `device_id` places the device in (or out of) a staged rollout of the channel. `unmeasured_artifacts`
+        ("serve", the API's default, or "evidence-only"): whether an artifact whose speed was never measured (a cross
+        build verified under emulation) is served before devices of this class have timed it."""
         body: dict[str, Any] = {"model": model, "fingerprint": fingerprint}
+        if unmeasured_artifacts is not None:
+            body["unmeasuredArtifacts"] = unmeasured_artifacts
         if device_id is not None:
             body["deviceId"] = device_id
         if version is not None:

@@ -282,3 +282,14 @@ def test_calls_outside_the_accepted_input_range_run_the_portable_graph() -> None
     assert model(torch.zeros(1, 3)) == "portable"
     assert model(torch.zeros(32, 3)) == "portable"
     assert calls == ["artifact", "portable", "portable"]
+
+
+def test_the_unmeasured_artifacts_policy_goes_into_the_resolve_request_only_when_asked(
+    fake_kiln: FakeKiln, compiled: Compiled, signing_key: SigningKey, tmp_path: Path
+) -> None:
+    publish_artifact(fake_kiln, compiled, signing_key)
+    client = client_for(fake_kiln, tmp_path / "cache")
+    client.resolve("tiny-mlp", fingerprint=fingerprint())
+    client.resolve("tiny-mlp", fingerprint=fingerprint(), unmeasured_artifacts="evidence-only")
+    assert "unmeasuredArtifacts" not in fake_kiln.resolve_bodies[0]  # the API's default (serve) applies
+    assert fake_kiln.resolve_bodies[1]["unmeasuredArtifacts"] == "evidence-only"

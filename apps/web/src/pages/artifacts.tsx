@@ -22,6 +22,8 @@ export function ArtifactsPage() {
 
   if (context.error) return <PageError error={context.error} onRetry={context.refetch} />;
   const list = artifacts.data;
+  // Cross builds verified under emulation carry no timing (manifest timing.method "unmeasured").
+  const timed = list?.filter((a) => a.timing.method !== 'unmeasured');
 
   return (
     <div className="page">
@@ -53,13 +55,13 @@ export function ArtifactsPage() {
             description="Median time of one call on the build host, eager (the portable graph) against the compiled artifact."
           >
             <div className="card-pad chart-box">
-              {!list ? (
+              {!timed ? (
                 <LoadingBlock lines={3} height={28} label="Loading timings" />
-              ) : list.length === 0 ? (
+              ) : timed.length === 0 ? (
                 <p className="muted">Nothing timed yet.</p>
               ) : (
                 <TimingChart
-                  data={list.map((a) => ({
+                  data={timed.map((a) => ({
                     key: a.id,
                     label: a.targetId,
                     eagerMs: a.timing.eagerMs,
@@ -142,6 +144,14 @@ export function ArtifactsPage() {
                             </td>
                             <td className="checks-cell">
                               <Check ok={a.verification.passed} label="numerics" />
+                              {a.verification.emulated && (
+                                <span
+                                  className="muted small"
+                                  title={`Cross-built, verified under ${a.verification.emulated.emulator} (${a.verification.emulated.cpu}) with torch ${a.verification.emulated.torch}: correct on ${a.verification.emulated.arch}, speed not measured`}
+                                >
+                                  emulated ({a.verification.emulated.arch})
+                                </span>
+                              )}
                               <Check ok={a.isaCheck.passed} label="ISA" />
                               {a.reproduction?.checked && (
                                 <span title="Built twice on the build host: every part had the same sha256">
