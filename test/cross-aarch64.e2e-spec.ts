@@ -7,11 +7,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import type { ArtifactManifest } from '@kiln/contracts';
+import { objectKeys } from '@kiln/storage';
 import {
   api,
   type ApiProcess,
@@ -29,6 +31,7 @@ import {
   WorkerProcess,
 } from './support/kiln-harness.js';
 
+const run = promisify(execFile);
 const AARCH64 = 'linux-aarch64';
 const TOOLCHAIN_FILE = path.join(REPO_ROOT, '.kiln', 'toolchains', AARCH64, 'toolchain.json');
 
@@ -78,7 +81,7 @@ before(async () => {
   assert.match(worker.output, /serving linux-aarch64 \(\d+ at a time\)/, `no linux-aarch64 queue:\n${worker.output}`);
   const x86 = worker.servedX86Targets();
   assert.ok(x86.length > 0, worker.output);
-  x86Target = x86[x86.length - 1];
+  x86Target = x86[0];
 });
 
 after(async () => {
@@ -126,6 +129,12 @@ describe('linux-aarch64, cross-built on this x86 worker', () => {
       assert.equal(arm.timing.method, 'unmeasured');
       assert.equal(arm.timing.speedup, 0);
       assert.ok(arm.isaCheck.counts.neon > 0 && arm.isaCheck.counts.sve === 0, JSON.stringify(arm.isaCheck));
+      // The stored code part: aarch64 machine code, and metadata that says so (the AOTI loader reads it).
+      const code = arm.parts.find((p) => p.role === 'code')!;
+      assert.deepEqual(await codePartMachine(code.sha256), { machines: ['linux/aarch64'], aotiMachine: 'aarch64' });
+      // Freezing is on, and the weights still come out as their own part with the per-tensor index.
+      const weights = arm.parts.find((p) => p.role === 'weights');
+      assert.ok(weights?.tensors && weights.tensors.length > 0, JSON.stringify(arm.parts));
       // The x86 artifact of the same compilation is measured as always, and built for x86.
       assert.equal(manifests[x86Target].requires.arch, 'x86_64');
       assert.ok(manifests[x86Target].timing.speedup > 0);
@@ -205,6 +214,28 @@ describe('linux-aarch64, cross-built on this x86 worker', () => {
     );
   });
 });
+
+/** The machine type of every `.so` in a stored code part (read by kiln_runtime.machine_code) and its AOTI_MACHINE. */
+async function codePartMachine(sha256: string): Promise<{ machines: string[]; aotiMachine: string }> {
+  const file = path.join(scratch, `${sha256}.zip`);
+  await writeFile(file, await objectBytes(objectKeys.blob(tenant.id, sha256)));
+  const script = [
+    'import json, sys, zipfile',
+    'from kiln_runtime.machine_code import code_target',
+    'z = zipfile.ZipFile(sys.argv[1])',
+    'machines = sorted({"/".join(code_target(z.read(n)[:64]) or ("?", "?")) for n in z.namelist() if n.endswith(".so")})',
+    'meta = next(n for n in z.namelist() if n.endswith("_metadata.json"))',
+    'print(json.dumps({"machines": machines, "aotiMachine": json.loads(z.read(meta))["AOTI_MACHINE"]}))',
+  ].join('\n');
+  const { stdout } = await run(path.join(REPO_ROOT, '.kiln', 'venv', 'bin', 'python'), ['-c', script, file]);
+  return JSON.parse(stdout) as { machines: string[]; aotiMachine: string };
+}
+
+async function objectBytes(key: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of await s3.getStream(key)) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
 
 /** `python -m kiln_runtime ARGS` as an aarch64 device: the aarch64 python and torch under qemu-aarch64. */
 function runUnderQemu(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
