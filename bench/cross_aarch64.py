@@ -29,14 +29,8 @@ sys.path[:0] = [
     str(REPO / "python/driver/tests"),
 ]
 
-from conftest import DriverRun, fixtures_dir, make_job, run_driver
+from conftest import fixtures_dir, make_job, run_driver
 from test_cross_aarch64 import cross_job, installed_toolchain
-
-
-def phase_walls(run: DriverRun) -> dict[str, float]:
-    starts = {e["phase"]: e["at"] for e in run.events if e["event"] == "phase"}
-    ends = {e["phase"]: e["at"] for e in run.events if e["event"] == "phase_end"}
-    return {p: round(ends[p] - starts[p], 2) for p in starts if p in ends}
 
 
 def one(model: Path, job: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -48,7 +42,7 @@ def one(model: Path, job: dict[str, Any], work: Path) -> dict[str, Any]:
     m = run.manifest
     return {
         "wall": round(wall, 2),
-        "phases": phase_walls(run),
+        "phases": run.phase_walls,
         "compileSeconds": m["build"]["compileSeconds"],
         "maxAbsError": m["verification"]["maxAbsError"],
         "inputSets": len(m["verification"]["inputShapes"]),

@@ -55,7 +55,7 @@ except (
     _stub.fixture = lambda *a, **k: a[0] if a and callable(a[0]) else (lambda f: f)  # type: ignore[attr-defined]
     sys.modules["pytest"] = _stub
 
-from conftest import DriverRun, fixtures_dir, make_job, run_driver
+from conftest import fixtures_dir, make_job, run_driver
 from make_models import MLP, _export
 
 ARCHIVE = "inductor-cache.zip"
@@ -73,12 +73,6 @@ def _one_layer_changed(dest: Path) -> Path:
     )
     torch.export.save(ep, str(dest))
     return dest
-
-
-def _phase_walls(run: DriverRun) -> dict[str, float]:
-    starts = {e["phase"]: e["at"] for e in run.events if e["event"] == "phase"}
-    ends = {e["phase"]: e["at"] for e in run.events if e["event"] == "phase_end"}
-    return {p: round(ends[p] - starts[p], 2) for p in starts if p in ends}
 
 
 TARGET: dict[
@@ -123,7 +117,7 @@ def _build(model: Path, base: Path, cache: Path | None) -> dict[str, Any]:
     return {
         "wallS": round(wall, 2),
         "compileS": m["build"]["compileSeconds"],
-        "compilingPhaseS": _phase_walls(run)["compiling"],
+        "compilingPhaseS": run.phase_walls["compiling"],
         "code": next(p["sha256"] for p in m["parts"] if p["role"] == "code"),
         "cacheBytes": (m["inductorCache"]["stored"] or {}).get("bytes"),
         "out": run.out,

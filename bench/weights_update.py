@@ -34,12 +34,6 @@ sys.path[:0] = [
 from conftest import DriverRun, fixtures_dir, make_job, run_driver
 
 
-def _phase_walls(run: DriverRun) -> dict[str, float]:
-    starts = {e["phase"]: e["at"] for e in run.events if e["event"] == "phase"}
-    ends = {e["phase"]: e["at"] for e in run.events if e["event"] == "phase_end"}
-    return {p: round(ends[p] - starts[p], 2) for p in starts if p in ends}
-
-
 def _timed(model: Path, job: dict[str, Any], base: Path) -> tuple[DriverRun, float]:
     start = time.monotonic()
     run = run_driver(model, job, base)
@@ -77,7 +71,7 @@ def bench(model: str, repeats: int, root: Path) -> dict[str, Any]:
         update, update_wall = _timed(
             fixtures / f"{model}-retrained.pt2", job, update_dir
         )
-        first_phases, update_phases = _phase_walls(first), _phase_walls(update)
+        first_phases, update_phases = first.phase_walls, update.phase_walls
         row = {
             "model": model,
             "firstWallS": round(first_wall, 2),

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { ArtifactManifest } from '@kiln/contracts';
+import { DEBIAN_GRAVITON_FINGERPRINT } from '@kiln/matching';
 import { objectKeys } from '@kiln/storage';
 import {
   api,
@@ -21,6 +22,7 @@ import {
   createTenant,
   deviceToken,
   fixture,
+  objectBytes,
   REPO_ROOT,
   startApi,
   storage,
@@ -42,18 +44,6 @@ interface Toolchain {
   qemu: string;
   torch: string;
 }
-
-/** A Graviton2 server running PyPI's aarch64 torch 2.13.0 (a CUDA build; no GPU). */
-const GRAVITON_FINGERPRINT = {
-  schemaVersion: 1,
-  os: 'linux',
-  arch: 'aarch64',
-  libc: { name: 'glibc', version: '2.36' },
-  libstdcxx: { glibcxx: '3.4.30' },
-  cpu: { model: 'ARM implementer 0x41 part 0xd0c', flags: ['fp', 'asimd', 'evtstrm', 'aes', 'atomics', 'asimddp'] },
-  torch: { version: '2.13.0+cu130', cuda: '13.0' },
-  gpus: [],
-};
 
 let app: ApiProcess;
 let tenant: TestTenant;
@@ -166,7 +156,7 @@ describe('linux-aarch64, cross-built on this x86 worker', () => {
               fallback: { reason: string };
             },
         );
-    const arm = await resolve(GRAVITON_FINGERPRINT);
+    const arm = await resolve(DEBIAN_GRAVITON_FINGERPRINT);
     assert.equal(arm.artifact?.targetId, AARCH64, JSON.stringify(arm, null, 2));
     const reasons = (arm.artifact?.reasons ?? []).join('\n');
     assert.match(reasons, /verified under emulation \(qemu-aarch64, neoverse-n1\): correct, speed unmeasured/);
@@ -176,7 +166,7 @@ describe('linux-aarch64, cross-built on this x86 worker', () => {
       /built for x86_64 CPUs; this device is aarch64/,
     );
 
-    const waiting = await resolve(GRAVITON_FINGERPRINT, { unmeasuredArtifacts: 'evidence-only' });
+    const waiting = await resolve(DEBIAN_GRAVITON_FINGERPRINT, { unmeasuredArtifacts: 'evidence-only' });
     assert.equal(waiting.artifact, null, JSON.stringify(waiting, null, 2));
     assert.match(waiting.fallback.reason, /not yet timed by devices under the unmeasuredArtifacts policy/);
     assert.match(
@@ -186,7 +176,7 @@ describe('linux-aarch64, cross-built on this x86 worker', () => {
     const bad = await api(app)
       .post('/v1/resolve')
       .set('Authorization', `Bearer ${device}`)
-      .send({ model: 'a64-mlp', fingerprint: GRAVITON_FINGERPRINT, unmeasuredArtifacts: 'always' })
+      .send({ model: 'a64-mlp', fingerprint: DEBIAN_GRAVITON_FINGERPRINT, unmeasuredArtifacts: 'always' })
       .expect(400);
     assert.match(JSON.stringify(bad.body), /unmeasuredArtifacts/);
   });
@@ -218,7 +208,7 @@ describe('linux-aarch64, cross-built on this x86 worker', () => {
 /** The machine type of every `.so` in a stored code part (read by kiln_runtime.machine_code) and its AOTI_MACHINE. */
 async function codePartMachine(sha256: string): Promise<{ machines: string[]; aotiMachine: string }> {
   const file = path.join(scratch, `${sha256}.zip`);
-  await writeFile(file, await objectBytes(objectKeys.blob(tenant.id, sha256)));
+  await writeFile(file, await objectBytes(s3, objectKeys.blob(tenant.id, sha256)));
   const script = [
     'import json, sys, zipfile',
     'from kiln_runtime.machine_code import code_target',
@@ -229,12 +219,6 @@ async function codePartMachine(sha256: string): Promise<{ machines: string[]; ao
   ].join('\n');
   const { stdout } = await run(path.join(REPO_ROOT, '.kiln', 'venv', 'bin', 'python'), ['-c', script, file]);
   return JSON.parse(stdout) as { machines: string[]; aotiMachine: string };
-}
-
-async function objectBytes(key: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of await s3.getStream(key)) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 /** `python -m kiln_runtime ARGS` as an aarch64 device: the aarch64 python and torch under qemu-aarch64. */

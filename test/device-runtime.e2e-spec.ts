@@ -22,6 +22,7 @@ import {
   createTenant,
   deviceToken,
   fixture,
+  objectBytes,
   REPO_ROOT,
   startApi,
   storedManifest,
@@ -121,12 +122,6 @@ function json(result: CliResult): RunOutput {
   } catch {
     throw new Error(`kiln-device printed no JSON (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
   }
-}
-
-async function objectBytes(key: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of await s3.getStream(key)) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 const cacheDir = (name: string): string => path.join(scratch, 'caches', name);
@@ -316,7 +311,7 @@ describe('tampering is refused before anything is loaded', () => {
     const fetched = json(await kilnDevice(['fetch', MODEL, '--json'], { KILN_CACHE_DIR: cacheDir('host') }));
     const weights = fetched.verified!.parts.find((p) => p.role === 'weights')!;
     const key = objectKeys.blob(alice.id, weights.sha256);
-    const original = await objectBytes(key);
+    const original = await objectBytes(s3, key);
     const tampered = Buffer.from(original);
     tampered[100] ^= 0x01;
     await s3.putBytes(key, tampered);
@@ -338,7 +333,7 @@ describe('tampering is refused before anything is loaded', () => {
         (list.body as ArtifactBody[]).map((a) => s3.listKeys(objectKeys.manifestsOf(alice.id, a.cacheKey))),
       )
     ).flat();
-    const originals = await Promise.all(keys.map(objectBytes));
+    const originals = await Promise.all(keys.map((k) => objectBytes(s3, k)));
     try {
       // One byte more (a trailing space): still valid JSON, no longer the signed bytes.
       for (const [i, key] of keys.entries()) await s3.putBytes(key, Buffer.concat([originals[i], Buffer.from(' ')]));

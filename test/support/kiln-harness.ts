@@ -204,6 +204,13 @@ export function storage(): ObjectStorage {
   return objectStorageFor(loadKilnConfig());
 }
 
+/** An S3 object's bytes, whole (test objects are small). */
+export async function objectBytes(s3: ObjectStorage, key: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of await s3.getStream(key)) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
 /**
  * The manifest S3 holds for an artifact's cache key. Manifests are written once under their own sha256
  * (objectKeys.manifest); a build publishes exactly one per cache key unless a concurrent twin lost the race, and

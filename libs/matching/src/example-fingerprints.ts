@@ -91,6 +91,19 @@ export const GRAVITON_FINGERPRINT: DeviceFingerprint = {
   gpus: [],
 };
 
+/**
+ * Debian 12 on Graviton2 with PyPI's aarch64 torch 2.13.0 (a CUDA build; no GPU): libstdc++ of GCC 12 (GLIBCXX
+ * 3.4.30), which the linux-aarch64 artifacts need (Debian 12's cross compiler links them); the Amazon Linux 2023
+ * box above (GCC 11, 3.4.29) is too old for them.
+ */
+export const DEBIAN_GRAVITON_FINGERPRINT: DeviceFingerprint = {
+  ...GRAVITON_FINGERPRINT,
+  libc: { name: 'glibc', version: '2.36' },
+  libstdcxx: { glibcxx: '3.4.30' },
+  torch: { version: '2.13.0+cu130', cuda: '13.0' },
+  hostname: 'graviton-1',
+};
+
 export const EXAMPLE_FINGERPRINTS: Readonly<Record<string, DeviceFingerprint>> = {
   'avx2-laptop': AVX2_LAPTOP_FINGERPRINT,
   'avx512-server': AVX512_SERVER_FINGERPRINT,

@@ -1,22 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { DeviceFingerprint } from './fingerprint.js';
-import { AVX2_LAPTOP_FINGERPRINT } from './example-fingerprints.js';
+import { AVX2_LAPTOP_FINGERPRINT, DEBIAN_GRAVITON_FINGERPRINT as GRAVITON } from './example-fingerprints.js';
 import { type ArtifactEvidence, type Candidate, resolveArtifact } from './match-artifacts.js';
 import { makeCandidate } from './testing/make-candidate.js';
-
-/** A Graviton2 server running PyPI's aarch64 torch (a CUDA build, like the one linux-aarch64 links against). */
-const GRAVITON: DeviceFingerprint = {
-  schemaVersion: 1,
-  os: 'linux',
-  arch: 'aarch64',
-  libc: { name: 'glibc', version: '2.36' },
-  libstdcxx: { glibcxx: '3.4.30' },
-  cpu: { model: 'ARM implementer 0x41 part 0xd0c', flags: ['fp', 'asimd', 'evtstrm', 'aes', 'atomics', 'asimddp'] },
-  torch: { version: '2.13.0+cu130', cuda: '13.0' },
-  gpus: [],
-  hostname: 'graviton-1',
-};
 
 /** An artifact of linux-aarch64 as the cross build writes it: verified under qemu, no speed figure. */
 function aarch64Artifact(id: string): Candidate {

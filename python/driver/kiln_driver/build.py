@@ -204,8 +204,8 @@ UNMEASURED_REASON = (
 )
 
 
-def _unmeasured(cross: object) -> TimingResult:
-    """The timing of an artifact whose speed was not measured (a cross build): zeros, said so, never ranked by it."""
+def _unmeasured() -> TimingResult:
+    """The timing of a cross build, whose speed emulation cannot measure: zeros, said so, never ranked by it."""
     return {  # type: ignore[typeddict-unknown-key]
         "eagerMs": 0.0,
         "compiledMs": 0.0,
@@ -217,7 +217,7 @@ def _unmeasured(cross: object) -> TimingResult:
         "lockWaitS": 0.0,
         "truncated": False,
         "method": "unmeasured",
-        "reason": UNMEASURED_REASON if cross is not None else "not measured",
+        "reason": UNMEASURED_REASON,
     }
 
 
@@ -484,7 +484,7 @@ def _build(
     if cross is not None:
         request["measureSpeed"] = False
     verification, measured = verifier.run(request, work / "verify-request.json", events)
-    timing: TimingResult = measured if measured is not None else _unmeasured(cross)
+    timing: TimingResult = measured if measured is not None else _unmeasured()
     if cross is not None and cross_toolchain is not None:
         verification["emulated"] = cross_build.describe(cross, cross_toolchain)  # type: ignore[typeddict-item]
 

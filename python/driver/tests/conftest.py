@@ -91,6 +91,13 @@ class DriverRun:
         return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
 
     @property
+    def phase_walls(self) -> dict[str, float]:
+        """Seconds per driver phase, from its own `phase` / `phase_end` events (the benches report them)."""
+        starts = {e["phase"]: e["at"] for e in self.events if e["event"] == "phase"}
+        ends = {e["phase"]: e["at"] for e in self.events if e["event"] == "phase_end"}
+        return {p: round(ends[p] - starts[p], 2) for p in starts if p in ends}
+
+    @property
     def error(self) -> dict[str, Any]:
         return json.loads((self.out / "error.json").read_text())
 
